@@ -1,0 +1,5 @@
+"""GET / status page (filled in by the deploy work)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["page"])
