@@ -1,7 +1,117 @@
-"""The `c2f` command line: train, serve, worker, demo. Heavy imports happen inside each command."""
+"""The `c2f` command line: train, serve, worker, demo. Heavy imports (torch) happen inside the commands."""
 
 from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="c2f: compressed ID embeddings, trained and served.")
+
+
+def _metrics_line(metrics: dict | None) -> str:
+    if not metrics:
+        return "-"
+    return "  ".join(f"{k}={metrics[k]:.4f}" for k in ("recall@20", "ndcg@20") if k in metrics)
+
+
+@app.command()
+def train(
+    dataset_uri: Annotated[str, typer.Argument(help="Dataset directory/file or URI (file://, http(s)://, s3://).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Artifact root: a new version directory is published in it.")
+    ] = Path("artifacts"),
+    method: Annotated[str, typer.Option(help="c2f | legcf | ud")] = "c2f",
+    dim: Annotated[int | None, typer.Option(help="Embedding size d.")] = None,  # noqa: UP007
+    layers: Annotated[int | None, typer.Option(help="LightGCN propagation layers L.")] = None,  # noqa: UP007
+    epochs: Annotated[int | None, typer.Option(help="Max epochs per phase (early stopping decides).")] = None,  # noqa: UP007
+    batch_size: Annotated[int | None, typer.Option(help="Triplets per batch.")] = None,  # noqa: UP007
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate (UD and coarse stage).")] = None,  # noqa: UP007
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,  # noqa: UP007
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,  # noqa: UP007
+    param: Annotated[
+        list[str] | None,  # noqa: UP007
+        typer.Option("--param", "-p", help="Any TrainConfig field as key=value (JSON value), repeatable."),
+    ] = None,
+) -> None:
+    """Train METHOD on DATASET_URI and publish a new artifact version into --out."""
+    from trainer.config import TrainConfig
+    from trainer.pipeline import train_and_publish
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    values: dict = {"method": method}
+    for key, value in {
+        "dim": dim,
+        "layers": layers,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "device": device,
+    }.items():
+        if value is not None:
+            values[key] = value
+    for item in param or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--param expects key=value, got {item!r}")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    try:
+        config = TrainConfig.from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from error
+    published = train_and_publish(dataset_uri, config, out)
+    metrics = published.manifest["metrics"]
+    typer.echo(f"published {published.version} -> {published.path}")
+    typer.echo(f"trained test:           {_metrics_line(metrics['trained']['test'])}")
+    for mode, served in metrics.get("served", {}).items():
+        typer.echo(f"served ({mode:10s}) test: {_metrics_line(served['test'])}")
+    footprint = published.manifest.get("footprint", {})
+    if footprint:
+        typer.echo(
+            f"params (paper convention): {footprint.get('params_paper')}  "
+            f"bytes: {footprint.get('total_bytes')}  full table: {footprint.get('full_table_bytes')}"
+        )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Run the HTTP service (C2F_* settings). Without C2F_REDIS_URL an embedded Redis and worker start too."""
+    from service.server import serve as run_server
+    from service.settings import Settings
+
+    run_server(host, port, Settings())
+
+
+@app.command()
+def worker() -> None:
+    """Run a training worker on the queue (C2F_REDIS_URL)."""
+    from service.settings import Settings
+    from service.worker import run_worker
+
+    run_worker(Settings())
+
+
+@app.command()
+def demo(
+    dataset_uri: Annotated[str | None, typer.Argument(help="Dataset URI; default: bundled synthetic data.")] = None,  # noqa: UP007
+    out: Annotated[Path, typer.Option("--out", help="Artifact root.")] = Path("artifacts"),
+    method: Annotated[str, typer.Option(help="c2f | legcf | ud")] = "c2f",
+) -> None:
+    """Train on DATASET_URI (or bundled synthetic data), serve in-process, print a recommendation and footprint."""
+    from trainer.demo import run_demo
+
+    run_demo(dataset_uri, str(out), method=method)
+
+
+if __name__ == "__main__":
+    app()

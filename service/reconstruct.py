@@ -1,0 +1,149 @@
+"""Numpy/scipy math shared by the trainer and the service: graphs, propagation, embedding reconstruction.
+
+Entity rows are users ``0..n_users-1`` then items ``n_users..N-1`` (N = n_users + n_items). Meta-embedding nodes
+follow the entities: coarse rows ``N..N+m_c-1``, then fine rows ``N+m_c..N+m_c+m_r-1`` (paper Eq. 3, 13, 14).
+
+The trainer builds its adjacency with :func:`expanded_adjacency` too, so the service's exact mode recomputes the
+same embeddings the trainer evaluated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def interaction_graph(indptr: np.ndarray, indices: np.ndarray, n_items: int) -> sp.csr_matrix:
+    """Binary user × item CSR matrix from ``indptr (n_users+1,)`` and ``indices (nnz,)``."""
+    n_users = len(indptr) - 1
+    data = np.ones(len(indices), dtype=np.float32)
+    return sp.csr_matrix((data, indices, indptr), shape=(n_users, n_items))
+
+
+def soft_threshold(values: np.ndarray, lam: float) -> np.ndarray:
+    """S_λ(x) = sign(x)·max(|x| − λ, 0) (paper Eq. 16)."""
+    return np.sign(values) * np.maximum(np.abs(values) - lam, 0.0)
+
+
+def _assignment_coo(
+    idx: np.ndarray, w: np.ndarray, row_offset: int, col_offset: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """COO triplets of an assignment block: row r links to ``col_offset + idx[r, j]`` with weight ``w[r, j]``."""
+    n, t = idx.shape
+    rows = np.repeat(np.arange(n, dtype=np.int64) + row_offset, t)
+    cols = idx.reshape(-1).astype(np.int64) + col_offset
+    return rows, cols, w.reshape(-1).astype(np.float32)
+
+
+def expanded_adjacency(
+    graph: sp.csr_matrix,
+    S_c_idx: np.ndarray | None = None,
+    S_c_w: np.ndarray | None = None,
+    m_c: int = 0,
+    S_r_idx: np.ndarray | None = None,
+    S_r_w: np.ndarray | None = None,
+    m_r: int = 0,
+) -> sp.csr_matrix:
+    """Symmetric-normalised adjacency D^-1/2 A D^-1/2 of the (expanded) interaction graph, built in O(nnz).
+
+    graph: (n_users, n_items) binary CSR. Without assignments this is LightGCN's Â (Eq. 2, 5); with
+    ``S_c_idx/S_c_w: (N, t_c)`` it is Eq. 13; adding ``S_r_idx/S_r_w: (m_c, t_r)`` gives Eq. 14.
+    Degrees are row sums of |A| so that negative assignment weights (Eq. 11 can produce them) stay well defined.
+    Returns a float32 CSR of shape (N + m_c + m_r) square.
+    """
+    graph = sp.csr_matrix(graph)
+    n_users, n_items = graph.shape
+    n_entities = n_users + n_items
+    size = n_entities + m_c + m_r
+    coo = graph.tocoo()
+    rows = [coo.row.astype(np.int64), coo.col.astype(np.int64) + n_users]
+    cols = [coo.col.astype(np.int64) + n_users, coo.row.astype(np.int64)]
+    vals = [np.ones(coo.nnz, np.float32), np.ones(coo.nnz, np.float32)]
+    if S_c_idx is not None and S_c_w is not None:
+        r, c, v = _assignment_coo(S_c_idx, S_c_w, 0, n_entities)
+        rows += [r, c]
+        cols += [c, r]
+        vals += [v, v]
+    if S_r_idx is not None and S_r_w is not None:
+        r, c, v = _assignment_coo(S_r_idx, S_r_w, n_entities, n_entities + m_c)
+        rows += [r, c]
+        cols += [c, r]
+        vals += [v, v]
+    row = np.concatenate(rows)
+    col = np.concatenate(cols)
+    val = np.concatenate(vals)
+    degree = np.bincount(row, weights=np.abs(val), minlength=size)
+    with np.errstate(divide="ignore"):
+        d_inv_sqrt = np.where(degree > 0, 1.0 / np.sqrt(degree), 0.0)
+    val = (val * d_inv_sqrt[row] * d_inv_sqrt[col]).astype(np.float32)
+    adj = sp.csr_matrix((val, (row, col)), shape=(size, size), dtype=np.float32)
+    adj.sum_duplicates()
+    return adj
+
+
+def propagate(adj: sp.csr_matrix, X0: np.ndarray, layers: int) -> np.ndarray:
+    """Layer mean (1/(L+1))·Σ_l Â^l·X0 (Eq. 5-6). X0: (size, d) float32 -> (size, d) float32."""
+    total = np.array(X0, dtype=np.float32, copy=True)
+    current = total.copy()
+    for _ in range(layers):
+        current = np.asarray(adj @ current, dtype=np.float32)
+        total += current
+    return total / np.float32(layers + 1)
+
+
+def compressed_embeddings(
+    S_idx: np.ndarray, S_w: np.ndarray, H_meta: np.ndarray, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Σ_j S_w[r, j]·H_meta[S_idx[r, j]] for each row r (LEGCF Eq. 10 view). Returns (len(rows), d) float32."""
+    if rows is not None:
+        S_idx = S_idx[rows]
+        S_w = S_w[rows]
+    return np.einsum("nt,ntd->nd", S_w, H_meta[S_idx], dtype=np.float32)
+
+
+def sparse_fine_codebook(arrays: Mapping[str, np.ndarray], m_r: int, d: int) -> np.ndarray:
+    """Dense (m_r, d) view of the thresholded fine codebook S_λ(E^r) stored as CSR arrays."""
+    matrix = sp.csr_matrix(
+        (arrays["E_r_data"], arrays["E_r_indices"], arrays["E_r_indptr"]), shape=(m_r, d), dtype=np.float32
+    )
+    return np.asarray(matrix.todense(), dtype=np.float32)
+
+
+def refined_coarse_codebook(
+    E_c: np.ndarray, S_r_idx: np.ndarray, S_r_w: np.ndarray, fine: np.ndarray, w_cr: float
+) -> np.ndarray:
+    """Ê^c = (1 − w_cr)·E^c + w_cr·S^r·S_λ(E^r) (Eq. 17). fine: (m_r, d) thresholded. Returns (m_c, d)."""
+    return ((1.0 - w_cr) * E_c + w_cr * compressed_embeddings(S_r_idx, S_r_w, fine)).astype(np.float32)
+
+
+def exact_embeddings(arrays: Mapping[str, np.ndarray], manifest: Mapping[str, Any]) -> np.ndarray:
+    """Recompute the propagated entity embeddings H_full (N, d) from an artifact's arrays, as the trainer did.
+
+    UD: Â^l·E. LEGCF: layer 0 = [S^c·E^c; E^c] on Eq. 13's graph. C2F: layer 0 = [S^c·Ê^c; Ê^c; S_λ(E^r)] on
+    Eq. 14's graph (Eq. 17-22). The graph is the training interactions stored in the artifact.
+    """
+    shape = manifest["shape"]
+    n_users, n_items, d, layers = shape["n_users"], shape["n_items"], shape["d"], shape["layers"]
+    n_entities = n_users + n_items
+    graph = interaction_graph(arrays["graph_indptr"], arrays["graph_indices"], n_items)
+    method = manifest["method"]
+    if method == "ud":
+        adj = expanded_adjacency(graph)
+        return propagate(adj, arrays["E"], layers)[:n_entities]
+    S_c_idx, S_c_w, E_c = arrays["S_c_idx"], arrays["S_c_w"], arrays["E_c"]
+    m_c = E_c.shape[0]
+    if method == "legcf":
+        adj = expanded_adjacency(graph, S_c_idx, S_c_w, m_c)
+        X0 = np.vstack([compressed_embeddings(S_c_idx, S_c_w, E_c), E_c])
+        return propagate(adj, X0, layers)[:n_entities]
+    if method == "c2f":
+        m_r = int(shape["m_r"])
+        fine = sparse_fine_codebook(arrays, m_r, d)
+        refined = refined_coarse_codebook(E_c, arrays["S_r_idx"], arrays["S_r_w"], fine, float(manifest["w_cr"]))
+        adj = expanded_adjacency(graph, S_c_idx, S_c_w, m_c, arrays["S_r_idx"], arrays["S_r_w"], m_r)
+        X0 = np.vstack([compressed_embeddings(S_c_idx, S_c_w, refined), refined, fine])
+        return propagate(adj, X0, layers)[:n_entities]
+    raise ValueError(f"unknown method {method!r}")

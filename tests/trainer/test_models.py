@@ -1,0 +1,133 @@
+"""The factorised models (H = P·E) give exactly what propagating the whole graph gives, gradients included."""
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from service.reconstruct import (
+    compressed_embeddings,
+    exact_embeddings,
+    expanded_adjacency,
+    propagate,
+    refined_coarse_codebook,
+    soft_threshold,
+)
+from trainer.assignment import metis_assignment
+from trainer.graph import propagate as torch_propagate
+from trainer.graph import to_torch_csr
+from trainer.models import UD, Coarse, Fine
+
+CPU = torch.device("cpu")
+
+
+def random_graph(n_users=30, n_items=20, density=0.15, seed=0) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((n_users, n_items)) < density).astype(np.float32)
+    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = 1.0  # every user has an item
+    return sp.csr_matrix(dense)
+
+
+def coarse_model(graph, m_c=6, t_c=2, dim=8, layers=2):
+    n = graph.shape[0] + graph.shape[1]
+    parts = np.arange(n) % m_c
+    idx, w = metis_assignment(parts, m_c, t_c, 0.7, seed=1)
+    return Coarse(graph, idx, w, m_c, dim, layers, CPU, seed=0)
+
+
+def test_expanded_adjacency_matches_dense_definition():
+    graph = random_graph()
+    n_users, n_items = graph.shape
+    n = n_users + n_items
+    idx, w = metis_assignment(np.arange(n) % 5, 5, 2, 0.8, seed=0)
+    adj = expanded_adjacency(graph, idx, w, 5).toarray()
+    A = np.zeros((n + 5, n + 5))
+    A[:n_users, n_users:n] = graph.toarray()
+    A[n_users:n, :n_users] = graph.toarray().T
+    for r in range(n):
+        for j in range(2):
+            A[r, n + idx[r, j]] += w[r, j]
+            A[n + idx[r, j], r] += w[r, j]
+    d = A.sum(1)
+    expected = A / np.sqrt(np.outer(d, d))
+    np.testing.assert_allclose(adj, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(adj, adj.T, atol=1e-7)
+
+
+def test_torch_propagation_matches_numpy_and_gradient_is_symmetric_spmm():
+    graph = random_graph()
+    adj_np = expanded_adjacency(graph)
+    X = torch.randn(adj_np.shape[0], 4, requires_grad=True)
+    H = torch_propagate(to_torch_csr(adj_np, CPU), X, 3)
+    np.testing.assert_allclose(H.detach().numpy(), propagate(adj_np, X.detach().numpy(), 3), rtol=1e-4, atol=1e-5)
+    H.sum().backward()
+    dense = torch.from_numpy(adj_np.toarray())
+    X2 = X.detach().clone().requires_grad_(True)
+    layers = [X2]
+    for _ in range(3):
+        layers.append(dense @ layers[-1])
+    (sum(layers) / 4).sum().backward()
+    np.testing.assert_allclose(X.grad.numpy(), X2.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_coarse_factorised_embeddings_equal_full_propagation_with_gradients():
+    graph = random_graph()
+    model = coarse_model(graph)
+    n = model.n_entities
+    adj = to_torch_csr(expanded_adjacency(graph, model.S_c_idx, model.S_c_w, model.m_c), CPU)
+    X0 = torch.cat([torch.einsum("nt,ntd->nd", model.w_t, model.E_c[model.idx_t]), model.E_c])
+    H = torch_propagate(adj, X0, model.layers)
+    rows = torch.tensor([0, 3, n - 1, 5])
+    h, e0 = model.batch_embeddings(rows)
+    torch.testing.assert_close(h, H[rows], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(e0, X0[rows].pow(2).sum(1), rtol=1e-4, atol=1e-5)
+    (g1,) = torch.autograd.grad(h.square().sum(), model.E_c)
+    (g2,) = torch.autograd.grad(H[rows].square().sum(), model.E_c)
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model.meta_embeddings(), H[n:].detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_fine_factorised_embeddings_equal_eq_17_to_22():
+    graph = random_graph()
+    coarse = coarse_model(graph)
+    m_r, t_r = 4, 2
+    rng = np.random.default_rng(0)
+    E_r = rng.standard_normal((m_r, 8)).astype(np.float32)
+    S_r_idx = np.stack([np.arange(6) % m_r, (np.arange(6) + 1) % m_r], axis=1)
+    S_r_w = np.full((6, t_r), 0.5, np.float32)
+    fine = Fine(graph, coarse, E_r, S_r_idx, S_r_w, w_cr=0.3, soft_lambda=0.5, layers=2, device=CPU)
+    F = soft_threshold(E_r, 0.5)
+    E_c = coarse.E_c.detach().numpy()
+    refined = refined_coarse_codebook(E_c, S_r_idx, S_r_w, F, 0.3)
+    np.testing.assert_allclose(fine.refined_codebook().numpy(), refined, rtol=1e-5, atol=1e-6)
+    # Hand computation of Eq. 17 for coarse row 0: (1-w)·E_c[0] + w·(0.5·F[0] + 0.5·F[1]).
+    np.testing.assert_allclose(refined[0], 0.7 * E_c[0] + 0.3 * (0.5 * F[0] + 0.5 * F[1]), rtol=1e-5, atol=1e-6)
+    adj = expanded_adjacency(graph, coarse.S_c_idx, coarse.S_c_w, 6, S_r_idx, S_r_w, m_r)
+    X0 = np.vstack([compressed_embeddings(coarse.S_c_idx, coarse.S_c_w, refined), refined, F])
+    H = propagate(adj, X0, 2)
+    np.testing.assert_allclose(fine.all_nodes().numpy(), H, rtol=1e-4, atol=1e-5)
+    rows = torch.tensor([1, 2, 40])
+    h, e0 = fine.batch_embeddings(rows)
+    np.testing.assert_allclose(h.detach().numpy(), H[rows.numpy()], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(e0.detach().numpy(), (X0[rows.numpy()] ** 2).sum(1), rtol=1e-4, atol=1e-5)
+
+
+def test_exact_embeddings_reproduce_each_model():
+    graph = random_graph()
+    n_users, n_items = graph.shape
+    base = {"graph_indptr": graph.indptr, "graph_indices": graph.indices}
+    shape = {"n_users": n_users, "n_items": n_items, "d": 8, "layers": 2, "m_r": 4}
+    ud = UD(graph, 8, 2, CPU)
+    H = exact_embeddings({**base, "E": ud.E.detach().numpy()}, {"method": "ud", "shape": shape})
+    np.testing.assert_allclose(H, ud.full_embeddings().numpy(), rtol=1e-4, atol=1e-5)
+    coarse = coarse_model(graph)
+    arrays = {**base, "S_c_idx": coarse.S_c_idx, "S_c_w": coarse.S_c_w, "E_c": coarse.E_c.detach().numpy()}
+    H = exact_embeddings(arrays, {"method": "legcf", "shape": shape})
+    np.testing.assert_allclose(H, coarse.full_embeddings().numpy(), rtol=1e-4, atol=1e-5)
+    E_r = np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32)
+    S_r_idx = np.stack([np.arange(6) % 4, (np.arange(6) + 2) % 4], axis=1)
+    S_r_w = np.full((6, 2), 0.5, np.float32)
+    fine = Fine(graph, coarse, E_r, S_r_idx, S_r_w, w_cr=0.5, soft_lambda=0.3, layers=2, device=CPU)
+    F = sp.csr_matrix(fine.thresholded().detach().numpy())
+    arrays.update(S_r_idx=S_r_idx, S_r_w=S_r_w, E_r_indptr=F.indptr, E_r_indices=F.indices, E_r_data=F.data)
+    H = exact_embeddings(arrays, {"method": "c2f", "shape": shape, "w_cr": 0.5})
+    np.testing.assert_allclose(H, fine.full_embeddings().numpy(), rtol=1e-4, atol=1e-5)

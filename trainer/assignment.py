@@ -1,0 +1,136 @@
+"""Sparse assignments: METIS initialisation (§3.1, §3.3) and the gradient-free updates (Eq. 11, Eq. 23-24).
+
+An assignment with t non-zeros per row is kept as two arrays: ``idx: (rows, t) int64`` column indices and
+``w: (rows, t) float32`` weights, so "exactly t non-zeros per row" holds by construction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+def metis_parts(graph: sp.csr_matrix, n_parts: int, seed: int = 0) -> np.ndarray:
+    """Partition the user-item graph (users and items together, N nodes) into ``n_parts`` with METIS.
+
+    Returns (N,) int64 part ids in [0, n_parts). Falls back to a seeded random balanced split when METIS is
+    unavailable or the graph is too small to split.
+    """
+    n_users, n_items = graph.shape
+    n = n_users + n_items
+    if n_parts <= 1:
+        return np.zeros(n, dtype=np.int64)
+    coo = sp.csr_matrix(graph).tocoo()
+    sym = sp.coo_matrix(
+        (
+            np.ones(2 * coo.nnz, dtype=np.int8),
+            (np.concatenate([coo.row, coo.col + n_users]), np.concatenate([coo.col + n_users, coo.row])),
+        ),
+        shape=(n, n),
+    ).tocsr()
+    sym.sum_duplicates()
+    try:
+        import pymetis
+
+        options = pymetis.Options(seed=seed)
+        adjacency = pymetis.CSRAdjacency(sym.indptr.astype(np.int64), sym.indices.astype(np.int64))
+        _, parts = pymetis.part_graph(n_parts, adjacency, options=options)
+        result = np.asarray(parts, dtype=np.int64)
+        if result.shape == (n,) and result.max() < n_parts:
+            return result
+    except Exception:  # pragma: no cover - METIS refuses degenerate graphs; a random split is the fallback
+        pass
+    rng = np.random.default_rng(seed)
+    return rng.permutation(np.arange(n) % n_parts).astype(np.int64)
+
+
+def metis_assignment(
+    parts: np.ndarray, n_meta: int, t: int, w_star: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Initial S^c (§3.1): each entity gets its part's meta-embedding with weight w*, and t−1 other distinct
+    random meta-embeddings sharing (1 − w*) equally. Returns idx (N, t) int64, w (N, t) float32."""
+    n = len(parts)
+    rng = np.random.default_rng(seed)
+    idx = np.empty((n, t), dtype=np.int64)
+    idx[:, 0] = parts
+    if t > 1:
+        # Distinct others: offsets 1..n_meta-1 without replacement per row, added modulo n_meta.
+        keys = rng.random((n, n_meta - 1))
+        offsets = np.argpartition(keys, t - 2, axis=1)[:, : t - 1] + 1
+        idx[:, 1:] = (parts[:, None] + offsets) % n_meta
+    w = np.empty((n, t), dtype=np.float32)
+    w[:, 0] = w_star if t > 1 else 1.0
+    if t > 1:
+        w[:, 1:] = (1.0 - w_star) / (t - 1)
+    return idx, w
+
+
+def top_t(scores: torch.Tensor, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the t largest values of each row of a dense (rows, cols) tensor (Eq. 24). -> idx, w (numpy)."""
+    values, indices = torch.topk(scores, t, dim=1)
+    return indices.cpu().numpy().astype(np.int64), values.cpu().numpy().astype(np.float32)
+
+
+def pinv_assignment(H_full: torch.Tensor, H_meta: torch.Tensor, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 11: S = top-t(H_full · pinv(H_meta)). H_full (N, d), H_meta (m, d) -> idx, w: (N, t).
+
+    The weights are kept as the projection gives them (no renormalisation), as in the paper.
+    """
+    pinv = torch.linalg.pinv(H_meta.double()).float()  # (d, m)
+    return top_t(H_full @ pinv, t)
+
+
+def normalise_rows(idx: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Turn kept scores into mixing weights that sum to 1 per row (positive parts; uniform if none is > 0).
+
+    Used for S^r: Eq. 23's raw values have an arbitrary scale (a product of two pseudo-inverse projections), and
+    Eq. 17 reads S^r·S_λ(E^r) as a mix of fine rows weighted by w_cr, so each row is normalised to sum 1.
+    """
+    positive = np.maximum(values, 0.0)
+    sums = positive.sum(axis=1, keepdims=True)
+    uniform = np.full_like(values, 1.0 / values.shape[1])
+    weights = np.where(sums > 0, positive / np.where(sums > 0, sums, 1.0), uniform)
+    return idx, weights.astype(np.float32)
+
+
+def fine_assignment_init(
+    S_c_idx: np.ndarray,
+    S_c_w: np.ndarray,
+    m_c: int,
+    fine_parts: np.ndarray,
+    m_r: int,
+    t_r: int,
+    w_star: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Initial S^r (§3.3 steps 1-3): S̃^r (N, m_r) has w* on each entity's METIS part and (1 − w*)/(m_r − 1)
+    elsewhere; Ŝ^r = (S^c)ᵀ·S̃^r (m_c, m_r); keep the t_r largest per coarse row. Computed without forming S̃^r:
+    Ŝ^r = c·colsum(S^c)·1ᵀ + (w* − c)·(S^c)ᵀ·onehot(parts), with c = (1 − w*)/(m_r − 1)."""
+    n = S_c_idx.shape[0]
+    rows = np.repeat(np.arange(n), S_c_idx.shape[1])
+    S_c = sp.csr_matrix((S_c_w.reshape(-1), (rows, S_c_idx.reshape(-1))), shape=(n, m_c))
+    onehot = sp.csr_matrix((np.ones(n, np.float32), (np.arange(n), fine_parts)), shape=(n, m_r))
+    c = (1.0 - w_star) / max(m_r - 1, 1)
+    usage = np.asarray(S_c.sum(axis=0)).reshape(-1, 1)  # (m_c, 1)
+    S_hat = c * usage + (w_star - c) * np.asarray((S_c.T @ onehot).todense())
+    idx, values = top_t(torch.from_numpy(np.asarray(S_hat, dtype=np.float32)), t_r)
+    return normalise_rows(idx, values)
+
+
+def bridging_assignment(
+    H_full: torch.Tensor, H_coarse: torch.Tensor, H_fine: torch.Tensor, t_r: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 23-24: S^r = top-t_r((H_full·pinv(Ĥ^c))ᵀ·(H_full·pinv(H^r))), entities bridging coarse and fine.
+
+    H_full (N, d), H_coarse (m_c, d), H_fine (m_r, d) -> idx, w: (m_c, t_r), rows normalised (see normalise_rows).
+    """
+    to_coarse = H_full @ torch.linalg.pinv(H_coarse.double()).float()  # (N, m_c)
+    to_fine = H_full @ torch.linalg.pinv(H_fine.double()).float()  # (N, m_r)
+    return normalise_rows(*top_t(to_coarse.T @ to_fine, t_r))
+
+
+def similarity_assignment(H_coarse: torch.Tensor, H_fine: torch.Tensor, t_r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ablation D: S^r matched from codebook cosine similarity alone, without entities as the bridge."""
+    a = torch.nn.functional.normalize(H_coarse, dim=1)
+    b = torch.nn.functional.normalize(H_fine, dim=1)
+    return normalise_rows(*top_t(a @ b.T, t_r))

@@ -1,0 +1,213 @@
+"""Trained model -> published artifact: arrays, served-weight refit, trained vs served metrics, training curve.
+
+Serving reconstructs an entity from its t_c assignments without graph propagation (LEGCF's Eq. 10 view,
+H_full ≈ S^c·H_meta). The trained weights S^c were fitted for layer 0, not for that identity, so at export the
+weights of each entity are refit by least squares so that S^c·H_meta best matches the propagated H_full
+(optionally alternating with a least-squares refit of the codebook itself). Both the trained metrics (full
+propagation) and the served metrics (what the service computes, in both serving modes) are recorded.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from service.artifact import publish
+from service.reconstruct import compressed_embeddings, exact_embeddings
+from trainer.data import InteractionData
+from trainer.evaluate import evaluate
+from trainer.models import UD, Coarse, Fine
+from trainer.train import TrainedModel
+
+
+def refit_weights(S_idx: np.ndarray, H_meta: np.ndarray, H_full: np.ndarray, ridge: float = 1e-6) -> np.ndarray:
+    """Per-row least squares: w_n = argmin ||Σ_j w_j·H_meta[S_idx[n, j]] − H_full[n]||² (tiny ridge).
+
+    S_idx (N, t), H_meta (m, d), H_full (N, d) -> weights (N, t) float32. Batched t × t normal equations.
+    """
+    G = H_meta[S_idx].astype(np.float64)  # (N, t, d)
+    gram = np.einsum("ntd,nsd->nts", G, G)
+    scale = np.trace(gram, axis1=1, axis2=2)[:, None, None] / S_idx.shape[1] + 1e-12
+    gram += ridge * scale * np.eye(S_idx.shape[1])
+    rhs = np.einsum("ntd,nd->nt", G, H_full.astype(np.float64))
+    return np.linalg.solve(gram, rhs[..., None])[..., 0].astype(np.float32)
+
+
+def refit_codebook(S_idx: np.ndarray, S_w: np.ndarray, H_full: np.ndarray, m: int, ridge: float = 1e-6) -> np.ndarray:
+    """Codebook least squares: argmin_C ||S·C − H_full||_F² for a fixed sparse S (N, m). -> (m, d) float32."""
+    n, t = S_idx.shape
+    S = sp.csr_matrix((S_w.reshape(-1), (np.repeat(np.arange(n), t), S_idx.reshape(-1))), shape=(n, m))
+    gram = np.asarray((S.T @ S).todense(), dtype=np.float64)
+    gram += ridge * (np.trace(gram) / m + 1e-12) * np.eye(m)
+    return np.linalg.solve(gram, np.asarray(S.T @ H_full.astype(np.float64))).astype(np.float32)
+
+
+def served_assignment(
+    S_idx: np.ndarray, H_meta: np.ndarray, H_full: np.ndarray, refit_codebook_rounds: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (and codebook) that the compressed serving mode uses: (S_w_served (N, t), H_meta_served (m, d))."""
+    weights = refit_weights(S_idx, H_meta, H_full)
+    for _ in range(refit_codebook_rounds):
+        H_meta = refit_codebook(S_idx, weights, H_full, H_meta.shape[0])
+        weights = refit_weights(S_idx, H_meta, H_full)
+    return weights, H_meta
+
+
+def _csr_arrays(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
+    matrix = sp.csr_matrix(matrix)
+    matrix.sort_indices()
+    return {
+        f"{prefix}_indptr": matrix.indptr.astype(np.int64),
+        f"{prefix}_indices": matrix.indices.astype(np.int32),
+    }
+
+
+def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.ndarray]:
+    """The model.npz arrays of the artifact contract for the trained method."""
+    arrays: dict[str, np.ndarray] = {
+        "user_ids": np.asarray(data.user_ids).astype(str),
+        "item_ids": np.asarray(data.item_ids).astype(str),
+        **_csr_arrays("graph", data.train),
+        **_csr_arrays("heldout", data.valid),
+    }
+    model = trained.model
+    H_full = model.full_embeddings().cpu().numpy().astype(np.float32)
+    if isinstance(model, UD):
+        arrays["H_full"] = H_full
+        arrays["E"] = model.E.detach().cpu().numpy().astype(np.float32)
+        return arrays
+    coarse = trained.coarse
+    assert coarse is not None
+    if isinstance(model, Fine):
+        n, m_c = model.n_entities, model.m_c
+        H_meta = model.all_nodes()[n : n + m_c].cpu().numpy()
+        fine = model.thresholded().detach().cpu().numpy()
+        fine_csr = sp.csr_matrix(fine.astype(np.float32))
+        arrays.update(
+            S_r_idx=model.S_r_idx.astype(np.int32),
+            S_r_w=model.S_r_w.astype(np.float32),
+            E_r_indptr=fine_csr.indptr.astype(np.int64),
+            E_r_indices=fine_csr.indices.astype(np.int32),
+            E_r_data=fine_csr.data.astype(np.float32),
+        )
+    else:
+        assert isinstance(model, Coarse)
+        H_meta = model.meta_embeddings().cpu().numpy()
+    rounds = 3 if trained.config.refit_codebook else 0
+    S_w_served, H_meta_served = served_assignment(coarse.S_c_idx, H_meta, H_full, rounds)
+    arrays.update(
+        S_c_idx=coarse.S_c_idx.astype(np.int32),
+        S_c_w=coarse.S_c_w.astype(np.float32),
+        S_c_w_served=S_w_served,
+        H_meta=H_meta_served.astype(np.float32),
+        E_c=coarse.E_c.detach().cpu().numpy().astype(np.float32),
+    )
+    return arrays
+
+
+def _evaluate_numpy(H_full: np.ndarray, data: InteractionData) -> dict[str, float]:
+    n = data.n_users
+    return evaluate(torch.from_numpy(H_full[:n]), torch.from_numpy(H_full[n:]), data.test, [data.train, data.valid])
+
+
+def served_metrics(arrays: Mapping[str, np.ndarray], manifest: Mapping[str, Any], data: InteractionData) -> dict:
+    """Test metrics of both serving modes, computed by the same numpy code the service runs."""
+    exact = _evaluate_numpy(exact_embeddings(arrays, manifest), data)
+    if manifest["method"] == "ud":
+        return {"compressed": {"test": exact}, "exact": {"test": exact}}
+    compressed = compressed_embeddings(arrays["S_c_idx"], arrays["S_c_w_served"], arrays["H_meta"])
+    return {"compressed": {"test": _evaluate_numpy(compressed, data)}, "exact": {"test": exact}}
+
+
+def plot_curve(history: list[dict[str, Any]]) -> bytes:
+    """PNG of training loss and validation NDCG@20 per epoch across stages; assignment updates marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_ndcg) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
+    x = np.arange(1, len(history) + 1)
+    ax_loss.plot(x, [r["loss"] for r in history], color="#1f77b4", lw=1.5)
+    ax_loss.set_ylabel("BPR loss")
+    evaluated = [(i + 1, r["valid"]["ndcg@20"]) for i, r in enumerate(history) if r.get("valid")]
+    if evaluated:
+        ex, ey = zip(*evaluated, strict=True)
+        ax_ndcg.plot(ex, ey, color="#2ca02c", marker="o", ms=3, lw=1.5)
+    ax_ndcg.set_ylabel("valid NDCG@20")
+    ax_ndcg.set_xlabel("epoch (all stages)")
+    for i, r in enumerate(history):
+        if r.get("assignment_update"):
+            for ax in (ax_loss, ax_ndcg):
+                ax.axvline(i + 1, color="#d62728", alpha=0.25, lw=0.8)
+        if i > 0 and (r["stage"], r["phase"]) != (history[i - 1]["stage"], history[i - 1]["phase"]):
+            for ax in (ax_loss, ax_ndcg):
+                ax.axvline(i + 0.5, color="black", ls="--", lw=0.8)
+            ax_loss.annotate(
+                f"{r['stage']} p{r['phase']}",
+                (i + 1, 1.0),
+                xycoords=("data", "axes fraction"),
+                va="top",
+                fontsize=8,
+            )
+    ax_loss.set_title("training curve (red: assignment updates, dashed: stage/phase changes)", fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def build_manifest(trained: TrainedModel, data: InteractionData) -> dict[str, Any]:
+    """Manifest fields the trainer owns (the artifact module adds versions, files and checksums)."""
+    config = trained.config
+    model = trained.model
+    n_entities = data.n_users + data.n_items
+    is_meta = config.method != "ud"
+    is_c2f = config.method == "c2f"
+    manifest: dict[str, Any] = {
+        "method": config.method,
+        "dataset": {"uri": data.uri, "content_hash": data.content_hash, "stats": data.stats},
+        "config": config.to_dict(),
+        "shape": {
+            "n_users": data.n_users,
+            "n_items": data.n_items,
+            "n_entities": n_entities,
+            "d": config.dim,
+            "layers": config.layers,
+            "m_c": config.m_c if is_meta else 0,
+            "t_c": config.t_c if is_meta else 0,
+            "m_r": config.m_r if is_c2f else 0,
+            "t_r": config.t_r if is_c2f else 0,
+        },
+        "w_cr": config.w_cr if is_c2f else None,
+        "soft_lambda": float(model.soft_lambda) if isinstance(model, Fine) else None,
+        "metrics": {
+            "trained": {"valid": trained.valid, "test": trained.test},
+            "history": trained.history,
+            "timings": trained.timings,
+        },
+        "info": trained.info,
+    }
+    if trained.coarse_test is not None and is_c2f:
+        manifest["metrics"]["trained"]["coarse_test"] = trained.coarse_test
+    return manifest
+
+
+def export(trained: TrainedModel, data: InteractionData, out_root: str | Path) -> tuple[str, dict[str, Any]]:
+    """Build arrays and manifest, measure served metrics, plot the curve, publish atomically -> (version, manifest)."""
+    t0 = time.perf_counter()
+    arrays = build_arrays(trained, data)
+    manifest = build_manifest(trained, data)
+    manifest["metrics"]["served"] = served_metrics(arrays, manifest, data)
+    manifest["metrics"]["timings"]["export_seconds"] = time.perf_counter() - t0
+    Path(out_root).mkdir(parents=True, exist_ok=True)
+    version = publish(out_root, arrays, manifest, {"curve.png": plot_curve(trained.history)})
+    return version, manifest

@@ -1,0 +1,168 @@
+"""The training loop: BPR epochs, validation, early stopping, and the two phases of Algorithms 1 and 2.
+
+Phase 1 trains with a fixed assignment until validation NDCG@20 stops improving; phase 2 additionally updates
+the assignment every ``update_every`` epochs (Eq. 11 for S^c, Eq. 23-24 for S^r). Each phase ends by restoring
+its best state, so an assignment update that hurts validation quality is never kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from trainer.data import InteractionData
+from trainer.evaluate import evaluate
+from trainer.models import EmbeddingModel
+from trainer.sampling import BPRSampler
+
+Progress = Callable[[dict[str, Any]], None]
+CRITERION = "ndcg@20"
+
+
+@dataclass
+class EpochRecord:
+    """One line of training history."""
+
+    stage: str  # "ud" | "coarse" | "fine"
+    phase: int  # 1: fixed assignment, 2: with assignment updates
+    epoch: int  # epoch within the stage, from 1
+    loss: float
+    seconds: float  # wall time of the epoch's optimisation
+    valid: dict[str, float] | None = None
+    assignment_update: bool = False
+    update_seconds: float = 0.0
+
+
+@dataclass
+class PhaseResult:
+    best_valid: dict[str, float] | None
+    best_epoch: int
+    epochs: int
+    seconds: float
+
+
+@dataclass
+class Trainer:
+    """Runs phases of BPR training on one model. ``history`` accumulates across phases and stages."""
+
+    data: InteractionData
+    batch_size: int
+    negatives: int
+    reg: float
+    eval_every: int
+    patience: int
+    seed: int
+    progress: Progress | None = None
+    history: list[EpochRecord] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        self.sampler = BPRSampler(self.data.train, self.negatives, seed=self.seed)
+
+    def validate(self, model: EmbeddingModel) -> dict[str, float] | None:
+        if self.data.valid.nnz == 0:
+            return None
+        return self.metrics(model.full_embeddings(), self.data.valid, [self.data.train])
+
+    def metrics(self, H_full: torch.Tensor, truth: Any, exclude: list[Any]) -> dict[str, float]:
+        n_users = self.data.n_users
+        return evaluate(H_full[:n_users], H_full[n_users:], truth, exclude)
+
+    def train_epoch(self, model: EmbeddingModel, optimizer: torch.optim.Optimizer) -> float:
+        """One pass over all training interactions; returns the mean batch loss."""
+        device = next(model.parameters()).device
+        n_users = self.data.n_users
+        model.train()
+        losses = []
+        for users, pos, neg in self.sampler.epoch(self.batch_size):
+            b, k = neg.shape
+            rows = torch.from_numpy(np.concatenate([users, pos + n_users, neg.reshape(-1) + n_users])).to(device)
+            h, sq = model.batch_embeddings(rows)
+            h_u, h_p, h_n = h[:b], h[b : 2 * b], h[2 * b :].view(b, k, -1)
+            pos_score = (h_u * h_p).sum(-1, keepdim=True)
+            neg_score = torch.einsum("bd,bkd->bk", h_u, h_n)
+            loss = F.softplus(neg_score - pos_score).mean()
+            # L2 on the batch's layer-0 embeddings (negatives averaged over k), as LightGCN/LEGCF do.
+            l2 = (sq[: 2 * b].sum() + sq[2 * b :].sum() / k) / (2 * b)
+            total = loss + self.reg * l2
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        return float(np.mean(losses)) if losses else 0.0
+
+    def run_phase(
+        self,
+        model: EmbeddingModel,
+        *,
+        stage: str,
+        phase: int,
+        lr: float,
+        max_epochs: int,
+        update: Callable[[], None] | None = None,
+        update_every: int = 1,
+    ) -> PhaseResult:
+        """Train until validation NDCG@20 has not improved for ``patience`` evaluations (or ``max_epochs``)."""
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+        start = time.perf_counter()
+        best_state = model.snapshot()
+        best_valid: dict[str, float] | None = None
+        best_score, best_epoch, bad_evals = -1.0, 0, 0
+        first_epoch = 1 + sum(1 for r in self.history if r.stage == stage)
+        bar = tqdm(range(max_epochs), desc=f"{stage} phase {phase}", leave=False, dynamic_ncols=True)
+        i = -1
+        for i in bar:
+            epoch = first_epoch + i
+            t0 = time.perf_counter()
+            loss = self.train_epoch(model, optimizer)
+            record = EpochRecord(stage, phase, epoch, loss, time.perf_counter() - t0)
+            if update is not None and i % update_every == 0:
+                t1 = time.perf_counter()
+                update()
+                record.assignment_update = True
+                record.update_seconds = time.perf_counter() - t1
+            if (i + 1) % self.eval_every == 0 or i + 1 == max_epochs:
+                record.valid = self.validate(model)
+            self.history.append(record)
+            self._report(record, bar)
+            if record.valid is None:
+                best_state, best_epoch = model.snapshot(), epoch
+                continue
+            score = record.valid[CRITERION]
+            if score > best_score:
+                best_score, best_epoch, best_valid, bad_evals = score, epoch, record.valid, 0
+                best_state = model.snapshot()
+            else:
+                bad_evals += 1
+                if bad_evals >= self.patience:
+                    break
+        bar.close()
+        model.restore(best_state)
+        return PhaseResult(best_valid, best_epoch, i + 1, time.perf_counter() - start)
+
+    def _report(self, record: EpochRecord, bar: Any) -> None:
+        postfix: dict[str, Any] = {"loss": f"{record.loss:.4f}"}
+        if record.valid is not None:
+            postfix["val_ndcg@20"] = f"{record.valid[CRITERION]:.4f}"
+        bar.set_postfix(postfix)
+        if self.progress is not None:
+            self.progress(
+                {
+                    "stage": record.stage,
+                    "phase": record.phase,
+                    "epoch": record.epoch,
+                    "loss": record.loss,
+                    "valid": record.valid,
+                    "elapsed": time.perf_counter() - self.started,
+                }
+            )
+
+    def history_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.history]

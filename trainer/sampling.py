@@ -1,0 +1,57 @@
+"""Vectorised BPR triplet sampling: every training interaction once per epoch, k uniform negatives each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class BPRSampler:
+    """Draws (user, positive item, negative items) batches from a binary (n_users, n_items) CSR matrix.
+
+    Negatives are uniform over items and re-drawn (vectorised, a few rounds) when they hit a training positive.
+    """
+
+    def __init__(self, train: sp.csr_matrix, negatives: int = 1, seed: int = 0, max_redraws: int = 20):
+        train = sp.csr_matrix(train)
+        train.sort_indices()
+        self.n_users, self.n_items = train.shape
+        self.negatives = negatives
+        self.max_redraws = max_redraws
+        self.users = np.repeat(np.arange(self.n_users, dtype=np.int64), np.diff(train.indptr))
+        self.items = train.indices.astype(np.int64)
+        # Sorted keys u * n_items + i for O(log nnz) membership tests.
+        self.keys = self.users * self.n_items + self.items
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Boolean array, same shape as ``items``: whether (user, item) is a training interaction."""
+        keys = users * self.n_items + items
+        pos = np.searchsorted(self.keys, keys)
+        pos = np.minimum(pos, len(self.keys) - 1)
+        return self.keys[pos] == keys
+
+    def negatives_for(self, users: np.ndarray) -> np.ndarray:
+        """(len(users), k) int64 items that are not training positives of their user (almost surely)."""
+        shape = (len(users), self.negatives)
+        neg = self.rng.integers(0, self.n_items, size=shape)
+        users_2d = np.broadcast_to(users[:, None], shape)
+        for _ in range(self.max_redraws):
+            bad = self.is_positive(users_2d, neg)
+            if not bad.any():
+                break
+            neg[bad] = self.rng.integers(0, self.n_items, size=int(bad.sum()))
+        return neg
+
+    def epoch(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Yields (users (b,), positives (b,), negatives (b, k)) int64 batches covering all interactions once."""
+        order = self.rng.permutation(len(self.users))
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            users = self.users[chosen]
+            yield users, self.items[chosen], self.negatives_for(users)

@@ -1,0 +1,215 @@
+"""Train one method on loaded data: UD, LEGCF (coarse stage, Algorithm 1) or C2F (coarse then fine, Algorithm 2)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.assignment import (
+    bridging_assignment,
+    fine_assignment_init,
+    metis_assignment,
+    metis_parts,
+    pinv_assignment,
+    similarity_assignment,
+)
+from trainer.config import TrainConfig
+from trainer.data import InteractionData
+from trainer.fine import init_fine_codebook, lambda_for_sparsity, nonzero_fraction, select_coarse_rows
+from trainer.fit import Progress, Trainer
+from trainer.models import UD, Coarse, EmbeddingModel, Fine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainedModel:
+    """The outcome of training: the final model (Fine for c2f), its coarse stage, history and figures."""
+
+    config: TrainConfig
+    model: EmbeddingModel
+    coarse: Coarse | None
+    history: list[dict[str, Any]]
+    timings: dict[str, float]
+    valid: dict[str, float] | None
+    test: dict[str, float]
+    coarse_test: dict[str, float] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """ "auto" -> CUDA when available, else CPU; anything else is passed to torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train(data: InteractionData, config: TrainConfig, progress: Progress | None = None) -> TrainedModel:
+    """Train ``config.method`` on ``data``; every phase early-stops on validation NDCG@20."""
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    trainer = Trainer(
+        data,
+        batch_size=config.batch_size,
+        negatives=config.negatives,
+        reg=config.reg,
+        eval_every=config.eval_every,
+        patience=config.patience,
+        seed=config.seed,
+        progress=progress,
+    )
+    timings: dict[str, float] = {}
+    info: dict[str, Any] = {"device": str(device)}
+    test_exclude = [data.train, data.valid]
+
+    if config.method == "ud":
+        t0 = time.perf_counter()
+        ud = UD(data.train, config.dim, config.layers, device, seed=config.seed)
+        result = trainer.run_phase(ud, stage="ud", phase=1, lr=config.lr, max_epochs=config.epochs)
+        timings["ud_seconds"] = time.perf_counter() - t0
+        _record_update_seconds(trainer, "ud", timings)
+        test = trainer.metrics(ud.full_embeddings(), data.test, test_exclude)
+        return TrainedModel(config, ud, None, trainer.history_dicts(), timings, result.best_valid, test, info=info)
+
+    coarse = train_coarse(data, config, trainer, device, timings)
+    coarse_test = trainer.metrics(coarse.full_embeddings(), data.test, test_exclude)
+    if config.method == "legcf":
+        return TrainedModel(
+            config,
+            coarse,
+            coarse,
+            trainer.history_dicts(),
+            timings,
+            trainer_best(trainer, "coarse"),
+            coarse_test,
+            coarse_test,
+            info,
+        )
+    fine = train_fine(data, config, trainer, coarse, device, timings, info)
+    test = trainer.metrics(fine.full_embeddings(), data.test, test_exclude)
+    return TrainedModel(
+        config,
+        fine,
+        coarse,
+        trainer.history_dicts(),
+        timings,
+        trainer_best(trainer, "fine"),
+        test,
+        coarse_test,
+        info,
+    )
+
+
+def trainer_best(trainer: Trainer, stage: str) -> dict[str, float] | None:
+    """Best validation metrics of a stage (by NDCG@20) from the history."""
+    evaluated = [r.valid for r in trainer.history if r.stage == stage and r.valid is not None]
+    return max(evaluated, key=lambda v: v["ndcg@20"]) if evaluated else None
+
+
+def train_coarse(
+    data: InteractionData,
+    config: TrainConfig,
+    trainer: Trainer,
+    device: torch.device,
+    timings: dict[str, float],
+) -> Coarse:
+    """Algorithm 1: METIS init, phase 1 with S^c fixed, phase 2 with Eq. 11 updates every f_c epochs."""
+    t0 = time.perf_counter()
+    parts = metis_parts(data.train, config.m_c, seed=config.seed)
+    S_c_idx, S_c_w = metis_assignment(parts, config.m_c, config.t_c, config.w_star, seed=config.seed)
+    coarse = Coarse(data.train, S_c_idx, S_c_w, config.m_c, config.dim, config.layers, device, seed=config.seed)
+    timings["coarse_init_seconds"] = time.perf_counter() - t0
+
+    def update() -> None:
+        coarse.set_assignment(*pinv_assignment(coarse.full_embeddings(), coarse.meta_embeddings(), config.t_c))
+
+    t1 = time.perf_counter()
+    trainer.run_phase(coarse, stage="coarse", phase=1, lr=config.lr, max_epochs=config.epochs)
+    timings["coarse_phase1_seconds"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    trainer.run_phase(
+        coarse,
+        stage="coarse",
+        phase=2,
+        lr=config.lr,
+        max_epochs=config.epochs,
+        update=update,
+        update_every=config.f_c,
+    )
+    timings["coarse_phase2_seconds"] = time.perf_counter() - t2
+    _record_update_seconds(trainer, "coarse", timings)
+    return coarse
+
+
+def train_fine(
+    data: InteractionData,
+    config: TrainConfig,
+    trainer: Trainer,
+    coarse: Coarse,
+    device: torch.device,
+    timings: dict[str, float],
+    info: dict[str, Any],
+) -> Fine:
+    """Algorithm 2: E^r from selected coarse rows via SparsePCA, S^r from METIS bridged through S^c, then
+    phase 1 with S^r fixed and phase 2 with bridging updates (Eq. 23-24) every f_r epochs. E^c, S^c frozen."""
+    t0 = time.perf_counter()
+    E_c = coarse.E_c.detach().cpu().numpy()
+    rows = select_coarse_rows(coarse.S_c_idx, coarse.S_c_w, config.m_c, config.m_r, config.fine_rows, config.seed)
+    E_r = init_fine_codebook(E_c, rows, config.d_r, config.ablation, config.seed)
+    if config.ablation == "C":
+        soft_lambda = 0.0
+    elif config.soft_lambda is not None:
+        soft_lambda = float(config.soft_lambda)
+    else:
+        soft_lambda = lambda_for_sparsity(E_r, config.target_nonzero)
+    if config.ablation == "D":
+        S_r_idx, S_r_w = similarity_assignment(torch.from_numpy(E_c), torch.from_numpy(E_r), config.t_r)
+    else:
+        fine_parts = metis_parts(data.train, config.m_r, seed=config.seed + 1)
+        S_r_idx, S_r_w = fine_assignment_init(
+            coarse.S_c_idx, coarse.S_c_w, config.m_c, fine_parts, config.m_r, config.t_r, config.w_star
+        )
+    fine = Fine(data.train, coarse, E_r, S_r_idx, S_r_w, config.w_cr, soft_lambda, config.layers, device)
+    timings["fine_init_seconds"] = time.perf_counter() - t0
+    info["soft_lambda"] = soft_lambda
+    info["fine_rows"] = rows.tolist()
+    info["fine_nonzero_init"] = nonzero_fraction(fine.thresholded().detach().cpu().numpy())
+
+    def update() -> None:
+        H = fine.all_nodes()
+        n, m_c = fine.n_entities, fine.m_c
+        if config.ablation == "D":
+            fine.set_assignment(*similarity_assignment(H[n : n + m_c], H[n + m_c :], config.t_r))
+        else:
+            fine.set_assignment(*bridging_assignment(H[:n], H[n : n + m_c], H[n + m_c :], config.t_r))
+
+    t1 = time.perf_counter()
+    trainer.run_phase(fine, stage="fine", phase=1, lr=config.lr_fine, max_epochs=config.epochs)
+    timings["fine_phase1_seconds"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    trainer.run_phase(
+        fine,
+        stage="fine",
+        phase=2,
+        lr=config.lr_fine,
+        max_epochs=config.epochs,
+        update=update,
+        update_every=config.f_r,
+    )
+    timings["fine_phase2_seconds"] = time.perf_counter() - t2
+    _record_update_seconds(trainer, "fine", timings)
+    info["fine_nonzero_final"] = nonzero_fraction(fine.thresholded().detach().cpu().numpy())
+    return fine
+
+
+def _record_update_seconds(trainer: Trainer, stage: str, timings: dict[str, float]) -> None:
+    updates = [r.update_seconds for r in trainer.history if r.stage == stage and r.assignment_update]
+    timings[f"{stage}_assignment_updates"] = float(len(updates))
+    timings[f"{stage}_seconds_per_update"] = float(np.mean(updates)) if updates else 0.0
+    epochs = [r.seconds for r in trainer.history if r.stage == stage]
+    timings[f"{stage}_seconds_per_epoch"] = float(np.mean(epochs)) if epochs else 0.0
