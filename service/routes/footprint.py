@@ -1,0 +1,48 @@
+"""GET /footprint: memory of the served model, the paper's parameter count and the trained/served metrics."""
+
+from __future__ import annotations
+
+import psutil
+from fastapi import APIRouter
+
+from service.deps import ModelDep
+from service.schemas import ErrorResponse, FootprintResponse
+
+router = APIRouter(tags=["footprint"])
+
+
+@router.get(
+    "/footprint",
+    response_model=FootprintResponse,
+    responses={503: {"model": ErrorResponse, "description": "No model loaded yet (code no_model)."}},
+    summary="Sizes of the served model vs. its full-table equivalent",
+)
+def get_footprint(model: ModelDep) -> FootprintResponse:
+    artifact, rec = model.artifact, model.recommender
+    fp = artifact.footprint  # recomputed from the arrays as loaded
+    derived = rec.memory_bytes()
+    metrics = artifact.manifest.get("metrics") or {}
+    return FootprintResponse(
+        model_version=model.version,
+        method=artifact.method,
+        serving_mode=rec.mode,
+        scoring=rec.scoring,
+        n_users=artifact.n_users,
+        n_items=artifact.n_items,
+        d=artifact.d,
+        components=fp["components"],
+        arrays=fp["arrays"],
+        derived=derived,
+        total_bytes=fp["total_bytes"],
+        loaded_bytes=fp["total_bytes"] + sum(derived.values()),
+        embedding_bytes=fp["embedding_bytes"],
+        compressed_serving_bytes=fp.get("compressed_serving_bytes"),
+        params_paper=fp["params_paper"],
+        e_r_nnz=fp["e_r_nnz"],
+        full_table_params=fp["full_table_params"],
+        full_table_bytes=fp["full_table_bytes"],
+        compression_ratio_params=fp["compression_ratio_params"],
+        compression_ratio_bytes=fp["compression_ratio_bytes"],
+        metrics={"trained": metrics.get("trained"), "served": metrics.get("served")},
+        process_rss_bytes=psutil.Process().memory_info().rss,
+    )

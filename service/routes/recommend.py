@@ -1,0 +1,137 @@
+"""GET /recommend/{user_id} and POST /recommend/batch.
+
+Unknown ids in ``exclude`` are ignored and echoed back in ``ignored_exclude`` (a typo should not fail a
+request, but the caller can see it).  ``exclude`` takes comma-separated ids and may be repeated.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import APIRouter, Path, Query
+
+from service.deps import ModelDep, SettingsDep
+from service.errors import UNKNOWN_USER, invalid, unknown_user
+from service.registry import LoadedModel
+from service.schemas import (
+    BatchRecommendEntry,
+    BatchRecommendRequest,
+    BatchRecommendResponse,
+    ErrorBody,
+    ErrorResponse,
+    RecommendResponse,
+    ScoredItem,
+)
+
+router = APIRouter(tags=["recommend"])
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorResponse, "description": "Unknown user (code unknown_user)."},
+    422: {"model": ErrorResponse, "description": "Invalid parameters (code validation_error)."},
+    503: {"model": ErrorResponse, "description": "No model loaded yet (code no_model)."},
+}
+
+
+def check_n(n: int, max_n: int) -> None:
+    if not 1 <= n <= max_n:
+        raise invalid(f"n must be between 1 and {max_n}, got {n}", details=[{"loc": ["n"], "max": max_n}])
+
+
+def split_ids(values: list[str] | None) -> list[str]:
+    """Flatten ``["a,b", "c"]`` into ``["a", "b", "c"]`` (blank entries dropped, order kept, duplicates removed)."""
+    out: list[str] = []
+    for value in values or []:
+        out.extend(part.strip() for part in value.split(",") if part.strip())
+    return list(dict.fromkeys(out))
+
+
+def resolve_items(model: LoadedModel, ids: list[str]) -> tuple[list[int], list[str]]:
+    rec = model.recommender
+    known: list[int] = []
+    unknown: list[str] = []
+    for item_id in ids:
+        idx = rec.item_index(item_id)
+        if idx is None:
+            unknown.append(item_id)
+        else:
+            known.append(idx)
+    return known, unknown
+
+
+def scored(model: LoadedModel, idx: np.ndarray, scores: np.ndarray) -> list[ScoredItem]:
+    item_ids = model.recommender.item_ids
+    return [ScoredItem(item_id=str(item_ids[i]), score=float(s)) for i, s in zip(idx, scores, strict=True)]
+
+
+@router.get(
+    "/recommend/{user_id}",
+    response_model=RecommendResponse,
+    responses=_ERRORS,
+    summary="Top-n items for a user",
+)
+def recommend(
+    model: ModelDep,
+    settings: SettingsDep,
+    user_id: Annotated[str, Path(description="External user id.", examples=["42"])],
+    n: Annotated[int, Query(ge=1, description="Number of items (at most settings.max_n).")] = 20,
+    exclude_seen: Annotated[bool, Query(description="Drop items the user interacted with in training.")] = True,
+    exclude: Annotated[
+        list[str] | None, Query(description="Item ids to drop: comma-separated and/or repeated.", examples=["7,9"])
+    ] = None,
+    fallback: Annotated[
+        Literal["popular"] | None,
+        Query(description="'popular': unknown users get the most popular items (strategy 'popular')."),
+    ] = None,
+) -> RecommendResponse:
+    check_n(n, settings.max_n)
+    excl, ignored = resolve_items(model, split_ids(exclude))
+    rec = model.recommender
+    uidx = rec.user_index(user_id)
+    if uidx is None:
+        if fallback != "popular":
+            raise unknown_user(user_id)
+        idx, scores = rec.popular(n, exclude=excl)
+        strategy: Literal["model", "popular"] = "popular"
+    else:
+        idx, scores = rec.recommend(uidx, n, exclude_seen=exclude_seen, exclude_items=excl)
+        strategy = "model"
+    return RecommendResponse(
+        user_id=user_id,
+        items=scored(model, idx, scores),
+        model_version=model.version,
+        strategy=strategy,
+        ignored_exclude=ignored,
+    )
+
+
+@router.post(
+    "/recommend/batch",
+    response_model=BatchRecommendResponse,
+    responses={422: _ERRORS[422], 503: _ERRORS[503]},
+    summary="Top-n items for several users (unknown users are reported per entry)",
+)
+def recommend_batch(model: ModelDep, settings: SettingsDep, body: BatchRecommendRequest) -> BatchRecommendResponse:
+    check_n(body.n, settings.max_n)
+    if len(body.user_ids) > settings.max_batch_users:
+        raise invalid(
+            f"at most {settings.max_batch_users} user_ids per batch, got {len(body.user_ids)}",
+            details=[{"loc": ["user_ids"], "max": settings.max_batch_users}],
+        )
+    rec = model.recommender
+    excl, ignored = resolve_items(model, split_ids(body.exclude))
+    indices = [rec.user_index(u) for u in body.user_ids]
+    known = [i for i in indices if i is not None]
+    ranked = iter(rec.recommend_batch(known, body.n, exclude_seen=body.exclude_seen, exclude_items=excl))
+    popular = rec.popular(body.n, exclude=excl) if body.fallback == "popular" else None
+    results: list[BatchRecommendEntry] = []
+    for user_id, uidx in zip(body.user_ids, indices, strict=True):
+        if uidx is not None:
+            idx, scores = next(ranked)
+            results.append(BatchRecommendEntry(user_id=user_id, items=scored(model, idx, scores), strategy="model"))
+        elif popular is not None:
+            results.append(BatchRecommendEntry(user_id=user_id, items=scored(model, *popular), strategy="popular"))
+        else:
+            err = ErrorBody(code=UNKNOWN_USER, message=f"unknown user id {user_id!r}")
+            results.append(BatchRecommendEntry(user_id=user_id, error=err))
+    return BatchRecommendResponse(model_version=model.version, results=results, ignored_exclude=ignored)

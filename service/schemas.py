@@ -1,0 +1,209 @@
+"""Request/response models of the serving API, named by role (with OpenAPI examples)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Strategy = Literal["model", "popular"]
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. unknown_user, no_model, validation_error.")
+    message: str = Field(description="Human-readable explanation.")
+    details: Any = Field(None, description="Optional structured details (validation errors, kept version...).")
+
+
+class ErrorResponse(BaseModel):
+    """Every non-2xx response has this shape."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"error": {"code": "unknown_user", "message": "unknown user id 'u42'"}}}
+    )
+    error: ErrorBody
+
+
+class ScoredItem(BaseModel):
+    item_id: str
+    score: float
+
+
+class RecommendResponse(BaseModel):
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "example": {
+                "user_id": "42",
+                "items": [{"item_id": "1337", "score": 4.21}, {"item_id": "7", "score": 3.9}],
+                "model_version": "20250101T120000000000Z-c2f",
+                "strategy": "model",
+                "ignored_exclude": [],
+            }
+        },
+    )
+    user_id: str
+    items: list[ScoredItem]
+    model_version: str
+    strategy: Strategy = Field(description="'model' (personalised) or 'popular' (fallback for unknown users).")
+    ignored_exclude: list[str] = Field(
+        default_factory=list, description="Ids passed in `exclude` that the model does not know (ignored)."
+    )
+
+
+class BatchRecommendRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"user_ids": ["42", "43"], "n": 10, "exclude_seen": True}})
+    user_ids: list[str] = Field(min_length=1, description="External user ids (at most settings.max_batch_users).")
+    n: int = Field(20, ge=1, description="Items per user (at most settings.max_n).")
+    exclude_seen: bool = True
+    exclude: list[str] = Field(default_factory=list, description="Item ids excluded for every user.")
+    fallback: Literal["popular"] | None = Field(
+        None, description="'popular': unknown users get the most popular items instead of an error entry."
+    )
+
+
+class BatchRecommendEntry(BaseModel):
+    user_id: str
+    items: list[ScoredItem] = Field(default_factory=list)
+    strategy: Strategy | None = None
+    error: ErrorBody | None = Field(None, description="Set (with code unknown_user) when this user failed.")
+
+
+class BatchRecommendResponse(BaseModel):
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "example": {
+                "model_version": "20250101T120000000000Z-c2f",
+                "results": [
+                    {"user_id": "42", "items": [{"item_id": "1337", "score": 4.21}], "strategy": "model"},
+                    {
+                        "user_id": "nobody",
+                        "items": [],
+                        "strategy": None,
+                        "error": {"code": "unknown_user", "message": "unknown user id 'nobody'"},
+                    },
+                ],
+                "ignored_exclude": [],
+            }
+        },
+    )
+    model_version: str
+    results: list[BatchRecommendEntry]
+    ignored_exclude: list[str] = Field(default_factory=list)
+
+
+class SimilarItemsResponse(BaseModel):
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "example": {
+                "item_id": "1337",
+                "items": [{"item_id": "7", "score": 0.93}],
+                "model_version": "20250101T120000000000Z-c2f",
+            }
+        },
+    )
+    item_id: str
+    items: list[ScoredItem] = Field(description="Cosine neighbours, best first; score is the cosine similarity.")
+    model_version: str
+
+
+class FootprintResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+    model_version: str
+    method: str
+    serving_mode: str = Field(description="Configured mode: compressed or exact.")
+    scoring: str = Field(description="What the scorer actually reads: 'compressed' (S_c + H_meta) or 'dense'.")
+    n_users: int
+    n_items: int
+    d: int
+    components: dict[str, int] = Field(description="Bytes per component as loaded from the artifact.")
+    arrays: dict[str, int] = Field(description="Bytes per array as loaded.")
+    derived: dict[str, int] = Field(description="Bytes the scorer derives at load (norms, exact-mode H_full).")
+    total_bytes: int = Field(description="All artifact arrays in memory.")
+    loaded_bytes: int = Field(description="total_bytes + derived.")
+    embedding_bytes: int
+    compressed_serving_bytes: int | None = None
+    params_paper: int = Field(description="Embedding parameters in the paper's convention (Table 3).")
+    e_r_nnz: int
+    full_table_params: int
+    full_table_bytes: int = Field(description="float32 N·d bytes of the equivalent full table.")
+    compression_ratio_params: float | None = Field(description="N·d / params_paper (times smaller).")
+    compression_ratio_bytes: float | None = Field(description="full_table_bytes / embedding_bytes.")
+    metrics: dict[str, Any] = Field(description="The manifest's metrics: trained and served (compressed/exact).")
+    process_rss_bytes: int
+
+
+class LiveResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+    status: Literal["ready"] = "ready"
+    model_version: str
+
+
+class LoadedModelInfo(BaseModel):
+    version: str
+    method: str
+    serving_mode: str
+    scoring: str
+    n_users: int
+    n_items: int
+    d: int
+    created_at: str | None = None
+    loaded_at: str
+    load_seconds: float
+    path: str
+
+
+class ModelsResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "loaded": {
+                    "version": "20250101T120000000000Z-c2f",
+                    "method": "c2f",
+                    "serving_mode": "compressed",
+                    "scoring": "compressed",
+                    "n_users": 29858,
+                    "n_items": 40981,
+                    "d": 64,
+                    "created_at": "2025-01-01T12:00:00Z",
+                    "loaded_at": "2025-01-01T12:00:05Z",
+                    "load_seconds": 0.4,
+                    "path": "artifacts/versions/20250101T120000000000Z-c2f",
+                },
+                "latest": "20250101T120000000000Z-c2f",
+                "available": ["20250101T120000000000Z-c2f"],
+                "artifact_root": "artifacts",
+                "serving_mode": "compressed",
+                "last_error": None,
+                "failed_version": None,
+                "last_error_at": None,
+                "last_reload_at": "2025-01-01T12:00:05Z",
+                "reload_failures": 0,
+                "polling_seconds": 5.0,
+            }
+        }
+    )
+    loaded: LoadedModelInfo | None
+    latest: str | None = Field(description="The version LATEST points to (may differ from loaded on failure).")
+    available: list[str]
+    artifact_root: str
+    serving_mode: str
+    last_error: str | None
+    failed_version: str | None
+    last_error_at: str | None
+    last_reload_at: str | None
+    reload_failures: int
+    polling_seconds: float
+
+
+class ReloadResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+    changed: bool = Field(description="True when a different version is now served.")
+    model_version: str | None
+    previous_version: str | None

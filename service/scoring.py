@@ -1,0 +1,253 @@
+"""Top-n scoring from a loaded artifact (implicit-style API), numpy only.
+
+Two serving modes:
+
+* ``compressed`` (legcf/c2f): never materialises the n_items × d table.  For a user,
+  ``h_u = Σ_j w_j·H_meta[idx_j]`` (``S_c_w_served``), ``q = H_meta @ h_u`` (m_c values) and item scores are a gather
+  ``(S_c_w_served[items] * q[S_c_idx[items]]).sum(1)``: O(m_c·d + n_items·t_c) per user.
+* ``exact``: ``H_full`` is recomputed once at load by :func:`service.reconstruct.exact_embeddings` and scored
+  densely.  ud artifacts in compressed mode are scored densely from the stored ``H_full``.
+
+Item/user indices are 0-based within their kind (items 0..n_items-1), as in the artifact's CSR arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import numpy as np
+
+from service.artifact import Artifact, ArtifactError
+from service.reconstruct import compressed_embeddings, exact_embeddings
+
+Mode = Literal["compressed", "exact"]
+MODES: tuple[str, ...] = ("compressed", "exact")
+_NEG_INF = np.float32(-np.inf)
+_CHUNK_ELEMENTS = 1 << 22  # temporaries of at most ~16 MB float32
+
+
+def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the ``n`` largest finite scores, best first (ties: lower index first).
+
+    -inf marks excluded entries; fewer than ``n`` results come back when fewer are finite.
+    """
+    size = scores.shape[0]
+    n = min(n, size)
+    if n <= 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    if n == size:
+        cand = np.arange(size)
+    else:
+        # Everything scoring at least the n-th best value, so ties at the boundary are resolved by index.
+        kth = scores[np.argpartition(-scores, n - 1)[n - 1]]
+        cand = np.flatnonzero(scores >= kth)
+    order = np.lexsort((cand, -scores[cand]))
+    idx = cand[order][:n].astype(np.int64)
+    vals = scores[idx]
+    keep = np.isfinite(vals)
+    return idx[keep], vals[keep].astype(np.float32)
+
+
+class Recommender:
+    """Scores users against items (and items against items) for one loaded artifact.
+
+    Immutable after construction and safe to share between threads.
+    """
+
+    def __init__(self, artifact: Artifact, mode: str = "compressed") -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown serving mode {mode!r} (expected one of {', '.join(MODES)})")
+        self.artifact = artifact
+        self.mode: str = mode
+        a = artifact.arrays
+        self.n_users = artifact.n_users
+        self.n_items = artifact.n_items
+        self.version = artifact.version
+        self.method = artifact.method
+        self.user_ids: np.ndarray = a["user_ids"]
+        self.item_ids: np.ndarray = a["item_ids"]
+        self._user_index = {str(u): i for i, u in enumerate(self.user_ids.tolist())}
+        self._item_index = {str(v): i for i, v in enumerate(self.item_ids.tolist())}
+        self._graph = (a["graph_indptr"], a["graph_indices"])
+        self._heldout = (a["heldout_indptr"], a["heldout_indices"])
+        counts = np.bincount(a["graph_indices"], minlength=self.n_items) + np.bincount(
+            a["heldout_indices"], minlength=self.n_items
+        )
+        self._popularity = counts.astype(np.float32)
+
+        self._dense: np.ndarray | None = None
+        if mode == "exact":
+            shape = artifact.manifest.get("shape") or {}
+            if "layers" not in shape or (self.method == "c2f" and "w_cr" not in artifact.manifest):
+                raise ArtifactError("exact mode needs shape.layers (and w_cr for c2f) in the manifest")
+            full = np.asarray(exact_embeddings(a, artifact.manifest), dtype=np.float32)
+            if full.shape != (artifact.n_entities, artifact.d):
+                raise ArtifactError(
+                    f"exact reconstruction has shape {full.shape}, expected {(artifact.n_entities, artifact.d)}"
+                )
+            self._dense = full
+        elif self.method == "ud":
+            self._dense = a["H_full"]
+        self.scoring: str = "dense" if self._dense is not None else "compressed"
+
+        if self._dense is not None:
+            self._users_dense = self._dense[: self.n_users]
+            self._items_dense = self._dense[self.n_users :]
+            self._item_norms = np.linalg.norm(self._items_dense, axis=1).astype(np.float32)
+        else:
+            self._H_meta = a["H_meta"]
+            self._S_idx = a["S_c_idx"]
+            self._S_w = a["S_c_w_served"]
+            self._items_idx = self._S_idx[self.n_users :]
+            self._items_w = self._S_w[self.n_users :]
+            self._item_norms = self._compressed_item_norms()
+
+    # ----------------------------------------------------------------------------------------------------------
+    # id maps
+    # ----------------------------------------------------------------------------------------------------------
+    def user_index(self, user_id: str) -> int | None:
+        return self._user_index.get(user_id)
+
+    def item_index(self, item_id: str) -> int | None:
+        return self._item_index.get(item_id)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # embeddings and raw scores
+    # ----------------------------------------------------------------------------------------------------------
+    def _compressed_item_norms(self) -> np.ndarray:
+        norms = np.empty(self.n_items, dtype=np.float32)
+        step = max(1, _CHUNK_ELEMENTS // max(1, self._H_meta.shape[1] * self._S_idx.shape[1]))
+        for start in range(0, self.n_items, step):
+            rows = np.arange(self.n_users + start, self.n_users + min(self.n_items, start + step))
+            emb = compressed_embeddings(self._S_idx, self._S_w, self._H_meta, rows)
+            norms[start : start + len(rows)] = np.linalg.norm(emb, axis=1)
+        return norms
+
+    def user_embeddings(self, user_indices: np.ndarray) -> np.ndarray:
+        """(len(user_indices), d) float32 user vectors as served."""
+        if self._dense is not None:
+            return np.asarray(self._users_dense[user_indices], dtype=np.float32)
+        return compressed_embeddings(self._S_idx, self._S_w, self._H_meta, user_indices)
+
+    def item_embeddings(self, item_indices: np.ndarray) -> np.ndarray:
+        """(len(item_indices), d) float32 item vectors as served (for a few items; never call on all items)."""
+        if self._dense is not None:
+            return np.asarray(self._items_dense[item_indices], dtype=np.float32)
+        return compressed_embeddings(self._S_idx, self._S_w, self._H_meta, item_indices + self.n_users)
+
+    def scores_for_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Dot products of query vectors (B, d) with every item: (B, n_items) float32."""
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if self._dense is not None:
+            return np.asarray(vectors @ self._items_dense.T, dtype=np.float32)
+        q = vectors @ self._H_meta.T  # (B, m_c)
+        out = np.zeros((vectors.shape[0], self.n_items), dtype=np.float32)
+        for j in range(self._items_idx.shape[1]):
+            out += self._items_w[:, j] * q[:, self._items_idx[:, j]]
+        return out
+
+    def user_scores(self, user_indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Raw (unmasked) scores (len(user_indices), n_items)."""
+        idx = np.asarray(user_indices, dtype=np.int64)
+        return self.scores_for_vectors(self.user_embeddings(idx))
+
+    # ----------------------------------------------------------------------------------------------------------
+    # masks
+    # ----------------------------------------------------------------------------------------------------------
+    def seen_items(self, user_index: int) -> np.ndarray:
+        """Items the user interacted with in training (graph ∪ held-out validation), possibly with repeats."""
+        (gp, gi), (hp, hi) = self._graph, self._heldout
+        return np.concatenate([gi[gp[user_index] : gp[user_index + 1]], hi[hp[user_index] : hp[user_index + 1]]])
+
+    def _exclude_array(self, exclude_items: Iterable[int] | None) -> np.ndarray:
+        if exclude_items is None:
+            return np.empty(0, np.int64)
+        arr = np.fromiter((int(i) for i in exclude_items), dtype=np.int64)
+        return arr[(arr >= 0) & (arr < self.n_items)]
+
+    def _check_user(self, user_index: int) -> None:
+        if not 0 <= user_index < self.n_users:
+            raise IndexError(f"user index {user_index} out of range [0, {self.n_users})")
+
+    def _check_item(self, item_index: int) -> None:
+        if not 0 <= item_index < self.n_items:
+            raise IndexError(f"item index {item_index} out of range [0, {self.n_items})")
+
+    # ----------------------------------------------------------------------------------------------------------
+    # public API
+    # ----------------------------------------------------------------------------------------------------------
+    def recommend(
+        self,
+        user_index: int,
+        n: int = 20,
+        exclude_seen: bool = True,
+        exclude_items: Iterable[int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items for one user: (item indices int64, scores float32), best first."""
+        return self.recommend_batch([user_index], n, exclude_seen, exclude_items)[0]
+
+    def recommend_batch(
+        self,
+        user_indices: Sequence[int] | np.ndarray,
+        n: int = 20,
+        exclude_seen: bool = True,
+        exclude_items: Iterable[int] | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top-``n`` for several users; ``exclude_items`` applies to all of them.  One (indices, scores) per user."""
+        users = [int(u) for u in user_indices]
+        for u in users:
+            self._check_user(u)
+        excl = self._exclude_array(exclude_items)
+        results: list[tuple[np.ndarray, np.ndarray]] = []
+        step = max(1, _CHUNK_ELEMENTS // max(1, self.n_items))
+        for start in range(0, len(users), step):
+            chunk = users[start : start + step]
+            scores = self.user_scores(chunk)
+            for row, u in enumerate(chunk):
+                s = scores[row]
+                if exclude_seen:
+                    s[self.seen_items(u)] = _NEG_INF
+                if excl.size:
+                    s[excl] = _NEG_INF
+                results.append(top_n(s, n))
+        return results
+
+    def similar_items(self, item_index: int, n: int = 20) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine neighbours of an item (the item itself excluded): (item indices, cosine similarities)."""
+        self._check_item(item_index)
+        vec = self.item_embeddings(np.array([item_index], dtype=np.int64))
+        dots = self.scores_for_vectors(vec)[0]
+        denom = self._item_norms * self._item_norms[item_index]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cos = np.where(denom > 0, dots / denom, 0.0).astype(np.float32)
+        cos[item_index] = _NEG_INF
+        return top_n(cos, n)
+
+    def popular(self, n: int = 20, exclude: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Most-interacted items in the training data (graph ∪ held-out), minus ``exclude``: (indices, counts)."""
+        scores = self._popularity.copy()
+        excl = self._exclude_array(exclude)
+        if excl.size:
+            scores[excl] = _NEG_INF
+        return top_n(scores, n)
+
+    def smoke_test(self) -> None:
+        """A tiny end-to-end query; raises when the model produces non-finite or malformed output."""
+        if self.n_users == 0 or self.n_items == 0:
+            raise ArtifactError("model has no users or no items")
+        k = min(10, self.n_items)
+        idx, scores = self.recommend(0, k, exclude_seen=False)
+        if len(idx) != k or not np.all(np.isfinite(scores)):
+            raise ArtifactError("smoke query returned non-finite or too few scores")
+        self.similar_items(0, min(5, max(1, self.n_items - 1)))
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes held by this recommender on top of the artifact's arrays (derived structures)."""
+        out = {
+            "item_norms": int(self._item_norms.nbytes),
+            "popularity": int(self._popularity.nbytes),
+        }
+        if self.mode == "exact" and self._dense is not None:
+            out["exact_H_full"] = int(self._dense.nbytes)
+        return out

@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service import reconstruct
+from service.artifact import Artifact, ArtifactError, load_artifact, version_path
+from service.scoring import Recommender, top_n
+from tests.service.fixtures import (
+    build_artifact,
+    dense_reconstruction,
+    make_arrays,
+    make_manifest,
+    tiny_known_arrays,
+)
+
+
+def _load(root: Path, method: str = "c2f", **kwargs: object) -> Artifact:
+    version = build_artifact(root, method, **kwargs)  # type: ignore[arg-type]
+    return load_artifact(version_path(root, version))
+
+
+@pytest.fixture
+def tiny(artifact_root: Path) -> Recommender:
+    version = build_artifact(artifact_root, "legcf", arrays=tiny_known_arrays(), manifest=make_manifest("legcf"))
+    return Recommender(load_artifact(version_path(artifact_root, version)), "compressed")
+
+
+def test_tiny_hand_computed_top_n(tiny: Recommender) -> None:
+    idx, scores = tiny.recommend(0, 3, exclude_seen=True)
+    assert idx.tolist() == [0, 4, 1]
+    np.testing.assert_allclose(scores, [1.0, 1.0, 0.5], rtol=1e-6)
+    idx, scores = tiny.recommend(0, 3, exclude_seen=False)
+    assert idx.tolist() == [2, 3, 0]
+    np.testing.assert_allclose(scores, [2.5, 1.7, 1.0], rtol=1e-6)
+    idx, _ = tiny.recommend(1, 2)
+    assert idx.tolist() == [3, 1]
+    # explicit excludes on top of seen items
+    idx, _ = tiny.recommend(0, 3, exclude_items=[0])
+    assert idx.tolist() == [4, 1]
+    assert tiny.user_index("alice") == 0 and tiny.user_index("nobody") is None
+    assert tiny.item_index("i3") == 3
+    assert tiny.scoring == "compressed"
+
+
+def test_tiny_similar_items_is_cosine(tiny: Recommender) -> None:
+    items = np.array([[1, 0], [0, 1], [2, 1], [0.2, 3], [1.5, -1]], dtype=np.float64)
+    unit = items / np.linalg.norm(items, axis=1, keepdims=True)
+    cos = unit @ unit[2]
+    cos[2] = -np.inf
+    expected = np.argsort(-cos, kind="stable")[:4]
+    idx, scores = tiny.similar_items(2, 4)
+    assert idx.tolist() == expected.tolist()
+    assert 2 not in idx.tolist()
+    np.testing.assert_allclose(scores, cos[expected], rtol=1e-5)
+
+
+def test_popular(tiny: Recommender) -> None:
+    # interactions: alice i2 (graph) + i3 (held out), bob i0 -> counts i0=1, i2=1, i3=1, others 0
+    idx, scores = tiny.popular(3)
+    assert idx.tolist() == [0, 2, 3]
+    np.testing.assert_array_equal(scores, [1, 1, 1])
+    idx, _ = tiny.popular(2, exclude=[0, 99, -1])
+    assert idx.tolist() == [2, 3]
+
+
+@pytest.mark.parametrize("method", ["legcf", "c2f"])
+def test_compressed_scores_equal_dense_reconstruction(artifact_root: Path, method: str) -> None:
+    artifact = _load(artifact_root, method, n_users=30, n_items=70, d=8, m_c=12, t_c=3, seed=7)
+    rec = Recommender(artifact, "compressed")
+    H = dense_reconstruction(dict(artifact.arrays))
+    users, items = H[: rec.n_users], H[rec.n_users :]
+    dense_scores = users @ items.T
+    np.testing.assert_allclose(rec.user_scores(np.arange(rec.n_users)), dense_scores, rtol=1e-4, atol=1e-4)
+    # top-n through the full path equals ranking the dense scores
+    for u in range(rec.n_users):
+        s = dense_scores[u].copy()
+        s[rec.seen_items(u)] = -np.inf
+        expected = np.argsort(-s, kind="stable")[:10]
+        idx, scores = rec.recommend(u, 10)
+        np.testing.assert_allclose(scores, s[idx], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(np.sort(s[expected]), np.sort(s[idx]), rtol=1e-4, atol=1e-4)
+    # cosine similar items against the dense reconstruction
+    unit = items / np.linalg.norm(items, axis=1, keepdims=True)
+    for i in (0, 5, 69):
+        cos = unit @ unit[i]
+        idx, scores = rec.similar_items(i, 5)
+        np.testing.assert_allclose(scores, cos[idx], rtol=1e-4, atol=1e-5)
+        cos[i] = -np.inf
+        np.testing.assert_allclose(scores, np.sort(cos)[::-1][:5], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["ud", "legcf", "c2f"])
+def test_seen_items_never_recommended(artifact_root: Path, method: str) -> None:
+    artifact = _load(artifact_root, method, n_users=20, n_items=15, seen_per_user=6, seed=11)
+    for mode in ("compressed", "exact"):
+        rec = Recommender(artifact, mode)
+        for u in range(rec.n_users):
+            seen = set(rec.seen_items(u).tolist())
+            assert len(seen) == 7
+            idx, _ = rec.recommend(u, 15, exclude_seen=True)
+            assert not seen & set(idx.tolist())
+            assert len(idx) == 15 - 7  # n larger than what is left: only unseen items come back
+            idx, _ = rec.recommend(u, 15, exclude_seen=False)
+            assert seen <= set(idx.tolist())
+
+
+def test_batch_matches_single(artifact_root: Path) -> None:
+    rec = Recommender(_load(artifact_root, "c2f", n_users=12, n_items=30), "compressed")
+    batch = rec.recommend_batch([3, 0, 3, 11], 7, exclude_items=[1, 2])
+    for u, (idx, scores) in zip([3, 0, 3, 11], batch, strict=True):
+        single_idx, single_scores = rec.recommend(u, 7, exclude_items=[1, 2])
+        assert idx.tolist() == single_idx.tolist()
+        np.testing.assert_allclose(scores, single_scores, rtol=1e-6)
+        assert not {1, 2} & set(idx.tolist())
+
+
+def test_ud_dense_scoring(artifact_root: Path) -> None:
+    artifact = _load(artifact_root, "ud", seed=5)
+    rec = Recommender(artifact, "compressed")
+    assert rec.scoring == "dense"
+    H = artifact.arrays["H_full"]
+    expected = H[: rec.n_users] @ H[rec.n_users :].T
+    np.testing.assert_allclose(rec.user_scores(np.arange(rec.n_users)), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["ud", "legcf", "c2f"])
+def test_exact_mode_scores_with_reconstruct(artifact_root: Path, method: str) -> None:
+    artifact = _load(artifact_root, method, seed=9)
+    rec = Recommender(artifact, "exact")
+    assert rec.scoring == "dense" and rec.mode == "exact"
+    H = reconstruct.exact_embeddings(artifact.arrays, artifact.manifest)
+    expected = H[: rec.n_users] @ H[rec.n_users :].T
+    np.testing.assert_allclose(rec.user_scores(np.arange(rec.n_users)), expected, rtol=1e-4, atol=1e-5)
+    assert rec.memory_bytes()["exact_H_full"] == H.astype(np.float32).nbytes
+
+
+def test_exact_mode_uses_reconstruct_module(artifact_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    artifact = _load(artifact_root, "legcf", seed=2)
+    fixed = np.arange(16 * 4, dtype=np.float32).reshape(16, 4) / 10
+    calls: list[str] = []
+
+    def fake(arrays: object, manifest: dict[str, str]) -> np.ndarray:
+        calls.append(manifest["method"])
+        return fixed
+
+    monkeypatch.setattr("service.scoring.exact_embeddings", fake)
+    rec = Recommender(artifact, "exact")
+    assert calls == ["legcf"]
+    np.testing.assert_allclose(rec.user_scores([0])[0], fixed[6:] @ fixed[0], rtol=1e-6)
+
+
+def test_exact_mode_rejects_bad_reconstruction(artifact_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    artifact = _load(artifact_root, "legcf")
+    monkeypatch.setattr("service.scoring.exact_embeddings", lambda a, m: np.zeros((3, 3), np.float32))
+    with pytest.raises(ArtifactError, match="exact reconstruction has shape"):
+        Recommender(artifact, "exact")
+
+
+def test_invalid_mode_and_indices(tiny: Recommender) -> None:
+    with pytest.raises(ValueError, match="unknown serving mode"):
+        Recommender(tiny.artifact, "fast")
+    with pytest.raises(IndexError):
+        tiny.recommend(5, 3)
+    with pytest.raises(IndexError):
+        tiny.similar_items(-1, 3)
+
+
+def test_top_n_edge_cases() -> None:
+    s = np.array([0.5, 2.0, 2.0, -np.inf, 1.0], dtype=np.float32)
+    assert top_n(s, 2)[0].tolist() == [1, 2]
+    assert top_n(s, 10)[0].tolist() == [1, 2, 4, 0]
+    assert top_n(s, 0)[0].tolist() == []
+    assert top_n(np.full(4, -np.inf, dtype=np.float32), 3)[0].tolist() == []
+
+
+def test_memory_stays_compressed(artifact_root: Path) -> None:
+    arrays = make_arrays("c2f", n_users=10, n_items=500, d=16, m_c=20)
+    version = build_artifact(artifact_root, "c2f", arrays=arrays)
+    rec = Recommender(load_artifact(version_path(artifact_root, version)), "compressed")
+    derived = rec.memory_bytes()
+    assert "exact_H_full" not in derived
+    assert sum(derived.values()) < 500 * 16 * 4 / 2  # far less than an n_items × d table
