@@ -1,0 +1,139 @@
+"""trainer.evaluate: hand-computed Recall/NDCG, agreement with a per-user reference, chunking, inputs."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from trainer.evaluate import KS, evaluate, evaluate_numpy_reference, metric_keys
+
+
+def csr(rows: list[list[int]], n_items: int) -> sp.csr_matrix:
+    r = [u for u, items in enumerate(rows) for _ in items]
+    c = [i for items in rows for i in items]
+    return sp.csr_matrix((np.ones(len(c), dtype=np.float32), (r, c)), shape=(len(rows), n_items))
+
+
+# 3 users x 6 items. item_emb = I_6, so a user's embedding *is* its score vector.
+USER_EMB = np.array(
+    [
+        [0.9, 0.8, 0.7, 0.6, 0.5, 0.4],  # user 0
+        [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],  # user 1
+        [0.5, 0.5, 0.5, 0.5, 0.5, 0.5],  # user 2 (no truth: skipped)
+    ],
+    dtype=np.float32,
+)
+ITEM_EMB = np.eye(6, dtype=np.float32)
+TRAIN = csr([[0], [], [1]], 6)  # user 0 has seen item 0
+VALID = csr([[], [5], []], 6)  # user 1's held-out item 5
+TRUTH = csr([[2, 5], [4, 0], []], 6)
+
+
+def test_hand_computed_values() -> None:
+    # user 0: item 0 excluded -> ranking 1,2,3,4,5 (ranks 0..4); truth {2, 5} hit at ranks 1 and 4.
+    #   @1: recall 0/2 = 0, ndcg 0
+    #   @5: recall 2/2 = 1, DCG = 1/log2(3) + 1/log2(6), IDCG = 1/log2(2) + 1/log2(3)
+    # user 1: item 5 excluded -> ranking 4,3,2,1,0; truth {4, 0} hit at ranks 0 and 4.
+    #   @1: recall 1/2, DCG = 1, IDCG over min(1, 2) = 1 ideal hit = 1 -> ndcg 1
+    #   @5: recall 1, DCG = 1 + 1/log2(6), IDCG = 1 + 1/log2(3)
+    # user 2: no truth -> skipped; averages over 2 users. @10 and @20 (> 6 items) equal @5.
+    ndcg5_u0 = (1 / math.log2(3) + 1 / math.log2(6)) / (1 + 1 / math.log2(3))  # 0.62405
+    ndcg5_u1 = (1 + 1 / math.log2(6)) / (1 + 1 / math.log2(3))  # 0.85034
+    expected = {
+        "recall@1": (0 + 0.5) / 2,
+        "ndcg@1": (0 + 1) / 2,
+        "recall@5": 1.0,
+        "ndcg@5": (ndcg5_u0 + ndcg5_u1) / 2,  # 0.737195
+        "recall@10": 1.0,
+        "ndcg@10": (ndcg5_u0 + ndcg5_u1) / 2,
+        "recall@20": 1.0,
+        "ndcg@20": (ndcg5_u0 + ndcg5_u1) / 2,
+    }
+    got = evaluate(USER_EMB, ITEM_EMB, TRUTH, [TRAIN, VALID])
+    assert got["n_users"] == 2
+    assert set(got) == set(metric_keys(KS)) | {"n_users"}
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-6), key
+    assert got["ndcg@5"] == pytest.approx(0.737195, abs=1e-5)
+    # same numbers from the per-user reference, from torch inputs, with chunk_size 1, and with ks=(2,)
+    ref = evaluate_numpy_reference(USER_EMB @ ITEM_EMB.T, TRUTH, TRAIN + VALID)
+    for key in expected:
+        assert ref[key] == pytest.approx(expected[key], abs=1e-9)
+    t = evaluate(torch.from_numpy(USER_EMB), torch.from_numpy(ITEM_EMB), TRUTH, [TRAIN, VALID], chunk_size=1)
+    assert all(t[k] == pytest.approx(got[k], abs=1e-9) for k in expected)
+    # @2: user 0 top {1, 2}: recall 1/2, ndcg (1/log2 3)/(1 + 1/log2 3); user 1 top {4, 3}: recall 1/2, ndcg 1/(..)
+    two = evaluate(USER_EMB, ITEM_EMB, TRUTH, [TRAIN, VALID], ks=(2,))
+    idcg2 = 1 + 1 / math.log2(3)
+    assert set(two) == {"recall@2", "ndcg@2", "n_users"}
+    assert two["recall@2"] == pytest.approx(0.5)
+    assert two["ndcg@2"] == pytest.approx(((1 / math.log2(3)) / idcg2 + 1 / idcg2) / 2, abs=1e-6)
+
+
+def test_exclusion_matters_and_excluded_truth_never_hits() -> None:
+    # without exclusions user 0's top-1 is item 0 (not truth) and user 1's is item 5 (not truth)
+    got = evaluate(USER_EMB, ITEM_EMB, TRUTH, None, ks=(1,))
+    assert got["recall@1"] == 0.0 and got["ndcg@1"] == 0.0
+    # a truth item that is also excluded is never counted, even when fewer than K items remain
+    truth = csr([[0]], 3)
+    excl = csr([[0]], 3)
+    res = evaluate(np.ones((1, 1)), np.array([[3.0], [2.0], [1.0]]), truth, excl, ks=(1, 5))
+    assert res["recall@5"] == 0.0 and res["ndcg@5"] == 0.0 and res["n_users"] == 1
+
+
+def test_no_truth_users_and_shape_errors() -> None:
+    empty = sp.csr_matrix((3, 6), dtype=np.float32)
+    res = evaluate(USER_EMB, ITEM_EMB, empty, TRAIN)
+    assert res["n_users"] == 0 and res["recall@20"] == 0.0
+    with pytest.raises(ValueError, match="shape"):
+        evaluate(USER_EMB, ITEM_EMB, csr([[1]], 6), TRAIN)
+    with pytest.raises(ValueError, match="shape"):
+        evaluate(USER_EMB, ITEM_EMB[:, :3], TRUTH, TRAIN)
+
+
+def test_matches_reference_on_random_data() -> None:
+    rng = np.random.default_rng(0)
+    n_users, n_items, d = 57, 83, 8
+    users = rng.standard_normal((n_users, d)).astype(np.float32)
+    items = rng.standard_normal((n_items, d)).astype(np.float32)
+    dense = rng.random((n_users, n_items))
+    train = sp.csr_matrix((dense < 0.15).astype(np.float32))
+    valid = sp.csr_matrix(((dense >= 0.15) & (dense < 0.2)).astype(np.float32))
+    hit = (dense >= 0.2) & (dense < 0.27)
+    hit[:5] = False  # a few users without truth
+    truth = sp.csr_matrix(hit.astype(np.float32))
+    ref = evaluate_numpy_reference(users @ items.T, truth, train + valid, ks=(1, 3, 10, 20))
+    for chunk in (1, 7, 4096):
+        got = evaluate(users, items, truth, [train, valid], ks=(1, 3, 10, 20), chunk_size=chunk)
+        assert got["n_users"] == ref["n_users"] == int((np.diff(truth.indptr) > 0).sum())
+        for key in metric_keys((1, 3, 10, 20)):
+            assert got[key] == pytest.approx(ref[key], abs=1e-9), (chunk, key)
+    # single CSR exclude == list of the two
+    merged = evaluate(users, items, truth, sp.csr_matrix(train + valid), ks=(1, 3, 10, 20))
+    assert merged == evaluate(users, items, truth, [train, valid], ks=(1, 3, 10, 20))
+
+
+@pytest.mark.gowalla
+@pytest.mark.slow
+def test_gowalla_sized_timing(gowalla_dir: Path) -> None:
+    """Full ranking on Gowalla's real masks with random d=64 embeddings: prints the time (no assertion on it)."""
+    from trainer.data import load_dataset
+
+    data = load_dataset(str(gowalla_dir))
+    rng = np.random.default_rng(0)
+    users = rng.standard_normal((data.n_users, 64)).astype(np.float32)
+    items = rng.standard_normal((data.n_items, 64)).astype(np.float32)
+    started = time.perf_counter()
+    res = evaluate(users, items, data.test, [data.train, data.valid])
+    elapsed = time.perf_counter() - started
+    print(
+        f"\nevaluate on Gowalla sizes ({data.n_users} x {data.n_items}, d=64): {elapsed:.2f} s "
+        f"with {torch.get_num_threads()} threads"
+    )
+    assert res["n_users"] == 29858
+    assert 0.0 <= res["recall@20"] < 0.01  # random embeddings are near chance

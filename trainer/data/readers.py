@@ -1,0 +1,407 @@
+"""Raw readers: where the bytes come from (fsspec) and how the two supported formats parse.
+
+Everything here is numpy/pandas only (no torch). Parsers return plain arrays plus the line number of every
+interaction so that later checks (ids out of range, ...) can still name ``<file>:<line>``.
+
+Formats
+-------
+* LightGCN directory: ``train.txt``, ``test.txt`` (optional), ``user_list.txt`` / ``item_list.txt`` (optional, header
+  ``org_id remap_id``); interaction lines ``user item item ...``. Each file may also be stored gzip'ed
+  (``train.txt.gz``).
+* Interaction tables: CSV / TSV / Parquet with columns ``user,item[,weight][,timestamp]`` (aliases accepted, see
+  ``COLUMN_ALIASES``), optionally compressed (``.gz``, ``.bz2``, ``.xz``, ``.zst``; inferred from the name).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import fsspec
+import fsspec.compression
+import fsspec.core
+import fsspec.utils
+import numpy as np
+import pandas as pd
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be read. The message reads ``<file>:<line>: <problem>``."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sources: an fsspec filesystem (local, file://, s3://, http(s):// with aiohttp) or a urllib fallback for http(s).
+# ----------------------------------------------------------------------------------------------------------------
+
+TABLE_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+LIGHTGCN_FILES = ("train.txt", "test.txt", "user_list.txt", "item_list.txt")
+_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4")
+
+
+class Source:
+    """Read-only access to the location a dataset URI points to (a file, or a directory of files)."""
+
+    def __init__(self, uri: str, fs: Any | None, path: str):
+        self.uri = uri
+        self.fs = fs
+        self.path = path
+
+    def child(self, name: str) -> str:
+        base = self.path.rstrip("/")
+        return f"{base}/{name}"
+
+    def display(self, path: str) -> str:
+        """How a path is named in error messages: the URI form the user gave."""
+        if self.fs is None or "://" not in self.uri:
+            return path
+        protocol = self.uri.split("://", 1)[0]
+        return path if "://" in path else f"{protocol}://{path}"
+
+    def exists(self, path: str) -> bool:
+        if self.fs is None:
+            return _urllib_exists(path)
+        try:
+            return bool(self.fs.exists(path))
+        except (FileNotFoundError, PermissionError):
+            return False
+        except OSError as exc:
+            raise DatasetError(f"{self.display(path)}: cannot reach: {exc}") from exc
+
+    def isfile(self, path: str) -> bool:
+        if self.fs is None:
+            return _urllib_exists(path)
+        try:
+            return bool(self.fs.isfile(path))
+        except (FileNotFoundError, PermissionError):
+            return False
+        except OSError as exc:
+            raise DatasetError(f"{self.display(path)}: cannot reach: {exc}") from exc
+
+    def read_raw(self, path: str) -> bytes:
+        """The stored bytes (still compressed if the file is)."""
+        try:
+            if self.fs is None:
+                with urllib.request.urlopen(path, timeout=60) as response:  # noqa: S310 (URI checked upstream)
+                    return bytes(response.read())
+            return bytes(self.fs.cat_file(path))
+        except FileNotFoundError as exc:
+            raise DatasetError(f"{self.display(path)}: not found") from exc
+        except (OSError, urllib.error.URLError) as exc:
+            raise DatasetError(f"{self.display(path)}: cannot read: {exc}") from exc
+
+
+def _urllib_exists(url: str) -> bool:
+    for method in ("HEAD", "GET"):
+        request = urllib.request.Request(url, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                return 200 <= int(response.status) < 300
+        except urllib.error.HTTPError as exc:
+            if exc.code in (404, 410):
+                return False
+            if exc.code in (405, 501) and method == "HEAD":
+                continue  # HEAD not supported: ask with GET
+            raise DatasetError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise DatasetError(f"{url}: cannot reach: {exc}") from exc
+    return False
+
+
+def open_source(uri: str, storage_options: dict[str, Any] | None = None) -> Source:
+    """Resolve a URI with fsspec. ``http(s)://`` falls back to urllib when fsspec's HTTP backend (aiohttp) is absent."""
+    options = dict(storage_options or {})
+    try:
+        fs, path = fsspec.core.url_to_fs(uri, **options)
+    except ImportError:
+        protocol = uri.split("://", 1)[0].lower() if "://" in uri else ""
+        if protocol in ("http", "https"):
+            return Source(uri, None, uri)
+        raise DatasetError(
+            f"{uri}: no filesystem for protocol {protocol!r} (install the matching fsspec backend, e.g. s3fs)"
+        ) from None
+    except ValueError as exc:
+        raise DatasetError(f"{uri}: {exc}") from exc
+    except OSError as exc:  # filesystems that connect on construction (ftp, sftp, ...)
+        raise DatasetError(f"{uri}: cannot connect: {exc}") from exc
+    return Source(uri, fs, path)
+
+
+def strip_compression(path: str) -> str:
+    lower = path.lower()
+    for suffix in _COMPRESSION_SUFFIXES:
+        if lower.endswith(suffix):
+            return path[: -len(suffix)]
+    return path
+
+
+def table_format(path: str) -> str | None:
+    """``csv`` / ``tsv`` / ``parquet`` from the file name (compression suffix ignored), else None."""
+    base = strip_compression(path.rstrip("/")).lower()
+    for ext, fmt in TABLE_EXTENSIONS.items():
+        if base.endswith(ext):
+            return fmt
+    return None
+
+
+def decompress(raw: bytes, path: str, display: str) -> bytes:
+    """Decompress by the file name's suffix (fsspec's compression inference)."""
+    compression = fsspec.utils.infer_compression(path)
+    if compression is None:
+        return raw
+    try:
+        opener = fsspec.compression.compr[compression]
+        with opener(io.BytesIO(raw), mode="rb") as handle:
+            return bytes(handle.read())
+    except Exception as exc:  # noqa: BLE001 (any codec error is a bad file)
+        raise DatasetError(f"{display}:1: cannot decompress ({compression}): {exc}") from exc
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# LightGCN text format
+# ----------------------------------------------------------------------------------------------------------------
+
+MAX_ID = 2**31 - 2  # CSR indices are int32
+
+
+@dataclass
+class LightGCNFile:
+    """One parsed ``user item item ...`` file."""
+
+    name: str
+    users: np.ndarray  # (nnz,) int64, user of each (user, item) pair
+    items: np.ndarray  # (nnz,) int64
+    item_lines: np.ndarray  # (nnz,) int64, 1-based line of each pair
+    head_users: np.ndarray  # (n_lines_with_content,) int64, the first token of every non-empty line
+    head_lines: np.ndarray  # (n_lines_with_content,) int64
+
+
+def _locate_bad_int(tokens: list[list[bytes]], name: str) -> DatasetError:
+    for lineno, toks in enumerate(tokens, 1):
+        for tok in toks:
+            try:
+                value = int(tok)
+            except ValueError:
+                return DatasetError(f"{name}:{lineno}: non-integer id {tok.decode(errors='replace')!r}")
+            if abs(value) > MAX_ID:
+                return DatasetError(f"{name}:{lineno}: id {value} is too large")
+    return DatasetError(f"{name}: unparsable integer ids")
+
+
+def parse_lightgcn(data: bytes, name: str) -> LightGCNFile:
+    """Parse ``user item item ...`` lines. Empty lines and lines holding only a user are fine."""
+    lines = data.split(b"\n")
+    tokens = [line.split() for line in lines]
+    counts = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+    flat = list(chain.from_iterable(tokens))
+    if not flat:
+        raise DatasetError(f"{name}:1: empty file")
+    try:
+        values = np.array(flat, dtype=np.bytes_).astype(np.int64)
+    except (ValueError, OverflowError):
+        raise _locate_bad_int(tokens, name) from None
+    line_of_token = np.repeat(np.arange(1, len(tokens) + 1, dtype=np.int64), counts)
+    bad = np.flatnonzero((values < 0) | (values > MAX_ID))
+    if bad.size:
+        pos = int(bad[0])
+        value = int(values[pos])
+        problem = f"negative id {value}" if value < 0 else f"id {value} is too large"
+        raise DatasetError(f"{name}:{int(line_of_token[pos])}: {problem}")
+    nonempty = counts > 0
+    head_pos = (np.cumsum(counts) - counts)[nonempty]
+    head_users = values[head_pos]
+    head_lines = np.flatnonzero(nonempty).astype(np.int64) + 1
+    is_item = np.ones(values.size, dtype=bool)
+    is_item[head_pos] = False
+    return LightGCNFile(
+        name=name,
+        users=np.repeat(head_users, counts[nonempty] - 1),
+        items=values[is_item],
+        item_lines=line_of_token[is_item],
+        head_users=head_users,
+        head_lines=head_lines,
+    )
+
+
+def parse_id_list(data: bytes, name: str) -> np.ndarray:
+    """``user_list.txt`` / ``item_list.txt``: ``org_id remap_id`` per line (header optional) -> ids by remap id.
+
+    The remap ids must be exactly 0..n-1 and the org ids unique (they become the external ids).
+    """
+    text = data.decode("utf-8", errors="replace")
+    org_col, remap_col = 0, 1
+    orgs: list[str] = []
+    remaps: list[int] = []
+    lines_of: list[int] = []
+    header_done = False
+    for lineno, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if not header_done:
+            header_done = True
+            lowered = [p.lower() for p in parts]
+            if "remap_id" in lowered:
+                remap_col = lowered.index("remap_id")
+                org_col = lowered.index("org_id") if "org_id" in lowered else (1 if remap_col == 0 else 0)
+                continue
+        if len(parts) <= max(org_col, remap_col):
+            raise DatasetError(f"{name}:{lineno}: expected 'org_id remap_id', got {line.strip()!r}")
+        try:
+            remap = int(parts[remap_col])
+        except ValueError:
+            raise DatasetError(f"{name}:{lineno}: non-integer remap id {parts[remap_col]!r}") from None
+        if remap < 0:
+            raise DatasetError(f"{name}:{lineno}: negative remap id {remap}")
+        orgs.append(parts[org_col])
+        remaps.append(remap)
+        lines_of.append(lineno)
+    if not remaps:
+        raise DatasetError(f"{name}:1: empty file")
+    remap_arr = np.asarray(remaps, dtype=np.int64)
+    n = int(remap_arr.max()) + 1
+    if n > MAX_ID:
+        raise DatasetError(f"{name}:{lines_of[int(remap_arr.argmax())]}: remap id {n - 1} is too large")
+    seen = np.full(n, -1, dtype=np.int64)
+    order = np.argsort(remap_arr, kind="stable")
+    sorted_remaps = remap_arr[order]
+    dup = np.flatnonzero(sorted_remaps[1:] == sorted_remaps[:-1])
+    if dup.size:
+        pos = int(order[dup[0] + 1])
+        raise DatasetError(f"{name}:{lines_of[pos]}: duplicate remap id {remaps[pos]}")
+    seen[remap_arr] = np.arange(remap_arr.size)
+    missing = np.flatnonzero(seen < 0)
+    if missing.size:
+        raise DatasetError(f"{name}:1: remap ids are not contiguous 0..{n - 1}: {int(missing[0])} is missing")
+    ids = np.asarray(orgs, dtype=str)[seen]
+    uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        dup_id = str(uniq[np.flatnonzero(counts > 1)[0]])
+        positions = np.flatnonzero(np.asarray(orgs, dtype=str) == dup_id)
+        raise DatasetError(f"{name}:{lines_of[int(positions[1])]}: duplicate org id {dup_id!r}")
+    return ids
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Interaction tables
+# ----------------------------------------------------------------------------------------------------------------
+
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "user": ("user", "user_id", "userid", "uid"),
+    "item": ("item", "item_id", "itemid", "iid"),
+    "weight": ("weight", "rating", "value"),
+    "timestamp": ("timestamp", "ts", "time", "datetime"),
+}
+
+
+@dataclass
+class TableColumns:
+    """The columns of an interaction table, ids as strings; ``lines`` is the 1-based line (row for parquet)."""
+
+    name: str
+    users: np.ndarray  # (n,) str
+    items: np.ndarray  # (n,) str
+    weights: np.ndarray | None  # (n,) float64
+    timestamps: np.ndarray | None  # (n,) float64 (datetimes as ns since the epoch)
+    lines: np.ndarray  # (n,) int64
+
+
+_PANDAS_LINE = re.compile(r"line (\d+)")
+
+
+def _find_columns(columns: list[str], name: str) -> dict[str, str]:
+    lowered = {str(c).strip().lower(): str(c) for c in columns}
+    found: dict[str, str] = {}
+    for role, aliases in COLUMN_ALIASES.items():
+        for alias in aliases:
+            if alias in lowered:
+                found[role] = lowered[alias]
+                break
+    for role in ("user", "item"):
+        if role not in found:
+            have = ", ".join(str(c) for c in columns) or "none"
+            raise DatasetError(
+                f"{name}:1: missing column {role!r} (accepted names: {', '.join(COLUMN_ALIASES[role])}; found: {have})"
+            )
+    return found
+
+
+def read_table(data: bytes, name: str, fmt: str) -> TableColumns:
+    """Parse a CSV / TSV / Parquet interaction table (already decompressed)."""
+    if not data.strip():
+        raise DatasetError(f"{name}:1: empty file")
+    if fmt == "parquet":
+        try:
+            frame = pd.read_parquet(io.BytesIO(data))
+        except Exception as exc:  # noqa: BLE001 (pyarrow raises many types)
+            raise DatasetError(f"{name}:1: not a readable parquet file: {exc}") from exc
+        line_offset = 1  # row r (0-based) is reported as row r+1
+    else:
+        try:
+            frame = pd.read_csv(
+                io.BytesIO(data),
+                sep="\t" if fmt == "tsv" else ",",
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                skip_blank_lines=False,
+                encoding_errors="replace",
+            )
+        except pd.errors.EmptyDataError:
+            raise DatasetError(f"{name}:1: empty file") from None
+        except pd.errors.ParserError as exc:
+            match = _PANDAS_LINE.search(str(exc))
+            line = match.group(1) if match else "1"
+            raise DatasetError(f"{name}:{line}: malformed {fmt.upper()} ({str(exc).strip()})") from exc
+        line_offset = 2  # header on line 1
+        # skip_blank_lines=False keeps line numbers exact; blank lines come through as all-empty rows: drop them.
+        blank = (frame.isna() | (frame.astype(str).apply(lambda col: col.str.strip()) == "")).all(axis=1).to_numpy()
+        if blank.any():
+            frame = frame.loc[~blank]
+    columns = _find_columns(list(frame.columns), name)
+    lines = frame.index.to_numpy(dtype=np.int64) + line_offset
+    if len(frame) == 0:
+        raise DatasetError(f"{name}:{line_offset}: no interactions (the table has no rows)")
+
+    def ids(role: str) -> np.ndarray:
+        col = frame[columns[role]]
+        missing = col.isna().to_numpy()
+        values = col.astype(str).str.strip().to_numpy(dtype=str)
+        bad = np.flatnonzero(missing | (values == ""))
+        if bad.size:
+            raise DatasetError(f"{name}:{int(lines[bad[0]])}: empty {role} id")
+        return values
+
+    def numbers(role: str) -> np.ndarray | None:
+        if role not in columns:
+            return None
+        col = frame[columns[role]]
+        arr = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(arr)
+        if role == "timestamp" and bad.all():
+            # not numeric at all: calendar dates / datetimes (as ns since the epoch)
+            dates = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
+            ok = dates.notna().to_numpy()
+            if ok.any():
+                arr = np.full(len(col), np.nan)
+                stamps = dates[ok].dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
+                arr[ok] = stamps.astype(np.int64).astype(np.float64)
+                bad = ~ok
+        where = np.flatnonzero(bad)
+        if where.size:
+            pos = int(where[0])
+            raise DatasetError(f"{name}:{int(lines[pos])}: {role} {str(col.iloc[pos])!r} is not a number")
+        return arr
+
+    return TableColumns(
+        name=name,
+        users=ids("user"),
+        items=ids("item"),
+        weights=numbers("weight"),
+        timestamps=numbers("timestamp"),
+        lines=lines,
+    )
