@@ -4,7 +4,8 @@ Two serving modes:
 
 * ``compressed`` (legcf/c2f): never materialises the n_items × d table.  For a user,
   ``h_u = Σ_j w_j·H_meta[idx_j]`` (``S_c_w_served``), ``q = H_meta @ h_u`` (m_c values) and item scores are a gather
-  ``(S_c_w_served[items] * q[S_c_idx[items]]).sum(1)``: O(m_c·d + n_items·t_c) per user.
+  ``(S_c_w_served[items] * q[S_c_idx[items]]).sum(1)`` (run as a CSR product of the items' S^c rows with q):
+  O(m_c·d + n_items·t_c) per user.
 * ``exact``: ``H_full`` is recomputed once at load by :func:`service.reconstruct.exact_embeddings` and scored
   densely.  ud artifacts in compressed mode are scored densely from the stored ``H_full``.
 
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import numpy as np
+import scipy.sparse as sp
 
 from service.artifact import Artifact, ArtifactError
 from service.reconstruct import compressed_embeddings, exact_embeddings
@@ -40,7 +42,7 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         cand = np.arange(size)
     else:
         # Everything scoring at least the n-th best value, so ties at the boundary are resolved by index.
-        kth = scores[np.argpartition(-scores, n - 1)[n - 1]]
+        kth = scores[np.argpartition(scores, size - n)[size - n]]
         cand = np.flatnonzero(scores >= kth)
     order = np.lexsort((cand, -scores[cand]))
     idx = cand[order][:n].astype(np.int64)
@@ -99,8 +101,19 @@ class Recommender:
             self._H_meta = a["H_meta"]
             self._S_idx = a["S_c_idx"]
             self._S_w = a["S_c_w_served"]
-            self._items_idx = self._S_idx[self.n_users :]
-            self._items_w = self._S_w[self.n_users :]
+            items_idx = self._S_idx[self.n_users :]
+            t_c = items_idx.shape[1]
+            # The items' rows of S^c as CSR (n_items × m_c, t_c entries a row): S_items @ q is exactly the gather
+            # Σ_j w[i, j]·q[idx[i, j]], done in C.  Same size as the items' S_c_idx/S_c_w_served rows.
+            self._items_S = sp.csr_matrix(
+                (
+                    self._S_w[self.n_users :].reshape(-1),
+                    items_idx.reshape(-1),
+                    np.arange(0, self.n_items * t_c + 1, t_c, dtype=np.int64),
+                ),
+                shape=(self.n_items, self._H_meta.shape[0]),
+                dtype=np.float32,
+            )
             self._item_norms = self._compressed_item_norms()
 
     # ----------------------------------------------------------------------------------------------------------
@@ -141,11 +154,8 @@ class Recommender:
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if self._dense is not None:
             return np.asarray(vectors @ self._items_dense.T, dtype=np.float32)
-        q = vectors @ self._H_meta.T  # (B, m_c)
-        out = np.zeros((vectors.shape[0], self.n_items), dtype=np.float32)
-        for j in range(self._items_idx.shape[1]):
-            out += self._items_w[:, j] * q[:, self._items_idx[:, j]]
-        return out
+        q = np.asarray(self._H_meta @ vectors.T, dtype=np.float32)  # (m_c, B): codebook vs query
+        return np.ascontiguousarray(np.asarray(self._items_S @ q, dtype=np.float32).T)  # (B, n_items) gather
 
     def user_scores(self, user_indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Raw (unmasked) scores (len(user_indices), n_items)."""
@@ -250,4 +260,7 @@ class Recommender:
         }
         if self.mode == "exact" and self._dense is not None:
             out["exact_H_full"] = int(self._dense.nbytes)
+        if self._dense is None:
+            S = self._items_S
+            out["item_assignments_csr"] = int(S.data.nbytes + S.indices.nbytes + S.indptr.nbytes)
         return out
