@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from service.artifact import publish
+from service.artifact import publish, read_manifest, version_path
 from service.reconstruct import compressed_embeddings, exact_embeddings
 from trainer.data import InteractionData
 from trainer.evaluate import evaluate
@@ -210,4 +210,4 @@ def export(trained: TrainedModel, data: InteractionData, out_root: str | Path) -
     manifest["metrics"]["timings"]["export_seconds"] = time.perf_counter() - t0
     Path(out_root).mkdir(parents=True, exist_ok=True)
     version = publish(out_root, arrays, manifest, {"curve.png": plot_curve(trained.history)})
-    return version, manifest
+    return version, read_manifest(version_path(out_root, version))

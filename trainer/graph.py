@@ -6,11 +6,15 @@ trainer and the service's exact mode share one definition of Eq. 2, 3, 13 and 14
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 
 def to_torch_csr(adj: sp.csr_matrix, device: torch.device) -> torch.Tensor:

@@ -61,5 +61,4 @@ def train_and_publish(
     trained.timings["load_seconds"] = load_seconds
     report("export")
     version, manifest = export(trained, data, out_root)
-    manifest["metrics"]["timings"]["total_seconds"] = time.perf_counter() - started
     return PublishedModel(version, version_path(out_root, version), manifest)
