@@ -59,6 +59,7 @@ def run_one(name: str, dataset: str, out_root: str, max_epochs: int, extra: dict
     result = {
         "variant": name,
         "version": published.version,
+        "path": str(published.path),
         "config": values,
         "trained": metrics["trained"]["test"],
         "served_compressed": metrics["served"]["compressed"]["test"],
@@ -84,7 +85,7 @@ def fmt(x: float | None, digits: int = 4) -> str:
 def table(results: list[dict[str, Any]]) -> str:
     header = (
         "| variant | R@10 | R@20 | N@10 | N@20 | served R@20 (compressed / exact) | #param (paper) | artifact bytes "
-        "| epochs | s/epoch (coarse, fine) | s/update | total s | peak RSS MB |"
+        "| epochs | s/epoch (per stage run) | s/update (coarse, fine) | total s | peak RSS MB |"
     )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in results:
@@ -115,6 +116,7 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=300, help="cap per phase (early stopping decides below)")
     parser.add_argument("--param", action="append", default=[], help="extra TrainConfig key=JSON for every variant")
     parser.add_argument("--out", default=None, help="artifact root (default: a temporary directory)")
+    parser.add_argument("--no-reuse", action="store_true", help="c2f variants train their own coarse stage")
     parser.add_argument("--append", action="store_true", help="append the table to BENCHMARKS.md")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -125,6 +127,7 @@ def main() -> None:
         run_one(args.run, args.dataset, out_root, args.max_epochs, extra, args.result)
         return
     results = []
+    coarse_from: str | None = None
     for name in args.variants.split(","):
         result_path = Path(tempfile.mkdtemp()) / "result.json"
         command = [
@@ -143,10 +146,15 @@ def main() -> None:
         ]
         for p in args.param:
             command += ["--param", p]
+        if coarse_from and VARIANTS[name]["method"] == "c2f" and not args.no_reuse:
+            # The fine stage starts from the LEGCF run above (same m_c, t_c, d): its coarse stage is not retrained.
+            command += ["--param", f"coarse_from={json.dumps(coarse_from)}"]
         print(f"== {name}", flush=True)
         subprocess.run(command, check=True)
         result = json.loads(result_path.read_text())
         results.append(result)
+        if name == "legcf":
+            coarse_from = result["path"]
         print(
             json.dumps(
                 {k: result[k] for k in ("variant", "trained", "served_compressed", "wall_seconds")}, default=float

@@ -13,7 +13,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 

@@ -76,7 +76,10 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         test = trainer.metrics(ud.full_embeddings(), data.test, test_exclude)
         return TrainedModel(config, ud, None, trainer.history_dicts(), timings, result.best_valid, test, info=info)
 
-    coarse = train_coarse(data, config, trainer, device, timings)
+    if config.method == "c2f" and config.coarse_from:
+        coarse = load_coarse(data, config, device)
+    else:
+        coarse = train_coarse(data, config, trainer, device, timings)
     coarse_test = trainer.metrics(coarse.full_embeddings(), data.test, test_exclude)
     if config.method == "legcf":
         return TrainedModel(
@@ -109,6 +112,28 @@ def trainer_best(trainer: Trainer, stage: str) -> dict[str, float] | None:
     """Best validation metrics of a stage (by NDCG@20) from the history."""
     evaluated = [r.valid for r in trainer.history if r.stage == stage and r.valid is not None]
     return max(evaluated, key=lambda v: v["ndcg@20"]) if evaluated else None
+
+
+def load_coarse(data: InteractionData, config: TrainConfig, device: torch.device) -> Coarse:
+    """The coarse stage of a published version (``config.coarse_from``), checked against this dataset."""
+    from service.artifact import load_artifact
+
+    artifact = load_artifact(str(config.coarse_from))
+    if artifact.method not in ("legcf", "c2f"):
+        raise ValueError(f"coarse_from must be a legcf or c2f version, got a {artifact.method} one")
+    if artifact.manifest["dataset"]["content_hash"] != data.content_hash:
+        raise ValueError("coarse_from was trained on different data (dataset content hash differs)")
+    a = artifact.arrays
+    E_c = a["E_c"]
+    if E_c.shape != (config.m_c, config.dim) or a["S_c_idx"].shape[1] != config.t_c:
+        raise ValueError(
+            f"coarse_from has m_c×d = {E_c.shape} and t_c = {a['S_c_idx'].shape[1]}; "
+            f"the config asks for {(config.m_c, config.dim)} and t_c = {config.t_c}"
+        )
+    coarse = Coarse(data.train, a["S_c_idx"], a["S_c_w"], config.m_c, config.dim, config.layers, device)
+    with torch.no_grad():
+        coarse.E_c.copy_(torch.from_numpy(np.array(E_c)))
+    return coarse
 
 
 def train_coarse(

@@ -114,3 +114,23 @@ def test_training_is_reproducible_for_a_seed(synthetic_lightgcn_dir, tmp_path):
     a = train_and_publish(str(synthetic_lightgcn_dir), config, tmp_path / "a")
     b = train_and_publish(str(synthetic_lightgcn_dir), config, tmp_path / "b")
     assert a.manifest["metrics"]["trained"]["test"] == b.manifest["metrics"]["trained"]["test"]
+
+
+def test_c2f_can_start_from_a_published_coarse_stage(synthetic_lightgcn_dir, published, tmp_path):
+    _, out, _ = published
+    legcf = out["legcf"]
+    config = TrainConfig(method="c2f", coarse_from=str(legcf.path), **{**SMALL, "epochs": 2})
+    model = train_and_publish(str(synthetic_lightgcn_dir), config, tmp_path)
+    coarse_test = model.manifest["metrics"]["trained"]["coarse_test"]
+    assert coarse_test == pytest.approx(legcf.manifest["metrics"]["trained"]["test"], abs=1e-6)
+    assert not any(r["stage"] == "coarse" for r in model.manifest["metrics"]["history"])
+
+
+def test_coarse_from_other_data_is_refused(published, tmp_path):
+    from tests.synthetic import planted_communities, write_lightgcn_dir
+
+    users, items, _, _ = planted_communities(n_users=200, n_items=100, seed=3)
+    other = write_lightgcn_dir(tmp_path / "other", users, items)
+    config = TrainConfig(method="c2f", coarse_from=str(published[1]["legcf"].path), **{**SMALL, "epochs": 1})
+    with pytest.raises(ValueError, match="different data"):
+        train_and_publish(str(other), config, tmp_path / "out")
