@@ -111,7 +111,8 @@ def metrics_table(manifest: dict[str, Any]) -> dict[str, Any]:
         columns.append(("compressed", "served compressed (test)", compressed))
     if exact:
         columns.append(("exact", "served exact (test)", exact))
-    names = sorted({k for _, _, col in columns for k in col}, key=_metric_sort_key)
+    # ranking metrics only ("recall@20", "ndcg@10", ...): counts such as n_users are not scores
+    names = sorted({k for _, _, col in columns for k in col if re.fullmatch(r"[a-z_]+@\d+", k)}, key=_metric_sort_key)
     rows = []
     for name in names:
         values = {key: col.get(name) for key, _, col in columns}
@@ -126,6 +127,33 @@ def _curve_exists(root: str | Path, version: str | None) -> bool:
         return (version_path(root, version) / CURVE_FILE).is_file()
     except (ArtifactError, OSError):
         return False
+
+
+def _job_summary(job: dict[str, Any]) -> str:
+    """One line of progress or outcome for the jobs table."""
+    status = job.get("status")
+    if status in ("failed", "canceled"):
+        return str(job.get("error") or status)
+    if status == "finished":
+        metrics = job.get("metrics") or {}
+        served = (((metrics.get("served") or {}).get("compressed") or {}).get("test")) or {}
+        test = served or ((metrics.get("trained") or {}).get("test")) or {}
+        if test.get("recall@20") is not None:
+            which = "served" if served else "trained"
+            return f"{which} test recall@20 {test['recall@20']:.4f}, ndcg@20 {test.get('ndcg@20', 0.0):.4f}"
+        return "published"
+    if status == "queued":
+        position = job.get("position")
+        return f"queued (position {position})" if position is not None else "queued"
+    parts = [str(job.get("stage") or "starting")]
+    if job.get("epoch"):
+        parts.append(f"epoch {job['epoch']}")
+    if job.get("loss") is not None:
+        parts.append(f"loss {job['loss']:.4f}")
+    ndcg = (job.get("valid") or {}).get("ndcg@20")
+    if ndcg is not None:
+        parts.append(f"valid ndcg@20 {ndcg:.4f}")
+    return " · ".join(parts)
 
 
 def recent_jobs(request: Request, settings: Any) -> tuple[list[dict[str, Any]], str | None]:
@@ -147,7 +175,11 @@ def recent_jobs(request: Request, settings: Any) -> tuple[list[dict[str, Any]], 
     out = []
     for job in listed:
         version = job.get("model_version")
-        out.append({**job, "curve": _curve_exists(root, version)})
+        try:
+            summary = _job_summary(job)
+        except (TypeError, ValueError, AttributeError):  # odd meta written by something else: show the state
+            summary = str(job.get("status") or "")
+        out.append({**job, "curve": _curve_exists(root, version), "summary": summary})
     return out, None
 
 

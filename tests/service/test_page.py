@@ -184,6 +184,49 @@ def test_page_escapes_untrusted_text(tmp_path):
     assert html.escape("<script>alert(1)</script>") in page or "&lt;script&gt;" in page
 
 
+def test_page_lists_recent_jobs(artifact_root, monkeypatch):
+    jobs_module = pytest.importorskip("service.jobs")
+    root, version = artifact_root
+    served = {"recall@20": 0.4321, "ndcg@20": 0.1234}
+    fake = [
+        {"job_id": "aaaaaaaa-started", "status": "started", "method": "c2f", "stage": "fine", "epoch": 7,
+         "loss": 0.25, "valid": {"ndcg@20": 0.3}, "enqueued_at": "2026-01-02T03:04:05.000001Z",
+         "elapsed_seconds": 12.0, "model_version": None},
+        {"job_id": "bbbbbbbb-finished", "status": "finished", "method": "c2f", "stage": "export", "epoch": 0,
+         "enqueued_at": "2026-01-02T03:00:00Z", "elapsed_seconds": 30.0, "model_version": version,
+         "metrics": {"served": {"compressed": {"test": served}}}},
+        {"job_id": "cccccccc-failed", "status": "failed", "method": "ud", "stage": "loading",
+         "error": "DatasetError: train.txt:2: non-integer id '<x>'", "enqueued_at": None,
+         "elapsed_seconds": None, "model_version": None},
+        {"job_id": "dddddddd-queued", "status": "queued", "method": "legcf", "position": 0,
+         "enqueued_at": "2026-01-02T03:05:00Z", "model_version": None},
+    ]  # fmt: skip
+    monkeypatch.setattr(jobs_module, "list_jobs", lambda settings, limit=10: fake)
+    with TestClient(create_app(_settings(root))) as client:
+        page = client.get("/").text
+    assert 'id="jobs-unavailable"' not in page
+    for job in fake:
+        assert f'href="/jobs/{job["job_id"]}"' in page
+        assert f'class="pill {job["status"]}"' in page
+    assert "fine · epoch 7 · loss 0.2500 · valid ndcg@20 0.3000" in page
+    assert "served test recall@20 0.4321, ndcg@20 0.1234" in page
+    assert f'<a href="/models/{version}/curve.png">curve.png</a>' in page
+    assert "non-integer id &#39;&lt;x&gt;&#39;" in page  # escaped
+    assert "queued (position 0)" in page
+    assert "01-02 03:04:05" in page
+
+
+def test_metrics_table_keeps_ranking_metrics_only():
+    from service.routes.page import metrics_table
+
+    table = metrics_table(
+        {"metrics": {"trained": {"test": {"recall@20": 0.5, "ndcg@5": 0.2, "recall@5": 0.3, "n_users": 300}}}}
+    )
+    assert [row["name"] for row in table["rows"]] == ["ndcg@5", "recall@5", "recall@20"]
+    assert table["columns"] == [("trained", "trained (test)")]
+    assert metrics_table({})["rows"] == []
+
+
 def test_curve_route(artifact_root):
     root, version = artifact_root
     with TestClient(create_app(_settings(root))) as client:
