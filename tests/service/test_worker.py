@@ -1,0 +1,221 @@
+"""The worker (service.worker) in real subprocesses against Redis db 15: a real training job end to end, cancelling
+a running job, and a worker killed with SIGKILL mid-job."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from redis import Redis
+from rq import get_current_job
+
+from service.settings import Settings
+from tests.service import test_jobs as shared
+from tests.service.test_jobs import (
+    API_KEY,
+    AUTH,
+    REDIS_URL,
+    REPO,
+    TINY_PARAMS,
+    enqueue,
+    settings_kwargs,
+    start_worker,
+    stop_process,
+    wait_for,
+    worker_env,
+)
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+# fixtures shared with test_jobs.py
+redis_db = shared.redis_db
+data_root = shared.data_root
+job_settings = shared.job_settings
+
+SLEEPY = "tests.service.test_worker.sleepy_job"
+QUICK = "tests.service.test_worker.quick_job"
+
+
+# ---------------------------------------------------------------- job functions run by the test workers
+
+
+def sleepy_job(seconds: float) -> dict[str, Any]:
+    job = get_current_job()
+    assert job is not None
+    job.meta.update({"horse_pid": os.getpid(), "stage": "coarse", "epoch": 1})
+    job.save_meta()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"model_version": "sleepy"}
+
+
+def quick_job() -> dict[str, Any]:
+    return {"model_version": "quick", "metrics": {"pid": os.getpid()}}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def status_of(client: Any, job_id: str) -> dict[str, Any]:
+    response = client.get(f"/jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def horse_pid(client: Any, job_id: str) -> int | None:
+    from rq.job import Job
+
+    from service.jobs import SERIALIZER
+
+    job = Job.fetch(job_id, connection=Redis.from_url(REDIS_URL), serializer=SERIALIZER)
+    return job.get_meta(refresh=True).get("horse_pid")  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------- tests
+
+
+WORKER_SCRIPT = """
+import json, sys
+from service.worker import run_worker
+run_worker(burst=True)
+print("MODULES=" + json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "trainer"))))
+"""
+
+
+def test_train_end_to_end_and_worker_parent_stays_torch_free(make_client: Any, job_settings: Settings) -> None:
+    pytest.importorskip("torch")
+    with make_client(**settings_kwargs(job_settings)) as client:
+        body = {"dataset_uri": "ds", "method": "ud", "params": TINY_PARAMS}
+        response = client.post("/train", json=body, headers=AUTH)
+        assert response.status_code == 202, response.text
+        job_id = response.json()["job_id"]
+
+        out = subprocess.run(
+            [sys.executable, "-c", WORKER_SCRIPT],
+            cwd=REPO,
+            env=worker_env(job_settings),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        modules = [line for line in out.stdout.splitlines() if line.startswith("MODULES=")]
+        assert json.loads(modules[-1][len("MODULES=") :]) == [], "the worker parent imported trainer/torch"
+
+        status = status_of(client, job_id)
+        assert status["status"] == "finished", status
+        version = status["model_version"]
+        assert version and version.endswith("-ud")
+        assert status["metrics"]["trained"]
+        assert status["epoch"] >= 1 and isinstance(status["loss"], float)
+        assert "ndcg@20" in status["valid"]
+        assert status["stage"] in ("export", "loading", "coarse", "fine", "ud")
+        assert status["elapsed_seconds"] > 0 and status["error"] is None
+        assert (Path(job_settings.artifact_root) / "versions" / version).is_dir()
+
+        # the service picks the new version up and answers from it
+        reload = client.post("/models/reload", headers={"Authorization": f"Bearer {API_KEY}"})
+        assert reload.status_code == 200, reload.text
+        assert reload.json()["model_version"] == version
+        rec = client.get("/recommend/0", params={"n": 5})
+        assert rec.status_code == 200, rec.text
+        assert rec.json()["model_version"] == version and len(rec.json()["items"]) == 5
+        assert [j["status"] for j in client.get("/jobs").json()["jobs"]] == ["finished"]
+
+
+def test_failed_training_reports_readable_error(make_client: Any, job_settings: Settings) -> None:
+    (job_settings.data_root / "broken").mkdir()
+    (job_settings.data_root / "broken" / "train.txt").write_text("0 1 2\nnot numbers here\n")
+    with make_client(**settings_kwargs(job_settings)) as client:
+        body = {"dataset_uri": "broken", "method": "ud", "params": TINY_PARAMS}
+        job_id = client.post("/train", json=body, headers=AUTH).json()["job_id"]
+        worker = start_worker(job_settings, "--burst")
+        try:
+            worker.wait(120)
+        finally:
+            stop_process(worker)
+        status = status_of(client, job_id)
+    assert status["status"] == "failed", status
+    assert "Traceback" not in status["error"] and "\n" not in status["error"]
+    assert "train.txt" in status["error"], status["error"]
+    assert not list(Path(job_settings.artifact_root).glob("versions/*"))  # nothing half-published
+
+
+def test_cancel_running_job(make_client: Any, job_settings: Settings) -> None:
+    worker = start_worker(job_settings)
+    try:
+        with make_client(**settings_kwargs(job_settings)) as client:
+            job = enqueue(job_settings, SLEEPY, seconds=60)
+            wait_for(lambda: status_of(client, job.id)["status"] == "started", 20, "job start")
+            pid = wait_for(lambda: horse_pid(client, job.id), 10, "horse pid")
+            listed = client.get("/jobs", params={"status": "started"}).json()["jobs"]
+            assert [(j["job_id"], j["stage"], j["epoch"]) for j in listed] == [(job.id, "coarse", 1)]
+
+            response = client.delete(f"/jobs/{job.id}", headers=AUTH)
+            assert response.status_code == 202, response.text
+            assert response.json()["status"] in ("canceling", "canceled")
+            wait_for(lambda: status_of(client, job.id)["status"] == "canceled", 15, "job canceled")
+            wait_for(lambda: gone(pid), 10, "work horse to exit")
+            assert status_of(client, job.id)["error"] == "canceled by user"
+            assert client.delete(f"/jobs/{job.id}", headers=AUTH).status_code == 409
+
+            # the worker carries on with the next job
+            nxt = enqueue(job_settings, QUICK)
+            wait_for(lambda: status_of(client, nxt.id)["status"] == "finished", 20, "next job")
+            assert status_of(client, nxt.id)["model_version"] == "quick"
+    finally:
+        stop_process(worker)
+    assert worker.returncode == 0
+
+
+def test_sigkilled_worker_fails_its_job_and_the_next_job_runs(make_client: Any, job_settings: Settings) -> None:
+    first = start_worker(job_settings)
+    second = None
+    try:
+        with make_client(**settings_kwargs(job_settings)) as client:
+            job = enqueue(job_settings, SLEEPY, seconds=60)
+            wait_for(lambda: status_of(client, job.id)["status"] == "started", 20, "job start")
+            pid = wait_for(lambda: horse_pid(client, job.id), 10, "horse pid")
+
+            first.send_signal(signal.SIGKILL)
+            first.wait(5)
+            wait_for(lambda: gone(pid), 10, "the work horse to die with its worker")
+            assert status_of(client, job.id)["status"] == "started"  # nobody has noticed yet
+
+            nxt = enqueue(job_settings, QUICK)
+            second = start_worker(job_settings, "--burst")
+            second.wait(60)
+            assert second.returncode == 0, second.stderr.read().decode() if second.stderr else ""
+
+            failed = status_of(client, job.id)
+            assert failed["status"] == "failed", failed
+            assert "stopped unexpectedly" in failed["error"]
+            done = status_of(client, nxt.id)
+            assert done["status"] == "finished" and done["model_version"] == "quick"
+    finally:
+        stop_process(first)
+        if second is not None:
+            stop_process(second)
+
+
+def test_run_worker_requires_redis_url() -> None:
+    from service.worker import run_worker
+
+    with pytest.raises(ValueError, match="needs a Redis URL"):
+        run_worker(Settings(redis_url=None))
