@@ -14,7 +14,7 @@ help:
 	@echo "make test      run the test suite (what CI runs)"
 	@echo "make lint      ruff check + ruff format --check + mypy"
 	@echo "make serve     run the API on $(HOST):$(PORT) over $(ARTIFACTS)/ (embedded Redis + worker)"
-	@echo "make bench     run the benchmarks (see BENCHMARKS.md)"
+	@echo "make bench     Gowalla benchmark: UD / LEGCF / C2F side by side (BENCH_ARGS=...; see BENCHMARKS.md)"
 
 # torch first, pinned: an unpinned `torch` from the train extra would pull a multi-GB CUDA build.
 install:
@@ -46,8 +46,10 @@ serve:
 worker:
 	C2F_ARTIFACT_ROOT=$(ARTIFACTS) c2f worker
 
+# BENCH_ARGS, e.g. BENCH_ARGS="--variants legcf,c2f --max-epochs 20 --append"
+BENCH_ARGS ?=
 bench:
-	$(PYTHON) -m benchmarks
+	$(PYTHON) benchmarks/train_gowalla.py $(BENCH_ARGS)
 
 docker-build:
 	docker build --target api -t c2f-api:latest .

@@ -12,6 +12,7 @@ the service is built with :func:`service.main.create_app` and queried through Fa
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,7 +217,9 @@ def run_demo(
     written to ``data_dir`` (default ``<out_root>/demo-data``). ``echo`` receives the report (``None``: silent).
     Returns a :class:`DemoResult`.
     """
-    from fastapi.testclient import TestClient
+    with warnings.catch_warnings():  # starlette's TestClient warns about its httpx backend; irrelevant here
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
 
     from service.main import create_app
     from service.settings import Settings
