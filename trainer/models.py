@@ -101,8 +101,8 @@ class Coarse(EmbeddingModel):
 
     def set_assignment(self, S_c_idx: np.ndarray, S_c_w: np.ndarray) -> None:
         """Install S^c, rebuild A^c (Eq. 13) and the propagation operator P."""
-        self.S_c_idx = np.ascontiguousarray(S_c_idx, dtype=np.int64)
-        self.S_c_w = np.ascontiguousarray(S_c_w, dtype=np.float32)
+        self.S_c_idx = np.array(S_c_idx, dtype=np.int64, copy=True)
+        self.S_c_w = np.array(S_c_w, dtype=np.float32, copy=True)
         adj = to_torch_csr(expanded_adjacency(self.graph, self.S_c_idx, self.S_c_w, self.m_c), self.device)
         B = sp.vstack([assignment_matrix(self.S_c_idx, self.S_c_w, self.m_c), sp.identity(self.m_c, format="csr")])
         self.P = propagate(adj, torch.from_numpy(np.asarray(B.todense(), np.float32)).to(self.device), self.layers)
@@ -176,8 +176,8 @@ class Fine(EmbeddingModel):
 
     def set_assignment(self, S_r_idx: np.ndarray, S_r_w: np.ndarray) -> None:
         """Install S^r, rebuild A^r (Eq. 14) and the operators M·C0 and M·B_r."""
-        self.S_r_idx = np.ascontiguousarray(S_r_idx, dtype=np.int64)
-        self.S_r_w = np.ascontiguousarray(S_r_w, dtype=np.float32)
+        self.S_r_idx = np.array(S_r_idx, dtype=np.int64, copy=True)
+        self.S_r_w = np.array(S_r_w, dtype=np.float32, copy=True)
         adj_np = expanded_adjacency(self.graph, self.S_c_idx, self.S_c_w, self.m_c, self.S_r_idx, self.S_r_w, self.m_r)
         adj = to_torch_csr(adj_np, self.device)
         S_c = assignment_matrix(self.S_c_idx, self.S_c_w, self.m_c)
