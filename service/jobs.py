@@ -54,6 +54,7 @@ API_STATUSES = ("queued", "started", "finished", "failed", "canceled")
 CANCEL_KEY = "c2f:cancel:{job_id}"
 """Set by :func:`cancel_job`; the job's progress callback checks it (backup for RQ's stop command)."""
 
+LIST_SCAN = 1000
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 P = ParamSpec("P")
@@ -354,7 +355,8 @@ def list_jobs(settings: Settings, *, limit: int = 50, status: str | None = None)
     connection = redis_connection(settings)
     queue = _queue(settings, connection)
     kw: dict[str, Any] = {"queue": queue}
-    ids: list[str] = list(queue.get_job_ids())
+    # the newest LIST_SCAN entries of each source bound the work however many records the TTLs keep
+    ids: list[str] = list(queue.get_job_ids(offset=-LIST_SCAN))
     for registry_cls in (
         DeferredJobRegistry,
         ScheduledJobRegistry,
@@ -364,7 +366,7 @@ def list_jobs(settings: Settings, *, limit: int = 50, status: str | None = None)
         CanceledJobRegistry,
     ):
         registry = registry_cls(**kw)
-        ids.extend(registry.get_job_ids(cleanup=False))
+        ids.extend(registry.get_job_ids(0, LIST_SCAN - 1, desc=True, cleanup=False))
     unique = list(dict.fromkeys(ids))
     jobs = [j for j in Job.fetch_many(unique, connection=connection, serializer=SERIALIZER) if j is not None]
     epoch = datetime(1970, 1, 1)

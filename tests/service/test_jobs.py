@@ -1,6 +1,8 @@
 """Training jobs API (service.jobs, service.routes.jobs) and the job function (trainer.jobs), without workers.
 
-Real Redis at 127.0.0.1:6379, database 15, flushed before each test; skipped when unreachable. The helpers and
+Real Redis at 127.0.0.1:6379, database 15 (skipped when unreachable). Each test uses a queue of its own and
+deletes that queue's keys afterwards instead of flushing the database, so that concurrent runs of the suite
+(several engineers, one Redis) cannot disturb each other. The helpers and
 fixtures at the top are shared with test_worker.py and test_server.py.
 """
 
@@ -12,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,11 +52,33 @@ def redis_or_skip() -> Redis:
 @pytest.fixture
 def redis_db() -> Iterator[Redis]:
     client = redis_or_skip()
-    client.flushdb()
     try:
         yield client
     finally:
         client.close()
+
+
+def delete_queue_keys(client: Redis, queue_name: str) -> None:
+    """Delete every key of ``queue_name``: its queue and registries, its jobs and their results/flags."""
+    job_ids = set()
+    for key in client.scan_iter("rq:job:*", count=1000):
+        if client.type(key) == b"hash" and client.hget(key, "origin") == queue_name.encode():
+            job_ids.add(key.decode().split(":", 2)[2])
+    keys = set(client.scan_iter(f"*{queue_name}*", count=1000))
+    for job_id in job_ids:
+        keys.update(client.scan_iter(f"*{job_id}*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture
+def queue_name(redis_db: Redis) -> Iterator[str]:
+    """A queue of this test's own: tests (and concurrent runs of the suite) never see each other's jobs."""
+    name = f"c2f-test-{uuid.uuid4().hex[:12]}"
+    try:
+        yield name
+    finally:
+        delete_queue_keys(redis_db, name)
 
 
 @pytest.fixture
@@ -67,10 +92,11 @@ def data_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def job_settings(redis_db: Redis, data_root: Path, artifact_root: Path) -> Settings:
-    """Settings for a job test: Redis db 15, an API key, the tiny dataset under data_root."""
+def job_settings(queue_name: str, data_root: Path, artifact_root: Path) -> Settings:
+    """Settings for a job test: Redis db 15, a queue of its own, an API key, the tiny dataset under data_root."""
     return Settings(
         redis_url=REDIS_URL,
+        queue_name=queue_name,
         api_key=API_KEY,
         artifact_root=str(artifact_root),
         data_root=data_root,

@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 # fixtures shared with test_jobs.py
 redis_db = shared.redis_db
+queue_name = shared.queue_name
 data_root = shared.data_root
 
 
@@ -74,8 +75,8 @@ def test_embedded_queue_runs_jobs_and_shuts_down(tmp_path: Path, monkeypatch: py
         wait_for(functools.partial(gone, child.pid), 15, f"{child.pid} to exit")
 
 
-def test_worker_process_is_restarted_when_it_dies(redis_db: Redis, tmp_path: Path) -> None:
-    settings = Settings(redis_url=REDIS_URL, artifact_root=str(tmp_path), queue_name="c2f-restart-test")
+def test_worker_process_is_restarted_when_it_dies(queue_name: str, tmp_path: Path) -> None:
+    settings = Settings(redis_url=REDIS_URL, artifact_root=str(tmp_path), queue_name=queue_name)
     worker = WorkerProcess(settings)
     worker.start()
     try:
@@ -164,8 +165,10 @@ def test_serve_embedded_end_to_end(data_root: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
 
 
-def test_serve_with_external_redis_runs_no_children(redis_db: Redis, tmp_path: Path) -> None:
-    settings = Settings(redis_url=REDIS_URL, artifact_root=str(tmp_path / "artifacts"), data_root=tmp_path)
+def test_serve_with_external_redis_runs_no_children(queue_name: str, tmp_path: Path) -> None:
+    settings = Settings(
+        redis_url=REDIS_URL, queue_name=queue_name, artifact_root=str(tmp_path / "artifacts"), data_root=tmp_path
+    )
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _serve(settings, port)

@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 # fixtures shared with test_jobs.py
 redis_db = shared.redis_db
+queue_name = shared.queue_name
 data_root = shared.data_root
 job_settings = shared.job_settings
 
