@@ -184,11 +184,14 @@ class WorkerProcess:
 
     def _watch(self) -> None:
         backoff = 1.0
+        spawned = time.monotonic()
         while not self._stopping.wait(1.0):
             with self._lock:
                 proc = self.proc
                 if proc is None or proc.poll() is None or self._stopping.is_set():
                     continue
+                if time.monotonic() - spawned > 60:
+                    backoff = 1.0  # it ran for a while: not a crash loop
                 log.warning("worker exited with %s; restarting in %.0f s", proc.returncode, backoff)
             if self._stopping.wait(backoff):
                 return
@@ -197,6 +200,7 @@ class WorkerProcess:
                     return
                 self.proc = self._spawn()
                 self.restarts += 1
+                spawned = time.monotonic()
             backoff = min(backoff * 2, 60.0)
 
     def stop(self, grace: float = WORKER_STOP_GRACE) -> None:
