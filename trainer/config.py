@@ -16,7 +16,7 @@ class TrainConfig:
     Coarse stage (LEGCF, paper §3.1): ``m_c`` meta-embeddings, ``t_c`` per entity, assignment update every ``f_c``
     epochs of phase 2. Fine stage (C2F, §3.2-3.3): ``m_r`` fine meta-embeddings of ``d_r`` SparsePCA components,
     ``t_r`` per coarse row, mixing weight ``w_cr`` (Eq. 17), soft threshold ``soft_lambda`` (Eq. 16; ``None``
-    picks it so that ``target_nonzero`` of the fine values survive at initialisation).
+    re-chooses it after every epoch so that ``target_nonzero`` of the fine values are non-zero at convergence).
     """
 
     method: Method = "c2f"

@@ -36,7 +36,7 @@ def init_fine_codebook(E_c: np.ndarray, rows: np.ndarray, d_r: int, ablation: st
     selected = E_c[rows].astype(np.float64)
     if ablation == "B":
         return selected.astype(np.float32)
-    d_r = min(d_r, d, m_r)
+    d_r = min(d_r, d)
     codes = SparsePCA(n_components=d_r, alpha=1.0, random_state=seed, max_iter=200).fit_transform(selected)
     positions = np.argsort(rng.random((m_r, d)), axis=1)[:, :d_r]
     E_r = np.zeros((m_r, d), dtype=np.float32)

@@ -108,6 +108,7 @@ class Trainer:
         max_epochs: int,
         update: Callable[[], None] | None = None,
         update_every: int = 1,
+        after_epoch: Callable[[], None] | None = None,
     ) -> PhaseResult:
         """Train until validation NDCG@20 has not improved for ``patience`` evaluations (or ``max_epochs``)."""
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
@@ -122,6 +123,8 @@ class Trainer:
             epoch = first_epoch + i
             t0 = time.perf_counter()
             loss = self.train_epoch(model, optimizer)
+            if after_epoch is not None:
+                after_epoch()
             record = EpochRecord(stage, phase, epoch, loss, time.perf_counter() - t0)
             if update is not None and i % update_every == 0:
                 t1 = time.perf_counter()

@@ -216,11 +216,23 @@ class Fine(EmbeddingModel):
         )
         return (1.0 - self.w_cr) * self.E_c + self.w_cr * mix
 
+    def calibrate_lambda(self, target_nonzero: float) -> float:
+        """Set λ so that a fraction ``target_nonzero`` of S_λ(E_r)'s entries are non-zero now; returns λ."""
+        with torch.no_grad():
+            self.soft_lambda = float(torch.quantile(self.E_r.abs().reshape(-1).float(), 1.0 - target_nonzero))
+        return self.soft_lambda
+
     def snapshot(self) -> dict:
-        return {"E_r": self.E_r.detach().clone(), "S_r_idx": self.S_r_idx.copy(), "S_r_w": self.S_r_w.copy()}
+        return {
+            "E_r": self.E_r.detach().clone(),
+            "S_r_idx": self.S_r_idx.copy(),
+            "S_r_w": self.S_r_w.copy(),
+            "soft_lambda": self.soft_lambda,
+        }
 
     def restore(self, state: dict) -> None:
         with torch.no_grad():
             self.E_r.copy_(state["E_r"])
+        self.soft_lambda = state["soft_lambda"]
         if not (np.array_equal(state["S_r_idx"], self.S_r_idx) and np.array_equal(state["S_r_w"], self.S_r_w)):
             self.set_assignment(state["S_r_idx"], state["S_r_w"])

@@ -213,8 +213,16 @@ def train_fine(
         else:
             fine.set_assignment(*bridging_assignment(H[:n], H[n : n + m_c], H[n + m_c :], config.t_r))
 
+    # λ given: fixed (Eq. 16 as written). λ not given: re-chosen after every epoch so that S_λ(E^r) stays at
+    # target_nonzero at convergence (§4.4: about half non-zero is best), whatever scale E^r drifts to.
+    calibrate = None if config.soft_lambda is not None or config.ablation == "C" else config.target_nonzero
+
+    def after_epoch() -> None:
+        if calibrate is not None:
+            fine.calibrate_lambda(calibrate)
+
     t1 = time.perf_counter()
-    trainer.run_phase(fine, stage="fine", phase=1, lr=config.lr_fine, max_epochs=config.epochs)
+    trainer.run_phase(fine, stage="fine", phase=1, lr=config.lr_fine, max_epochs=config.epochs, after_epoch=after_epoch)
     timings["fine_phase1_seconds"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     trainer.run_phase(
@@ -225,10 +233,12 @@ def train_fine(
         max_epochs=config.epochs,
         update=update,
         update_every=config.f_r,
+        after_epoch=after_epoch,
     )
     timings["fine_phase2_seconds"] = time.perf_counter() - t2
     _record_update_seconds(trainer, "fine", timings)
     info["fine_nonzero_final"] = nonzero_fraction(fine.thresholded().detach().cpu().numpy())
+    info["soft_lambda_final"] = fine.soft_lambda
     return fine
 
 
