@@ -256,7 +256,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
 
     from service.main import create_app
 
-    settings = settings or Settings()  # type: ignore[call-arg]
+    settings = settings or Settings()
     if settings.redis_url:
         uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
         return

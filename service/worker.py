@@ -225,7 +225,7 @@ def run_worker(
     exit; a second signal: stop the job too). ``burst``: exit when the queue is empty. Returns whether any job
     ran. Needs ``settings.redis_url``.
     """
-    settings = settings or Settings()  # type: ignore[call-arg]
+    settings = settings or Settings()
     if not settings.redis_url:
         raise ValueError("run_worker needs a Redis URL: set C2F_REDIS_URL (or use `c2f serve`, which embeds one)")
     apply_env(settings_to_env(settings))
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.exit_with_parent is not None:
         exit_with_parent(args.exit_with_parent)
-    settings = Settings()  # type: ignore[call-arg]
+    settings = Settings()
     if args.redis_url:
         settings = settings.model_copy(update={"redis_url": args.redis_url})
     started = time.time()

@@ -106,7 +106,7 @@ def train_job(dataset_uri: str, method: str, params: dict[str, Any], artifact_ro
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} (expected one of {', '.join(METHODS)})")
-    settings = Settings()  # type: ignore[call-arg]
+    settings = Settings()
     uri = check_dataset_uri(dataset_uri, settings)  # defence in depth: the worker's own settings decide too
     values = {**(params or {}), "method": method}
     if values.get("coarse_from"):
