@@ -100,6 +100,7 @@ class TrainParams(BaseModel):
     t_c: int = Field(2, ge=1, le=1024)
     w_star: float = Field(0.9, gt=0, le=1)
     f_c: int = Field(1, ge=1, le=10_000)
+    raw_assignment: bool = False
     m_r: int = Field(100, ge=1, le=10_000_000)
     t_r: int = Field(5, ge=1, le=1024)
     d_r: int = Field(80, ge=1, le=4096)

@@ -37,6 +37,7 @@ class TrainConfig:
     t_c: int = 2
     w_star: float = 0.9
     f_c: int = 1
+    raw_assignment: bool = False  # True: Eq. 11's projected values as weights (paper); False: rows sum to 1
     # fine stage
     m_r: int = 100
     t_r: int = 5

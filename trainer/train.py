@@ -151,7 +151,8 @@ def train_coarse(
     timings["coarse_init_seconds"] = time.perf_counter() - t0
 
     def update() -> None:
-        coarse.set_assignment(*pinv_assignment(coarse.full_embeddings(), coarse.meta_embeddings(), config.t_c))
+        H_full, H_meta = coarse.full_embeddings(), coarse.meta_embeddings()
+        coarse.set_assignment(*pinv_assignment(H_full, H_meta, config.t_c, normalise=not config.raw_assignment))
 
     t1 = time.perf_counter()
     trainer.run_phase(coarse, stage="coarse", phase=1, lr=config.lr, max_epochs=config.epochs)

@@ -52,13 +52,22 @@ def test_pinv_assignment_recovers_an_exact_two_sparse_composition():
     true_idx = np.array([[0, 3], [1, 2], [4, 5], [2, 0]])
     true_w = np.array([[0.7, 0.3], [0.6, 0.4], [0.9, 0.1], [0.5, 0.5]], np.float32)
     H_full = torch.einsum("nt,ntd->nd", torch.from_numpy(true_w), H_meta[torch.from_numpy(true_idx)])
-    idx, w = pinv_assignment(H_full, H_meta, 2)
+    idx, w = pinv_assignment(H_full, H_meta, 2, normalise=False)
     assert idx.shape == (4, 2)
     for r in range(4):
         got = dict(zip(idx[r].tolist(), w[r].tolist(), strict=True))
         want = dict(zip(true_idx[r].tolist(), true_w[r].tolist(), strict=True))
         assert got.keys() == want.keys()
         np.testing.assert_allclose([got[k] for k in want], list(want.values()), rtol=1e-3, atol=1e-4)
+
+
+def test_pinv_assignment_normalised_keeps_the_proportions():
+    rng = np.random.default_rng(0)
+    H_meta = torch.from_numpy(rng.standard_normal((6, 16)).astype(np.float32))
+    H_full = 0.03 * H_meta[0:1] + 0.01 * H_meta[4:5]  # tiny raw weights 0.03 / 0.01
+    idx, w = pinv_assignment(H_full, H_meta, 2)
+    assert idx[0].tolist() == [0, 4]
+    np.testing.assert_allclose(w[0], [0.75, 0.25], rtol=1e-3)
 
 
 def test_fine_assignment_init_has_t_r_per_coarse_row_and_follows_the_bridge():
