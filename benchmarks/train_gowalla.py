@@ -33,6 +33,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "legcf": {"method": "legcf", "m_c": 300},
     "legcf400": {"method": "legcf", "m_c": 400},
     "legcf500": {"method": "legcf", "m_c": 500},
+    # reference-like optimisation: the released code's coarse lr with our sampler (for time-to-quality)
+    "legcf-ref-lr": {"method": "legcf", "m_c": 300, "lr": 1e-3},
     "c2f": {"method": "c2f"},
     "c2f-released": {"method": "c2f", "w_cr": 0.2, "t_r": 4, "soft_lambda": None, "target_nonzero": 0.25},
     "c2f-random-rows": {"method": "c2f", "fine_rows": "random"},
@@ -116,6 +118,7 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=300, help="cap per phase (early stopping decides below)")
     parser.add_argument("--param", action="append", default=[], help="extra TrainConfig key=JSON for every variant")
     parser.add_argument("--out", default=None, help="artifact root (default: a temporary directory)")
+    parser.add_argument("--coarse-from", help="published legcf version dir the c2f variants start from")
     parser.add_argument("--no-reuse", action="store_true", help="c2f variants train their own coarse stage")
     parser.add_argument("--append", action="store_true", help="append the table to BENCHMARKS.md")
     parser.add_argument("--run", help=argparse.SUPPRESS)
@@ -127,7 +130,7 @@ def main() -> None:
         run_one(args.run, args.dataset, out_root, args.max_epochs, extra, args.result)
         return
     results = []
-    coarse_from: str | None = None
+    coarse_from: str | None = args.coarse_from
     for name in args.variants.split(","):
         result_path = Path(tempfile.mkdtemp()) / "result.json"
         command = [
