@@ -25,7 +25,7 @@ demo: install
 	c2f demo --out $(ARTIFACTS)
 
 # Keep in sync with README.md and .ci/run (tests/test_deploy.py checks it).
-test:
+test: install
 	python3 -m pytest -q
 
 test-fast:
