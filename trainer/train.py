@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,21 +155,7 @@ def train_coarse(
         H_full, H_meta = coarse.full_embeddings(), coarse.meta_embeddings()
         coarse.set_assignment(*pinv_assignment(H_full, H_meta, config.t_c, normalise=not config.raw_assignment))
 
-    t1 = time.perf_counter()
-    trainer.run_phase(coarse, stage="coarse", phase=1, lr=config.lr, max_epochs=config.epochs)
-    timings["coarse_phase1_seconds"] = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    trainer.run_phase(
-        coarse,
-        stage="coarse",
-        phase=2,
-        lr=config.lr,
-        max_epochs=config.epochs,
-        update=update,
-        update_every=config.f_c,
-    )
-    timings["coarse_phase2_seconds"] = time.perf_counter() - t2
-    _record_update_seconds(trainer, "coarse", timings)
+    two_phases(trainer, coarse, "coarse", config.lr, config.epochs, update, config.f_c, None, timings)
     return coarse
 
 
@@ -222,25 +209,38 @@ def train_fine(
         if calibrate is not None:
             fine.calibrate_lambda(calibrate)
 
-    t1 = time.perf_counter()
-    trainer.run_phase(fine, stage="fine", phase=1, lr=config.lr_fine, max_epochs=config.epochs, after_epoch=after_epoch)
-    timings["fine_phase1_seconds"] = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    trainer.run_phase(
-        fine,
-        stage="fine",
-        phase=2,
-        lr=config.lr_fine,
-        max_epochs=config.epochs,
-        update=update,
-        update_every=config.f_r,
-        after_epoch=after_epoch,
-    )
-    timings["fine_phase2_seconds"] = time.perf_counter() - t2
-    _record_update_seconds(trainer, "fine", timings)
+    two_phases(trainer, fine, "fine", config.lr_fine, config.epochs, update, config.f_r, after_epoch, timings)
     info["fine_nonzero_final"] = nonzero_fraction(fine.thresholded().detach().cpu().numpy())
     info["soft_lambda_final"] = fine.soft_lambda
     return fine
+
+
+def two_phases(
+    trainer: Trainer,
+    model: EmbeddingModel,
+    stage: str,
+    lr: float,
+    max_epochs: int,
+    update: Callable[[], None],
+    update_every: int,
+    after_epoch: Callable[[], None] | None,
+    timings: dict[str, float],
+) -> None:
+    """Algorithms 1-2's two loops: the assignment fixed until early stop, then updated every ``update_every``."""
+    for phase, phase_update in ((1, None), (2, update)):
+        started = time.perf_counter()
+        trainer.run_phase(
+            model,
+            stage=stage,
+            phase=phase,
+            lr=lr,
+            max_epochs=max_epochs,
+            update=phase_update,
+            update_every=update_every,
+            after_epoch=after_epoch,
+        )
+        timings[f"{stage}_phase{phase}_seconds"] = time.perf_counter() - started
+    _record_update_seconds(trainer, stage, timings)
 
 
 def _record_update_seconds(trainer: Trainer, stage: str, timings: dict[str, float]) -> None:
