@@ -66,6 +66,7 @@ _UD: dict[str, tuple[str, int | None, tuple[str | None, ...]]] = {
 _META: dict[str, tuple[str, int | None, tuple[str | None, ...]]] = {
     "S_c_idx": ("i", 4, ("N", "t_c")),
     "S_c_w": ("f", 4, ("N", "t_c")),
+    "S_c_idx_served": ("i", 4, ("N", "t_c")),
     "S_c_w_served": ("f", 4, ("N", "t_c")),
     "H_meta": ("f", 4, ("m_c", "d")),
     "E_c": ("f", 4, ("m_c", "d")),
@@ -245,9 +246,10 @@ def validate_arrays(arrays: Mapping[str, np.ndarray], manifest: Mapping[str, Any
     _check_csr(arrays, "graph", n_users, n_items)
     _check_csr(arrays, "heldout", n_users, n_items)
     if method != "ud":
-        idx = arrays["S_c_idx"]
-        if idx.size and (idx.min() < 0 or idx.max() >= dims["m_c"]):
-            raise ArtifactError(f"S_c_idx has values outside [0, m_c={dims['m_c']})")
+        for name in ("S_c_idx", "S_c_idx_served"):
+            idx = arrays[name]
+            if idx.size and (idx.min() < 0 or idx.max() >= dims["m_c"]):
+                raise ArtifactError(f"{name} has values outside [0, m_c={dims['m_c']})")
     if method == "c2f":
         if dims["m_r"] < 0:
             raise ArtifactError("E_r_indptr must have at least one entry")
@@ -273,7 +275,7 @@ _COMPONENTS: dict[str, tuple[str, ...]] = {
     "graph": ("graph_indptr", "graph_indices", "heldout_indptr", "heldout_indices"),
     "full_table": ("H_full",),
     "layer0_table": ("E",),
-    "S_c": ("S_c_idx", "S_c_w", "S_c_w_served"),
+    "S_c": ("S_c_idx", "S_c_w", "S_c_idx_served", "S_c_w_served"),
     "codebooks": ("H_meta", "E_c"),
     "S_r": ("S_r_idx", "S_r_w"),
     "E_r": ("E_r_indptr", "E_r_indices", "E_r_data"),
@@ -304,7 +306,7 @@ def footprint(arrays: Mapping[str, np.ndarray], manifest: Mapping[str, Any]) -> 
     ``compression_ratio_params = N·d / params_paper`` and
     ``compression_ratio_bytes = full_table_bytes / embedding_bytes`` where ``embedding_bytes`` counts every
     stored embedding array (everything except id maps and the seen-items graph).  ``compressed_serving_bytes``
-    is what compressed-mode scoring reads (S_c_idx, S_c_w_served, H_meta).
+    is what compressed-mode scoring reads (S_c_idx_served, S_c_w_served, H_meta).
     """
     method = str(manifest["method"])
     dims = _dims(arrays, method)
@@ -353,7 +355,7 @@ def footprint(arrays: Mapping[str, np.ndarray], manifest: Mapping[str, Any]) -> 
     else:
         out["e_r_nnz"] = 0
     if method != "ud":
-        serving = sum(per_array[n] for n in ("S_c_idx", "S_c_w_served", "H_meta"))
+        serving = sum(per_array[n] for n in ("S_c_idx_served", "S_c_w_served", "H_meta"))
         out["compressed_serving_bytes"] = serving
         out["compression_ratio_serving_bytes"] = full_bytes / serving if serving else None
     return out

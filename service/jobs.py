@@ -120,7 +120,7 @@ class TrainParams(BaseModel):
     valid_from: Literal["train", "test"] = "train"
     seed: int = Field(2024, ge=0, le=2**32 - 1)
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:[0-9]{1,2})?)$")
-    refit_codebook: bool = False
+    served_fit: Literal["weights", "codebook", "reassign"] = "reassign"
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainParams:

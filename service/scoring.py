@@ -3,8 +3,9 @@
 Two serving modes:
 
 * ``compressed`` (legcf/c2f): never materialises the n_items × d table.  For a user,
-  ``h_u = Σ_j w_j·H_meta[idx_j]`` (``S_c_w_served``), ``q = H_meta @ h_u`` (m_c values) and item scores are a gather
-  ``(S_c_w_served[items] * q[S_c_idx[items]]).sum(1)`` (run as a CSR product of the items' S^c rows with q):
+  ``h_u = Σ_j w_j·H_meta[idx_j]`` (``S_c_idx_served``, ``S_c_w_served``), ``q = H_meta @ h_u`` (m_c values)
+  and item scores are a gather
+  ``(S_c_w_served[items] * q[S_c_idx_served[items]]).sum(1)`` (run as a CSR product of the items' S^c rows with q):
   O(m_c·d + n_items·t_c) per user.
 * ``exact``: ``H_full`` is recomputed once at load by :func:`service.reconstruct.exact_embeddings` and scored
   densely.  ud artifacts in compressed mode are scored densely from the stored ``H_full``.
@@ -99,7 +100,7 @@ class Recommender:
             self._item_norms = np.linalg.norm(self._items_dense, axis=1).astype(np.float32)
         else:
             self._H_meta = a["H_meta"]
-            self._S_idx = a["S_c_idx"]
+            self._S_idx = a["S_c_idx_served"]
             self._S_w = a["S_c_w_served"]
             items_idx = self._S_idx[self.n_users :]
             t_c = items_idx.shape[1]

@@ -57,7 +57,8 @@ class TrainConfig:
     seed: int = 2024
     device: str = "auto"
     # export
-    refit_codebook: bool = False
+    # how the compressed serving form is fitted to the propagated embeddings (trainer/export.py)
+    served_fit: Literal["weights", "codebook", "reassign"] = "reassign"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

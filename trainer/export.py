@@ -49,15 +49,51 @@ def refit_codebook(S_idx: np.ndarray, S_w: np.ndarray, H_full: np.ndarray, m: in
     return np.linalg.solve(gram, np.asarray(S.T @ H_full.astype(np.float64))).astype(np.float32)
 
 
+def pursuit(H_full: np.ndarray, H_meta: np.ndarray, t: int, chunk: int = 65536) -> np.ndarray:
+    """Greedy matching pursuit: for each row of H_full (N, d), t distinct codebook rows of H_meta (m, d) chosen one
+    at a time by |correlation| with the current residual, with a least-squares refit after each pick.
+    Returns (N, t) int64 indices. Chunked over rows: memory O(chunk · m)."""
+    norms = np.linalg.norm(H_meta, axis=1) + 1e-12
+    out = np.empty((H_full.shape[0], t), dtype=np.int64)
+    for start in range(0, H_full.shape[0], chunk):
+        H = H_full[start : start + chunk].astype(np.float32)
+        rows = np.arange(H.shape[0])
+        residual = H
+        for j in range(t):
+            corr = np.abs(residual @ H_meta.T) / norms
+            corr[rows[:, None], out[start : start + len(rows), :j]] = -1.0  # each row picks distinct atoms
+            out[start : start + len(rows), j] = corr.argmax(axis=1)
+            chosen = out[start : start + len(rows), : j + 1]
+            residual = H - compressed_embeddings(chosen, refit_weights(chosen, H_meta, H), H_meta)
+    return out
+
+
+ServedFit = str  # "weights" | "codebook" | "reassign"
+
+
 def served_assignment(
-    S_idx: np.ndarray, H_meta: np.ndarray, H_full: np.ndarray, refit_codebook_rounds: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weights (and codebook) that the compressed serving mode uses: (S_w_served (N, t), H_meta_served (m, d))."""
-    weights = refit_weights(S_idx, H_meta, H_full)
-    for _ in range(refit_codebook_rounds):
-        H_meta = refit_codebook(S_idx, weights, H_full, H_meta.shape[0])
-        weights = refit_weights(S_idx, H_meta, H_full)
-    return weights, H_meta
+    S_idx: np.ndarray, H_meta: np.ndarray, H_full: np.ndarray, fit: ServedFit = "reassign", rounds: int = 3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The assignment and codebook that compressed serving reads, fitted so that S·H_meta ≈ H_full.
+
+    "weights": keep the trained indices, refit each entity's t weights (least squares).
+    "codebook": also alternate with a least-squares refit of the codebook (``rounds`` times).
+    "reassign": re-pick each entity's t codebook rows by matching pursuit, then alternate codebook refits and
+    re-picks. The span of t codebook rows is all an entity can be served from, so picking the rows for serving
+    (rather than reusing the rows chosen for layer 0) is what closes most of the served-vs-trained gap.
+    Returns (idx (N, t) int32, w (N, t) float32, H_meta (m, d) float32).
+    """
+    idx = S_idx.astype(np.int64)
+    codebook = H_meta.astype(np.float32)
+    if fit == "reassign":
+        idx = pursuit(H_full, codebook, S_idx.shape[1])
+    weights = refit_weights(idx, codebook, H_full)
+    for _ in range(rounds if fit in ("codebook", "reassign") else 0):
+        codebook = refit_codebook(idx, weights, H_full, codebook.shape[0])
+        if fit == "reassign":
+            idx = pursuit(H_full, codebook, S_idx.shape[1])
+        weights = refit_weights(idx, codebook, H_full)
+    return idx.astype(np.int32), weights, codebook.astype(np.float32)
 
 
 def _csr_arrays(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
@@ -100,11 +136,13 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
     else:
         assert isinstance(model, Coarse)
         H_meta = model.meta_embeddings().cpu().numpy()
-    rounds = 3 if trained.config.refit_codebook else 0
-    S_w_served, H_meta_served = served_assignment(coarse.S_c_idx, H_meta, H_full, rounds)
+    S_idx_served, S_w_served, H_meta_served = served_assignment(
+        coarse.S_c_idx, H_meta, H_full, trained.config.served_fit
+    )
     arrays.update(
         S_c_idx=coarse.S_c_idx.astype(np.int32),
         S_c_w=coarse.S_c_w.astype(np.float32),
+        S_c_idx_served=S_idx_served,
         S_c_w_served=S_w_served,
         H_meta=H_meta_served.astype(np.float32),
         E_c=coarse.E_c.detach().cpu().numpy().astype(np.float32),
@@ -122,7 +160,7 @@ def served_metrics(arrays: Mapping[str, np.ndarray], manifest: Mapping[str, Any]
     exact = _evaluate_numpy(exact_embeddings(arrays, manifest), data)
     if manifest["method"] == "ud":
         return {"compressed": {"test": exact}, "exact": {"test": exact}}
-    compressed = compressed_embeddings(arrays["S_c_idx"], arrays["S_c_w_served"], arrays["H_meta"])
+    compressed = compressed_embeddings(arrays["S_c_idx_served"], arrays["S_c_w_served"], arrays["H_meta"])
     return {"compressed": {"test": _evaluate_numpy(compressed, data)}, "exact": {"test": exact}}
 
 

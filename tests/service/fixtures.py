@@ -55,6 +55,7 @@ def make_arrays(
         return arrays
     arrays["S_c_idx"] = np.stack([rng.choice(m_c, size=t_c, replace=False) for _ in range(n)]).astype(np.int32)
     arrays["S_c_w"] = rng.uniform(0.1, 1.0, (n, t_c)).astype(np.float32)
+    arrays["S_c_idx_served"] = np.stack([rng.choice(m_c, size=t_c, replace=False) for _ in range(n)]).astype(np.int32)
     arrays["S_c_w_served"] = rng.uniform(-0.5, 1.0, (n, t_c)).astype(np.float32)
     arrays["H_meta"] = rng.standard_normal((m_c, d)).astype(np.float32)
     arrays["E_c"] = rng.standard_normal((m_c, d)).astype(np.float32)
@@ -131,6 +132,7 @@ def tiny_known_arrays() -> dict[str, np.ndarray]:
         "heldout_indices": np.array([3], dtype=np.int32),
         "S_c_idx": np.tile(np.array([0, 1], dtype=np.int32), (n, 1)),
         "S_c_w": np.ones((n, 2), dtype=np.float32),
+        "S_c_idx_served": np.tile(np.array([0, 1], dtype=np.int32), (n, 1)),
         "S_c_w_served": np.array(w_users + w_items, dtype=np.float32),
         "H_meta": np.eye(2, dtype=np.float32),
         "E_c": np.eye(2, dtype=np.float32),
@@ -139,7 +141,7 @@ def tiny_known_arrays() -> dict[str, np.ndarray]:
 
 def dense_reconstruction(arrays: dict[str, np.ndarray]) -> np.ndarray:
     """(N, d) S_c_w_served · H_meta computed the slow, obvious way (reference for compressed scoring)."""
-    idx, w, H = arrays["S_c_idx"], arrays["S_c_w_served"], arrays["H_meta"]
+    idx, w, H = arrays["S_c_idx_served"], arrays["S_c_w_served"], arrays["H_meta"]
     out = np.zeros((idx.shape[0], H.shape[1]), dtype=np.float64)
     for r in range(idx.shape[0]):
         for j in range(idx.shape[1]):

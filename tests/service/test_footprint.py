@@ -33,6 +33,7 @@ def _gowalla_shaped_c2f(t_r: int = 4) -> dict[str, np.ndarray]:
         "heldout_indices": np.zeros(0, np.int32),
         "S_c_idx": np.zeros((n, 2), np.int32),
         "S_c_w": np.zeros((n, 2), np.float32),
+        "S_c_idx_served": np.zeros((n, 2), np.int32),
         "S_c_w_served": np.zeros((n, 2), np.float32),
         "H_meta": np.zeros((m_c, d), np.float32),
         "E_c": np.zeros((m_c, d), np.float32),
@@ -52,8 +53,8 @@ def test_footprint_of_gowalla_shaped_c2f() -> None:
     assert fp["compression_ratio_params"] == pytest.approx(9_067_392 / 194_078)
     assert fp["e_r_nnz"] == 6_400 and fp["e_r_density"] == pytest.approx(0.5)
     assert fp["params_sparse_E_r"] == 194_078 - 6_400
-    # bytes as stored: S_c = idx (int32) + trained and served weights (float32), N × t_c each
-    assert fp["components"]["S_c"] == 3 * GOWALLA_N * 2 * 4
+    # bytes as stored: S_c = trained and served idx (int32) and weights (float32), N × t_c each
+    assert fp["components"]["S_c"] == 4 * GOWALLA_N * 2 * 4
     assert fp["components"]["codebooks"] == 2 * 300 * 128 * 4
     assert fp["components"]["S_r"] == 2 * 300 * 4 * 4
     assert fp["components"]["E_r"] == 101 * 8 + 6_400 * 4 * 2

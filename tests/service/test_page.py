@@ -71,6 +71,7 @@ def make_c2f_artifact(
         "heldout_indices": np.zeros(0, dtype=np.int32),
         "S_c_idx": np.stack([rng.choice(m_c, size=t_c, replace=False) for _ in range(n)]).astype(np.int32),
         "S_c_w": s_c_w,
+        "S_c_idx_served": np.stack([rng.choice(m_c, size=t_c, replace=False) for _ in range(n)]).astype(np.int32),
         "S_c_w_served": s_c_w.copy(),
         "H_meta": rng.standard_normal((m_c, d)).astype(np.float32),
         "E_c": rng.standard_normal((m_c, d)).astype(np.float32),
