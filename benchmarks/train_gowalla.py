@@ -38,6 +38,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "c2f": {"method": "c2f"},
     "c2f-released": {"method": "c2f", "w_cr": 0.2, "t_r": 4, "soft_lambda": None, "target_nonzero": 0.25},
     "c2f-random-rows": {"method": "c2f", "fine_rows": "random"},
+    "c2f-reconstruction": {"method": "c2f", "fine_init": "reconstruction"},
     "c2f-A": {"method": "c2f", "ablation": "A"},
     "c2f-B": {"method": "c2f", "ablation": "B"},
     "c2f-C": {"method": "c2f", "ablation": "C"},

@@ -109,6 +109,7 @@ class TrainParams(BaseModel):
     target_nonzero: float = Field(0.5, gt=0, le=1)
     f_r: int = Field(1, ge=1, le=10_000)
     fine_rows: Literal["most_used", "random"] = "most_used"
+    fine_init: Literal["codes", "reconstruction"] = "codes"
     coarse_from: str | None = Field(
         None,
         pattern=r"^[0-9]{8}T[0-9]{12}Z-(legcf|c2f)$",

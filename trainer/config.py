@@ -47,6 +47,7 @@ class TrainConfig:
     target_nonzero: float = 0.5
     f_r: int = 1
     fine_rows: Literal["most_used", "random"] = "most_used"
+    fine_init: Literal["codes", "reconstruction"] = "codes"  # E^r from SparsePCA codes (paper) or U·V
     # c2f only: reuse the coarse stage (E_c, S_c) of a published legcf/c2f version directory instead of training it
     coarse_from: str | None = None
     # ablations (paper Fig. 4): A random E^r init, B no SparsePCA, C no soft thresholding, D codebook-only S^r

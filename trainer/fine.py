@@ -22,11 +22,15 @@ def select_coarse_rows(S_c_idx: np.ndarray, S_c_w: np.ndarray, m_c: int, m_r: in
     return order[np.arange(m_r) % m_c]
 
 
-def init_fine_codebook(E_c: np.ndarray, rows: np.ndarray, d_r: int, ablation: str, seed: int) -> np.ndarray:
+def init_fine_codebook(
+    E_c: np.ndarray, rows: np.ndarray, d_r: int, ablation: str, seed: int, how: str = "codes"
+) -> np.ndarray:
     """E^r (m_r, d) float32 from the selected coarse rows (Eq. 15 and Fig. 2).
 
-    SparsePCA reduces the m_r selected rows (m_r, d) to d_r sparse-coded components (m_r, d_r); each row is then
-    written into d_r random positions of a d-vector (zeros elsewhere), as the released code pads it.
+    SparsePCA fits the m_r selected rows X ≈ U·V with d_r sparse components V (d_r, d) and codes U (m_r, d_r).
+    "codes" (the paper's Fig. 2 and the released code): each row of U is written into d_r random positions of a
+    d-vector, zeros elsewhere. "reconstruction": the rows of U·V, i.e. the selected coarse rows as SparsePCA
+    approximates them, in the same coordinates as E^c (so Eq. 17 mixes like with like).
     Ablation A: random normal init (same scale as E^c) instead of selected rows; B: the selected rows as they are.
     """
     rng = np.random.default_rng(seed)
@@ -37,7 +41,10 @@ def init_fine_codebook(E_c: np.ndarray, rows: np.ndarray, d_r: int, ablation: st
     if ablation == "B":
         return selected.astype(np.float32)
     d_r = min(d_r, d)
-    codes = SparsePCA(n_components=d_r, alpha=1.0, random_state=seed, max_iter=200).fit_transform(selected)
+    pca = SparsePCA(n_components=d_r, alpha=1.0, random_state=seed, max_iter=200)
+    codes = pca.fit_transform(selected)
+    if how == "reconstruction":
+        return (codes @ pca.components_ + pca.mean_).astype(np.float32)
     positions = np.argsort(rng.random((m_r, d)), axis=1)[:, :d_r]
     E_r = np.zeros((m_r, d), dtype=np.float32)
     np.put_along_axis(E_r, positions, codes.astype(np.float32), axis=1)

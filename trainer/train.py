@@ -173,7 +173,7 @@ def train_fine(
     t0 = time.perf_counter()
     E_c = coarse.E_c.detach().cpu().numpy()
     rows = select_coarse_rows(coarse.S_c_idx, coarse.S_c_w, config.m_c, config.m_r, config.fine_rows, config.seed)
-    E_r = init_fine_codebook(E_c, rows, config.d_r, config.ablation, config.seed)
+    E_r = init_fine_codebook(E_c, rows, config.d_r, config.ablation, config.seed, config.fine_init)
     if config.ablation == "C":
         soft_lambda = 0.0
     elif config.soft_lambda is not None:

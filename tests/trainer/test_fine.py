@@ -37,3 +37,11 @@ def test_sparse_pca_init_pads_d_r_components_into_d():
     random_init = init_fine_codebook(E_c, rows, d_r=6, ablation="A", seed=0)
     assert (random_init != 0).mean() > 0.9  # ablation A: dense random values
     np.testing.assert_array_equal(init_fine_codebook(E_c, rows, d_r=6, ablation="B", seed=0), E_c[rows])
+
+
+def test_reconstruction_init_stays_in_the_coarse_coordinates():
+    E_c = np.random.default_rng(2).standard_normal((40, 16)).astype(np.float32)
+    rows = np.arange(20)
+    E_r = init_fine_codebook(E_c, rows, d_r=12, ablation="none", seed=0, how="reconstruction")
+    assert E_r.shape == (20, 16)
+    assert np.corrcoef(E_r.ravel(), E_c[rows].ravel())[0, 1] > 0.8
