@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--coarse-from", help="published legcf version dir the c2f variants start from")
     parser.add_argument("--no-reuse", action="store_true", help="c2f variants train their own coarse stage")
     parser.add_argument("--append", action="store_true", help="append the table to BENCHMARKS.md")
+    parser.add_argument("--render", nargs="+", help="only build the table from these per-variant result JSON files")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -129,6 +130,9 @@ def main() -> None:
     out_root = args.out or tempfile.mkdtemp(prefix="c2f-bench-")
     if args.run:
         run_one(args.run, args.dataset, out_root, args.max_epochs, extra, args.result)
+        return
+    if args.render:
+        report([json.loads(Path(p).read_text()) for p in args.render], args.append)
         return
     results = []
     coarse_from: str | None = args.coarse_from
@@ -153,7 +157,7 @@ def main() -> None:
         if coarse_from and VARIANTS[name]["method"] == "c2f" and not args.no_reuse:
             # The fine stage starts from the LEGCF run above (same m_c, t_c, d): its coarse stage is not retrained.
             command += ["--param", f"coarse_from={json.dumps(coarse_from)}"]
-        print(f"== {name}", flush=True)
+        print(f"== {name} -> {result_path}", flush=True)
         subprocess.run(command, check=True)
         result = json.loads(result_path.read_text())
         results.append(result)
@@ -165,26 +169,32 @@ def main() -> None:
             ),
             flush=True,
         )
+    report(results, args.append)
+
+
+def report(results: list[dict[str, Any]], append: bool) -> None:
+    """Print the side-by-side table; with ``append``, add it to BENCHMARKS.md with command, machine and date."""
     text = table(results)
     print(text)
-    if args.append:
-        machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-        try:
-            import torch
+    if not append:
+        return
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    try:
+        import torch
 
-            if torch.cuda.is_available():
-                machine += f", GPU {torch.cuda.get_device_name(0)}"
-        except ImportError:
-            pass
-        command = "python benchmarks/train_gowalla.py " + " ".join(sys.argv[1:])
-        with open(ROOT / "BENCHMARKS.md", "a") as f:
-            f.write(f"\n### Gowalla training, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n")
-            f.write(f"Command: `{command}`  \nMachine: {machine}  \n")
-            f.write(
-                "Protocol: LightGCN split; validation = 10% of each user's train items; test = test.txt untouched; "
-                "full ranking, train+valid items masked.\n\n"
-            )
-            f.write(text + "\n")
+        if torch.cuda.is_available():
+            machine += f", GPU {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    command = "python benchmarks/train_gowalla.py " + " ".join(sys.argv[1:])
+    with open(ROOT / "BENCHMARKS.md", "a") as f:
+        f.write(f"\n### Gowalla training, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n")
+        f.write(f"Command: `{command}`  \nMachine: {machine}, load average at the end {os.getloadavg()[0]:.1f}  \n")
+        f.write(
+            "Protocol: LightGCN split; validation = 10% of each user's train items; test = test.txt untouched; "
+            "full ranking, train+valid items masked.\n\n"
+        )
+        f.write(text + "\n")
 
 
 if __name__ == "__main__":
