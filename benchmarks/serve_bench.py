@@ -1,0 +1,961 @@
+"""Serving benchmark on Gowalla: in-process µs per recommend, then HTTP latency/throughput of ``c2f serve``.
+
+    python benchmarks/serve_bench.py                        # trains a 2-epoch c2f artifact into a temp dir first
+    python benchmarks/serve_bench.py --artifact ROOT --append
+
+1. In process, over the same random users (after warm-up), one call per user, ``exclude_seen`` on, at n=20 and
+   n=100: ``Recommender(artifact, "compressed")`` vs ``Recommender(artifact, "exact")`` vs a plain numpy dense
+   baseline (``H_full @ h_u`` + argpartition) vs FAISS ``IndexFlatIP`` when ``faiss`` is importable.  BLAS/OpenMP
+   threads are limited to ``--threads`` (default 1: one request per core, as a server would run them).  A stage
+   breakdown of the Recommender's paths (embedding, scoring, masking, top-n) says where the time goes.
+2. Over HTTP: ``c2f serve`` in a subprocess (``C2F_REDIS_URL`` set, so no embedded Redis/worker) on a free
+   loopback port; ``GET /recommend/{user}?n=20`` open-loop at a fixed offered rate (asyncio HTTP/1.1 keep-alive
+   client; latency is measured from each request's *scheduled* send time, so client lag and queueing count)
+   and closed-loop for maximum throughput (``wrk`` when installed, else the asyncio client); the server's RSS.
+3. A markdown table on stdout; ``--append`` adds it to BENCHMARKS.md with the command, machine, date and load.
+
+The load generator runs on the same cores as the server; the results say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from service.artifact import Artifact, latest_version, load_artifact, version_path  # noqa: E402
+from service.reconstruct import exact_embeddings  # noqa: E402
+from service.scoring import Recommender, top_n  # noqa: E402
+
+GOWALLA = ROOT.parent / "shared" / "data" / "gowalla"
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+TARGET_SPEEDUP = 5.0  # compressed vs dense at n=20
+TARGET_P99_MS = 10.0  # at 500 req/s
+TARGET_RSS_MB = 200.0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# machine and artifact
+# ----------------------------------------------------------------------------------------------------------------
+def machine_info() -> dict[str, Any]:
+    """nproc, CPU model, load average, date, versions."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    try:
+        nproc = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        nproc = os.cpu_count() or 1
+    return {
+        "nproc": nproc,
+        "cpu": model,
+        "loadavg": os.getloadavg(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+
+
+def train_artifact(dataset: str, out_root: str | Path, *, epochs: int = 2) -> Path:
+    """``c2f train DATASET --method c2f --epochs N --out ROOT`` in a subprocess; returns ROOT.
+
+    A subprocess keeps torch and the training heap out of the load generator: a gen-2 garbage collection over
+    the ~440k objects training leaves behind paused this process for ~200 ms and showed up as server p99.
+    """
+    cmd = [sys.executable, "-m", "trainer.cli", "train", str(dataset), "--method", "c2f", "--epochs", str(epochs)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    subprocess.run([*cmd, "--out", str(out_root)], cwd=ROOT, env=env, check=True, stdout=sys.stderr)
+    return Path(out_root)
+
+
+def resolve_artifact(path: str | Path) -> tuple[Path, Path]:
+    """(artifact root, version directory) for a root (uses LATEST) or a version directory LATEST points to."""
+    path = Path(path)
+    if (path / "manifest.json").is_file():
+        root = path.parent.parent
+        if latest_version(root) != path.name:
+            raise SystemExit(f"{path} is not what {root}/LATEST names; pass the artifact root instead")
+        return root, path
+    version = latest_version(path)
+    if version is None:
+        raise SystemExit(f"no published version under {path}")
+    return path, version_path(path, version)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# in-process timing
+# ----------------------------------------------------------------------------------------------------------------
+def summarize(samples_us: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """p50, p99, mean and max of a list of timings (same unit in and out)."""
+    arr = np.asarray(samples_us, dtype=np.float64)
+    if arr.size == 0:
+        return {"p50": float("nan"), "p99": float("nan"), "mean": float("nan"), "max": float("nan"), "count": 0}
+    return {
+        "p50": float(np.percentile(arr, 50)),
+        "p99": float(np.percentile(arr, 99)),
+        "mean": float(arr.mean()),
+        "max": float(arr.max()),
+        "count": int(arr.size),
+    }
+
+
+def time_calls(fn: Callable[[int], object], users: Sequence[int], warmup: int = 200) -> np.ndarray:
+    """µs per ``fn(user)`` call, after ``warmup`` untimed calls on the first users."""
+    for u in list(users)[: max(0, warmup)]:
+        fn(int(u))
+    out = np.empty(len(users), dtype=np.float64)
+    clock = time.perf_counter_ns
+    for k, u in enumerate(users):
+        t0 = clock()
+        fn(int(u))
+        out[k] = (clock() - t0) / 1e3
+    return out
+
+
+class DenseBaseline:
+    """The obvious numpy server: ``items @ h_u``, seen items to -inf, argpartition, sort the n."""
+
+    def __init__(self, table: np.ndarray, n_users: int, seen: tuple[np.ndarray, np.ndarray]) -> None:
+        self.users = np.ascontiguousarray(table[:n_users], dtype=np.float32)
+        self.items = np.ascontiguousarray(table[n_users:], dtype=np.float32)
+        self.indptr, self.indices = seen
+
+    def recommend(self, u: int, n: int = 20) -> np.ndarray:
+        s = self.items @ self.users[u]
+        s[self.indices[self.indptr[u] : self.indptr[u + 1]]] = -np.inf
+        top = np.argpartition(s, s.shape[0] - n)[-n:]
+        return top[np.argsort(-s[top])]
+
+
+class FaissBaseline:
+    """FAISS exact inner-product search (IndexFlatIP); asks for n + #seen and drops the seen items."""
+
+    def __init__(self, table: np.ndarray, n_users: int, seen: tuple[np.ndarray, np.ndarray], threads: int) -> None:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+        self.users = np.ascontiguousarray(table[:n_users], dtype=np.float32)
+        items = np.ascontiguousarray(table[n_users:], dtype=np.float32)
+        self.index = faiss.IndexFlatIP(items.shape[1])
+        self.index.add(items)
+        self.indptr, self.indices = seen
+
+    def recommend(self, u: int, n: int = 20) -> np.ndarray:
+        seen = self.indices[self.indptr[u] : self.indptr[u + 1]]
+        _, found = self.index.search(self.users[u : u + 1], n + seen.size)
+        found = found[0]
+        return found[~np.isin(found, seen)][:n]
+
+
+def seen_csr(arrays: Any, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """graph ∪ held-out interactions of every user as one CSR (indptr, indices) — what exclude_seen masks."""
+    gp, gi = np.asarray(arrays["graph_indptr"]), np.asarray(arrays["graph_indices"])
+    hp, hi = np.asarray(arrays["heldout_indptr"]), np.asarray(arrays["heldout_indices"])
+    counts = np.diff(gp) + np.diff(hp)
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    indices = np.empty(int(indptr[-1]), dtype=np.int64)
+    for u in range(n_users):
+        g = gi[gp[u] : gp[u + 1]]
+        indices[indptr[u] : indptr[u] + g.size] = g
+        indices[indptr[u] + g.size : indptr[u + 1]] = hi[hp[u] : hp[u + 1]]
+    return indptr, indices
+
+
+def stage_breakdown(rec: Recommender, users: Sequence[int], n: int, warmup: int = 50) -> dict[str, dict[str, float]]:
+    """µs per stage of ``Recommender.recommend`` (embedding, item scores, seen mask, top-n) through its public API."""
+    stages: dict[str, list[float]] = {"user embedding": [], "item scores": [], "mask seen": [], "top-n": []}
+    clock = time.perf_counter_ns
+    for k, u in enumerate(list(users[:warmup]) + list(users)):
+        t0 = clock()
+        vec = rec.user_embeddings(np.array([u], dtype=np.int64))
+        t1 = clock()
+        s = rec.scores_for_vectors(vec)[0]
+        t2 = clock()
+        s[rec.seen_items(int(u))] = -np.inf
+        t3 = clock()
+        top_n(s, n)
+        t4 = clock()
+        if k >= warmup:
+            for name, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                stages[name].append(dt / 1e3)
+    return {name: summarize(v) for name, v in stages.items()}
+
+
+@contextlib.contextmanager
+def limited_threads(threads: int) -> Iterator[None]:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn brings it
+        yield
+        return
+    with threadpool_limits(limits=threads):
+        yield
+
+
+@dataclass
+class InProcessResult:
+    rows: list[dict[str, Any]] = field(default_factory=list)  # method, n, p50, p99, mean (µs)
+    stages: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # mode -> stage -> summary
+    notes: list[str] = field(default_factory=list)
+    load_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def inprocess_bench(
+    artifact: Artifact,
+    *,
+    n_users: int = 2000,
+    ns: Sequence[int] = (20, 100),
+    warmup: int = 200,
+    threads: int = 1,
+    seed: int = 0,
+    use_faiss: bool = True,
+    progress: Callable[[str], None] = lambda msg: None,
+) -> InProcessResult:
+    """Time every serving path on the same random users; see the module docstring."""
+    result = InProcessResult()
+    rng = np.random.default_rng(seed)
+    users = rng.choice(artifact.n_users, size=min(n_users, artifact.n_users), replace=False).tolist()
+    seen = seen_csr(artifact.arrays, artifact.n_users)
+    with limited_threads(threads):
+        t0 = time.perf_counter()
+        compressed = Recommender(artifact, "compressed")
+        result.load_seconds["compressed"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        exact = Recommender(artifact, "exact")
+        result.load_seconds["exact"] = time.perf_counter() - t0
+        table = (
+            np.asarray(artifact.arrays["H_full"])
+            if artifact.method == "ud"
+            else exact_embeddings(artifact.arrays, artifact.manifest)
+        )
+        dense = DenseBaseline(table, artifact.n_users, seen)
+        paths: dict[str, Callable[[int, int], object]] = {
+            f"Recommender compressed ({compressed.scoring})": lambda u, n: compressed.recommend(u, n),
+            f"Recommender exact ({exact.scoring})": lambda u, n: exact.recommend(u, n),
+            "numpy dense baseline (H_full @ h_u + argpartition)": dense.recommend,
+        }
+        if use_faiss:
+            try:
+                faiss_index = FaissBaseline(table, artifact.n_users, seen, threads)
+                paths["FAISS IndexFlatIP (exact IP, n+#seen then filter)"] = faiss_index.recommend
+            except ImportError:
+                result.notes.append("FAISS: not importable, skipped.")
+        else:
+            result.notes.append("FAISS: disabled (--no-faiss).")
+        for n in ns:
+            for name, fn in paths.items():
+                progress(f"in-process: {name}, n={n}")
+                samples = time_calls(lambda u, fn=fn, n=n: fn(u, n), users, warmup=warmup)  # type: ignore[misc]
+                result.rows.append({"method": name, "n": n, **summarize(samples)})
+        n0 = ns[0]
+        for label, rec in (("compressed", compressed), ("exact", exact)):
+            progress(f"in-process: stage breakdown {label}")
+            result.stages[label] = stage_breakdown(rec, users, n0, warmup=min(warmup, 50))
+    return result
+
+
+def speedup(rows: Sequence[dict[str, Any]], n: int, fast: str, slow: str, stat: str = "mean") -> float | None:
+    """slow/fast ratio of ``stat`` at ``n`` for the first methods whose names start with ``fast`` / ``slow``."""
+
+    def pick(prefix: str) -> float | None:
+        for r in rows:
+            if r["n"] == n and r["method"].startswith(prefix):
+                return float(r[stat])
+        return None
+
+    a, b = pick(fast), pick(slow)
+    return None if a is None or b is None or a <= 0 else b / a
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the server
+# ----------------------------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def run_server(
+    artifact_root: str | Path,
+    *,
+    mode: str = "compressed",
+    redis_url: str = "redis://127.0.0.1:6379/14",
+    log_level: str = "warning",
+    ready_timeout: float = 180.0,
+    log_path: str | Path | None = None,
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``c2f serve`` on a free loopback port; yields (process, base URL) once /health/ready answers 200."""
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        {
+            "C2F_ARTIFACT_ROOT": str(artifact_root),
+            "C2F_REDIS_URL": redis_url,
+            "C2F_SERVING_MODE": mode,
+            "C2F_LOG_LEVEL": log_level,
+            "C2F_RELOAD_SECONDS": "0",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
+        }
+    )
+    cmd = [sys.executable, "-m", "trainer.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    log_file = open(log_path, "wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if proc.poll() is not None:
+                log_file.seek(0)
+                tail = log_file.read()[-3000:].decode(errors="replace")
+                raise RuntimeError(f"server exited with {proc.returncode} before it was ready:\n{tail}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(base + "/health/ready", timeout=2) as resp:
+                if resp.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server not ready after {ready_timeout:.0f} s")
+            time.sleep(0.2)
+        yield proc, base
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        log_file.close()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of ``pid`` and its children, MB."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += child.memory_info().rss
+    return total / 2**20
+
+
+class CpuMeter:
+    """CPU seconds of the server process and of the load generator (this process plus waited children: wrk)."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self._proc = psutil.Process(pid)
+        self.server_s = self.client_s = self.wall_s = 0.0
+
+    def _now(self) -> tuple[float, float, float]:
+        t = self._proc.cpu_times()
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+        return t.user + t.system, client, time.perf_counter()
+
+    def start(self) -> None:
+        self._t0 = self._now()
+
+    def stop(self) -> None:
+        t1 = self._now()
+        self.server_s, self.client_s, self.wall_s = (b - a for a, b in zip(self._t0, t1, strict=True))
+
+    def per_request(self, requests: int) -> dict[str, float]:
+        """Server CPU ms per request and the CPU (in cores) the server and the client used during the run."""
+        wall = max(self.wall_s, 1e-9)
+        return {
+            "server_cpu_ms_per_req": 1e3 * self.server_s / max(1, requests),
+            "server_cores": self.server_s / wall,
+            "client_cores": self.client_s / wall,
+        }
+
+
+@contextlib.contextmanager
+def cpu_meter(pid: int) -> Iterator[CpuMeter]:
+    meter = CpuMeter(pid)
+    meter.start()
+    try:
+        yield meter
+    finally:
+        meter.stop()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# load generators
+# ----------------------------------------------------------------------------------------------------------------
+class _Conn:
+    """One HTTP/1.1 keep-alive connection speaking just enough of the protocol for GET + Content-Length."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> _Conn:
+        reader, writer = await asyncio.open_connection(host, port)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer)
+
+    async def get(self, path: str, host: str) -> tuple[int, bool]:
+        """(status, keep-alive) of ``GET path``; the body is read and dropped."""
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        length, keep = 0, True
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "connection" and value.strip().lower() == "close":
+                keep = False
+            elif name == "transfer-encoding":
+                raise RuntimeError("chunked responses are not supported by this client")
+        if length:
+            await self.reader.readexactly(length)
+        return status, keep
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _Pool:
+    def __init__(self, host: str, port: int, max_conns: int) -> None:
+        self.host, self.port, self.max_conns = host, port, max_conns
+        self.idle: list[_Conn] = []
+        self.opened = 0
+        self.peak = 0
+        self._free = asyncio.Condition()
+
+    async def acquire(self) -> tuple[_Conn, bool]:
+        """(connection, reused): an idle keep-alive connection if one is still open, else a new one."""
+        async with self._free:
+            while True:
+                while not self.idle and self.opened >= self.max_conns:
+                    await self._free.wait()
+                if not self.idle:
+                    break
+                conn = self.idle.pop()
+                if not conn.reader.at_eof():
+                    return conn, True
+                conn.close()  # the server closed it while idle (keep-alive timeout)
+                self.opened -= 1
+            self.opened += 1
+            self.peak = max(self.peak, self.opened)
+        try:
+            return await _Conn.open(self.host, self.port), False
+        except BaseException:
+            async with self._free:
+                self.opened -= 1
+                self._free.notify()
+            raise
+
+    async def release(self, conn: _Conn, reusable: bool) -> None:
+        async with self._free:
+            if reusable:
+                self.idle.append(conn)
+            else:
+                conn.close()
+                self.opened -= 1
+            self._free.notify()
+
+    async def fill(self, count: int) -> None:
+        for conn, _ in [await self.acquire() for _ in range(min(count, self.max_conns))]:
+            await self.release(conn, True)
+
+    def close(self) -> None:
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()
+
+
+async def _one(pool: _Pool, path: str, timeout: float) -> tuple[bool, str | None]:
+    """One GET: (HTTP 200?, error kind).  Like any HTTP client, a request that finds its reused keep-alive
+    connection closed by the server before any response byte is retried once on a fresh connection."""
+    for attempt in range(2):
+        conn, reused = await pool.acquire()
+        ok = keep = False
+        try:
+            status, keep = await asyncio.wait_for(conn.get(path, pool.host), timeout)
+            ok = True
+            return status == 200, None if status == 200 else f"HTTP {status}"
+        except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as exc:
+            stale = not (isinstance(exc, asyncio.IncompleteReadError) and exc.partial)
+            if reused and stale and attempt == 0:
+                continue
+            return False, type(exc).__name__
+        except (TimeoutError, OSError, RuntimeError, ValueError) as exc:
+            return False, type(exc).__name__
+        finally:
+            await pool.release(conn, ok and keep)
+    raise AssertionError("unreachable")
+
+
+def _http_summary(lat_ms: list[float], errors: dict[str, int], sent: int, elapsed: float) -> dict[str, Any]:
+    s = summarize(lat_ms)
+    return {
+        "sent": sent,
+        "ok": len(lat_ms),
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+        "achieved_rps": len(lat_ms) / elapsed if elapsed > 0 else float("nan"),
+        "p50_ms": s["p50"],
+        "p99_ms": s["p99"],
+        "mean_ms": s["mean"],
+        "max_ms": s["max"],
+        "elapsed_s": elapsed,
+    }
+
+
+async def open_loop(
+    base_url: str,
+    paths: Sequence[str],
+    *,
+    rate: float,
+    duration: float,
+    max_conns: int = 128,
+    timeout: float = 5.0,
+) -> dict[str, Any]:
+    """Offer ``rate`` req/s for ``duration`` s (``rate*duration`` requests, bounded), whatever the responses do.
+
+    Latency runs from each request's scheduled send time to the end of its response (queueing in the client
+    pool or behind a late scheduler counts); a request still unanswered ``timeout`` s after it was sent is an
+    error.  ``send_lag_p99_ms`` shows how late the generator itself fired.
+    """
+    parsed = urllib.parse.urlsplit(base_url)
+    host, port = parsed.hostname or "127.0.0.1", int(parsed.port or 80)
+    pool = _Pool(host, port, max_conns)
+    await pool.fill(min(16, max_conns))
+    loop = asyncio.get_running_loop()
+    total = max(1, int(rate * duration))
+    lat_ms: list[float] = []
+    lag_ms: list[float] = []
+    errors: dict[str, int] = {}
+
+    async def fire(path: str, scheduled: float) -> None:
+        lag_ms.append((loop.time() - scheduled) * 1e3)
+        ok, err = await _one(pool, path, timeout)
+        if ok:
+            lat_ms.append((loop.time() - scheduled) * 1e3)
+        else:
+            errors[err or "error"] = errors.get(err or "error", 0) + 1
+
+    start = loop.time() + 0.05
+    tasks = []
+    for i in range(total):
+        scheduled = start + i / rate
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(fire(paths[i % len(paths)], scheduled)))
+    _, pending = await asyncio.wait(tasks, timeout=timeout + 5.0)
+    for task in pending:
+        task.cancel()
+        errors["unfinished"] = errors.get("unfinished", 0) + 1
+    elapsed = loop.time() - start
+    pool.close()
+    out = _http_summary(lat_ms, errors, total, elapsed)
+    out.update(
+        {
+            "offered_rps": rate,
+            "send_lag_p99_ms": summarize(lag_ms)["p99"],
+            "connections": pool.peak,
+            "client": "asyncio",
+        }
+    )
+    return out
+
+
+async def closed_loop(
+    base_url: str, paths: Sequence[str], *, concurrency: int = 8, duration: float = 10.0, timeout: float = 5.0
+) -> dict[str, Any]:
+    """``concurrency`` keep-alive connections, each sending its next request as soon as the last one answered."""
+    parsed = urllib.parse.urlsplit(base_url)
+    host, port = parsed.hostname or "127.0.0.1", int(parsed.port or 80)
+    pool = _Pool(host, port, concurrency)
+    await pool.fill(concurrency)
+    loop = asyncio.get_running_loop()
+    lat_ms: list[float] = []
+    errors: dict[str, int] = {}
+    sent = 0
+    start = loop.time()
+    stop_at = start + duration
+
+    async def worker(offset: int) -> None:
+        nonlocal sent
+        i = offset
+        while loop.time() < stop_at:
+            t0 = loop.time()
+            sent += 1
+            ok, err = await _one(pool, paths[i % len(paths)], timeout)
+            if ok:
+                lat_ms.append((loop.time() - t0) * 1e3)
+            else:
+                errors[err or "error"] = errors.get(err or "error", 0) + 1
+            i += concurrency
+
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    elapsed = loop.time() - start
+    pool.close()
+    out = _http_summary(lat_ms, errors, sent, elapsed)
+    out.update({"connections": concurrency, "client": "asyncio"})
+    return out
+
+
+_WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+
+
+def _wrk_ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not m:
+        raise ValueError(f"unparsable wrk duration {text!r}")
+    return float(m.group(1)) * _WRK_UNITS[m.group(2)]
+
+
+def parse_wrk(output: str, duration: float) -> dict[str, Any]:
+    """p50/p99/max latency, req/s and errors from ``wrk --latency`` output."""
+    pct = dict(re.findall(r"^\s*(50|75|90|99)%\s+(\S+)\s*$", output, re.M))
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    lat_max = re.search(r"^\s*Latency\s+\S+\s+\S+\s+(\S+)", output, re.M)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(x) for x in sock.groups()) if sock else 0)
+    sent = int(total.group(1)) if total else 0
+    return {
+        "sent": sent,
+        "ok": sent - (int(non2xx.group(1)) if non2xx else 0),
+        "errors": errors,
+        "error_kinds": {},
+        "achieved_rps": float(rps.group(1)) if rps else float("nan"),
+        "p50_ms": _wrk_ms(pct["50"]) if "50" in pct else float("nan"),
+        "p99_ms": _wrk_ms(pct["99"]) if "99" in pct else float("nan"),
+        "mean_ms": float("nan"),
+        "max_ms": _wrk_ms(lat_max.group(1)) if lat_max else float("nan"),
+        "elapsed_s": duration,
+    }
+
+
+def wrk_closed_loop(
+    base_url: str, paths: Sequence[str], *, concurrency: int = 8, duration: float = 10.0, threads: int = 1
+) -> dict[str, Any]:
+    """The closed-loop run with ``wrk`` (cycling through ``paths`` via a Lua request hook)."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise FileNotFoundError("wrk")
+    lua_paths = ",".join('"' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in paths)
+    script = (
+        f"local paths = {{{lua_paths}}}\n"
+        "local i = 0\n"
+        "request = function()\n"
+        "  i = i + 1\n"
+        "  return wrk.format('GET', paths[(i % #paths) + 1])\n"
+        "end\n"
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(script)
+        lua = fh.name
+    try:
+        cmd = [wrk, f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--latency", "-s", lua]
+        out = subprocess.run([*cmd, base_url], capture_output=True, text=True, timeout=duration + 60, check=True)
+    finally:
+        os.unlink(lua)
+    result = parse_wrk(out.stdout, duration)
+    result.update({"connections": concurrency, "client": f"wrk -t{threads}"})
+    return result
+
+
+def recommend_paths(user_ids: Sequence[str], n: int = 20) -> list[str]:
+    return [f"/recommend/{urllib.parse.quote(str(u), safe='')}?n={n}" for u in user_ids]
+
+
+def http_bench(
+    artifact_root: str | Path,
+    user_ids: Sequence[str],
+    *,
+    rate: float = 500.0,
+    duration: float = 20.0,
+    closed_duration: float = 10.0,
+    concurrency: int = 8,
+    use_wrk: bool = True,
+    mode: str = "compressed",
+    redis_url: str = "redis://127.0.0.1:6379/14",
+    progress: Callable[[str], None] = lambda msg: None,
+) -> dict[str, Any]:
+    """Start the server, warm it up, run the open-loop then the closed-loop load; RSS before and after."""
+    paths = recommend_paths(user_ids)
+    out: dict[str, Any] = {"mode": mode}
+    started = time.perf_counter()
+    with run_server(artifact_root, mode=mode, redis_url=redis_url) as (proc, base):
+        out["ready_seconds"] = time.perf_counter() - started
+        out["rss_ready_mb"] = rss_mb(proc.pid)
+        progress(f"http: server ready at {base} in {out['ready_seconds']:.1f} s; warm-up")
+        asyncio.run(closed_loop(base, paths, concurrency=2, duration=min(2.0, closed_duration)))
+        progress(f"http: open loop {rate:.0f} req/s for {duration:.0f} s")
+        with cpu_meter(proc.pid) as cpu:
+            out["open"] = asyncio.run(open_loop(base, paths, rate=rate, duration=duration))
+        out["open"].update(cpu.per_request(out["open"]["sent"]))
+        out["rss_after_open_mb"] = rss_mb(proc.pid)
+        progress(f"http: closed loop, {concurrency} connections, {closed_duration:.0f} s")
+        closed = None
+        if use_wrk and shutil.which("wrk"):
+            with cpu_meter(proc.pid) as cpu, contextlib.suppress(subprocess.SubprocessError, ValueError, KeyError):
+                closed = wrk_closed_loop(base, paths, concurrency=concurrency, duration=closed_duration)
+        if closed is None:
+            with cpu_meter(proc.pid) as cpu:
+                closed = asyncio.run(closed_loop(base, paths, concurrency=concurrency, duration=closed_duration))
+        closed.update(cpu.per_request(closed["sent"]))
+        out["closed"] = closed
+        out["rss_after_mb"] = rss_mb(proc.pid)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------------------------------
+def _f(x: float | None, digits: int = 0) -> str:
+    if x is None or not np.isfinite(x):
+        return "-"
+    return f"{x:,.{digits}f}"
+
+
+def render_markdown(
+    *,
+    command: str,
+    machine: dict[str, Any],
+    artifact: Artifact,
+    trained_epochs: int | None,
+    inproc: InProcessResult | None,
+    http: dict[str, Any] | None,
+    threads: int,
+    load_end: tuple[float, float, float] | None = None,
+) -> str:
+    la = machine["loadavg"]
+    lines = [
+        "",
+        f"### Serving benchmark (Gowalla), {machine['date']}",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine['nproc']} cores (nproc), {machine['cpu']}; Python {machine['python']}, "
+        f"numpy {machine['numpy']}  ",
+        f"Other load: load average {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f} (1/5/15 min) at start"
+        + (
+            f", {load_end[0]:.2f} / {load_end[1]:.2f} / {load_end[2]:.2f} at the end (this run's own load included)"
+            if load_end
+            else ""
+        )
+        + f" on {machine['nproc']} cores"
+        + (" -- the machine was busy with other work; treat the numbers as pessimistic" if la[0] > 0.5 else "")
+        + ".  ",
+    ]
+    shape = artifact.manifest.get("shape", {})
+    lines.append(
+        f"Artifact: `{artifact.version}` ({artifact.method}, {artifact.n_users:,} users × {artifact.n_items:,} items, "
+        f"d={artifact.d}, m_c={shape.get('m_c')}, t_c={shape.get('t_c')})"
+        + (
+            f"; trained by this script (`c2f train --method c2f --epochs {trained_epochs}`) -- its recommendation "
+            "quality is poor and irrelevant for latency."
+            if trained_epochs is not None
+            else "."
+        )
+    )
+    if inproc is not None:
+        lines += [
+            "",
+            f"In process: one `recommend` call per user, exclude_seen on, {inproc.rows[0]['count']:,} random users "
+            f"after warm-up, BLAS/OpenMP threads limited to {threads}. µs per call.",
+            "",
+            "| path | n | p50 µs | p99 µs | mean µs |",
+            "|---|---|---|---|---|",
+        ]
+        for r in inproc.rows:
+            lines.append(f"| {r['method']} | {r['n']} | {_f(r['p50'])} | {_f(r['p99'])} | {_f(r['mean'])} |")
+        lines += [
+            "",
+            f"Where the Recommender's time goes at n={inproc.rows[0]['n']} (p50 / mean µs per stage, public API):",
+            "",
+            "| mode | " + " | ".join(next(iter(inproc.stages.values())).keys()) + " |",
+            "|---|" + "---|" * len(next(iter(inproc.stages.values()))),
+        ]
+        for mode, stages in inproc.stages.items():
+            cells = " | ".join(f"{_f(s['p50'])} / {_f(s['mean'])}" for s in stages.values())
+            lines.append(f"| {mode} | {cells} |")
+        n0 = inproc.rows[0]["n"]
+        sp_mean = speedup(inproc.rows, n0, "Recommender compressed", "numpy dense")
+        sp_p50 = speedup(inproc.rows, n0, "Recommender compressed", "numpy dense", "p50")
+        met = sp_mean is not None and sp_mean >= TARGET_SPEEDUP
+        lines += [
+            "",
+            f"Target compressed ≥ {TARGET_SPEEDUP:.0f}× faster than dense at n={n0}: "
+            f"**{'met' if met else 'not met'}** (dense/compressed = {_f(sp_mean, 2)}× on the mean, "
+            f"{_f(sp_p50, 2)}× on p50).  Recommender construction: "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in inproc.load_seconds.items())
+            + ".",
+        ]
+        lines += [f"{note}  " for note in inproc.notes]
+    if http is not None:
+        o, c = http["open"], http["closed"]
+        lines += [
+            "",
+            f"HTTP: `c2f serve` (uvicorn, 1 process, serving_mode={http['mode']}, log level warning, "
+            "C2F_REDIS_URL set so no embedded Redis/worker), `GET /recommend/{user}?n=20` over loopback, "
+            f"cycling through the same users. **The load generator runs on the same {machine['nproc']} cores as the "
+            "server.** Open-loop latency counts from each request's scheduled send time.",
+            "",
+            "| run | client | conns | offered req/s | achieved req/s | requests | errors | p50 ms | p99 ms | max ms "
+            "| server CPU ms/req | server cores | client cores |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            f"| open loop {o['elapsed_s']:.0f} s | {o['client']} | ≤{o['connections']} | {_f(o['offered_rps'])} | "
+            f"{_f(o['achieved_rps'])} | {o['sent']:,} | {o['errors']} | {_f(o['p50_ms'], 2)} | "
+            f"{_f(o['p99_ms'], 2)} | {_f(o['max_ms'], 1)} | {_f(o.get('server_cpu_ms_per_req'), 2)} | "
+            f"{_f(o.get('server_cores'), 2)} | {_f(o.get('client_cores'), 2)} |",
+            f"| closed loop {c['elapsed_s']:.0f} s | {c['client']} | {c['connections']} | max | "
+            f"{_f(c['achieved_rps'])} | {c['sent']:,} | {c['errors']} | {_f(c['p50_ms'], 2)} | "
+            f"{_f(c['p99_ms'], 2)} | {_f(c['max_ms'], 1)} | {_f(c.get('server_cpu_ms_per_req'), 2)} | "
+            f"{_f(c.get('server_cores'), 2)} | {_f(c.get('client_cores'), 2)} |",
+            "",
+            f"Server RSS: {http['rss_ready_mb']:.0f} MB when ready, {http['rss_after_open_mb']:.0f} MB after the "
+            f"open-loop run, {http['rss_after_mb']:.0f} MB after all load (ready in {http['ready_seconds']:.1f} s). "
+            f"Open-loop generator lag p99 {_f(o['send_lag_p99_ms'], 2)} ms.  ",
+            f"Targets: p99 ≤ {TARGET_P99_MS:.0f} ms at {o['offered_rps']:.0f} req/s: "
+            f"**{'met' if o['p99_ms'] <= TARGET_P99_MS and o['errors'] == 0 else 'not met'}** "
+            f"({_f(o['p99_ms'], 2)} ms, {o['errors']} errors); RSS ≤ {TARGET_RSS_MB:.0f} MB: "
+            f"**{'met' if http['rss_after_mb'] <= TARGET_RSS_MB else 'not met'}** ({http['rss_after_mb']:.0f} MB).",
+        ]
+        if o["error_kinds"] or c["error_kinds"]:
+            lines.append(f"Errors by kind: open {o['error_kinds']}, closed {c['error_kinds']}.")
+    return "\n".join(lines) + "\n"
+
+
+def append_markdown(text: str, path: Path = BENCHMARKS_MD) -> None:
+    """Append ``text`` to ``path`` (created with a one-line title when absent); never rewrites what is there."""
+    if not path.exists():
+        path.write_text("# c2f benchmarks\n")
+    with path.open("a") as fh:
+        fh.write(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifact", help="artifact root (or a version directory LATEST names); default: train one")
+    parser.add_argument("--dataset", default=str(GOWALLA), help="dataset to train on when --artifact is not given")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs for the self-trained artifact")
+    parser.add_argument("--users", type=int, default=2000, help="random users timed in process")
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads in process")
+    parser.add_argument("--rate", type=float, default=500.0, help="open-loop offered req/s")
+    parser.add_argument("--duration", type=float, default=20.0, help="open-loop seconds")
+    parser.add_argument("--closed-duration", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=8, help="closed-loop connections")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--no-faiss", action="store_true")
+    parser.add_argument("--no-wrk", action="store_true", help="closed loop with the asyncio client even if wrk exists")
+    parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-inprocess", action="store_true")
+    parser.add_argument("--append", action="store_true", help="append the table to BENCHMARKS.md")
+    args = parser.parse_args(argv)
+
+    def say(msg: str) -> None:
+        print(f"[serve_bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    command = "python benchmarks/serve_bench.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    machine = machine_info()
+    la = machine["loadavg"]
+    say(f"{machine['nproc']} cores, {machine['cpu']}, load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
+
+    with contextlib.ExitStack() as stack:
+        trained_here = args.artifact is None
+        if trained_here:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="c2f-serve-bench-"))
+            say(f"training a c2f artifact ({args.epochs} epochs) on {args.dataset} into {tmp}")
+            t0 = time.perf_counter()
+            root = train_artifact(args.dataset, tmp, epochs=args.epochs)
+            say(f"trained in {time.perf_counter() - t0:.0f} s")
+            _, vdir = resolve_artifact(root)
+        else:
+            root, vdir = resolve_artifact(args.artifact)
+        artifact = load_artifact(vdir)
+        gc.collect()
+        gc.freeze()  # no long gen-2 collections in the timed loops or the load generator
+        say(f"artifact {artifact.version}: {artifact.n_users} users, {artifact.n_items} items, d={artifact.d}")
+
+        inproc = None
+        if not args.skip_inprocess:
+            inproc = inprocess_bench(
+                artifact,
+                n_users=args.users,
+                warmup=args.warmup,
+                threads=args.threads,
+                use_faiss=not args.no_faiss,
+                progress=say,
+            )
+        http = None
+        if not args.skip_http:
+            rng = np.random.default_rng(1)
+            picks = rng.choice(artifact.n_users, size=min(args.users, artifact.n_users), replace=False)
+            user_ids = [str(artifact.arrays["user_ids"][u]) for u in picks]
+            http = http_bench(
+                root,
+                user_ids,
+                rate=args.rate,
+                duration=args.duration,
+                closed_duration=args.closed_duration,
+                concurrency=args.concurrency,
+                use_wrk=not args.no_wrk,
+                redis_url=args.redis_url,
+                progress=say,
+            )
+        text = render_markdown(
+            command=command,
+            machine=machine,
+            artifact=artifact,
+            trained_epochs=args.epochs if trained_here else None,
+            inproc=inproc,
+            http=http,
+            threads=args.threads,
+            load_end=os.getloadavg(),
+        )
+    print(text)
+    if args.append:
+        append_markdown(text)
+        say(f"appended to {BENCHMARKS_MD}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

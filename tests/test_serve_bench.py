@@ -1,0 +1,129 @@
+"""Smoke test of benchmarks/serve_bench.py on a tiny synthetic artifact: every function runs and the report renders."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.artifact import load_artifact
+from service.scoring import Recommender
+from tests.synthetic import planted_communities, write_lightgcn_dir
+from trainer.config import TrainConfig
+from trainer.pipeline import train_and_publish
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY: dict[str, Any] = dict(method="c2f", dim=16, m_c=16, m_r=4, t_r=2, d_r=8, epochs=2, batch_size=1024, seed=3)
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("serve_bench", ROOT / "benchmarks" / "serve_bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["serve_bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+
+@pytest.fixture(scope="module")
+def artifact_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    users, items, _, _ = planted_communities(n_users=200, n_items=150, n_communities=4, seed=5)
+    data_dir = write_lightgcn_dir(tmp_path_factory.mktemp("bench_data"), users, items)
+    root = tmp_path_factory.mktemp("bench_artifacts")
+    train_and_publish(str(data_dir), TrainConfig.from_dict(TINY), root)
+    return root
+
+
+def test_dense_and_faiss_baselines_agree_with_exact_mode(artifact_root):
+    _, vdir = bench.resolve_artifact(artifact_root)
+    art = load_artifact(vdir)
+    seen = bench.seen_csr(art.arrays, art.n_users)
+    exact = Recommender(art, "exact")
+    table = exact.user_embeddings(np.arange(art.n_users))
+    items = exact.item_embeddings(np.arange(art.n_items))
+    dense = bench.DenseBaseline(np.vstack([table, items]), art.n_users, seen)
+    for u in (0, 7, 42):
+        assert set(dense.recommend(u, 5).tolist()) == set(exact.recommend(u, 5)[0].tolist())
+        assert not np.isin(dense.recommend(u, 5), exact.seen_items(u)).any()
+    if importlib.util.find_spec("faiss") is not None:
+        flat = bench.FaissBaseline(np.vstack([table, items]), art.n_users, seen, threads=1)
+        assert set(flat.recommend(3, 5).tolist()) == set(exact.recommend(3, 5)[0].tolist())
+
+
+def test_inprocess_bench_and_report(artifact_root, tmp_path):
+    _, vdir = bench.resolve_artifact(artifact_root)
+    art = load_artifact(vdir)
+    result = bench.inprocess_bench(art, n_users=30, ns=(5, 10), warmup=3)
+    methods = {r["method"] for r in result.rows}
+    assert any(m.startswith("Recommender compressed") for m in methods)
+    assert any(m.startswith("numpy dense") for m in methods)
+    assert all(r["count"] == 30 and r["p50"] > 0 and r["p99"] >= r["p50"] for r in result.rows)
+    assert set(result.stages) == {"compressed", "exact"}
+    assert bench.speedup(result.rows, 5, "Recommender compressed", "numpy dense") is not None
+
+    text = bench.render_markdown(
+        command="python benchmarks/serve_bench.py --x",
+        machine=bench.machine_info(),
+        artifact=art,
+        trained_epochs=2,
+        inproc=result,
+        http=None,
+        threads=1,
+    )
+    assert "| path | n | p50 µs |" in text and "Target compressed" in text
+    out = tmp_path / "B.md"
+    bench.append_markdown(text, out)
+    bench.append_markdown(text, out)
+    body = out.read_text()
+    assert body.startswith("# ") and body.count("### Serving benchmark") == 2
+
+
+def test_wrk_output_is_parsed():
+    sample = """Running 10s test @ http://127.0.0.1:1/
+  1 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     6.02ms    1.10ms  30.51ms   90.00%
+    Req/Sec     1.34k    50.00     1.40k    70.00%
+  Latency Distribution
+     50%    5.90ms
+     75%    6.30ms
+     90%    7.00ms
+     99%  850.00us
+  13400 requests in 10.00s, 9.00MB read
+  Non-2xx or 3xx responses: 2
+Requests/sec:   1339.50
+Transfer/sec:      0.90MB
+"""
+    r = bench.parse_wrk(sample, 10.0)
+    assert r["p50_ms"] == pytest.approx(5.9) and r["p99_ms"] == pytest.approx(0.85)
+    assert r["achieved_rps"] == pytest.approx(1339.5) and r["errors"] == 2 and r["sent"] == 13400
+    assert r["max_ms"] == pytest.approx(30.51)
+
+
+def test_http_bench_against_c2f_serve(artifact_root):
+    art = load_artifact(bench.resolve_artifact(artifact_root)[1])
+    user_ids = [str(u) for u in art.arrays["user_ids"][:20]] + ["nobody"]
+    http = bench.http_bench(artifact_root, user_ids, rate=100, duration=0.42, closed_duration=0.5, use_wrk=False)
+    opened, closed = http["open"], http["closed"]
+    assert opened["sent"] == 42 and opened["ok"] == 40 and opened["errors"] == 2  # the unknown user: HTTP 404
+    assert opened["error_kinds"] == {"HTTP 404": 2}
+    assert opened["p99_ms"] >= opened["p50_ms"] > 0 and opened["server_cpu_ms_per_req"] > 0
+    assert closed["ok"] > 0 and closed["achieved_rps"] > 0 and closed["client"] == "asyncio"
+    assert http["rss_ready_mb"] > 10 and http["rss_after_mb"] > 10
+    text = bench.render_markdown(
+        command="x",
+        machine=bench.machine_info(),
+        artifact=art,
+        trained_epochs=None,
+        inproc=None,
+        http=http,
+        threads=1,
+    )
+    assert "| open loop" in text and "| closed loop" in text and "RSS ≤ 200 MB" in text
