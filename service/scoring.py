@@ -30,6 +30,34 @@ _NEG_INF = np.float32(-np.inf)
 _CHUNK_ELEMENTS = 1 << 22  # temporaries of at most ~16 MB float32
 
 
+_BLOCK = 64  # top_n's prefilter: entries per group
+
+
+def _candidates(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of every score >= the n-th largest (a superset of the top n, boundary ties included).
+
+    Block-max prefilter: the n-th largest of the per-block maxima is a lower bound L on the n-th best score (the
+    top n block maxima are n distinct entries >= L), so ``scores >= L`` keeps everything that can be in the top n,
+    usually a few hundred entries, and the exact partition then runs on those only.  The groups are strided
+    (entry i is in group i % n_groups) so the maxima are one vectorised reduction.  Falls back to a full
+    partition when the bound is useless (too few groups, or fewer than n finite group maxima).
+    """
+    size = scores.shape[0]
+    n_blocks = size // _BLOCK
+    if n_blocks >= 4 * n:
+        block_max = scores[: n_blocks * _BLOCK].reshape(_BLOCK, n_blocks).max(axis=0)  # strided groups: fast
+        bound = np.partition(block_max, n_blocks - n)[n_blocks - n]
+        if np.isfinite(bound):
+            pool = np.flatnonzero(scores >= bound)
+            if pool.size > n:
+                pool_scores = scores[pool]
+                kth = pool_scores[np.argpartition(pool_scores, pool.size - n)[pool.size - n]]
+                return pool[pool_scores >= kth]
+            return pool
+    kth = scores[np.argpartition(scores, size - n)[size - n]]
+    return np.flatnonzero(scores >= kth)
+
+
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the ``n`` largest finite scores, best first (ties: lower index first).
 
@@ -39,12 +67,8 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     n = min(n, size)
     if n <= 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
-    if n == size:
-        cand = np.arange(size)
-    else:
-        # Everything scoring at least the n-th best value, so ties at the boundary are resolved by index.
-        kth = scores[np.argpartition(scores, size - n)[size - n]]
-        cand = np.flatnonzero(scores >= kth)
+    # Everything scoring at least the n-th best value, so ties at the boundary are resolved by index.
+    cand = np.arange(size) if n == size else _candidates(scores, n)
     order = np.lexsort((cand, -scores[cand]))
     idx = cand[order][:n].astype(np.int64)
     vals = scores[idx]

@@ -176,6 +176,36 @@ def test_top_n_edge_cases() -> None:
     assert top_n(np.full(4, -np.inf, dtype=np.float32), 3)[0].tolist() == []
 
 
+def _reference_top_n(scores: np.ndarray, n: int) -> list[int]:
+    """The definition: finite entries ordered by (-score, index), first n."""
+    finite = [i for i in range(len(scores)) if np.isfinite(scores[i])]
+    return sorted(finite, key=lambda i: (-float(scores[i]), i))[:n]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("n", [1, 20, 100])
+def test_top_n_matches_definition_on_large_inputs(seed: int, n: int) -> None:
+    """The block-max prefilter path (large inputs) returns exactly the definition's top n, ties and -inf included."""
+    rng = np.random.default_rng(seed)
+    size = 5_000 + 37 * seed  # not a multiple of the block size: the tail block must not be lost
+    if seed % 3 == 0:
+        scores = rng.standard_normal(size).astype(np.float32)
+    elif seed % 3 == 1:
+        scores = rng.integers(0, 5, size).astype(np.float32)  # massive ties
+    else:
+        scores = np.sort(rng.standard_normal(size).astype(np.float32))  # best entries all in the tail
+    scores[rng.choice(size, size // 3, replace=False)] = -np.inf
+    idx, vals = top_n(scores, n)
+    assert idx.tolist() == _reference_top_n(scores, n)
+    np.testing.assert_array_equal(vals, scores[idx])
+
+
+def test_top_n_when_few_entries_are_finite() -> None:
+    scores = np.full(10_000, -np.inf, dtype=np.float32)
+    scores[[17, 9_999, 4_000]] = [1.0, 3.0, 1.0]
+    assert top_n(scores, 20)[0].tolist() == [9_999, 17, 4_000]
+
+
 def test_memory_stays_compressed(artifact_root: Path) -> None:
     arrays = make_arrays("c2f", n_users=10, n_items=500, d=64, m_c=20)
     version = build_artifact(artifact_root, "c2f", arrays=arrays)
