@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -37,7 +38,10 @@ def train(
         typer.Option("--param", "-p", help="Any TrainConfig field as key=value (JSON value), repeatable."),
     ] = None,
 ) -> None:
-    """Train METHOD on DATASET_URI and publish a new artifact version into --out."""
+    """Train METHOD on DATASET_URI and publish a new artifact version into --out.
+
+    Data-parallel on K GPUs (or K CPU processes): torchrun --nproc-per-node=K --no-python c2f train ...
+    """
     from trainer.config import TrainConfig
     from trainer.pipeline import train_and_publish
 
@@ -66,7 +70,14 @@ def train(
         config = TrainConfig.from_dict(values)
     except (TypeError, ValueError) as error:
         raise typer.BadParameter(str(error)) from error
-    published = train_and_publish(dataset_uri, config, out)
+    from trainer.distributed import shutdown
+
+    try:
+        published = train_and_publish(dataset_uri, config, out)
+    finally:
+        shutdown()
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
+        return
     metrics = published.manifest["metrics"]
     typer.echo(f"published {published.version} -> {published.path}")
     typer.echo(f"trained test:           {_metrics_line(metrics['trained']['test'])}")

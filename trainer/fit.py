@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from trainer.data import InteractionData
+from trainer.distributed import Distributed
 from trainer.evaluate import evaluate
 from trainer.models import EmbeddingModel
 from trainer.sampling import BPRSampler
@@ -50,7 +51,11 @@ class PhaseResult:
 
 @dataclass
 class Trainer:
-    """Runs phases of BPR training on one model. ``history`` accumulates across phases and stages."""
+    """Runs phases of BPR training on one model. ``history`` accumulates across phases and stages.
+
+    With ``dist`` (a torchrun launch, see :mod:`trainer.distributed`) each rank trains on its slice of every batch,
+    gradients are averaged, and rank 0 validates and takes the assignment decisions (:meth:`agree`).
+    """
 
     data: InteractionData
     batch_size: int
@@ -60,15 +65,28 @@ class Trainer:
     patience: int
     seed: int
     progress: Progress | None = None
+    dist: Distributed | None = None
     history: list[EpochRecord] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
+        # The same seed on every rank: all ranks draw the same batches and take their own slice of each.
         self.sampler = BPRSampler(self.data.train, self.negatives, seed=self.seed)
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist is None or self.dist.is_main
+
+    def agree(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Rank 0's arrays on every rank (an assignment decision); the arrays themselves without torchrun."""
+        return arrays if self.dist is None else self.dist.share_arrays(*arrays)
 
     def validate(self, model: EmbeddingModel) -> dict[str, float] | None:
         if self.data.valid.nnz == 0:
             return None
+        if self.dist is not None:
+            mine = self.metrics(model.full_embeddings(), self.data.valid, [self.data.train]) if self.is_main else None
+            return self.dist.share(mine)
         return self.metrics(model.full_embeddings(), self.data.valid, [self.data.train])
 
     def metrics(self, H_full: torch.Tensor, truth: Any, exclude: list[Any]) -> dict[str, float]:
@@ -80,8 +98,17 @@ class Trainer:
         device = next(model.parameters()).device
         n_users = self.data.n_users
         model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
         losses = []
         for users, pos, neg in self.sampler.epoch(self.batch_size):
+            if self.dist is not None:
+                shard = slice(self.dist.rank, None, self.dist.world_size)
+                users, pos, neg = users[shard], pos[shard], neg[shard]
+                if len(users) == 0:  # a last batch smaller than the world: still take part in the average
+                    optimizer.zero_grad(set_to_none=True)
+                    self.dist.average_gradients(params)
+                    optimizer.step()
+                    continue
             b, k = neg.shape
             rows = torch.from_numpy(np.concatenate([users, pos + n_users, neg.reshape(-1) + n_users])).to(device)
             h, sq = model.batch_embeddings(rows)
@@ -94,9 +121,12 @@ class Trainer:
             total = loss + self.reg * l2
             optimizer.zero_grad(set_to_none=True)
             total.backward()
+            if self.dist is not None:
+                self.dist.average_gradients(params)
             optimizer.step()
             losses.append(float(loss.detach()))
-        return float(np.mean(losses)) if losses else 0.0
+        mean_loss = float(np.mean(losses)) if losses else 0.0
+        return mean_loss if self.dist is None else self.dist.mean(mean_loss)
 
     def run_phase(
         self,
@@ -111,13 +141,17 @@ class Trainer:
         after_epoch: Callable[[], None] | None = None,
     ) -> PhaseResult:
         """Train until validation NDCG@20 has not improved for ``patience`` evaluations (or ``max_epochs``)."""
+        if self.dist is not None:
+            self.dist.broadcast_parameters(model)
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
         start = time.perf_counter()
         best_state = model.snapshot()
         best_valid: dict[str, float] | None = None
         best_score, best_epoch, bad_evals = -1.0, 0, 0
         first_epoch = 1 + sum(1 for r in self.history if r.stage == stage)
-        bar = tqdm(range(max_epochs), desc=f"{stage} phase {phase}", leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            range(max_epochs), desc=f"{stage} phase {phase}", leave=False, dynamic_ncols=True, disable=not self.is_main
+        )
         i = -1
         for i in bar:
             epoch = first_epoch + i
@@ -155,7 +189,7 @@ class Trainer:
         if record.valid is not None:
             postfix["val_ndcg@20"] = f"{record.valid[CRITERION]:.4f}"
         bar.set_postfix(postfix)
-        if self.progress is not None:
+        if self.progress is not None and self.is_main:
             self.progress(
                 {
                     "stage": record.stage,

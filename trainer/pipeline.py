@@ -10,6 +10,7 @@ from typing import Any
 from service.artifact import version_path
 from trainer.config import TrainConfig
 from trainer.data import load_dataset
+from trainer.distributed import from_environment
 from trainer.export import export
 from trainer.fit import Progress
 from trainer.train import train
@@ -32,7 +33,12 @@ def train_and_publish(
     progress: Progress | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> PublishedModel:
-    """Load ``dataset_uri``, train ``config.method``, publish a new version into ``out_root`` (atomically)."""
+    """Load ``dataset_uri``, train ``config.method``, publish a new version into ``out_root`` (atomically).
+
+    Under ``torchrun`` every rank trains (see :mod:`trainer.distributed`); rank 0 alone exports and publishes, and
+    every rank returns the version it published.
+    """
+    distributed = from_environment(config.device)
     started = time.perf_counter()
 
     def report(stage: str) -> None:
@@ -60,5 +66,11 @@ def train_and_publish(
     trained = train(data, config, progress)
     trained.timings["load_seconds"] = load_seconds
     report("export")
-    version, manifest = export(trained, data, out_root)
+    published: tuple[str, dict[str, Any]] | None = None
+    if distributed is None or distributed.is_main:
+        published = export(trained, data, out_root)
+    if distributed is not None:
+        published = distributed.share(published)
+    assert published is not None
+    version, manifest = published
     return PublishedModel(version, version_path(out_root, version), manifest)

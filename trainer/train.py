@@ -21,6 +21,7 @@ from trainer.assignment import (
 )
 from trainer.config import TrainConfig
 from trainer.data import InteractionData
+from trainer.distributed import from_environment
 from trainer.fine import init_fine_codebook, lambda_for_sparsity, nonzero_fraction, select_coarse_rows
 from trainer.fit import Progress, Trainer
 from trainer.models import UD, Coarse, EmbeddingModel, Fine
@@ -51,9 +52,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 def train(data: InteractionData, config: TrainConfig, progress: Progress | None = None) -> TrainedModel:
-    """Train ``config.method`` on ``data``; every phase early-stops on validation NDCG@20."""
+    """Train ``config.method`` on ``data``; every phase early-stops on validation NDCG@20.
+
+    Under ``torchrun`` every rank calls this; see :mod:`trainer.distributed` for how the work is divided.
+    """
     torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
+    distributed = from_environment(config.device)
+    device = distributed.device if distributed is not None else resolve_device(config.device)
     trainer = Trainer(
         data,
         batch_size=config.batch_size,
@@ -63,9 +68,10 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         patience=config.patience,
         seed=config.seed,
         progress=progress,
+        dist=distributed,
     )
     timings: dict[str, float] = {}
-    info: dict[str, Any] = {"device": str(device)}
+    info: dict[str, Any] = {"device": str(device), "world_size": distributed.world_size if distributed else 1}
     test_exclude = [data.train, data.valid]
 
     if config.method == "ud":
@@ -73,6 +79,7 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         ud = UD(data.train, config.dim, config.layers, device, seed=config.seed)
         result = trainer.run_phase(ud, stage="ud", phase=1, lr=config.lr, max_epochs=config.epochs)
         timings["ud_seconds"] = time.perf_counter() - t0
+        _check_ranks_agree(trainer, ud)
         _record_update_seconds(trainer, "ud", timings)
         test = trainer.metrics(ud.full_embeddings(), data.test, test_exclude)
         return TrainedModel(config, ud, None, trainer.history_dicts(), timings, result.best_valid, test, info=info)
@@ -81,6 +88,7 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         coarse = load_coarse(data, config, device)
     else:
         coarse = train_coarse(data, config, trainer, device, timings)
+    _check_ranks_agree(trainer, coarse)
     coarse_test = trainer.metrics(coarse.full_embeddings(), data.test, test_exclude)
     if config.method == "legcf":
         return TrainedModel(
@@ -95,6 +103,7 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
             info,
         )
     fine = train_fine(data, config, trainer, coarse, device, timings, info)
+    _check_ranks_agree(trainer, fine)
     test = trainer.metrics(fine.full_embeddings(), data.test, test_exclude)
     return TrainedModel(
         config,
@@ -107,6 +116,12 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         coarse_test,
         info,
     )
+
+
+def _check_ranks_agree(trainer: Trainer, model: EmbeddingModel) -> None:
+    """Under torchrun: fail loudly unless every rank ends a stage with exactly rank 0's model."""
+    if trainer.dist is not None:
+        trainer.dist.check_same(model.snapshot())
 
 
 def trainer_best(trainer: Trainer, stage: str) -> dict[str, float] | None:
@@ -147,13 +162,14 @@ def train_coarse(
     """Algorithm 1: METIS init, phase 1 with S^c fixed, phase 2 with Eq. 11 updates every f_c epochs."""
     t0 = time.perf_counter()
     parts = metis_parts(data.train, config.m_c, seed=config.seed)
-    S_c_idx, S_c_w = metis_assignment(parts, config.m_c, config.t_c, config.w_star, seed=config.seed)
+    S_c_idx, S_c_w = trainer.agree(*metis_assignment(parts, config.m_c, config.t_c, config.w_star, seed=config.seed))
     coarse = Coarse(data.train, S_c_idx, S_c_w, config.m_c, config.dim, config.layers, device, seed=config.seed)
     timings["coarse_init_seconds"] = time.perf_counter() - t0
 
     def update() -> None:
         H_full, H_meta = coarse.full_embeddings(), coarse.meta_embeddings()
-        coarse.set_assignment(*pinv_assignment(H_full, H_meta, config.t_c, normalise=not config.raw_assignment))
+        S = pinv_assignment(H_full, H_meta, config.t_c, normalise=not config.raw_assignment)
+        coarse.set_assignment(*trainer.agree(*S))
 
     two_phases(trainer, coarse, "coarse", config.lr, config.epochs, update, config.f_c, None, timings)
     return coarse
@@ -174,6 +190,7 @@ def train_fine(
     E_c = coarse.E_c.detach().cpu().numpy()
     rows = select_coarse_rows(coarse.S_c_idx, coarse.S_c_w, config.m_c, config.m_r, config.fine_rows, config.seed)
     E_r = init_fine_codebook(E_c, rows, config.d_r, config.ablation, config.seed, config.fine_init)
+    rows, E_r = trainer.agree(rows, E_r)
     if config.ablation == "C":
         soft_lambda = 0.0
     elif config.soft_lambda is not None:
@@ -187,6 +204,7 @@ def train_fine(
         S_r_idx, S_r_w = fine_assignment_init(
             coarse.S_c_idx, coarse.S_c_w, config.m_c, fine_parts, config.m_r, config.t_r, config.w_star
         )
+    S_r_idx, S_r_w = trainer.agree(S_r_idx, S_r_w)
     fine = Fine(data.train, coarse, E_r, S_r_idx, S_r_w, config.w_cr, soft_lambda, config.layers, device)
     timings["fine_init_seconds"] = time.perf_counter() - t0
     info["soft_lambda"] = soft_lambda
@@ -197,9 +215,10 @@ def train_fine(
         H = fine.all_nodes()
         n, m_c = fine.n_entities, fine.m_c
         if config.ablation == "D":
-            fine.set_assignment(*similarity_assignment(H[n : n + m_c], H[n + m_c :], config.t_r))
+            S = similarity_assignment(H[n : n + m_c], H[n + m_c :], config.t_r)
         else:
-            fine.set_assignment(*bridging_assignment(H[:n], H[n : n + m_c], H[n + m_c :], config.t_r))
+            S = bridging_assignment(H[:n], H[n : n + m_c], H[n + m_c :], config.t_r)
+        fine.set_assignment(*trainer.agree(*S))
 
     # λ given: fixed (Eq. 16 as written). λ not given: re-chosen after every epoch so that S_λ(E^r) stays at
     # target_nonzero at convergence (§4.4: about half non-zero is best), whatever scale E^r drifts to.
