@@ -35,6 +35,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "legcf500": {"method": "legcf", "m_c": 500},
     # reference-like optimisation: the released code's coarse lr with our sampler (for time-to-quality)
     "legcf-ref-lr": {"method": "legcf", "m_c": 300, "lr": 1e-3},
+    # Eq. 11 as printed (projected weights kept raw) instead of rows normalised to sum 1
+    "legcf-raw-eq11": {"method": "legcf", "m_c": 300, "raw_assignment": True},
     "c2f": {"method": "c2f"},
     "c2f-released": {"method": "c2f", "w_cr": 0.2, "t_r": 4, "soft_lambda": None, "target_nonzero": 0.25},
     "c2f-random-rows": {"method": "c2f", "fine_rows": "random"},
