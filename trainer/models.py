@@ -171,7 +171,10 @@ class Fine(EmbeddingModel):
         self.set_assignment(S_r_idx, S_r_w)
 
     def thresholded(self) -> torch.Tensor:
-        """S_λ(E_r) (Eq. 16), (m_r, d)."""
+        """S_λ(E_r) (Eq. 16), (m_r, d). λ = 0 (ablation C) is the identity, with gradient 1 at zero entries too
+        (sign·relu would leave the zero-padded entries of the SparsePCA init at 0 forever)."""
+        if self.soft_lambda <= 0:
+            return self.E_r
         return torch.sign(self.E_r) * torch.relu(self.E_r.abs() - self.soft_lambda)
 
     def set_assignment(self, S_r_idx: np.ndarray, S_r_w: np.ndarray) -> None:

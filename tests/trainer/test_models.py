@@ -111,6 +111,23 @@ def test_fine_factorised_embeddings_equal_eq_17_to_22():
     np.testing.assert_allclose(e0.detach().numpy(), (X0[rows.numpy()] ** 2).sum(1), rtol=1e-4, atol=1e-5)
 
 
+def test_zero_lambda_trains_every_fine_entry_and_positive_lambda_only_the_live_ones():
+    """Ablation C (λ = 0): the zero-padded entries of E^r must learn too; with λ > 0 the dead zone gets no gradient."""
+    graph = random_graph()
+    coarse = coarse_model(graph)
+    E_r = np.zeros((4, 8), np.float32)
+    E_r[:, :3] = 2.0  # like the SparsePCA init: d_r live coordinates, the rest zero-padded
+    S_r_idx = np.stack([np.arange(6) % 4, (np.arange(6) + 1) % 4], axis=1)
+    S_r_w = np.full((6, 2), 0.5, np.float32)
+    for lam, padded_learns in ((0.0, True), (0.5, False)):
+        fine = Fine(graph, coarse, E_r, S_r_idx, S_r_w, w_cr=0.5, soft_lambda=lam, layers=2, device=CPU)
+        h, _ = fine.batch_embeddings(torch.arange(10))
+        h.pow(2).sum().backward()
+        grad = fine.E_r.grad.numpy()
+        assert np.abs(grad[:, :3]).sum() > 0
+        assert (np.abs(grad[:, 3:]).sum() > 0) == padded_learns
+
+
 def test_exact_embeddings_reproduce_each_model():
     graph = random_graph()
     n_users, n_items = graph.shape
