@@ -2,7 +2,8 @@
 
 Phase 1 trains with a fixed assignment until validation NDCG@20 stops improving; phase 2 additionally updates
 the assignment every ``update_every`` epochs (Eq. 11 for S^c, Eq. 23-24 for S^r). Each phase ends by restoring
-its best state, so an assignment update that hurts validation quality is never kept.
+its best state, the state it started from included, so an assignment update that hurts validation quality is
+never kept.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class EpochRecord:
 @dataclass
 class PhaseResult:
     best_valid: dict[str, float] | None
-    best_epoch: int
+    best_epoch: int  # the stage epoch whose state was kept; 0 when no epoch beat the phase's starting state
     epochs: int
     seconds: float
 
@@ -145,10 +146,13 @@ class Trainer:
             self.dist.broadcast_parameters(model)
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
         start = time.perf_counter()
-        best_state = model.snapshot()
-        best_valid: dict[str, float] | None = None
-        best_score, best_epoch, bad_evals = -1.0, 0, 0
         first_epoch = 1 + sum(1 for r in self.history if r.stage == stage)
+        # The state the phase starts from competes too: a phase never ends worse (on validation) than it began,
+        # e.g. phase 2 keeps phase 1's best when every assignment update hurts.
+        best_state = model.snapshot()
+        best_valid = self.validate(model)
+        best_score = best_valid[CRITERION] if best_valid is not None else -1.0
+        best_epoch, bad_evals = 0, 0  # 0: the starting state
         bar = tqdm(
             range(max_epochs), desc=f"{stage} phase {phase}", leave=False, dynamic_ncols=True, disable=not self.is_main
         )
