@@ -6,7 +6,7 @@ What these tests pin down, measured with the configuration below by ``python ben
 
 * 8 communities, m_c = 24 >= 8: the coarse codebook already separates the communities. C2F (24 coarse + 8 fine
   rows) and LEGCF with 35 rows (more parameters than C2F) land within noise of each other (seeds 1-3:
-  C2F 0.3486 / 0.3519 / 0.3475, LEGCF-35 0.3497 / 0.3475 / 0.3451), so C2F matches the larger LEGCF with fewer
+  C2F 0.3490 / 0.3519 / 0.3484, LEGCF-35 0.3497 / 0.3475 / 0.3451), so C2F matches the larger LEGCF with fewer
   parameters but does not beat it by a margin a test could rely on.
 * 32 communities, m_c = 24 < 32: the coarse level is the bottleneck and the larger LEGCF wins by ~0.11. It cannot
   be otherwise: an entity is still composed from t_c of the m_c coarse rows (Eq. 18); the fine codebook refines
