@@ -78,10 +78,11 @@ def pinv_assignment(
     """Eq. 11: S = top-t(H_full · pinv(H_meta)). H_full (N, d), H_meta (m, d) -> idx, w: (N, t).
 
     The paper keeps the projected values as weights. They are small (≈0.08 on Gowalla against 0.9/0.1 at
-    initialisation), which shrinks every layer-0 embedding and the assignment edges of A^c at once: measured on
-    Gowalla (d=128, m_c=300, after 6 epochs), validation NDCG@20 fell from 0.0738 to 0.0551 on the first update
-    and stayed there, while rows normalised to sum 1 kept 0.0738 and improved to 0.0743. So by default the kept
-    weights are normalised per row (``normalise=False`` gives the paper's raw values).
+    initialisation), which shrinks every layer-0 embedding and the assignment edges of A^c at once. Measured on
+    Gowalla (``benchmarks/train_gowalla.py``, variants legcf and legcf-raw-eq11, BENCHMARKS.md 2026-11-27): from
+    the same phase-1 state (validation NDCG@20 0.0741), raw weights gave 0.0697 after the first update and
+    0.0527-0.0546 after the next ones, while rows normalised to sum 1 gave 0.0746. So by default the kept weights
+    are normalised per row (``normalise=False`` gives the paper's raw values).
     """
     pinv = torch.linalg.pinv(H_meta.double()).float()  # (d, m)
     idx, values = top_t(H_full @ pinv, t)
