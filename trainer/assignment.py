@@ -77,8 +77,8 @@ def pinv_assignment(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Eq. 11: S = top-t(H_full · pinv(H_meta)). H_full (N, d), H_meta (m, d) -> idx, w: (N, t).
 
-    The paper keeps the projected values as weights. They are small (≈0.08 on Gowalla against 0.9/0.1 at
-    initialisation), which shrinks every layer-0 embedding and the assignment edges of A^c at once. Measured on
+    The paper keeps the projected values as weights. They are not normalised, so they rescale every layer-0
+    embedding and the assignment edges of A^c at once. Measured on
     Gowalla (``benchmarks/train_gowalla.py``, variants legcf and legcf-raw-eq11, BENCHMARKS.md 2026-11-27): from
     the same phase-1 state (validation NDCG@20 0.0741), raw weights gave 0.0697 after the first update and
     0.0527-0.0546 after the next ones, while rows normalised to sum 1 gave 0.0746. So by default the kept weights
