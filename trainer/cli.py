@@ -74,8 +74,10 @@ def train(
 
     try:
         published = train_and_publish(dataset_uri, config, out)
-    finally:
-        shutdown()
+    except BaseException:
+        shutdown(failed=True)
+        raise
+    shutdown()
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
         return
     metrics = published.manifest["metrics"]

@@ -117,7 +117,15 @@ def from_environment(device_name: str) -> Distributed | None:
     return Distributed(rank, world_size, local_rank, device)
 
 
-def shutdown() -> None:
-    """Leave the process group (no-op when none was joined)."""
+def shutdown(*, failed: bool = False) -> None:
+    """Leave the process group (no-op when none was joined).
+
+    After a successful run all ranks meet at a barrier first: tearing gloo down while a peer is still in flight can
+    abort the process ("terminate called without an active exception", seen here about once in ten runs without
+    it). After a failure (``failed``) there is no barrier: the peers may be stuck in a collective and would never
+    arrive; torchrun stops them once this process exits.
+    """
     if dist.is_available() and dist.is_initialized():
+        if not failed:
+            dist.barrier()
         dist.destroy_process_group()

@@ -85,10 +85,9 @@ class Trainer:
     def validate(self, model: EmbeddingModel) -> dict[str, float] | None:
         if self.data.valid.nnz == 0:
             return None
-        if self.dist is not None:
-            mine = self.metrics(model.full_embeddings(), self.data.valid, [self.data.train]) if self.is_main else None
-            return self.dist.share(mine)
-        return self.metrics(model.full_embeddings(), self.data.valid, [self.data.train])
+        # Under torchrun only rank 0 evaluates; the others receive its figures.
+        mine = self.metrics(model.full_embeddings(), self.data.valid, [self.data.train]) if self.is_main else None
+        return mine if self.dist is None else self.dist.share(mine)
 
     def metrics(self, H_full: torch.Tensor, truth: Any, exclude: list[Any]) -> dict[str, float]:
         n_users = self.data.n_users

@@ -10,7 +10,6 @@ from typing import Any
 from service.artifact import version_path
 from trainer.config import TrainConfig
 from trainer.data import load_dataset
-from trainer.distributed import from_environment
 from trainer.export import export
 from trainer.fit import Progress
 from trainer.train import train
@@ -38,7 +37,6 @@ def train_and_publish(
     Under ``torchrun`` every rank trains (see :mod:`trainer.distributed`); rank 0 alone exports and publishes, and
     every rank returns the version it published.
     """
-    distributed = from_environment(config.device)
     started = time.perf_counter()
 
     def report(stage: str) -> None:
@@ -66,6 +64,7 @@ def train_and_publish(
     trained = train(data, config, progress)
     trained.timings["load_seconds"] = load_seconds
     report("export")
+    distributed = trained.distributed
     published: tuple[str, dict[str, Any]] | None = None
     if distributed is None or distributed.is_main:
         published = export(trained, data, out_root)

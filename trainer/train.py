@@ -21,7 +21,7 @@ from trainer.assignment import (
 )
 from trainer.config import TrainConfig
 from trainer.data import InteractionData
-from trainer.distributed import from_environment
+from trainer.distributed import Distributed, from_environment
 from trainer.fine import init_fine_codebook, lambda_for_sparsity, nonzero_fraction, select_coarse_rows
 from trainer.fit import Progress, Trainer
 from trainer.models import UD, Coarse, EmbeddingModel, Fine
@@ -42,6 +42,7 @@ class TrainedModel:
     test: dict[str, float]
     coarse_test: dict[str, float] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    distributed: Distributed | None = None  # this process's place in a torchrun launch, None otherwise
 
 
 def resolve_device(name: str) -> torch.device:
@@ -82,7 +83,17 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         _check_ranks_agree(trainer, ud)
         _record_update_seconds(trainer, "ud", timings)
         test = trainer.metrics(ud.full_embeddings(), data.test, test_exclude)
-        return TrainedModel(config, ud, None, trainer.history_dicts(), timings, result.best_valid, test, info=info)
+        return TrainedModel(
+            config,
+            ud,
+            None,
+            trainer.history_dicts(),
+            timings,
+            result.best_valid,
+            test,
+            info=info,
+            distributed=distributed,
+        )
 
     if config.method == "c2f" and config.coarse_from:
         coarse = load_coarse(data, config, device)
@@ -101,6 +112,7 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
             coarse_test,
             coarse_test,
             info,
+            distributed,
         )
     fine = train_fine(data, config, trainer, coarse, device, timings, info)
     _check_ranks_agree(trainer, fine)
@@ -115,6 +127,7 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         test,
         coarse_test,
         info,
+        distributed,
     )
 
 
