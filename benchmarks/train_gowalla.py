@@ -46,7 +46,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "c2f-C": {"method": "c2f", "ablation": "C"},
     "c2f-D": {"method": "c2f", "ablation": "D"},
 }
-DEFAULT_VARIANTS = "ud64,legcf,legcf500,c2f,c2f-released,c2f-random-rows,c2f-A,c2f-B,c2f-C,c2f-D"
+DEFAULT_VARIANTS = (
+    "legcf,c2f,c2f-random-rows,c2f-reconstruction,c2f-released,c2f-A,c2f-B,c2f-C,c2f-D,"
+    "legcf400,legcf500,legcf-raw-eq11,legcf-ref-lr,ud64"
+)
 
 
 def run_one(name: str, dataset: str, out_root: str, max_epochs: int, extra: dict[str, Any], result_path: str) -> None:
