@@ -30,32 +30,36 @@ _NEG_INF = np.float32(-np.inf)
 _CHUNK_ELEMENTS = 1 << 22  # temporaries of at most ~16 MB float32
 
 
-_BLOCK = 64  # top_n's prefilter: entries per group
+_GROUP_SIZE = 64  # top_n's prefilter: entries per group
+
+
+def _prefilter(scores: np.ndarray, n: int) -> np.ndarray | None:
+    """Indices of a superset of the top ``n`` (usually a few hundred entries), or None when no bound helps.
+
+    Group-max bound: the n-th largest of the group maxima is a lower bound L on the n-th best score (the top n group
+    maxima are n distinct entries >= L), so ``scores >= L`` keeps everything that can be in the top n.  The groups
+    are strided (entry i is in group i % n_groups) so the maxima are one vectorised reduction.  None when there are
+    too few groups or fewer than n finite group maxima.
+    """
+    n_groups = scores.shape[0] // _GROUP_SIZE
+    if n_groups < 4 * n:
+        return None
+    group_max = scores[: n_groups * _GROUP_SIZE].reshape(_GROUP_SIZE, n_groups).max(axis=0)
+    bound = np.partition(group_max, n_groups - n)[n_groups - n]
+    return np.flatnonzero(scores >= bound) if np.isfinite(bound) else None
 
 
 def _candidates(scores: np.ndarray, n: int) -> np.ndarray:
-    """Indices of every score >= the n-th largest (a superset of the top n, boundary ties included).
-
-    Block-max prefilter: the n-th largest of the per-block maxima is a lower bound L on the n-th best score (the
-    top n block maxima are n distinct entries >= L), so ``scores >= L`` keeps everything that can be in the top n,
-    usually a few hundred entries, and the exact partition then runs on those only.  The groups are strided
-    (entry i is in group i % n_groups) so the maxima are one vectorised reduction.  Falls back to a full
-    partition when the bound is useless (too few groups, or fewer than n finite group maxima).
-    """
-    size = scores.shape[0]
-    n_blocks = size // _BLOCK
-    if n_blocks >= 4 * n:
-        block_max = scores[: n_blocks * _BLOCK].reshape(_BLOCK, n_blocks).max(axis=0)  # strided groups: fast
-        bound = np.partition(block_max, n_blocks - n)[n_blocks - n]
-        if np.isfinite(bound):
-            pool = np.flatnonzero(scores >= bound)
-            if pool.size > n:
-                pool_scores = scores[pool]
-                kth = pool_scores[np.argpartition(pool_scores, pool.size - n)[pool.size - n]]
-                return pool[pool_scores >= kth]
-            return pool
-    kth = scores[np.argpartition(scores, size - n)[size - n]]
-    return np.flatnonzero(scores >= kth)
+    """Indices of every score >= the n-th largest (the top n, boundary ties included); the exact partition runs on
+    the prefiltered entries only."""
+    pool = _prefilter(scores, n)
+    values = scores if pool is None else scores[pool]
+    if values.size > n:
+        kth = values[np.argpartition(values, values.size - n)[values.size - n]]
+        keep = np.flatnonzero(values >= kth)
+    else:
+        keep = np.arange(values.size)
+    return keep if pool is None else pool[keep]
 
 
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
