@@ -55,8 +55,11 @@ WORKDIR /app
 # api: the serving image. Only the `serve` extra: numpy/scipy/FastAPI, never torch nor the `train` extra.
 FROM base-cpu AS api
 COPY pyproject.toml README.md ./
+COPY contract ./contract
 COPY service ./service
 COPY trainer ./trainer
+COPY jobs ./jobs
+COPY cli ./cli
 RUN pip install ".[serve]" \
  && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
 ENV C2F_ARTIFACT_ROOT=/artifacts \
@@ -82,8 +85,11 @@ RUN pip install "torch==${TORCH_VERSION}"
 # worker: the RQ worker that runs training jobs (trainer + service code; torch from the chosen base).
 FROM torch-${TORCH_FLAVOR} AS worker
 COPY pyproject.toml README.md ./
+COPY contract ./contract
 COPY service ./service
 COPY trainer ./trainer
+COPY jobs ./jobs
+COPY cli ./cli
 RUN pip install ".[train,serve]"
 ENV C2F_ARTIFACT_ROOT=/artifacts \
     C2F_DATA_ROOT=/data

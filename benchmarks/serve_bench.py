@@ -48,8 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from service.artifact import Artifact, latest_version, load_artifact, version_path  # noqa: E402
-from service.reconstruct import exact_embeddings  # noqa: E402
+from contract.artifact import Artifact, latest_version, load_artifact, version_path  # noqa: E402
+from contract.methods import exact_embeddings  # noqa: E402
 from service.scoring import Recommender, top_n  # noqa: E402
 
 GOWALLA = ROOT.parent / "shared" / "data" / "gowalla"
@@ -90,7 +90,7 @@ def train_artifact(dataset: str, out_root: str | Path, *, epochs: int = 2) -> Pa
     A subprocess keeps torch and the training heap out of the load generator: a gen-2 garbage collection over
     the ~440k objects training leaves behind paused this process for ~200 ms and showed up as server p99.
     """
-    cmd = [sys.executable, "-m", "trainer.cli", "train", str(dataset), "--method", "c2f", "--epochs", str(epochs)]
+    cmd = [sys.executable, "-m", "cli.main", "train", str(dataset), "--method", "c2f", "--epochs", str(epochs)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     subprocess.run([*cmd, "--out", str(out_root)], cwd=ROOT, env=env, check=True, stdout=sys.stderr)
@@ -254,8 +254,8 @@ def inprocess_bench(
         exact = Recommender(artifact, "exact")
         result.load_seconds["exact"] = time.perf_counter() - t0
         table = (
-            np.asarray(artifact.arrays["H_full"])
-            if artifact.method == "ud"
+            np.asarray(artifact.arrays[artifact.spec.table])
+            if not artifact.spec.compressed
             else exact_embeddings(artifact.arrays, artifact.manifest)
         )
         dense = DenseBaseline(table, artifact.n_users, seen)
@@ -329,7 +329,7 @@ def run_server(
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
         }
     )
-    cmd = [sys.executable, "-m", "trainer.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
     log_file = open(log_path, "wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file)
     base = f"http://127.0.0.1:{port}"
@@ -783,10 +783,10 @@ def render_markdown(
         + (" -- the machine was busy with other work; treat the numbers as pessimistic" if la[0] > 0.5 else "")
         + ".  ",
     ]
-    shape = artifact.manifest.get("shape", {})
+    shape = artifact.manifest.shape
     lines.append(
         f"Artifact: `{artifact.version}` ({artifact.method}, {artifact.n_users:,} users × {artifact.n_items:,} items, "
-        f"d={artifact.d}, m_c={shape.get('m_c')}, t_c={shape.get('t_c')})"
+        f"d={artifact.d}, m_c={shape.m_c}, t_c={shape.t_c})"
         + (
             f"; trained by this script (`c2f train --method c2f --epochs {trained_epochs}`) -- its recommendation "
             "quality is poor and irrelevant for latency."

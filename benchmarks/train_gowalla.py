@@ -54,7 +54,7 @@ DEFAULT_VARIANTS = (
 
 def run_one(name: str, dataset: str, out_root: str, max_epochs: int, extra: dict[str, Any], result_path: str) -> None:
     """Train one variant in this process and write its figures as JSON."""
-    from trainer.config import TrainConfig
+    from contract.config import TrainConfig
     from trainer.pipeline import train_and_publish
 
     values = {**VARIANTS[name], **extra}
@@ -62,7 +62,7 @@ def run_one(name: str, dataset: str, out_root: str, max_epochs: int, extra: dict
     config = TrainConfig.from_dict(values)
     start = time.perf_counter()
     published = train_and_publish(dataset, config, out_root)
-    manifest = published.manifest
+    manifest = published.manifest.model_dump()  # plain dicts: the result file is JSON
     metrics = manifest["metrics"]
     result = {
         "variant": name,

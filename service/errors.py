@@ -27,6 +27,10 @@ UNAUTHORIZED = "unauthorized"
 RELOAD_FAILED = "reload_failed"
 NOT_FOUND = "not_found"
 INTERNAL_ERROR = "internal_error"
+UNSAFE_DATASET_URI = "unsafe_dataset_uri"
+JOB_NOT_FOUND = "job_not_found"
+JOB_ENDED = "job_ended"
+QUEUE_UNAVAILABLE = "queue_unavailable"
 
 _STATUS_CODES = {
     400: "bad_request",

@@ -1,8 +1,8 @@
 """Training jobs on an RQ queue: request schema, enqueue, status, listing and cancellation.
 
-The service side of the job queue. It enqueues :data:`JOB_FUNC` by dotted path, so the service process
-never imports ``trainer`` or torch; ``trainer.jobs.train_job`` runs in a worker's work-horse process (see
-``service.worker``). Jobs are stored with RQ's JSON serializer: nothing the service reads back from Redis
+The service side of the job queue. It enqueues :data:`contract.jobspec.JOB_FUNC` by dotted path, so the service
+process never imports ``trainer``, ``jobs`` or torch; ``jobs.train.train_job`` runs in a worker's work-horse process
+(see ``jobs.worker``). Jobs are stored with RQ's JSON serializer: nothing the service reads back from Redis
 is unpickled.
 
 Status vocabulary exposed by the API: ``queued``, ``started``, ``finished``, ``failed``, ``canceled`` (RQ's
@@ -22,10 +22,10 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -44,15 +44,11 @@ from rq.registry import (
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
+from contract.jobspec import CANCEL_KEY, JOB_FUNC, TrainParams
+from contract.methods import METHODS, get_spec
 from service.settings import Settings
 
-JOB_FUNC = "trainer.jobs.train_job"
 SERIALIZER = JSONSerializer
-METHODS = ("c2f", "legcf", "ud")
-STAGES = ("loading", "coarse", "fine", "export")
-API_STATUSES = ("queued", "started", "finished", "failed", "canceled")
-CANCEL_KEY = "c2f:cancel:{job_id}"
-"""Set by :func:`cancel_job`; the job's progress callback checks it (backup for RQ's stop command)."""
 
 LIST_SCAN = 1000
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -76,74 +72,24 @@ class JobConflict(RuntimeError):
 # ---------------------------------------------------------------- request schema
 
 
-class TrainParams(BaseModel):
-    """Training hyper-parameters accepted over HTTP: mirrors ``trainer.config.TrainConfig`` (minus ``method``,
-    which is a top-level request field, and ``extra``, a free-form escape hatch not taken from the network).
-
-    Only the keys a client sends are passed on; TrainConfig's defaults fill the rest. A test keeps the field
-    set and the defaults in sync with the dataclass.
-    """
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    dim: int = Field(128, ge=1, le=4096)
-    layers: int = Field(3, ge=0, le=10)
-    epochs: int = Field(300, ge=1, le=100_000)
-    batch_size: int = Field(8192, ge=1, le=1 << 22)
-    negatives: int = Field(1, ge=1, le=1000)
-    lr: float = Field(1e-2, gt=0, le=10)
-    lr_fine: float = Field(3e-3, gt=0, le=10)
-    reg: float = Field(1e-4, ge=0, le=10)
-    eval_every: int = Field(1, ge=1, le=10_000)
-    patience: int = Field(5, ge=0, le=10_000)
-    m_c: int = Field(300, ge=1, le=10_000_000)
-    t_c: int = Field(2, ge=1, le=1024)
-    w_star: float = Field(0.9, gt=0, le=1)
-    f_c: int = Field(1, ge=1, le=10_000)
-    raw_assignment: bool = False
-    m_r: int = Field(100, ge=1, le=10_000_000)
-    t_r: int = Field(5, ge=1, le=1024)
-    d_r: int = Field(80, ge=1, le=4096)
-    w_cr: float = Field(0.5, ge=0, le=1)
-    soft_lambda: float | None = Field(None, ge=0)
-    target_nonzero: float = Field(0.5, gt=0, le=1)
-    f_r: int = Field(1, ge=1, le=10_000)
-    fine_rows: Literal["most_used", "random"] = "most_used"
-    fine_init: Literal["codes", "reconstruction"] = "codes"
-    coarse_from: str | None = Field(
-        None,
-        pattern=r"^[0-9]{8}T[0-9]{12}Z-(legcf|c2f)$",
-        description="c2f only: reuse the coarse stage of this published legcf/c2f version (a version name in the "
-        "service's artifact root, never a path)",
-    )
-    ablation: Literal["none", "A", "B", "C", "D"] = "none"
-    valid_fraction: float = Field(0.1, ge=0, lt=1)
-    valid_from: Literal["train", "test"] = "train"
-    seed: int = Field(2024, ge=0, le=2**32 - 1)
-    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:[0-9]{1,2})?)$")
-    served_fit: Literal["weights", "codebook", "reassign"] = "reassign"
-
-    @model_validator(mode="after")
-    def _consistent(self) -> TrainParams:
-        if self.t_c > self.m_c:
-            raise ValueError(f"t_c ({self.t_c}) must not exceed m_c ({self.m_c})")
-        if self.t_r > self.m_r:
-            raise ValueError(f"t_r ({self.t_r}) must not exceed m_r ({self.m_r})")
-        return self
-
-
 class TrainRequest(BaseModel):
     """Body of ``POST /train``."""
 
     model_config = ConfigDict(extra="forbid")
 
     dataset_uri: str = Field(..., min_length=1, max_length=4096)
-    method: Literal["c2f", "legcf", "ud"]
-    params: TrainParams = Field(default_factory=lambda: TrainParams.model_validate({}))
+    method: str = Field(description=f"One of: {', '.join(METHODS)}.", json_schema_extra={"enum": list(METHODS)})
+    params: TrainParams = Field(default_factory=lambda: TrainParams.model_validate({}))  # type: ignore[valid-type]
+
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        get_spec(value)
+        return value
 
     def job_params(self) -> dict[str, Any]:
         """The parameters the client set explicitly (JSON-able); TrainConfig supplies the rest."""
-        return self.params.model_dump(mode="json", exclude_unset=True)
+        return self.params.model_dump(mode="json", exclude_unset=True)  # type: ignore[attr-defined, no-any-return]
 
 
 # ---------------------------------------------------------------- Redis

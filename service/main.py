@@ -17,7 +17,6 @@ from service.errors import install_error_handlers
 from service.metrics import LatencyMiddleware, ServiceMetrics
 from service.registry import LoadedModel, ModelRegistry
 from service.routes import footprint, health, jobs, models, page, recommend, similar
-from service.scoring import MODES
 from service.settings import Settings
 
 logger = logging.getLogger("c2f.service")
@@ -35,8 +34,6 @@ Serves top-n recommendations from compressed C2F/LEGCF embeddings (or a full UD 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build an app instance with its own model registry, metrics registry and poller."""
     settings = settings or Settings()
-    if settings.serving_mode not in MODES:
-        raise ValueError(f"serving_mode must be one of {', '.join(MODES)}, got {settings.serving_mode!r}")
     metrics = ServiceMetrics()
 
     def on_swap(model: LoadedModel) -> None:

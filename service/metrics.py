@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -16,6 +15,8 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from contract.manifest import Footprint
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -62,19 +63,19 @@ class ServiceMetrics:
             "c2f_model_reload_failures_total", "Model loads that failed verification.", registry=self.registry
         )
 
-    def observe_model(self, version: str, method: str, mode: str, footprint: dict[str, Any]) -> None:
+    def observe_model(self, version: str, method: str, mode: str, footprint: Footprint) -> None:
         """Record a newly swapped-in model."""
         self.model_info.info({"version": version, "method": method, "serving_mode": mode})
         self.model_loaded.set(1)
         self.reloads.inc()
         self.footprint_bytes.clear()
-        for comp, nbytes in footprint.get("components", {}).items():
+        for comp, nbytes in footprint.components.items():
             self.footprint_bytes.labels(component=comp).set(nbytes)
-        self.footprint_bytes.labels(component="total").set(footprint.get("total_bytes", 0))
-        self.params_paper.set(footprint.get("params_paper", 0))
-        self.full_table_bytes.set(footprint.get("full_table_bytes", 0))
+        self.footprint_bytes.labels(component="total").set(footprint.total_bytes)
+        self.params_paper.set(footprint.params_paper)
+        self.full_table_bytes.set(footprint.full_table_bytes)
         for basis in ("params", "bytes"):
-            ratio = footprint.get(f"compression_ratio_{basis}")
+            ratio = getattr(footprint, f"compression_ratio_{basis}")
             if ratio is not None:
                 self.compression_ratio.labels(basis=basis).set(ratio)
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from service.artifact import (
+from contract.artifact import (
     Artifact,
     ArtifactError,
     latest_version,
@@ -100,7 +100,9 @@ class ModelRegistry:
             raise ArtifactError(f"manifest model_version {artifact.version!r} does not match directory {version!r}")
         recommender = Recommender(artifact, self.mode)
         recommender.smoke_test()
-        return LoadedModel(artifact, recommender, _now(), time.perf_counter() - start)
+        return LoadedModel(
+            artifact=artifact, recommender=recommender, loaded_at=_now(), load_seconds=time.perf_counter() - start
+        )
 
     def _record_failure(self, version: str | None, exc: BaseException) -> str:
         message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ArtifactError) else str(exc)
@@ -135,22 +137,56 @@ class ModelRegistry:
                 target = latest_version(self.root)
             except ArtifactError as exc:
                 if str(exc) == self.last_error and self.failed_version is None and not force:
-                    return ReloadResult(False, False, previous, previous, None, self.last_error)  # already logged
+                    return ReloadResult(
+                        ok=False,
+                        changed=False,
+                        version=previous,
+                        previous_version=previous,
+                        attempted_version=None,
+                        error=self.last_error,
+                    )  # already logged
                 msg = self._record_failure(None, exc)
-                return ReloadResult(False, False, previous, previous, None, msg)
+                return ReloadResult(
+                    ok=False,
+                    changed=False,
+                    version=previous,
+                    previous_version=previous,
+                    attempted_version=None,
+                    error=msg,
+                )
             if target is None:
-                return ReloadResult(True, False, previous, previous, None)
+                return ReloadResult(
+                    ok=True, changed=False, version=previous, previous_version=previous, attempted_version=None
+                )
             if target == previous:
-                return ReloadResult(True, False, previous, previous, target)
+                return ReloadResult(
+                    ok=True, changed=False, version=previous, previous_version=previous, attempted_version=target
+                )
             if target == self.failed_version and not force:
-                return ReloadResult(False, False, previous, previous, target, self.last_error)
+                return ReloadResult(
+                    ok=False,
+                    changed=False,
+                    version=previous,
+                    previous_version=previous,
+                    attempted_version=target,
+                    error=self.last_error,
+                )
             try:
                 model = self._load(target)
             except Exception as exc:  # noqa: BLE001 - any failure keeps the old model
                 msg = self._record_failure(target, exc)
-                return ReloadResult(False, False, previous, previous, target, msg)
+                return ReloadResult(
+                    ok=False,
+                    changed=False,
+                    version=previous,
+                    previous_version=previous,
+                    attempted_version=target,
+                    error=msg,
+                )
             self._swap(model)
-            return ReloadResult(True, target != previous, target, previous, target)
+            return ReloadResult(
+                ok=True, changed=target != previous, version=target, previous_version=previous, attempted_version=target
+            )
 
     def load_initial(self) -> ReloadResult:
         """Startup load: LATEST, or when it fails, the newest older version that loads (error kept visible)."""
@@ -170,7 +206,9 @@ class ModelRegistry:
                 self._swap(model)
                 # Keep LATEST's failure visible: it is still not served.
                 self.last_error, self.failed_version, self.last_error_at = error, failed, failed_at
-                return ReloadResult(True, True, version, None, failed, error)
+                return ReloadResult(
+                    ok=True, changed=True, version=version, previous_version=None, attempted_version=failed, error=error
+                )
         return result
 
     # ----------------------------------------------------------------------------------------------------------
@@ -216,7 +254,7 @@ class ModelRegistry:
                 "n_users": current.artifact.n_users,
                 "n_items": current.artifact.n_items,
                 "d": current.artifact.d,
-                "created_at": current.artifact.manifest.get("created_at"),
+                "created_at": current.artifact.manifest.created_at,
                 "loaded_at": current.loaded_at,
                 "load_seconds": round(current.load_seconds, 4),
                 "path": str(current.artifact.path),

@@ -7,8 +7,11 @@ Two serving modes:
   and item scores are a gather
   ``(S_c_w_served[items] * q[S_c_idx_served[items]]).sum(1)`` (run as a CSR product of the items' S^c rows with q):
   O(m_c·d + n_items·t_c) per user.
-* ``exact``: ``H_full`` is recomputed once at load by :func:`service.reconstruct.exact_embeddings` and scored
-  densely.  ud artifacts in compressed mode are scored densely from the stored ``H_full``.
+* ``exact``: ``H_full`` is recomputed once at load by :func:`contract.methods.exact_embeddings` and scored
+  densely.  Methods without a compressed form (ud) are scored densely from their stored table in compressed mode.
+
+Each is a scorer (:class:`CompressedScorer`, :class:`DenseScorer`) chosen once at load by :func:`make_scorer`;
+:class:`Recommender` adds id maps, masks and top-n on top of whichever it got.
 
 Item/user indices are 0-based within their kind (items 0..n_items-1), as in the artifact's CSR arrays.
 """
@@ -16,16 +19,16 @@ Item/user indices are 0-based within their kind (items 0..n_items-1), as in the 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Protocol, get_args
 
 import numpy as np
-import scipy.sparse as sp
 
-from service.artifact import Artifact, ArtifactError
-from service.reconstruct import compressed_embeddings, exact_embeddings
+from contract.artifact import Artifact, ArtifactError
+from contract.methods import exact_embeddings
+from contract.reconstruct import assignment_matrix, compressed_embeddings
+from service.settings import ServingMode
 
-Mode = Literal["compressed", "exact"]
-MODES: tuple[str, ...] = ("compressed", "exact")
+MODES: tuple[str, ...] = get_args(ServingMode)
 _NEG_INF = np.float32(-np.inf)
 _CHUNK_ELEMENTS = 1 << 22  # temporaries of at most ~16 MB float32
 
@@ -80,6 +83,107 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return idx[keep], vals[keep].astype(np.float32)
 
 
+class Scorer(Protocol):
+    """How a recommender reads embeddings and scores items: dense (an (N, d) table) or compressed (S^c, H_meta)."""
+
+    kind: str  # "dense" | "compressed": what the scorer reads (GET /footprint's ``scoring``)
+    item_norms: np.ndarray  # (n_items,) float32 norms of the served item vectors (cosine similarity)
+
+    def user_embeddings(self, user_indices: np.ndarray) -> np.ndarray: ...
+    def item_embeddings(self, item_indices: np.ndarray) -> np.ndarray: ...
+    def scores_for_vectors(self, vectors: np.ndarray) -> np.ndarray: ...
+    def memory_bytes(self) -> dict[str, int]: ...
+
+
+class DenseScorer:
+    """Scores from a dense (N, d) entity table: ud's stored ``H_full``, or exact mode's reconstruction."""
+
+    kind = "dense"
+
+    def __init__(self, table: np.ndarray, n_users: int, *, derived: bool) -> None:
+        """``table``: (N, d) float32, users first. ``derived``: built at load (counted in memory_bytes)."""
+        self._table = table
+        self._users = table[:n_users]
+        self._items = table[n_users:]
+        self._derived = derived
+        self.item_norms = np.linalg.norm(self._items, axis=1).astype(np.float32)
+
+    def user_embeddings(self, user_indices: np.ndarray) -> np.ndarray:
+        return np.asarray(self._users[user_indices], dtype=np.float32)
+
+    def item_embeddings(self, item_indices: np.ndarray) -> np.ndarray:
+        return np.asarray(self._items[item_indices], dtype=np.float32)
+
+    def scores_for_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        return np.asarray(vectors @ self._items.T, dtype=np.float32)
+
+    def memory_bytes(self) -> dict[str, int]:
+        return {"exact_H_full": int(self._table.nbytes)} if self._derived else {}
+
+
+class CompressedScorer:
+    """Scores straight from the served assignment and codebook, never materialising the n_items × d table.
+
+    ``S_idx, S_w: (N, t_c)`` (``S_c_idx_served``, ``S_c_w_served``), ``H_meta: (m_c, d)``.
+    """
+
+    kind = "compressed"
+
+    def __init__(self, S_idx: np.ndarray, S_w: np.ndarray, H_meta: np.ndarray, n_users: int) -> None:
+        self._S_idx, self._S_w, self._H_meta = S_idx, S_w, H_meta
+        self._n_users = n_users
+        self._n_items = S_idx.shape[0] - n_users
+        # The items' rows of S^c as CSR (n_items × m_c, t_c entries a row): S_items @ q is exactly the gather
+        # Σ_j w[i, j]·q[idx[i, j]], done in C.  Same size as the items' S_c_idx/S_c_w_served rows.
+        self._items_S = assignment_matrix(S_idx[n_users:], S_w[n_users:], H_meta.shape[0])
+        self.item_norms = self._compressed_item_norms()
+
+    def _compressed_item_norms(self) -> np.ndarray:
+        norms = np.empty(self._n_items, dtype=np.float32)
+        step = max(1, _CHUNK_ELEMENTS // max(1, self._H_meta.shape[1] * self._S_idx.shape[1]))
+        for start in range(0, self._n_items, step):
+            rows = np.arange(self._n_users + start, self._n_users + min(self._n_items, start + step))
+            emb = compressed_embeddings(self._S_idx, self._S_w, self._H_meta, rows)
+            norms[start : start + len(rows)] = np.linalg.norm(emb, axis=1)
+        return norms
+
+    def user_embeddings(self, user_indices: np.ndarray) -> np.ndarray:
+        return compressed_embeddings(self._S_idx, self._S_w, self._H_meta, user_indices)
+
+    def item_embeddings(self, item_indices: np.ndarray) -> np.ndarray:
+        return compressed_embeddings(self._S_idx, self._S_w, self._H_meta, item_indices + self._n_users)
+
+    def scores_for_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        q = np.asarray(self._H_meta @ vectors.T, dtype=np.float32)  # (m_c, B): codebook vs query
+        return np.ascontiguousarray(np.asarray(self._items_S @ q, dtype=np.float32).T)  # (B, n_items) gather
+
+    def memory_bytes(self) -> dict[str, int]:
+        S = self._items_S
+        return {"item_assignments_csr": int(S.data.nbytes + S.indices.nbytes + S.indptr.nbytes)}
+
+
+def make_scorer(artifact: Artifact, mode: ServingMode) -> Scorer:
+    """The scorer for ``artifact`` in serving ``mode``: exact mode reconstructs H_full at load and scores densely;
+    compressed mode scores from the served assignment when the method has one, else from its dense table."""
+    a = artifact.arrays
+    if mode == "exact":
+        manifest = artifact.manifest
+        missing = [f for f in artifact.spec.exact_fields if getattr(manifest, f, None) is None]
+        if manifest.shape.layers is None or missing:
+            raise ArtifactError(
+                f"exact mode needs shape.layers{''.join(f' and {f}' for f in missing) or ''} in the manifest"
+            )
+        full = np.asarray(exact_embeddings(a, manifest), dtype=np.float32)
+        if full.shape != (artifact.n_entities, artifact.d):
+            raise ArtifactError(
+                f"exact reconstruction has shape {full.shape}, expected {(artifact.n_entities, artifact.d)}"
+            )
+        return DenseScorer(full, artifact.n_users, derived=True)
+    if artifact.spec.compressed:
+        return CompressedScorer(a["S_c_idx_served"], a["S_c_w_served"], a["H_meta"], artifact.n_users)
+    return DenseScorer(a[artifact.spec.table], artifact.n_users, derived=False)
+
+
 class Recommender:
     """Scores users against items (and items against items) for one loaded artifact.
 
@@ -106,44 +210,9 @@ class Recommender:
             a["heldout_indices"], minlength=self.n_items
         )
         self._popularity = counts.astype(np.float32)
-
-        self._dense: np.ndarray | None = None
-        if mode == "exact":
-            shape = artifact.manifest.get("shape") or {}
-            if "layers" not in shape or (self.method == "c2f" and "w_cr" not in artifact.manifest):
-                raise ArtifactError("exact mode needs shape.layers (and w_cr for c2f) in the manifest")
-            full = np.asarray(exact_embeddings(a, artifact.manifest), dtype=np.float32)
-            if full.shape != (artifact.n_entities, artifact.d):
-                raise ArtifactError(
-                    f"exact reconstruction has shape {full.shape}, expected {(artifact.n_entities, artifact.d)}"
-                )
-            self._dense = full
-        elif self.method == "ud":
-            self._dense = a["H_full"]
-        self.scoring: str = "dense" if self._dense is not None else "compressed"
-
-        if self._dense is not None:
-            self._users_dense = self._dense[: self.n_users]
-            self._items_dense = self._dense[self.n_users :]
-            self._item_norms = np.linalg.norm(self._items_dense, axis=1).astype(np.float32)
-        else:
-            self._H_meta = a["H_meta"]
-            self._S_idx = a["S_c_idx_served"]
-            self._S_w = a["S_c_w_served"]
-            items_idx = self._S_idx[self.n_users :]
-            t_c = items_idx.shape[1]
-            # The items' rows of S^c as CSR (n_items × m_c, t_c entries a row): S_items @ q is exactly the gather
-            # Σ_j w[i, j]·q[idx[i, j]], done in C.  Same size as the items' S_c_idx/S_c_w_served rows.
-            self._items_S = sp.csr_matrix(
-                (
-                    self._S_w[self.n_users :].reshape(-1),
-                    items_idx.reshape(-1),
-                    np.arange(0, self.n_items * t_c + 1, t_c, dtype=np.int64),
-                ),
-                shape=(self.n_items, self._H_meta.shape[0]),
-                dtype=np.float32,
-            )
-            self._item_norms = self._compressed_item_norms()
+        self.scorer: Scorer = make_scorer(artifact, mode)  # type: ignore[arg-type]  # checked against MODES above
+        self.scoring: str = self.scorer.kind
+        self._item_norms = self.scorer.item_norms
 
     # ----------------------------------------------------------------------------------------------------------
     # id maps
@@ -157,34 +226,17 @@ class Recommender:
     # ----------------------------------------------------------------------------------------------------------
     # embeddings and raw scores
     # ----------------------------------------------------------------------------------------------------------
-    def _compressed_item_norms(self) -> np.ndarray:
-        norms = np.empty(self.n_items, dtype=np.float32)
-        step = max(1, _CHUNK_ELEMENTS // max(1, self._H_meta.shape[1] * self._S_idx.shape[1]))
-        for start in range(0, self.n_items, step):
-            rows = np.arange(self.n_users + start, self.n_users + min(self.n_items, start + step))
-            emb = compressed_embeddings(self._S_idx, self._S_w, self._H_meta, rows)
-            norms[start : start + len(rows)] = np.linalg.norm(emb, axis=1)
-        return norms
-
     def user_embeddings(self, user_indices: np.ndarray) -> np.ndarray:
         """(len(user_indices), d) float32 user vectors as served."""
-        if self._dense is not None:
-            return np.asarray(self._users_dense[user_indices], dtype=np.float32)
-        return compressed_embeddings(self._S_idx, self._S_w, self._H_meta, user_indices)
+        return self.scorer.user_embeddings(user_indices)
 
     def item_embeddings(self, item_indices: np.ndarray) -> np.ndarray:
         """(len(item_indices), d) float32 item vectors as served (for a few items; never call on all items)."""
-        if self._dense is not None:
-            return np.asarray(self._items_dense[item_indices], dtype=np.float32)
-        return compressed_embeddings(self._S_idx, self._S_w, self._H_meta, item_indices + self.n_users)
+        return self.scorer.item_embeddings(item_indices)
 
     def scores_for_vectors(self, vectors: np.ndarray) -> np.ndarray:
         """Dot products of query vectors (B, d) with every item: (B, n_items) float32."""
-        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        if self._dense is not None:
-            return np.asarray(vectors @ self._items_dense.T, dtype=np.float32)
-        q = np.asarray(self._H_meta @ vectors.T, dtype=np.float32)  # (m_c, B): codebook vs query
-        return np.ascontiguousarray(np.asarray(self._items_S @ q, dtype=np.float32).T)  # (B, n_items) gather
+        return self.scorer.scores_for_vectors(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
 
     def user_scores(self, user_indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Raw (unmasked) scores (len(user_indices), n_items)."""
@@ -283,13 +335,8 @@ class Recommender:
 
     def memory_bytes(self) -> dict[str, int]:
         """Bytes held by this recommender on top of the artifact's arrays (derived structures)."""
-        out = {
+        return {
             "item_norms": int(self._item_norms.nbytes),
             "popularity": int(self._popularity.nbytes),
+            **self.scorer.memory_bytes(),
         }
-        if self.mode == "exact" and self._dense is not None:
-            out["exact_H_full"] = int(self._dense.nbytes)
-        if self._dense is None:
-            S = self._items_S
-            out["item_assignments_csr"] = int(S.data.nbytes + S.indices.nbytes + S.indptr.nbytes)
-        return out

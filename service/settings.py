@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ServingMode = Literal["compressed", "exact"]
+"""compressed: score from S^c and the codebook; exact: recompute the propagated table at load."""
 
 
 class Settings(BaseSettings):
@@ -15,7 +19,7 @@ class Settings(BaseSettings):
 
     # Model serving
     artifact_root: str = Field("artifacts", description="Directory that `c2f train --out` publishes into.")
-    serving_mode: str = Field(
+    serving_mode: ServingMode = Field(
         "compressed", description="'compressed' (score from S^c and the codebook) or 'exact' (recompute at load)."
     )
     max_n: int = Field(1000, ge=1, description="Largest n a recommend/similar request may ask for.")

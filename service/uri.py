@@ -17,7 +17,7 @@ reason that is safe to show to the client. Rules:
 Remaining gap, by design of a check-then-read scheme: a DNS answer or a symlink can change between this
 check and the read. The worker re-runs the check just before training, which narrows that window.
 
-Torch-free and trainer-free: the service imports this module, and so does ``trainer.jobs``.
+Torch-free and trainer-free: the service imports this module, and so does ``jobs.train``.
 """
 
 from __future__ import annotations

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.artifact import load_artifact
+from contract.artifact import load_artifact
+from contract.config import TrainConfig
 from service.scoring import Recommender
-from tests.synthetic import planted_communities, write_lightgcn_dir
-from trainer.config import TrainConfig
 from trainer.pipeline import train_and_publish
+from trainer.synthetic import planted_communities, write_lightgcn_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY: dict[str, Any] = dict(method="c2f", dim=16, m_c=16, m_r=4, t_r=2, d_r=8, epochs=2, batch_size=1024, seed=3)

@@ -10,6 +10,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from contract.reconstruct import assignment_matrix
+
 
 def metis_parts(graph: sp.csr_matrix, n_parts: int, seed: int = 0) -> np.ndarray:
     """Partition the user-item graph (users and items together, N nodes) into ``n_parts`` with METIS.
@@ -115,8 +117,7 @@ def fine_assignment_init(
     elsewhere; Ŝ^r = (S^c)ᵀ·S̃^r (m_c, m_r); keep the t_r largest per coarse row. Computed without forming S̃^r:
     Ŝ^r = c·colsum(S^c)·1ᵀ + (w* − c)·(S^c)ᵀ·onehot(parts), with c = (1 − w*)/(m_r − 1)."""
     n = S_c_idx.shape[0]
-    rows = np.repeat(np.arange(n), S_c_idx.shape[1])
-    S_c = sp.csr_matrix((S_c_w.reshape(-1), (rows, S_c_idx.reshape(-1))), shape=(n, m_c))
+    S_c = assignment_matrix(S_c_idx, S_c_w, m_c)
     onehot = sp.csr_matrix((np.ones(n, np.float32), (np.arange(n), fine_parts)), shape=(n, m_r))
     c = (1.0 - w_star) / max(m_r - 1, 1)
     usage = np.asarray(S_c.sum(axis=0)).reshape(-1, 1)  # (m_c, 1)

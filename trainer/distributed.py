@@ -1,7 +1,7 @@
 """Data-parallel training under ``torchrun``: every rank holds the whole (small) model and graph, and splits each
 BPR batch.
 
-How a run is divided (``torchrun --nproc-per-node=K -m trainer.cli train ...``):
+How a run is divided (``torchrun --nproc-per-node=K -m cli.main train ...``):
 
 * Every rank draws the same epoch permutation and negatives (same seed) and trains on its slice
   ``batch[rank::K]`` of each batch; gradients are averaged across ranks before each Adam step, so the

@@ -9,7 +9,6 @@ users (those with >= 1 truth item); ``n_users`` says how many that was.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -127,32 +126,3 @@ def evaluate(
         result[f"recall@{k}"] = recall_sum[k] / count
         result[f"ndcg@{k}"] = ndcg_sum[k] / count
     return result
-
-
-def evaluate_numpy_reference(
-    scores: np.ndarray, truth: sp.csr_matrix, exclude: sp.csr_matrix | None, ks: Sequence[int] = KS
-) -> dict[str, float]:
-    """Slow, obviously-correct per-user implementation (dense ``scores``), for tests and debugging only."""
-    truth = sp.csr_matrix(truth)
-    excl = sp.csr_matrix(exclude) if exclude is not None else None
-    sums = {f"{n}@{k}": 0.0 for k in ks for n in ("recall", "ndcg")}
-    n_eval = 0
-    for u in range(truth.shape[0]):
-        t = set(truth.indices[truth.indptr[u] : truth.indptr[u + 1]].tolist())
-        if not t:
-            continue
-        n_eval += 1
-        s = np.asarray(scores[u], dtype=np.float64).copy()
-        if excl is not None:
-            s[excl.indices[excl.indptr[u] : excl.indptr[u + 1]]] = -np.inf
-        order = np.argsort(-s, kind="stable")
-        for k in ks:
-            top = [i for i in order[:k].tolist() if np.isfinite(s[i])]
-            gains = [1.0 if i in t else 0.0 for i in top]
-            sums[f"recall@{k}"] += sum(gains) / len(t)
-            dcg = sum(g / math.log2(r + 2) for r, g in enumerate(gains))
-            idcg = sum(1.0 / math.log2(r + 2) for r in range(min(k, len(t))))
-            sums[f"ndcg@{k}"] += dcg / idcg
-    out = {key: (v / n_eval if n_eval else 0.0) for key, v in sums.items()}
-    out["n_users"] = n_eval
-    return out

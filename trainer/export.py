@@ -19,8 +19,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from service.artifact import publish, read_manifest, version_path
-from service.reconstruct import compressed_embeddings, exact_embeddings
+from contract.artifact import publish, read_manifest, version_path
+from contract.config import TrainConfig
+from contract.manifest import DatasetInfo, Manifest, ModelMetrics, Shape, SplitMetrics, TrainedMetrics
+from contract.methods import exact_embeddings, get_spec
+from contract.reconstruct import assignment_matrix, compressed_embeddings
 from trainer.data import InteractionData
 from trainer.evaluate import evaluate
 from trainer.models import UD, Coarse, Fine
@@ -42,8 +45,7 @@ def refit_weights(S_idx: np.ndarray, H_meta: np.ndarray, H_full: np.ndarray, rid
 
 def refit_codebook(S_idx: np.ndarray, S_w: np.ndarray, H_full: np.ndarray, m: int, ridge: float = 1e-6) -> np.ndarray:
     """Codebook least squares: argmin_C ||S·C − H_full||_F² for a fixed sparse S (N, m). -> (m, d) float32."""
-    n, t = S_idx.shape
-    S = sp.csr_matrix((S_w.reshape(-1), (np.repeat(np.arange(n), t), S_idx.reshape(-1))), shape=(n, m))
+    S = assignment_matrix(S_idx, S_w, m)
     gram = np.asarray((S.T @ S).todense(), dtype=np.float64)
     gram += ridge * (np.trace(gram) / m + 1e-12) * np.eye(m)
     return np.linalg.solve(gram, np.asarray(S.T @ H_full.astype(np.float64))).astype(np.float32)
@@ -155,13 +157,15 @@ def _evaluate_numpy(H_full: np.ndarray, data: InteractionData) -> dict[str, floa
     return evaluate(torch.from_numpy(H_full[:n]), torch.from_numpy(H_full[n:]), data.test, [data.train, data.valid])
 
 
-def served_metrics(arrays: Mapping[str, np.ndarray], manifest: Mapping[str, Any], data: InteractionData) -> dict:
+def served_metrics(
+    arrays: Mapping[str, np.ndarray], manifest: Manifest, data: InteractionData
+) -> dict[str, SplitMetrics]:
     """Test metrics of both serving modes, computed by the same numpy code the service runs."""
     exact = _evaluate_numpy(exact_embeddings(arrays, manifest), data)
-    if manifest["method"] == "ud":
-        return {"compressed": {"test": exact}, "exact": {"test": exact}}
+    if not get_spec(manifest.method).compressed:  # compressed mode scores the dense table: same as exact
+        return {"compressed": SplitMetrics(test=exact), "exact": SplitMetrics(test=exact)}
     compressed = compressed_embeddings(arrays["S_c_idx_served"], arrays["S_c_w_served"], arrays["H_meta"])
-    return {"compressed": {"test": _evaluate_numpy(compressed, data)}, "exact": {"test": exact}}
+    return {"compressed": SplitMetrics(test=_evaluate_numpy(compressed, data)), "exact": SplitMetrics(test=exact)}
 
 
 def plot_curve(history: list[dict[str, Any]]) -> bytes:
@@ -203,49 +207,45 @@ def plot_curve(history: list[dict[str, Any]]) -> bytes:
     return buffer.getvalue()
 
 
-def build_manifest(trained: TrainedModel, data: InteractionData) -> dict[str, Any]:
+def build_manifest(trained: TrainedModel, data: InteractionData) -> Manifest:
     """Manifest fields the trainer owns (the artifact module adds versions, files and checksums)."""
-    config = trained.config
+    config: TrainConfig = trained.config
     model = trained.model
-    n_entities = data.n_users + data.n_items
-    is_meta = config.method != "ud"
-    is_c2f = config.method == "c2f"
-    manifest: dict[str, Any] = {
-        "method": config.method,
-        "dataset": {"uri": data.uri, "content_hash": data.content_hash, "stats": data.stats},
-        "config": config.to_dict(),
-        "shape": {
-            "n_users": data.n_users,
-            "n_items": data.n_items,
-            "n_entities": n_entities,
-            "d": config.dim,
-            "layers": config.layers,
-            "m_c": config.m_c if is_meta else 0,
-            "t_c": config.t_c if is_meta else 0,
-            "m_r": config.m_r if is_c2f else 0,
-            "t_r": config.t_r if is_c2f else 0,
-        },
-        "w_cr": config.w_cr if is_c2f else None,
-        "soft_lambda": float(model.soft_lambda) if isinstance(model, Fine) else None,
-        "metrics": {
-            "trained": {"valid": trained.valid, "test": trained.test},
-            "history": trained.history,
-            "timings": trained.timings,
-        },
-        "info": trained.info,
-    }
-    if trained.coarse_test is not None and is_c2f:
-        manifest["metrics"]["trained"]["coarse_test"] = trained.coarse_test
-    return manifest
+    fields = get_spec(config.method).manifest_fields(config)
+    return Manifest(
+        method=config.method,
+        dataset=DatasetInfo(uri=data.uri, content_hash=data.content_hash, stats=data.stats),
+        config=config.to_dict(),
+        shape=Shape(
+            n_users=data.n_users,
+            n_items=data.n_items,
+            n_entities=data.n_users + data.n_items,
+            d=config.dim,
+            layers=config.layers,
+            **fields["shape"],
+        ),
+        w_cr=fields["w_cr"],
+        soft_lambda=float(model.soft_lambda) if isinstance(model, Fine) else None,
+        metrics=ModelMetrics(
+            trained=TrainedMetrics(
+                valid=trained.valid,
+                test=trained.test,
+                coarse_test=trained.coarse_test if isinstance(model, Fine) else None,
+            ),
+            history=trained.history,
+            timings=trained.timings,
+        ),
+        info=trained.info,
+    )
 
 
-def export(trained: TrainedModel, data: InteractionData, out_root: str | Path) -> tuple[str, dict[str, Any]]:
+def export(trained: TrainedModel, data: InteractionData, out_root: str | Path) -> tuple[str, Manifest]:
     """Build arrays and manifest, measure served metrics, plot the curve, publish atomically -> (version, manifest)."""
     t0 = time.perf_counter()
     arrays = build_arrays(trained, data)
     manifest = build_manifest(trained, data)
-    manifest["metrics"]["served"] = served_metrics(arrays, manifest, data)
-    manifest["metrics"]["timings"]["export_seconds"] = time.perf_counter() - t0
+    manifest.metrics.served = served_metrics(arrays, manifest, data)
+    manifest.metrics.timings["export_seconds"] = time.perf_counter() - t0
     Path(out_root).mkdir(parents=True, exist_ok=True)
     version = publish(out_root, arrays, manifest, {"curve.png": plot_curve(trained.history)})
     return version, read_manifest(version_path(out_root, version))

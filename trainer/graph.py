@@ -1,6 +1,6 @@
 """Torch side of the graph: sparse CSR adjacency on a device and differentiable propagation (Eq. 5-6).
 
-The adjacency itself is built by ``service.reconstruct.expanded_adjacency`` (numpy/scipy, O(nnz)), so the
+The adjacency itself is built by ``contract.reconstruct.expanded_adjacency`` (numpy/scipy, O(nnz)), so the
 trainer and the service's exact mode share one definition of Eq. 2, 3, 13 and 14.
 """
 

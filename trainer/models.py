@@ -15,14 +15,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from service.reconstruct import expanded_adjacency
+from contract.reconstruct import assignment_matrix, expanded_adjacency
 from trainer.graph import propagate, to_torch_csr
-
-
-def assignment_matrix(idx: np.ndarray, w: np.ndarray, n_cols: int) -> sp.csr_matrix:
-    """(rows, t) indices + weights -> sparse (rows, n_cols) CSR."""
-    rows = np.repeat(np.arange(idx.shape[0]), idx.shape[1])
-    return sp.csr_matrix((w.reshape(-1), (rows, idx.reshape(-1))), shape=(idx.shape[0], n_cols), dtype=np.float32)
 
 
 class EmbeddingModel(nn.Module):

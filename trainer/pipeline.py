@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.artifact import version_path
-from trainer.config import TrainConfig
+from contract.artifact import version_path
+from contract.config import TrainConfig
+from contract.manifest import Manifest
 from trainer.data import load_dataset
 from trainer.export import export
 from trainer.fit import Progress
@@ -21,7 +22,7 @@ class PublishedModel:
 
     version: str
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
 
 def train_and_publish(
@@ -65,11 +66,11 @@ def train_and_publish(
     trained.timings["load_seconds"] = load_seconds
     report("export")
     distributed = trained.distributed
-    published: tuple[str, dict[str, Any]] | None = None
+    published: tuple[str, Manifest] | None = None
     if distributed is None or distributed.is_main:
         published = export(trained, data, out_root)
     if distributed is not None:
         published = distributed.share(published)
     assert published is not None
     version, manifest = published
-    return PublishedModel(version, version_path(out_root, version), manifest)
+    return PublishedModel(version=version, path=version_path(out_root, version), manifest=manifest)

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from contract.config import TrainConfig
+from contract.methods import COARSE_METHODS
 from trainer.assignment import (
     bridging_assignment,
     fine_assignment_init,
@@ -19,7 +21,6 @@ from trainer.assignment import (
     pinv_assignment,
     similarity_assignment,
 )
-from trainer.config import TrainConfig
 from trainer.data import InteractionData
 from trainer.distributed import Distributed, from_environment
 from trainer.fine import init_fine_codebook, lambda_for_sparsity, nonzero_fraction, select_coarse_rows
@@ -84,13 +85,13 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         _record_update_seconds(trainer, "ud", timings)
         test = trainer.metrics(ud.full_embeddings(), data.test, test_exclude)
         return TrainedModel(
-            config,
-            ud,
-            None,
-            trainer.history_dicts(),
-            timings,
-            result.best_valid,
-            test,
+            config=config,
+            model=ud,
+            coarse=None,
+            history=trainer.history_dicts(),
+            timings=timings,
+            valid=result.best_valid,
+            test=test,
             info=info,
             distributed=distributed,
         )
@@ -103,31 +104,31 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
     coarse_test = trainer.metrics(coarse.full_embeddings(), data.test, test_exclude)
     if config.method == "legcf":
         return TrainedModel(
-            config,
-            coarse,
-            coarse,
-            trainer.history_dicts(),
-            timings,
-            trainer_best(trainer, "coarse"),
-            coarse_test,
-            coarse_test,
-            info,
-            distributed,
+            config=config,
+            model=coarse,
+            coarse=coarse,
+            history=trainer.history_dicts(),
+            timings=timings,
+            valid=trainer_best(trainer, "coarse"),
+            test=coarse_test,
+            coarse_test=coarse_test,
+            info=info,
+            distributed=distributed,
         )
     fine = train_fine(data, config, trainer, coarse, device, timings, info)
     _check_ranks_agree(trainer, fine)
     test = trainer.metrics(fine.full_embeddings(), data.test, test_exclude)
     return TrainedModel(
-        config,
-        fine,
-        coarse,
-        trainer.history_dicts(),
-        timings,
-        trainer_best(trainer, "fine"),
-        test,
-        coarse_test,
-        info,
-        distributed,
+        config=config,
+        model=fine,
+        coarse=coarse,
+        history=trainer.history_dicts(),
+        timings=timings,
+        valid=trainer_best(trainer, "fine"),
+        test=test,
+        coarse_test=coarse_test,
+        info=info,
+        distributed=distributed,
     )
 
 
@@ -145,12 +146,12 @@ def trainer_best(trainer: Trainer, stage: str) -> dict[str, float] | None:
 
 def load_coarse(data: InteractionData, config: TrainConfig, device: torch.device) -> Coarse:
     """The coarse stage of a published version (``config.coarse_from``), checked against this dataset."""
-    from service.artifact import load_artifact
+    from contract.artifact import load_artifact
 
     artifact = load_artifact(str(config.coarse_from))
-    if artifact.method not in ("legcf", "c2f"):
-        raise ValueError(f"coarse_from must be a legcf or c2f version, got a {artifact.method} one")
-    if artifact.manifest["dataset"]["content_hash"] != data.content_hash:
+    if artifact.method not in COARSE_METHODS:
+        raise ValueError(f"coarse_from must be a {' or '.join(COARSE_METHODS)} version, got a {artifact.method} one")
+    if artifact.manifest.dataset.content_hash != data.content_hash:
         raise ValueError("coarse_from was trained on different data (dataset content hash differs)")
     a = artifact.arrays
     E_c = a["E_c"]

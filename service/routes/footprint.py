@@ -21,7 +21,7 @@ def get_footprint(model: ModelDep) -> FootprintResponse:
     artifact, rec = model.artifact, model.recommender
     fp = artifact.footprint  # recomputed from the arrays as loaded
     derived = rec.memory_bytes()
-    metrics = artifact.manifest.get("metrics") or {}
+    metrics = artifact.manifest.metrics
     return FootprintResponse(
         model_version=model.version,
         method=artifact.method,
@@ -30,19 +30,19 @@ def get_footprint(model: ModelDep) -> FootprintResponse:
         n_users=artifact.n_users,
         n_items=artifact.n_items,
         d=artifact.d,
-        components=fp["components"],
-        arrays=fp["arrays"],
+        components=fp.components,
+        arrays=fp.arrays,
         derived=derived,
-        total_bytes=fp["total_bytes"],
-        loaded_bytes=fp["total_bytes"] + sum(derived.values()),
-        embedding_bytes=fp["embedding_bytes"],
-        compressed_serving_bytes=fp.get("compressed_serving_bytes"),
-        params_paper=fp["params_paper"],
-        e_r_nnz=fp["e_r_nnz"],
-        full_table_params=fp["full_table_params"],
-        full_table_bytes=fp["full_table_bytes"],
-        compression_ratio_params=fp["compression_ratio_params"],
-        compression_ratio_bytes=fp["compression_ratio_bytes"],
-        metrics={"trained": metrics.get("trained"), "served": metrics.get("served")},
+        total_bytes=fp.total_bytes,
+        loaded_bytes=fp.total_bytes + sum(derived.values()),
+        embedding_bytes=fp.embedding_bytes,
+        compressed_serving_bytes=fp.compressed_serving_bytes,
+        params_paper=fp.params_paper,
+        e_r_nnz=fp.e_r_nnz,
+        full_table_params=fp.full_table_params,
+        full_table_bytes=fp.full_table_bytes,
+        compression_ratio_params=fp.compression_ratio_params,
+        compression_ratio_bytes=fp.compression_ratio_bytes,
+        metrics=metrics.as_reported(),
         process_rss_bytes=psutil.Process().memory_info().rss,
     )

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 
 from service import jobs
 from service.deps import SettingsDep, require_api_key
-from service.errors import ApiError
+from service.errors import JOB_ENDED, JOB_NOT_FOUND, QUEUE_UNAVAILABLE, UNSAFE_DATASET_URI, ApiError
 from service.uri import UnsafeURIError, check_dataset_uri
 
 router = APIRouter(tags=["jobs"])
@@ -29,11 +29,11 @@ StatusFilter = Annotated[
 
 
 def _unavailable(err: jobs.QueueUnavailable) -> ApiError:
-    return ApiError(503, "queue_unavailable", str(err))
+    return ApiError(503, QUEUE_UNAVAILABLE, str(err))
 
 
 def _not_found(job_id: str) -> ApiError:
-    return ApiError(404, "job_not_found", f"no job {job_id!r} (unknown, or its record expired)")
+    return ApiError(404, JOB_NOT_FOUND, f"no job {job_id!r} (unknown, or its record expired)")
 
 
 @router.post(
@@ -51,7 +51,7 @@ def post_train(body: jobs.TrainRequest, settings: SettingsDep) -> JSONResponse:
     try:
         dataset_uri = check_dataset_uri(body.dataset_uri, settings)
     except UnsafeURIError as err:
-        raise ApiError(422, "unsafe_dataset_uri", err.reason) from None
+        raise ApiError(422, UNSAFE_DATASET_URI, err.reason) from None
     try:
         job_id = jobs.enqueue_training(settings, body, dataset_uri)
     except jobs.QueueUnavailable as err:
@@ -93,6 +93,6 @@ def delete_job(job_id: str, settings: SettingsDep) -> JSONResponse:
     except jobs.JobNotFound:
         raise _not_found(job_id) from None
     except jobs.JobConflict as err:
-        raise ApiError(409, "job_ended", str(err)) from None
+        raise ApiError(409, JOB_ENDED, str(err)) from None
     except jobs.QueueUnavailable as err:
         raise _unavailable(err) from None

@@ -18,7 +18,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from service.artifact import ArtifactError, version_path
+from contract.artifact import ArtifactError, version_path
+from contract.footprint import human_bytes
+from contract.manifest import Footprint, Manifest, ModelMetrics
 from service.errors import NOT_FOUND, ApiError
 
 logger = logging.getLogger("c2f.service")
@@ -49,25 +51,13 @@ _COMPONENT_LABELS = {
 }
 
 
-def human_bytes(n: float | None) -> str:
-    """``1536`` -> ``1.5 KiB``."""
-    if n is None:
-        return "–"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"  # pragma: no cover
-
-
-def footprint_bars(fp: dict[str, Any]) -> list[dict[str, Any]]:
+def footprint_bars(fp: Footprint) -> list[dict[str, Any]]:
     """The bars of the footprint chart: the float32 full table and what the compressed model stores/reads."""
-    full = int(fp["full_table_bytes"])
+    full = fp.full_table_bytes
     rows: list[tuple[str, str, int | None, str]] = [
         ("full", "float32 full table (N×d)", full, "full"),
-        ("embedding", "stored embedding arrays", fp.get("embedding_bytes"), "model"),
-        ("serving", "read by compressed scoring", fp.get("compressed_serving_bytes"), "serving"),
+        ("embedding", "stored embedding arrays", fp.embedding_bytes, "model"),
+        ("serving", "read by compressed scoring", fp.compressed_serving_bytes, "serving"),
     ]
     biggest = max(v for _, _, v, _ in rows if v is not None) or 1
     bars = []
@@ -99,13 +89,12 @@ def _metric_sort_key(name: str) -> tuple[str, int, str]:
     return (m.group(1), int(m.group(2)), "") if m else (name, 0, name)
 
 
-def metrics_table(manifest: dict[str, Any]) -> dict[str, Any]:
+def metrics_table(manifest: Manifest) -> dict[str, Any]:
     """Rows metric -> {trained, compressed, exact} from ``metrics.trained.test`` and ``metrics.served``."""
-    metrics = manifest.get("metrics") or {}
-    trained = ((metrics.get("trained") or {}).get("test")) or {}
-    served = metrics.get("served") or {}
-    compressed = ((served.get("compressed") or {}).get("test")) or {}
-    exact = ((served.get("exact") or {}).get("test")) or {}
+    metrics = manifest.metrics
+    trained = metrics.test("trained")
+    compressed = metrics.test("compressed")
+    exact = metrics.test("exact")
     columns = [("trained", "trained (test)", trained)]
     if compressed:
         columns.append(("compressed", "served compressed (test)", compressed))
@@ -135,9 +124,9 @@ def _job_summary(job: dict[str, Any]) -> str:
     if status in ("failed", "canceled"):
         return str(job.get("error") or status)
     if status == "finished":
-        metrics = job.get("metrics") or {}
-        served = (((metrics.get("served") or {}).get("compressed") or {}).get("test")) or {}
-        test = served or ((metrics.get("trained") or {}).get("test")) or {}
+        metrics = ModelMetrics.model_validate(job.get("metrics") or {})
+        served = metrics.test("compressed")
+        test = served or metrics.test("trained")
         if test.get("recall@20") is not None:
             which = "served" if served else "trained"
             return f"{which} test recall@20 {test['recall@20']:.4f}, ndcg@20 {test.get('ndcg@20', 0.0):.4f}"
@@ -215,15 +204,15 @@ def status_page(request: Request) -> HTMLResponse:
             model={
                 "version": model.version,
                 "method": artifact.method,
-                "created_at": manifest.get("created_at"),
+                "created_at": manifest.created_at,
                 "loaded_at": model.loaded_at,
                 "serving_mode": getattr(model.recommender, "mode", None),
                 "scoring": getattr(model.recommender, "scoring", None),
                 "n_users": artifact.n_users,
                 "n_items": artifact.n_items,
                 "d": artifact.d,
-                "shape": manifest.get("shape") or {},
-                "dataset": manifest.get("dataset") or {},
+                "shape": manifest.shape.model_dump(),
+                "dataset": manifest.dataset.model_dump(),
                 "curve": (artifact.path / CURVE_FILE).is_file(),
                 "example_user": str(artifact.arrays["user_ids"][0]) if artifact.n_users else "",
             },

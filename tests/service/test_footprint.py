@@ -5,8 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.artifact import footprint, load_artifact, params_paper, version_path
-from tests.service.fixtures import assert_error, build_artifact, make_arrays, make_manifest
+from contract.artifact import load_artifact, version_path
+from contract.footprint import footprint, params_paper
+from tests.fixtures import assert_error, build_artifact, make_arrays, make_manifest
 
 GOWALLA_USERS, GOWALLA_ITEMS = 29_858, 40_981
 GOWALLA_N = GOWALLA_USERS + GOWALLA_ITEMS  # 70,839
@@ -46,7 +47,7 @@ def _gowalla_shaped_c2f(t_r: int = 4) -> dict[str, np.ndarray]:
 
 
 def test_footprint_of_gowalla_shaped_c2f() -> None:
-    fp = footprint(_gowalla_shaped_c2f(), {"method": "c2f"})
+    fp = footprint(_gowalla_shaped_c2f(), "c2f").model_dump()
     assert fp["params_paper"] == 194_078
     assert (fp["n_entities"], fp["d"], fp["m_c"], fp["t_c"], fp["m_r"], fp["t_r"]) == (GOWALLA_N, 128, 300, 2, 100, 4)
     assert fp["full_table_bytes"] == GOWALLA_N * 128 * 4
@@ -67,16 +68,16 @@ def test_footprint_of_gowalla_shaped_c2f() -> None:
 
 def test_footprint_ud_is_uncompressed() -> None:
     arrays = make_arrays("ud", n_users=3, n_items=5, d=4)
-    fp = footprint(arrays, {"method": "ud"})
+    fp = footprint(arrays, "ud").model_dump()
     assert fp["params_paper"] == 8 * 4 and fp["compression_ratio_params"] == 1.0
     assert fp["components"]["full_table"] == fp["full_table_bytes"] == 8 * 4 * 4
-    assert fp["e_r_nnz"] == 0 and "compressed_serving_bytes" not in fp
+    assert fp["e_r_nnz"] == 0 and fp["compressed_serving_bytes"] is None
 
 
 def test_footprint_endpoint(artifact_root: Path, make_client) -> None:  # type: ignore[no-untyped-def]
     manifest = make_manifest("c2f")
     version = build_artifact(artifact_root, "c2f", manifest=manifest)
-    stored = load_artifact(version_path(artifact_root, version)).manifest["footprint"]
+    stored = load_artifact(version_path(artifact_root, version)).manifest.footprint.model_dump()
     with make_client() as client:
         r = client.get("/footprint")
         assert r.status_code == 200, r.text

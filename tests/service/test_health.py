@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 
 from service.main import create_app
 from service.settings import Settings
-from tests.service.fixtures import assert_error, build_artifact
+from tests.fixtures import assert_error, build_artifact
 
 
 def test_live_and_ready_without_model(make_client) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""Training jobs API (service.jobs, service.routes.jobs) and the job function (trainer.jobs), without workers.
+"""Training jobs API (service.jobs, service.routes.jobs) and the job function (jobs.train), without workers.
 
 Real Redis at 127.0.0.1:6379, database 15 (skipped when unreachable). Each test uses a queue of its own and
 deletes that queue's keys afterwards instead of flushing the database, so that concurrent runs of the suite
@@ -24,9 +24,10 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
+from contract.manifest import Manifest
+from jobs.worker import apply_env, settings_to_env
 from service import jobs
 from service.settings import Settings
-from service.worker import apply_env, settings_to_env
 
 REPO = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -83,7 +84,7 @@ def queue_name(redis_db: Redis) -> Iterator[str]:
 
 @pytest.fixture
 def data_root(tmp_path: Path) -> Path:
-    from tests.synthetic import planted_communities, write_lightgcn_dir
+    from trainer.synthetic import planted_communities, write_lightgcn_dir
 
     root = tmp_path / "data"
     users, items, _, _ = planted_communities(n_users=200, n_items=150, n_communities=4, items_per_user=(5, 10))
@@ -121,7 +122,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 def start_worker(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "service.worker", *args],
+        [sys.executable, "-m", "jobs.worker", *args],
         cwd=REPO,
         env=worker_env(settings),
         stdout=subprocess.DEVNULL,
@@ -170,7 +171,7 @@ def queued_count(settings: Settings) -> int:
 
 
 def test_params_mirror_train_config() -> None:
-    from trainer.config import TrainConfig
+    from contract.config import TrainConfig
 
     config_fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     not_exposed = {"method", "extra"}  # method is a top-level request field; extra is not taken from the network
@@ -321,7 +322,7 @@ def test_post_train_enqueues_by_dotted_path(make_client: Any, job_settings: Sett
         job_id = response.json()["job_id"]
 
         job = Job.fetch(job_id, connection=Redis.from_url(REDIS_URL), serializer=jobs.SERIALIZER)
-        assert job.func_name == "trainer.jobs.train_job"
+        assert job.func_name == "jobs.train.train_job"
         assert job.timeout == job_settings.job_timeout_seconds
         assert job.result_ttl == job_settings.job_result_ttl_seconds
         assert job.failure_ttl == job_settings.job_failure_ttl_seconds
@@ -388,14 +389,14 @@ def test_readable_errors() -> None:
     assert jobs.readable_error(None) is None
 
 
-# ---------------------------------------------------------------- trainer.jobs.train_job, in process
+# ---------------------------------------------------------------- jobs.train.train_job, in process
 
 
 @dataclasses.dataclass
 class FakePublished:
     version: str
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
 
 def fake_pipeline(calls: list[dict[str, Any]]) -> Callable[..., FakePublished]:
@@ -404,7 +405,8 @@ def fake_pipeline(calls: list[dict[str, Any]]) -> Callable[..., FakePublished]:
         progress({"stage": "coarse", "epoch": 1, "loss": 0.69, "valid": {"ndcg@20": 0.1}, "elapsed": 0.1})
         progress({"stage": "coarse", "epoch": 2, "loss": 0.5, "valid": None, "elapsed": 0.2})
         progress({"stage": "export", "epoch": 2, "loss": None, "valid": None, "elapsed": 0.3})
-        manifest = {"metrics": {"trained": {"test": {"recall@20": 0.3}}, "history": [1, 2], "served": {}}}
+        metrics = {"trained": {"test": {"recall@20": 0.3}}, "history": [{}, {}], "served": {}}
+        manifest = Manifest.model_validate({"method": "ud", "metrics": metrics})
         return FakePublished("20240101T000000000000Z-ud", Path(out_root) / "v", manifest)
 
     return train_and_publish
@@ -415,12 +417,12 @@ def test_train_job_with_fake_pipeline(
 ) -> None:
     import rq
 
-    import trainer.jobs as tj
+    import jobs.train as tj
 
     apply_env(settings_to_env(job_settings), _EnvProxy(monkeypatch))
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(tj, "_pipeline", lambda: fake_pipeline(calls))
-    job = enqueue(job_settings, "trainer.jobs.train_job")
+    job = enqueue(job_settings, "jobs.train.train_job")
     monkeypatch.setattr(rq, "get_current_job", lambda: job)
 
     result = tj.train_job("ds", "ud", {"dim": 16}, "/tmp/out")
@@ -442,11 +444,11 @@ def test_train_job_honours_cancel_flag(
 ) -> None:
     import rq
 
-    import trainer.jobs as tj
+    import jobs.train as tj
 
     apply_env(settings_to_env(job_settings), _EnvProxy(monkeypatch))
     monkeypatch.setattr(tj, "_pipeline", lambda: fake_pipeline([]))
-    job = enqueue(job_settings, "trainer.jobs.train_job")
+    job = enqueue(job_settings, "jobs.train.train_job")
     monkeypatch.setattr(rq, "get_current_job", lambda: job)
     redis_db.set(jobs.CANCEL_KEY.format(job_id=job.id), "1")
     with pytest.raises(tj.JobCanceled):
@@ -454,7 +456,7 @@ def test_train_job_honours_cancel_flag(
 
 
 def test_train_job_revalidates_uri_and_params(monkeypatch: pytest.MonkeyPatch, job_settings: Settings) -> None:
-    import trainer.jobs as tj
+    import jobs.train as tj
     from service.uri import UnsafeURIError
 
     apply_env(settings_to_env(job_settings), _EnvProxy(monkeypatch))
@@ -472,7 +474,7 @@ def test_train_job_revalidates_uri_and_params(monkeypatch: pytest.MonkeyPatch, j
 def test_coarse_from_is_a_version_name_resolved_in_the_artifact_root(
     monkeypatch: pytest.MonkeyPatch, job_settings: Settings
 ) -> None:
-    import trainer.jobs as tj
+    import jobs.train as tj
 
     apply_env(settings_to_env(job_settings), _EnvProxy(monkeypatch))
     calls: list[dict[str, Any]] = []
@@ -505,7 +507,7 @@ class _EnvProxy:
 def test_service_job_modules_do_not_import_trainer_or_torch() -> None:
     code = (
         "import sys, json\n"
-        "import service.jobs, service.routes.jobs, service.worker, service.server, service.uri, service.main\n"
+        "import service.jobs, service.routes.jobs, jobs.worker, jobs.server, service.uri, service.main\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'trainer'))))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.artifact import version_path
-from tests.service.fixtures import assert_error, build_artifact
+from contract.artifact import version_path
+from tests.fixtures import assert_error, build_artifact
 
 
 def _corrupt(root: Path, version: str) -> None:
@@ -52,8 +52,12 @@ def test_corrupt_artifact_is_not_swapped_in_by_the_poller(artifact_root: Path, m
 
     v1 = build_artifact(artifact_root, "legcf", seed=1)
     with make_client(reload_seconds=0.01) as client:
-        v2 = build_artifact(artifact_root, "legcf", seed=2)
-        _corrupt(artifact_root, v2)
+        # corrupted before LATEST names it: published elsewhere, then moved in (the poller could load it in between)
+        staging = artifact_root.parent / "staging"
+        v2 = build_artifact(staging, "legcf", seed=2)
+        _corrupt(staging, v2)
+        version_path(staging, v2).rename(version_path(artifact_root, v2))
+        (staging / "LATEST").replace(artifact_root / "LATEST")  # atomic, as publish() does
         deadline = time.monotonic() + 30  # generous: CI machines can be busy
         while time.monotonic() < deadline and client.get("/models").json()["failed_version"] != v2:
             time.sleep(0.01)

@@ -12,8 +12,8 @@ import service.main
 from service.main import create_app
 from service.settings import Settings
 create_app(Settings(artifact_root="/nonexistent-c2f-root", reload_seconds=0))
-import service.artifact, service.scoring, service.registry, service.reconstruct
-bad = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "trainer")))
+import contract.artifact, contract.methods, contract.jobspec, service.scoring, service.registry, service.jobs
+bad = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "trainer", "jobs", "cli")))
 print(",".join(bad))
 """
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.artifact import publish, version_path
+from contract.artifact import publish, version_path
 from service.main import create_app
 from service.settings import Settings
 
@@ -179,7 +179,7 @@ def test_page_escapes_untrusted_text(tmp_path):
     app = create_app(settings)
     with TestClient(app) as client:
         model = app.state.registry.current
-        model.artifact.manifest["dataset"]["uri"] = "<script>alert(1)</script>"
+        model.artifact.manifest.dataset.uri = "<script>alert(1)</script>"
         page = client.get("/").text
     assert "<script>alert(1)</script>" not in page
     assert html.escape("<script>alert(1)</script>") in page or "&lt;script&gt;" in page
@@ -218,14 +218,14 @@ def test_page_lists_recent_jobs(artifact_root, monkeypatch):
 
 
 def test_metrics_table_keeps_ranking_metrics_only():
+    from contract.manifest import Manifest
     from service.routes.page import metrics_table
 
-    table = metrics_table(
-        {"metrics": {"trained": {"test": {"recall@20": 0.5, "ndcg@5": 0.2, "recall@5": 0.3, "n_users": 300}}}}
-    )
+    test = {"recall@20": 0.5, "ndcg@5": 0.2, "recall@5": 0.3, "n_users": 300}
+    table = metrics_table(Manifest.model_validate({"method": "c2f", "metrics": {"trained": {"test": test}}}))
     assert [row["name"] for row in table["rows"]] == ["ndcg@5", "recall@5", "recall@20"]
     assert table["columns"] == [("trained", "trained (test)")]
-    assert metrics_table({})["rows"] == []
+    assert metrics_table(Manifest(method="c2f"))["rows"] == []
 
 
 def test_curve_route(artifact_root):
@@ -308,12 +308,7 @@ def test_page_screenshot_in_headless_chromium(artifact_root, tmp_path):
     finally:
         server.should_exit = True
         thread.join(15)
-    keep = Path(__file__).resolve().parents[2] / "runs" / "page-screenshot.png"
-    try:
-        keep.parent.mkdir(exist_ok=True)
-        shutil.copyfile(png, keep)  # for a person to look at (runs/ is git-ignored)
-    except OSError:
-        pass
+    # the screenshot stays in tmp_path (pytest keeps the last runs' directories) for a person to look at
     # the form's fetch() ran in the browser and listed the items /recommend returned
     with TestClient(create_app(_settings(root))) as client:
         expected = [x["item_id"] for x in client.get("/recommend/u0", params={"n": 5}).json()["items"]]

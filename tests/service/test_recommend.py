@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from service.artifact import load_artifact, version_path
+from contract.artifact import load_artifact, version_path
 from service.scoring import Recommender
-from tests.service.fixtures import assert_error, build_artifact, make_manifest, tiny_known_arrays
+from tests.fixtures import assert_error, build_artifact, make_manifest, tiny_known_arrays
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from service.artifact import version_path
+from contract.artifact import version_path
 from service.registry import LoadedModel, ModelRegistry
-from tests.service.fixtures import build_artifact
+from tests.fixtures import build_artifact
 
 
 def _corrupt(root: Path, version: str) -> None:

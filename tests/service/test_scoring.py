@@ -5,10 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service import reconstruct
-from service.artifact import Artifact, ArtifactError, load_artifact, version_path
+from contract.artifact import Artifact, ArtifactError, load_artifact, version_path
+from contract.manifest import Manifest
+from contract.methods import exact_embeddings
 from service.scoring import Recommender, top_n
-from tests.service.fixtures import (
+from tests.fixtures import (
     build_artifact,
     dense_reconstruction,
     make_arrays,
@@ -131,7 +132,7 @@ def test_exact_mode_scores_with_reconstruct(artifact_root: Path, method: str) ->
     artifact = _load(artifact_root, method, seed=9)
     rec = Recommender(artifact, "exact")
     assert rec.scoring == "dense" and rec.mode == "exact"
-    H = reconstruct.exact_embeddings(artifact.arrays, artifact.manifest)
+    H = exact_embeddings(artifact.arrays, artifact.manifest)
     expected = H[: rec.n_users] @ H[rec.n_users :].T
     np.testing.assert_allclose(rec.user_scores(np.arange(rec.n_users)), expected, rtol=1e-4, atol=1e-5)
     assert rec.memory_bytes()["exact_H_full"] == H.astype(np.float32).nbytes
@@ -142,8 +143,8 @@ def test_exact_mode_uses_reconstruct_module(artifact_root: Path, monkeypatch: py
     fixed = np.arange(16 * 4, dtype=np.float32).reshape(16, 4) / 10
     calls: list[str] = []
 
-    def fake(arrays: object, manifest: dict[str, str]) -> np.ndarray:
-        calls.append(manifest["method"])
+    def fake(arrays: object, manifest: Manifest) -> np.ndarray:
+        calls.append(manifest.method)
         return fixed
 
     monkeypatch.setattr("service.scoring.exact_embeddings", fake)

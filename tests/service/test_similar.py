@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.service.fixtures import assert_error, build_artifact, make_manifest, tiny_known_arrays
+from tests.fixtures import assert_error, build_artifact, make_manifest, tiny_known_arrays
 
 
 @pytest.fixture

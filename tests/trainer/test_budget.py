@@ -15,24 +15,12 @@ these NDCG@20 figures on the test split):
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
-from service.artifact import params_paper
-
-
-def _load_bench():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "planted_budget.py"
-    spec = importlib.util.spec_from_file_location("planted_budget", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()  # the benchmark's data and configurations, so that its figures are the ones tested here
+from contract.footprint import params_paper
+from trainer import budget_study as bench  # the benchmark's data and configurations: its figures are tested here
 
 
 def test_c2f_matches_a_larger_legcf_when_the_coarse_codebook_has_room(tmp_path: Path) -> None:

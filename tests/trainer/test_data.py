@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from tests.synthetic import planted_communities, write_interactions_csv, write_lightgcn_dir
 from trainer.data import DatasetError, InteractionData, load_dataset
 from trainer.data import split as split_mod
 from trainer.data.idmap import encode_ids, lookup
+from trainer.synthetic import planted_communities, write_interactions_csv, write_lightgcn_dir
 
 
 def pairs(m: sp.csr_matrix) -> set[tuple[int, int]]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.synthetic import planted_communities, popularity_recall, write_lightgcn_dir
-from trainer.config import TrainConfig
+from contract.config import TrainConfig
 from trainer.data import load_dataset
 from trainer.pipeline import train_and_publish
+from trainer.synthetic import planted_communities, popularity_recall, write_lightgcn_dir
 
 
 @pytest.mark.slow
@@ -16,7 +16,7 @@ def test_default_config_learns_a_few_thousand_users(tmp_path):
     dataset = write_lightgcn_dir(tmp_path / "data", users, items)
     baseline = popularity_recall(load_dataset(str(dataset)), k=20)
     published = train_and_publish(str(dataset), TrainConfig(), tmp_path / "artifacts")
-    metrics = published.manifest["metrics"]
+    metrics = published.manifest.metrics.model_dump()
     trained = metrics["trained"]["test"]["recall@20"]
     served = metrics["served"]["compressed"]["test"]["recall@20"]
     print(f"popularity {baseline:.4f}  c2f defaults {trained:.4f}  served {served:.4f}")

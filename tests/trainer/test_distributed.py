@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from service.artifact import latest_version, list_versions, load_artifact, version_path
-from tests.synthetic import popularity_recall
+from contract.artifact import latest_version, list_versions, load_artifact, version_path
 from trainer.data import load_dataset
+from trainer.synthetic import popularity_recall
 
 PARAMS = dict(dim=32, m_c=24, m_r=8, t_r=3, d_r=16, epochs=12, seed=7)
 
@@ -20,7 +20,7 @@ PARAMS = dict(dim=32, m_c=24, m_r=8, t_r=3, d_r=16, epochs=12, seed=7)
 def _torchrun(dataset: Path, root: Path, **params: object) -> subprocess.CompletedProcess[str]:
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-        "-m", "trainer.cli", "train", str(dataset), "--method", "c2f", "--batch-size", "1024", "--out", str(root),
+        "-m", "cli.main", "train", str(dataset), "--method", "c2f", "--batch-size", "1024", "--out", str(root),
     ]  # fmt: skip
     for key, value in {**PARAMS, **params}.items():
         command += ["-p", f"{key}={json.dumps(value)}"]
@@ -38,11 +38,11 @@ def test_torchrun_two_processes_train_and_publish_once(synthetic_lightgcn_dir: P
     assert done.stdout.count("published ") == 1
     assert latest_version(root) == versions[0]
     artifact = load_artifact(version_path(root, versions[0]))
-    assert artifact.manifest["info"]["world_size"] == 2
-    recall = artifact.manifest["metrics"]["trained"]["test"]["recall@20"]
+    assert artifact.manifest.info["world_size"] == 2
+    recall = artifact.manifest.metrics.test("trained")["recall@20"]
     baseline = popularity_recall(load_dataset(str(synthetic_lightgcn_dir)), k=20)
     assert recall > baseline + 0.25, (recall, baseline)
-    history = artifact.manifest["metrics"]["history"]
+    history = artifact.manifest.metrics.history
     assert {r["stage"] for r in history} == {"coarse", "fine"}
     assert any(r["assignment_update"] for r in history if r["stage"] == "fine")  # Eq. 23-24 shared by rank 0
     assert np.all(np.diff(np.sort(artifact.arrays["S_r_idx"], axis=1), axis=1) > 0)  # t_r distinct fine rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,36 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from trainer.evaluate import KS, evaluate, evaluate_numpy_reference, metric_keys
+from trainer.evaluate import KS, evaluate, metric_keys
+
+
+def evaluate_numpy_reference(
+    scores: np.ndarray, truth: sp.csr_matrix, exclude: sp.csr_matrix | None, ks: Sequence[int] = KS
+) -> dict[str, float]:
+    """Slow, obviously-correct per-user Recall@K / NDCG@K (dense ``scores``): the reference ``evaluate`` must match."""
+    truth = sp.csr_matrix(truth)
+    excl = sp.csr_matrix(exclude) if exclude is not None else None
+    sums = {f"{n}@{k}": 0.0 for k in ks for n in ("recall", "ndcg")}
+    n_eval = 0
+    for u in range(truth.shape[0]):
+        t = set(truth.indices[truth.indptr[u] : truth.indptr[u + 1]].tolist())
+        if not t:
+            continue
+        n_eval += 1
+        s = np.asarray(scores[u], dtype=np.float64).copy()
+        if excl is not None:
+            s[excl.indices[excl.indptr[u] : excl.indptr[u + 1]]] = -np.inf
+        order = np.argsort(-s, kind="stable")
+        for k in ks:
+            top = [i for i in order[:k].tolist() if np.isfinite(s[i])]
+            gains = [1.0 if i in t else 0.0 for i in top]
+            sums[f"recall@{k}"] += sum(gains) / len(t)
+            dcg = sum(g / math.log2(r + 2) for r, g in enumerate(gains))
+            idcg = sum(1.0 / math.log2(r + 2) for r in range(min(k, len(t))))
+            sums[f"ndcg@{k}"] += dcg / idcg
+    out = {key: (v / n_eval if n_eval else 0.0) for key, v in sums.items()}
+    out["n_users"] = n_eval
+    return out
 
 
 def csr(rows: list[list[int]], n_items: int) -> sp.csr_matrix:

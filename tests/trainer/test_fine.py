@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from service.reconstruct import soft_threshold
+from contract.reconstruct import soft_threshold
 from trainer.fine import init_fine_codebook, lambda_for_sparsity, nonzero_fraction, select_coarse_rows
 
 

@@ -4,9 +4,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from service.reconstruct import (
+from contract.manifest import Manifest
+from contract.methods import exact_embeddings
+from contract.reconstruct import (
     compressed_embeddings,
-    exact_embeddings,
     expanded_adjacency,
     propagate,
     refined_coarse_codebook,
@@ -134,11 +135,13 @@ def test_exact_embeddings_reproduce_each_model():
     base = {"graph_indptr": graph.indptr, "graph_indices": graph.indices}
     shape = {"n_users": n_users, "n_items": n_items, "d": 8, "layers": 2, "m_r": 4}
     ud = UD(graph, 8, 2, CPU)
-    H = exact_embeddings({**base, "E": ud.E.detach().numpy()}, {"method": "ud", "shape": shape})
+    H = exact_embeddings(
+        {**base, "E": ud.E.detach().numpy()}, Manifest.model_validate({"method": "ud", "shape": shape})
+    )
     np.testing.assert_allclose(H, ud.full_embeddings().numpy(), rtol=1e-4, atol=1e-5)
     coarse = coarse_model(graph)
     arrays = {**base, "S_c_idx": coarse.S_c_idx, "S_c_w": coarse.S_c_w, "E_c": coarse.E_c.detach().numpy()}
-    H = exact_embeddings(arrays, {"method": "legcf", "shape": shape})
+    H = exact_embeddings(arrays, Manifest.model_validate({"method": "legcf", "shape": shape}))
     np.testing.assert_allclose(H, coarse.full_embeddings().numpy(), rtol=1e-4, atol=1e-5)
     E_r = np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32)
     S_r_idx = np.stack([np.arange(6) % 4, (np.arange(6) + 2) % 4], axis=1)
@@ -146,5 +149,5 @@ def test_exact_embeddings_reproduce_each_model():
     fine = Fine(graph, coarse, E_r, S_r_idx, S_r_w, w_cr=0.5, soft_lambda=0.3, layers=2, device=CPU)
     F = sp.csr_matrix(fine.thresholded().detach().numpy())
     arrays.update(S_r_idx=S_r_idx, S_r_w=S_r_w, E_r_indptr=F.indptr, E_r_indices=F.indices, E_r_data=F.data)
-    H = exact_embeddings(arrays, {"method": "c2f", "shape": shape, "w_cr": 0.5})
+    H = exact_embeddings(arrays, Manifest.model_validate({"method": "c2f", "shape": shape, "w_cr": 0.5}))
     np.testing.assert_allclose(H, fine.full_embeddings().numpy(), rtol=1e-4, atol=1e-5)

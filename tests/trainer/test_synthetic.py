@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.synthetic import planted_communities, popularity_recall, write_interactions_csv, write_lightgcn_dir
 from trainer.data import load_dataset
 from trainer.evaluate import evaluate
+from trainer.synthetic import planted_communities, popularity_recall, write_interactions_csv, write_lightgcn_dir
 
 
 def test_planted_communities_shape_and_determinism() -> None:

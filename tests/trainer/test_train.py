@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.artifact import load_artifact
-from service.reconstruct import compressed_embeddings, exact_embeddings
-from tests.synthetic import popularity_recall
-from trainer.config import TrainConfig
+from contract.artifact import load_artifact
+from contract.config import TrainConfig
+from contract.methods import exact_embeddings
+from contract.reconstruct import compressed_embeddings
 from trainer.data import load_dataset
 from trainer.pipeline import train_and_publish
+from trainer.synthetic import popularity_recall
 
 # Small but real: 600 users, 400 items, 8 planted communities; the whole module trains in well under a minute.
 SMALL = dict(dim=32, m_c=24, m_r=8, t_r=3, d_r=16, batch_size=1024, epochs=40, seed=7)
@@ -40,7 +41,7 @@ def test_every_method_beats_popularity_by_a_clear_margin(data, published):
     _, out, _ = published
     baseline = popularity_recall(data, k=20)
     for method, model in out.items():
-        recall = model.manifest["metrics"]["trained"]["test"]["recall@20"]
+        recall = model.manifest.metrics.test("trained")["recall@20"]
         assert recall > baseline + 0.25, f"{method}: Recall@20 {recall:.3f} vs popularity {baseline:.3f}"
 
 
@@ -48,11 +49,11 @@ def test_c2f_refines_legcf_with_a_small_parameter_overhead(published):
     """C2F starts from the trained coarse stage and keeps its best validation state, so on planted data it must
     not lose to its own coarse stage; its extra parameters are the fine codebook and S^r only."""
     _, out, _ = published
-    c2f = out["c2f"].manifest
+    c2f = out["c2f"].manifest.model_dump()
     coarse = c2f["metrics"]["trained"]["coarse_test"]["ndcg@20"]
     fine = c2f["metrics"]["trained"]["test"]["ndcg@20"]
     assert fine >= coarse - 0.005
-    legcf_params = out["legcf"].manifest["footprint"]["params_paper"]
+    legcf_params = out["legcf"].manifest.footprint.params_paper
     c2f_params = c2f["footprint"]["params_paper"]
     assert c2f_params == legcf_params + SMALL["m_r"] * SMALL["dim"] + SMALL["t_r"] * SMALL["m_c"]
 
@@ -77,7 +78,7 @@ SMALL_T_C = TrainConfig().t_c
 def test_served_metrics_are_recorded_and_exact_mode_reproduces_training(data, published):
     _, out, _ = published
     for method, model in out.items():
-        metrics = model.manifest["metrics"]
+        metrics = model.manifest.metrics.model_dump()
         trained = metrics["trained"]["test"]["recall@20"]
         assert metrics["served"]["exact"]["test"]["recall@20"] == pytest.approx(trained, abs=1e-3)
         compressed = metrics["served"]["compressed"]["test"]["recall@20"]
@@ -95,21 +96,21 @@ def test_served_metrics_are_recorded_and_exact_mode_reproduces_training(data, pu
 def test_history_progress_and_curve(published):
     root, out, progress = published
     for method, model in out.items():
-        history = model.manifest["metrics"]["history"]
+        history = model.manifest.metrics.history
         assert history and all(r["loss"] > 0 for r in history)
         assert any(r["valid"] for r in history)
         assert (model.path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         stages = {e["stage"] for e in progress[method]}
         assert "loading" in stages and "export" in stages
-    assert any(r["assignment_update"] for r in out["legcf"].manifest["metrics"]["history"])
-    assert any(r["stage"] == "fine" and r["assignment_update"] for r in out["c2f"].manifest["metrics"]["history"])
+    assert any(r["assignment_update"] for r in out["legcf"].manifest.metrics.history)
+    assert any(r["stage"] == "fine" and r["assignment_update"] for r in out["c2f"].manifest.metrics.history)
 
 
 def test_training_is_reproducible_for_a_seed(synthetic_lightgcn_dir, tmp_path):
     config = TrainConfig(method="legcf", **{**SMALL, "epochs": 2})
     a = train_and_publish(str(synthetic_lightgcn_dir), config, tmp_path / "a")
     b = train_and_publish(str(synthetic_lightgcn_dir), config, tmp_path / "b")
-    assert a.manifest["metrics"]["trained"]["test"] == b.manifest["metrics"]["trained"]["test"]
+    assert a.manifest.metrics.test("trained") == b.manifest.metrics.test("trained")
 
 
 def test_c2f_can_start_from_a_published_coarse_stage(synthetic_lightgcn_dir, published, tmp_path):
@@ -117,13 +118,13 @@ def test_c2f_can_start_from_a_published_coarse_stage(synthetic_lightgcn_dir, pub
     legcf = out["legcf"]
     config = TrainConfig(method="c2f", coarse_from=str(legcf.path), **{**SMALL, "epochs": 2})
     model = train_and_publish(str(synthetic_lightgcn_dir), config, tmp_path)
-    coarse_test = model.manifest["metrics"]["trained"]["coarse_test"]
-    assert coarse_test == pytest.approx(legcf.manifest["metrics"]["trained"]["test"], abs=1e-6)
-    assert not any(r["stage"] == "coarse" for r in model.manifest["metrics"]["history"])
+    coarse_test = model.manifest.metrics.trained.coarse_test
+    assert coarse_test == pytest.approx(legcf.manifest.metrics.test("trained"), abs=1e-6)
+    assert not any(r["stage"] == "coarse" for r in model.manifest.metrics.history)
 
 
 def test_coarse_from_other_data_is_refused(published, tmp_path):
-    from tests.synthetic import planted_communities, write_lightgcn_dir
+    from trainer.synthetic import planted_communities, write_lightgcn_dir
 
     users, items, _, _ = planted_communities(n_users=200, n_items=100, seed=3)
     other = write_lightgcn_dir(tmp_path / "other", users, items)

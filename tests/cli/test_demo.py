@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from trainer.cli import app
-from trainer.demo import run_demo
+from cli.demo import run_demo
+from cli.main import app
 
 
 def test_demo_recommends_mostly_from_the_users_planted_genre(tmp_path):

@@ -1,6 +1,7 @@
-"""The RQ job function: one training run, enqueued by the service as ``"trainer.jobs.train_job"``.
+"""The RQ job function: one training run, enqueued by the service as ``contract.jobspec.JOB_FUNC``
+(``"jobs.train.train_job"``).
 
-Runs in a worker's work-horse process (``service.worker``). Progress goes to ``job.meta`` (stage, epoch, loss,
+Runs in a worker's work-horse process (``jobs.worker``). Progress goes to ``job.meta`` (stage, epoch, loss,
 valid metrics, elapsed) for ``GET /jobs/{id}``; the return value carries the published model version. Failures
 raise with a readable message (the API shows the exception's last line). Nothing is half-published:
 ``train_and_publish`` publishes atomically at the very end, so a failed, canceled or killed job leaves no
@@ -14,11 +15,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from service.artifact import version_path
-from service.jobs import CANCEL_KEY, METHODS
+from contract.artifact import version_path
+from contract.config import TrainConfig
+from contract.jobspec import CANCEL_KEY
+from contract.methods import get_spec
 from service.settings import Settings
 from service.uri import check_dataset_uri
-from trainer.config import TrainConfig
 
 SAVE_EVERY_SECONDS = 0.5
 
@@ -104,8 +106,7 @@ def train_job(dataset_uri: str, method: str, params: dict[str, Any], artifact_ro
     """
     from rq import get_current_job
 
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r} (expected one of {', '.join(METHODS)})")
+    get_spec(method)  # ValueError naming the registered methods
     settings = Settings()
     uri = check_dataset_uri(dataset_uri, settings)  # defence in depth: the worker's own settings decide too
     values = {**(params or {}), "method": method}
@@ -118,9 +119,9 @@ def train_job(dataset_uri: str, method: str, params: dict[str, Any], artifact_ro
     progress({"stage": "loading", "epoch": 0, "loss": None, "valid": None, "elapsed": 0.0})
     published = _pipeline()(uri, config, artifact_root, progress=progress)
     progress.flush()
-    metrics = published.manifest.get("metrics", {}) if isinstance(published.manifest, dict) else {}
+    metrics = {k: v for k, v in published.manifest.metrics.as_reported().items() if v is not None}
     return {
         "model_version": str(published.version),
         "path": str(published.path),
-        "metrics": _plain({k: v for k, v in metrics.items() if k in ("trained", "served")}),
+        "metrics": _plain(metrics),
     }

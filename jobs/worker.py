@@ -1,4 +1,4 @@
-"""Training worker: an RQ worker on ``settings.queue_name`` (``c2f worker``; ``python -m service.worker``).
+"""Training worker: an RQ worker on ``settings.queue_name`` (``c2f worker``; ``python -m jobs.worker``).
 
 Each job runs in its own forked work-horse process (RQ's default ``Worker``); this parent process never
 imports ``trainer`` or torch, so every training run starts from a clean, torch-free fork and frees all its
@@ -11,7 +11,7 @@ memory when it ends. On top of RQ:
   waiting for RQ's heartbeat expiry), through RQ's own abandoned-job path (``StartedJobRegistry.cleanup``);
   jobs of workers on other machines are left to RQ's heartbeat expiry;
 * the worker's settings are exported to ``C2F_*`` environment variables, so the job's ``Settings()`` (used by
-  ``trainer.jobs.train_job`` to re-check the dataset URI) matches the worker's.
+  ``jobs.train.train_job`` to re-check the dataset URI) matches the worker's.
 
 Job timeout, result TTL and failure TTL are set per job at enqueue time (``service.jobs.enqueue_training``).
 """
@@ -243,7 +243,7 @@ def run_worker(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.worker", description="c2f training worker")
+    parser = argparse.ArgumentParser(prog="python -m jobs.worker", description="c2f training worker")
     parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     parser.add_argument("--max-jobs", type=int, default=None)
     parser.add_argument("--name", default=None)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from service.artifact import publish
+from contract.artifact import publish
 
 
 def _csr(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

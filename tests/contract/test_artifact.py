@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service import artifact as art
-from service.artifact import (
+from contract import artifact as art
+from contract.artifact import (
     ArtifactError,
     latest_version,
     list_versions,
@@ -18,7 +18,7 @@ from service.artifact import (
     publish,
     version_path,
 )
-from tests.service.fixtures import build_artifact, make_arrays, make_manifest
+from tests.fixtures import build_artifact, make_arrays, make_manifest
 
 
 @pytest.mark.parametrize("method", ["ud", "legcf", "c2f"])
@@ -39,12 +39,12 @@ def test_round_trip_exact(artifact_root: Path, method: str) -> None:
         np.testing.assert_array_equal(got, arr, err_msg=name)
         assert not got.flags.writeable
     m = loaded.manifest
-    assert m["schema_version"] == 1 and m["model_version"] == version and m["created_at"].endswith("Z")
-    assert set(m["files"]) == {"model.npz", "curve.png"}
-    assert m["files"]["curve.png"]["bytes"] == len(b"\x89PNG fake")
-    assert m["shape"]["n_users"] == 6 and m["shape"]["n_items"] == 10 and m["shape"]["layers"] == 2
-    assert m["footprint"]["params_paper"] == loaded.footprint["params_paper"]
-    assert m["metrics"] == manifest["metrics"]
+    assert m.schema_version == 1 and m.model_version == version and m.created_at and m.created_at.endswith("Z")
+    assert set(m.files) == {"model.npz", "curve.png"}
+    assert m.files["curve.png"].bytes == len(b"\x89PNG fake")
+    assert m.shape.n_users == 6 and m.shape.n_items == 10 and m.shape.layers == 2
+    assert m.footprint is not None and m.footprint.params_paper == loaded.footprint.params_paper
+    assert m.metrics.model_dump(exclude_unset=True) == manifest["metrics"]
     assert (loaded.n_users, loaded.n_items, loaded.d) == (6, 10, 4)
     # the caller's manifest is not mutated
     assert "model_version" not in manifest
@@ -55,7 +55,7 @@ def test_numpy_scalars_in_manifest_are_serialised(artifact_root: Path) -> None:
     manifest = make_manifest("legcf", metrics={"trained": {"test": {"recall@20": np.float32(0.25)}}})
     version = build_artifact(artifact_root, "legcf", manifest=manifest)
     loaded = load_artifact(version_path(artifact_root, version))
-    assert loaded.manifest["metrics"]["trained"]["test"]["recall@20"] == pytest.approx(0.25)
+    assert loaded.manifest.metrics.test("trained")["recall@20"] == pytest.approx(0.25)
 
 
 def test_versions_sort_in_publish_order_and_are_unique(artifact_root: Path) -> None:

@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from contract.footprint import human_bytes
+from contract.manifest import Manifest
+
 GENRES = ("jazz", "rock", "folk", "soul", "punk", "opera")
 
 # A configuration small enough to train in about a minute on two CPU cores (paper defaults are in TrainConfig).
@@ -50,13 +53,21 @@ class DemoResult:
     user_id: str
     recommendation: dict[str, Any]
     footprint: dict[str, Any]
-    manifest: dict[str, Any]
+    manifest: Manifest
     seconds: float
     genre: str | None = None  # the user's planted genre, for the bundled synthetic dataset
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # The bundled synthetic dataset
+
+
+@dataclass
+class SyntheticDataset:
+    """The bundled demo dataset: where it was written and each user's planted genre."""
+
+    path: Path
+    genre_of_user: dict[str, str]
 
 
 def write_synthetic_dataset(
@@ -68,56 +79,37 @@ def write_synthetic_dataset(
     in_genre: float = 0.85,
     test_fraction: float = 0.2,
     seed: int = 7,
-) -> Path:
-    """Write a planted-community dataset in the LightGCN directory format and return the directory.
+) -> SyntheticDataset:
+    """Write a planted-community dataset in the LightGCN directory format (:mod:`trainer.synthetic`).
 
-    User ``u`` belongs to genre ``u % len(GENRES)``; it interacts with ``per_user`` distinct items, a fraction
-    ``in_genre`` of them drawn (with a popularity skew) from its genre and the rest from anywhere. Every user keeps
-    at least one training and one test interaction. External ids read ``user-0007`` and ``jazz-012``.
+    Users and items belong to one of :data:`GENRES`; each user interacts with ``per_user`` distinct items, a
+    fraction ``in_genre`` of them (in expectation, with a popularity skew) from its genre. Every user keeps at least
+    one training and one test interaction. External ids read ``user-0007`` and ``jazz-012``.
     """
-    rng = np.random.default_rng(seed)
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    n_genres = len(GENRES)
-    n_items = n_genres * items_per_genre
-    # Zipf-like popularity inside each genre.
-    popularity = 1.0 / np.arange(1, items_per_genre + 1) ** 0.8
-    popularity /= popularity.sum()
-    train_lines: list[str] = []
-    test_lines: list[str] = []
-    for u in range(n_users):
-        genre = u % n_genres
-        k = int(rng.integers(per_user[0], per_user[1] + 1))
-        n_in = int(round(k * in_genre))
-        own = genre * items_per_genre + rng.choice(items_per_genre, size=n_in, replace=False, p=popularity)
-        others = rng.choice(n_items, size=k - n_in, replace=False)
-        items = np.unique(np.concatenate([own, others]))
-        rng.shuffle(items)
-        n_test = max(1, int(round(len(items) * test_fraction)))
-        test, train = items[:n_test], items[n_test:]
-        train_lines.append(" ".join(str(x) for x in [u, *sorted(train.tolist())]))
-        test_lines.append(" ".join(str(x) for x in [u, *sorted(test.tolist())]))
-    (out / "train.txt").write_text("\n".join(train_lines) + "\n")
-    (out / "test.txt").write_text("\n".join(test_lines) + "\n")
-    users = ["org_id remap_id"] + [f"user-{u:04d} {u}" for u in range(n_users)]
-    items_txt = ["org_id remap_id"] + [
-        f"{GENRES[i // items_per_genre]}-{i % items_per_genre:03d} {i}" for i in range(n_items)
-    ]
-    (out / "user_list.txt").write_text("\n".join(users) + "\n")
-    (out / "item_list.txt").write_text("\n".join(items_txt) + "\n")
-    return out
+    from trainer.synthetic import planted_communities, write_lightgcn_dir
+
+    users, items, genre_of_user, genre_of_item = planted_communities(
+        n_users=n_users,
+        n_items=len(GENRES) * items_per_genre,
+        n_communities=len(GENRES),
+        items_per_user=per_user,
+        p_in=in_genre,
+        seed=seed,
+    )
+    rank_in_genre = np.zeros(len(genre_of_item), dtype=np.int64)
+    for g in range(len(GENRES)):
+        members = np.flatnonzero(genre_of_item == g)
+        rank_in_genre[members] = np.arange(members.size)
+    user_names = [f"user-{u:04d}" for u in range(n_users)]
+    item_names = [f"{GENRES[g]}-{r:03d}" for g, r in zip(genre_of_item.tolist(), rank_in_genre.tolist(), strict=True)]
+    path = write_lightgcn_dir(
+        directory, users, items, test_fraction, seed, with_lists=True, user_names=user_names, item_names=item_names
+    )
+    return SyntheticDataset(path, {name: GENRES[g] for name, g in zip(user_names, genre_of_user.tolist(), strict=True)})
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Printing
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"  # pragma: no cover
 
 
 def _items_of(recommendation: Mapping[str, Any]) -> list[tuple[str, float | None]]:
@@ -141,7 +133,7 @@ def format_report(result: DemoResult) -> str:
     """The text `c2f demo` prints."""
     fp = result.footprint
     lines = [
-        f"model {result.version}  (method {result.manifest.get('method')}, trained in {result.seconds:.0f} s)",
+        f"model {result.version}  (method {result.manifest.method}, trained in {result.seconds:.0f} s)",
         f"artifacts in {result.out_root}   dataset {result.dataset_uri}",
         "",
         f"top {len(_items_of(result.recommendation))} for {result.user_id}"
@@ -155,25 +147,25 @@ def format_report(result: DemoResult) -> str:
     serving = fp.get("compressed_serving_bytes")
     lines += ["", "footprint:"]
     if full is not None:
-        lines.append(f"  float32 full table (N x d)     {_human_bytes(full):>12s}")
+        lines.append(f"  float32 full table (N x d)     {human_bytes(full):>12s}")
     if emb is not None:
         ratio = fp.get("compression_ratio_bytes")
         lines.append(
-            f"  stored embedding arrays        {_human_bytes(emb):>12s}"
+            f"  stored embedding arrays        {human_bytes(emb):>12s}"
             + (f"   ({ratio:.1f}x smaller)" if ratio else "")
         )
     if serving is not None:
         ratio = fp.get("compression_ratio_serving_bytes") or (full / serving if full and serving else None)
         lines.append(
-            f"  read by compressed serving     {_human_bytes(serving):>12s}"
+            f"  read by compressed serving     {human_bytes(serving):>12s}"
             + (f"   ({ratio:.1f}x smaller)" if ratio else "")
         )
     if fp.get("params_paper") is not None:
         lines.append(
             f"  parameters (paper convention)  {fp['params_paper']:>12,d}   vs {fp.get('full_table_params', 0):,d}"
         )
-    test = ((result.manifest.get("metrics") or {}).get("trained") or {}).get("test") or {}
-    served = (((result.manifest.get("metrics") or {}).get("served") or {}).get("compressed") or {}).get("test") or {}
+    test = result.manifest.metrics.test("trained")
+    served = result.manifest.metrics.test("compressed")
     if test or served:
         lines += ["", "test metrics (trained | served compressed):"]
         for key in ("recall@20", "ndcg@20"):
@@ -213,7 +205,7 @@ def run_demo(
 ) -> DemoResult:
     """Train on ``dataset_uri`` (or the bundled synthetic dataset), serve in-process, print a recommendation.
 
-    ``params`` override :data:`DEMO_PARAMS` (any :class:`~trainer.config.TrainConfig` field). The synthetic dataset is
+    ``params`` override :data:`DEMO_PARAMS` (any :class:`~contract.config.TrainConfig` field). The synthetic dataset is
     written to ``data_dir`` (default ``<out_root>/demo-data``). ``echo`` receives the report (``None``: silent).
     Returns a :class:`DemoResult`.
     """
@@ -221,17 +213,18 @@ def run_demo(
         warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
 
+    from contract.config import TrainConfig
     from service.main import create_app
     from service.settings import Settings
-    from trainer.config import TrainConfig
     from trainer.pipeline import train_and_publish
 
     out = Path(out_root)
     out.mkdir(parents=True, exist_ok=True)
-    synthetic = dataset_uri is None
+    genres: dict[str, str] = {}
     if dataset_uri is None:
         directory = Path(data_dir) if data_dir is not None else out / "demo-data"
-        dataset_uri = str(write_synthetic_dataset(directory))
+        synthetic = write_synthetic_dataset(directory)
+        dataset_uri, genres = str(synthetic.path), synthetic.genre_of_user
         if echo is not None:
             echo(f"wrote the synthetic dataset to {dataset_uri}")
     values = {**DEMO_PARAMS, **dict(params or {}), "method": method}
@@ -272,20 +265,11 @@ def run_demo(
         footprint=_footprint_body(fp.json()),
         manifest=published.manifest,
         seconds=seconds,
-        genre=_planted_genre(user) if synthetic else None,
+        genre=genres.get(user),
     )
     if echo is not None:
         echo(format_report(result))
     return result
-
-
-def _planted_genre(user_id: str) -> str | None:
-    if not user_id.startswith("user-"):
-        return None
-    try:
-        return GENRES[int(user_id[5:]) % len(GENRES)]
-    except ValueError:
-        return None
 
 
 def _user_ids(version_dir: Path) -> np.ndarray:

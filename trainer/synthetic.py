@@ -1,4 +1,5 @@
-"""Planted-community interaction data for everyone's tests (numpy only at import time; fast, < 1 s).
+"""Planted-community interaction data: the one generator of synthetic data, for the tests, the benchmarks and
+``c2f demo`` (numpy only at import time; fast, < 1 s).
 
 Users and items are split into ``n_communities`` communities; each user draws its items from its own community
 with probability ``p_in`` (else from the other communities), with a mild popularity skew inside every community.
@@ -14,6 +15,7 @@ A model that learns the communities beats the popularity baseline by a wide marg
 from __future__ import annotations
 
 import gzip
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +118,12 @@ def write_lightgcn_dir(
     seed: int = 0,
     *,
     with_lists: bool = False,
+    user_names: Sequence[str] | None = None,
+    item_names: Sequence[str] | None = None,
 ) -> Path:
     """Write ``train.txt`` / ``test.txt`` (LightGCN format) with a per-user random ``test_fraction`` test split
     (every user keeps >= 1 train item). ``with_lists`` also writes ``user_list.txt`` / ``item_list.txt`` with org
-    ids ``"u<k>"`` / ``"i<k>"``. Returns the directory."""
+    ids ``user_names`` / ``item_names`` (default ``"u<k>"`` / ``"i<k>"``). Returns the directory."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     users = np.asarray(users, dtype=np.int64)
@@ -130,8 +134,14 @@ def write_lightgcn_dir(
     _write_text(out / "train.txt", _lightgcn_lines(users[~test], items[~test], n_users))
     _write_text(out / "test.txt", _lightgcn_lines(users[test], items[test], n_users))
     if with_lists:
-        _write_text(out / "user_list.txt", "org_id remap_id\n" + "".join(f"u{u} {u}\n" for u in range(n_users)))
-        _write_text(out / "item_list.txt", "org_id remap_id\n" + "".join(f"i{i} {i}\n" for i in range(n_items)))
+        users_named = user_names if user_names is not None else [f"u{u}" for u in range(n_users)]
+        items_named = item_names if item_names is not None else [f"i{i}" for i in range(n_items)]
+        _write_text(
+            out / "user_list.txt", "org_id remap_id\n" + "".join(f"{n} {u}\n" for u, n in enumerate(users_named))
+        )
+        _write_text(
+            out / "item_list.txt", "org_id remap_id\n" + "".join(f"{n} {i}\n" for i, n in enumerate(items_named))
+        )
     return out
 
 

@@ -10,7 +10,6 @@ same embeddings the trainer evaluated.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,14 +27,38 @@ def soft_threshold(values: np.ndarray, lam: float) -> np.ndarray:
     return np.sign(values) * np.maximum(np.abs(values) - lam, 0.0)
 
 
+def assignment_matrix(idx: np.ndarray, w: np.ndarray, n_cols: int) -> sp.csr_matrix:
+    """A sparse assignment as a matrix: ``idx, w: (rows, t)`` -> (rows, n_cols) float32 CSR with ``w[r, j]`` at
+    column ``idx[r, j]`` (t entries a row, in order; repeated columns of a row are summed by scipy when used)."""
+    n, t = idx.shape
+    indptr = np.arange(0, n * t + 1, t, dtype=np.int64)
+    return sp.csr_matrix(
+        (np.asarray(w, np.float32).reshape(-1), np.asarray(idx).reshape(-1).astype(np.int64), indptr),
+        shape=(n, n_cols),
+        dtype=np.float32,
+    )
+
+
+def check_csr(arrays: Mapping[str, np.ndarray], prefix: str, n_rows: int, n_cols: int) -> None:
+    """``<prefix>_indptr`` / ``<prefix>_indices`` form a valid (n_rows, n_cols) CSR structure (ValueError if not)."""
+    indptr, indices = arrays[f"{prefix}_indptr"], arrays[f"{prefix}_indices"]
+    if indptr.shape[0] != n_rows + 1:
+        raise ValueError(f"{prefix}_indptr has length {indptr.shape[0]}, expected {n_rows + 1}")
+    if indptr[0] != 0 or indptr[-1] != indices.shape[0] or np.any(np.diff(indptr) < 0):
+        raise ValueError(
+            f"{prefix}_indptr is not a valid CSR row pointer (must start at 0, be non-decreasing and end at "
+            f"len({prefix}_indices)={indices.shape[0]})"
+        )
+    if indices.size and (indices.min() < 0 or indices.max() >= n_cols):
+        raise ValueError(f"{prefix}_indices has values outside [0, {n_cols})")
+
+
 def _assignment_coo(
     idx: np.ndarray, w: np.ndarray, row_offset: int, col_offset: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """COO triplets of an assignment block: row r links to ``col_offset + idx[r, j]`` with weight ``w[r, j]``."""
-    n, t = idx.shape
-    rows = np.repeat(np.arange(n, dtype=np.int64) + row_offset, t)
-    cols = idx.reshape(-1).astype(np.int64) + col_offset
-    return rows, cols, w.reshape(-1).astype(np.float32)
+    block = assignment_matrix(idx, w, int(idx.max(initial=-1)) + 1).tocoo()
+    return block.row.astype(np.int64) + row_offset, block.col.astype(np.int64) + col_offset, block.data
 
 
 def expanded_adjacency(
@@ -119,31 +142,40 @@ def refined_coarse_codebook(
     return ((1.0 - w_cr) * E_c + w_cr * compressed_embeddings(S_r_idx, S_r_w, fine)).astype(np.float32)
 
 
-def exact_embeddings(arrays: Mapping[str, np.ndarray], manifest: Mapping[str, Any]) -> np.ndarray:
-    """Recompute the propagated entity embeddings H_full (N, d) from an artifact's arrays, as the trainer did.
+def exact_ud(graph: sp.csr_matrix, E: np.ndarray, layers: int) -> np.ndarray:
+    """UD: H_full = mean_l Â^l·E (Eq. 5-6) on the plain interaction graph. E: (N, d) -> (N, d) float32."""
+    n_entities = graph.shape[0] + graph.shape[1]
+    return propagate(expanded_adjacency(graph), E, layers)[:n_entities]
 
-    UD: Â^l·E. LEGCF: layer 0 = [S^c·E^c; E^c] on Eq. 13's graph. C2F: layer 0 = [S^c·Ê^c; Ê^c; S_λ(E^r)] on
-    Eq. 14's graph (Eq. 17-22). The graph is the training interactions stored in the artifact.
-    """
-    shape = manifest["shape"]
-    n_users, n_items, d, layers = shape["n_users"], shape["n_items"], shape["d"], shape["layers"]
-    n_entities = n_users + n_items
-    graph = interaction_graph(arrays["graph_indptr"], arrays["graph_indices"], n_items)
-    method = manifest["method"]
-    if method == "ud":
-        adj = expanded_adjacency(graph)
-        return propagate(adj, arrays["E"], layers)[:n_entities]
-    S_c_idx, S_c_w, E_c = arrays["S_c_idx"], arrays["S_c_w"], arrays["E_c"]
+
+def exact_legcf(
+    graph: sp.csr_matrix, S_c_idx: np.ndarray, S_c_w: np.ndarray, E_c: np.ndarray, layers: int
+) -> np.ndarray:
+    """LEGCF: layer 0 = [S^c·E^c; E^c] propagated on Eq. 13's graph. S_c_idx/S_c_w: (N, t_c), E_c: (m_c, d).
+    Returns the entity rows (N, d) float32."""
+    n_entities = graph.shape[0] + graph.shape[1]
     m_c = E_c.shape[0]
-    if method == "legcf":
-        adj = expanded_adjacency(graph, S_c_idx, S_c_w, m_c)
-        X0 = np.vstack([compressed_embeddings(S_c_idx, S_c_w, E_c), E_c])
-        return propagate(adj, X0, layers)[:n_entities]
-    if method == "c2f":
-        m_r = int(shape["m_r"])
-        fine = sparse_fine_codebook(arrays, m_r, d)
-        refined = refined_coarse_codebook(E_c, arrays["S_r_idx"], arrays["S_r_w"], fine, float(manifest["w_cr"]))
-        adj = expanded_adjacency(graph, S_c_idx, S_c_w, m_c, arrays["S_r_idx"], arrays["S_r_w"], m_r)
-        X0 = np.vstack([compressed_embeddings(S_c_idx, S_c_w, refined), refined, fine])
-        return propagate(adj, X0, layers)[:n_entities]
-    raise ValueError(f"unknown method {method!r}")
+    adj = expanded_adjacency(graph, S_c_idx, S_c_w, m_c)
+    X0 = np.vstack([compressed_embeddings(S_c_idx, S_c_w, E_c), E_c])
+    return propagate(adj, X0, layers)[:n_entities]
+
+
+def exact_c2f(
+    graph: sp.csr_matrix,
+    S_c_idx: np.ndarray,
+    S_c_w: np.ndarray,
+    E_c: np.ndarray,
+    S_r_idx: np.ndarray,
+    S_r_w: np.ndarray,
+    fine: np.ndarray,
+    w_cr: float,
+    layers: int,
+) -> np.ndarray:
+    """C2F: layer 0 = [S^c·Ê^c; Ê^c; S_λ(E^r)] on Eq. 14's graph (Eq. 17-22). S_r_idx/S_r_w: (m_c, t_r),
+    fine = S_λ(E^r): (m_r, d). Returns the entity rows (N, d) float32."""
+    n_entities = graph.shape[0] + graph.shape[1]
+    m_c, m_r = E_c.shape[0], fine.shape[0]
+    refined = refined_coarse_codebook(E_c, S_r_idx, S_r_w, fine, w_cr)
+    adj = expanded_adjacency(graph, S_c_idx, S_c_w, m_c, S_r_idx, S_r_w, m_r)
+    X0 = np.vstack([compressed_embeddings(S_c_idx, S_c_w, refined), refined, fine])
+    return propagate(adj, X0, layers)[:n_entities]

@@ -1,4 +1,8 @@
-"""The `c2f` command line: train, serve, worker, demo. Heavy imports (torch) happen inside the commands."""
+"""The `c2f` command line: train, serve, worker, demo.
+
+Each command imports its layer inside the command (``trainer`` and torch for train/demo, ``jobs`` and ``service``
+for serve/worker), so ``c2f serve`` never imports torch.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from contract.methods import METHODS
+
+METHOD_HELP = " | ".join(METHODS)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="c2f: compressed ID embeddings, trained and served.")
 
@@ -25,7 +33,7 @@ def train(
     out: Annotated[
         Path, typer.Option("--out", help="Artifact root: a new version directory is published in it.")
     ] = Path("artifacts"),
-    method: Annotated[str, typer.Option(help="c2f | legcf | ud")] = "c2f",
+    method: Annotated[str, typer.Option(help=METHOD_HELP)] = "c2f",
     dim: Annotated[int | None, typer.Option(help="Embedding size d.")] = None,  # noqa: UP007
     layers: Annotated[int | None, typer.Option(help="LightGCN propagation layers L.")] = None,  # noqa: UP007
     epochs: Annotated[int | None, typer.Option(help="Max epochs per phase (early stopping decides).")] = None,  # noqa: UP007
@@ -42,7 +50,7 @@ def train(
 
     Data-parallel on K GPUs (or K CPU processes): torchrun --nproc-per-node=K --no-python c2f train ...
     """
-    from trainer.config import TrainConfig
+    from contract.config import TrainConfig
     from trainer.pipeline import train_and_publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -80,16 +88,16 @@ def train(
     shutdown()
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
         return
-    metrics = published.manifest["metrics"]
+    metrics = published.manifest.metrics
     typer.echo(f"published {published.version} -> {published.path}")
-    typer.echo(f"trained test:           {_metrics_line(metrics['trained']['test'])}")
-    for mode, served in metrics.get("served", {}).items():
-        typer.echo(f"served ({mode:10s}) test: {_metrics_line(served['test'])}")
-    footprint = published.manifest.get("footprint", {})
-    if footprint:
+    typer.echo(f"trained test:           {_metrics_line(metrics.test('trained'))}")
+    for mode in metrics.served:
+        typer.echo(f"served ({mode:10s}) test: {_metrics_line(metrics.test(mode))}")
+    footprint = published.manifest.footprint
+    if footprint is not None:
         typer.echo(
-            f"params (paper convention): {footprint.get('params_paper')}  "
-            f"bytes: {footprint.get('total_bytes')}  full table: {footprint.get('full_table_bytes')}"
+            f"params (paper convention): {footprint.params_paper}  "
+            f"bytes: {footprint.total_bytes}  full table: {footprint.full_table_bytes}"
         )
 
 
@@ -99,7 +107,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
 ) -> None:
     """Run the HTTP service (C2F_* settings). Without C2F_REDIS_URL an embedded Redis and worker start too."""
-    from service.server import serve as run_server
+    from jobs.server import serve as run_server
     from service.settings import Settings
 
     run_server(host, port, Settings())
@@ -108,8 +116,8 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run a training worker on the queue (C2F_REDIS_URL)."""
+    from jobs.worker import run_worker
     from service.settings import Settings
-    from service.worker import run_worker
 
     run_worker(Settings())
 
@@ -118,10 +126,10 @@ def worker() -> None:
 def demo(
     dataset_uri: Annotated[str | None, typer.Argument(help="Dataset URI; default: bundled synthetic data.")] = None,  # noqa: UP007
     out: Annotated[Path, typer.Option("--out", help="Artifact root.")] = Path("artifacts"),
-    method: Annotated[str, typer.Option(help="c2f | legcf | ud")] = "c2f",
+    method: Annotated[str, typer.Option(help=METHOD_HELP)] = "c2f",
 ) -> None:
     """Train on DATASET_URI (or bundled synthetic data), serve in-process, print a recommendation and footprint."""
-    from trainer.demo import run_demo
+    from cli.demo import run_demo
 
     run_demo(dataset_uri, str(out), method=method)
 

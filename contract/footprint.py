@@ -1,0 +1,84 @@
+"""Footprint accounting: bytes per component and per array, the paper's parameter count, compression ratios."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from contract.manifest import Footprint
+from contract.methods import COMMON_COMPONENTS, get_spec
+
+
+def params_paper(
+    method: str, n_entities: int, d: int, *, m_c: int = 0, t_c: int = 0, m_r: int = 0, t_r: int = 0
+) -> int:
+    """Embedding-layer parameters in the paper's convention (Table 3); the formula is the method spec's.
+
+    ud: N·d;  legcf: t_c·N + m_c·d;  c2f: t_c·N + m_c·d + m_r·d + t_r·m_c (E^r counted dense, as in Table 3).
+    """
+    dims = {"N": n_entities, "d": d, "m_c": m_c, "t_c": t_c, "m_r": m_r, "t_r": t_r}
+    return get_spec(method).params_paper(dims)
+
+
+def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
+    """Sizes of a ``method`` model from its arrays: bytes per component and per array as stored, paper-convention
+    params, ratios.
+
+    Ratios are "times smaller than the float32 full table" (full / compressed; 1.0 for ud):
+    ``compression_ratio_params = N·d / params_paper`` and
+    ``compression_ratio_bytes = full_table_bytes / embedding_bytes`` where ``embedding_bytes`` counts every
+    stored embedding array (everything except id maps and the seen-items graph).  ``compressed_serving_bytes``
+    is what compressed-mode scoring reads (S_c_idx_served, S_c_w_served, H_meta).
+    """
+    spec = get_spec(method)
+    dims = spec.dims(arrays)
+    per_array = {name: int(arr.nbytes) for name, arr in arrays.items()}
+    components: dict[str, int] = {}
+    listed: set[str] = set()
+    for comp, names in spec.all_components().items():
+        present = [n for n in names if n in per_array]
+        listed.update(present)
+        if present:
+            components[comp] = sum(per_array[n] for n in present)
+    other = sum(b for n, b in per_array.items() if n not in listed)
+    if other:
+        components["other"] = other
+    n_entities, d = dims["N"], dims["d"]
+    params = spec.params_paper(dims)
+    full_params = n_entities * d
+    full_bytes = full_params * 4
+    embedding_bytes = sum(b for c, b in components.items() if c not in COMMON_COMPONENTS)
+    return Footprint(
+        method=method,
+        n_users=dims["n_users"],
+        n_items=dims["n_items"],
+        n_entities=n_entities,
+        d=d,
+        m_c=dims.get("m_c", 0),
+        t_c=dims.get("t_c", 0),
+        m_r=dims.get("m_r", 0),
+        t_r=dims.get("t_r", 0),
+        components=components,
+        arrays=per_array,
+        total_bytes=sum(per_array.values()),
+        embedding_bytes=embedding_bytes,
+        params_paper=params,
+        full_table_params=full_params,
+        full_table_bytes=full_bytes,
+        compression_ratio_params=full_params / params if params else None,
+        compression_ratio_bytes=full_bytes / embedding_bytes if embedding_bytes else None,
+        **spec.footprint_extras(arrays, dims),
+    )
+
+
+def human_bytes(n: float | None) -> str:
+    """``1536`` -> ``1.5 KiB`` (``–`` for None)."""
+    if n is None:
+        return "–"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"  # pragma: no cover
