@@ -34,7 +34,7 @@ test-fast:
 lint:
 	ruff check .
 	ruff format --check .
-	mypy service/ trainer/
+	mypy contract/ service/ trainer/ jobs/ cli/
 
 format:
 	ruff format .
