@@ -105,12 +105,15 @@ def train(
 def serve(
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="HTTP server processes on the port (one per core); each loads the model.")
+    ] = 1,
 ) -> None:
     """Run the HTTP service (C2F_* settings). Without C2F_REDIS_URL an embedded Redis and worker start too."""
     from jobs.server import serve as run_server
     from service.settings import Settings
 
-    run_server(host, port, Settings())
+    run_server(host, port, Settings(), processes=workers)
 
 
 @app.command()

@@ -113,7 +113,7 @@ def required_arrays(method: str) -> dict[str, tuple[str, int | None, tuple[str |
 # --------------------------------------------------------------------------------------------------------------
 def version_path(root: str | os.PathLike[str], version: str) -> Path:
     """The directory of ``version`` under ``root`` (the name is checked, so it cannot escape the root)."""
-    if not _VERSION_RE.match(version):
+    if not _VERSION_RE.fullmatch(version):
         raise ArtifactError(f"invalid version name {version!r}")
     return Path(root) / VERSIONS_DIR / version
 
@@ -122,7 +122,7 @@ def list_versions(root: str | os.PathLike[str]) -> list[str]:
     """Published version names, oldest first (names sort by time).  Temp directories are never listed."""
     vdir = Path(root) / VERSIONS_DIR
     try:
-        names = [p.name for p in vdir.iterdir() if p.is_dir() and _VERSION_RE.match(p.name)]
+        names = [p.name for p in vdir.iterdir() if p.is_dir() and _VERSION_RE.fullmatch(p.name)]
     except FileNotFoundError:
         return []
     return sorted(names)
@@ -138,7 +138,7 @@ def latest_version(root: str | os.PathLike[str]) -> str | None:
         text = pointer.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
-    if not _VERSION_RE.match(text):
+    if not _VERSION_RE.fullmatch(text):
         raise ArtifactError(f"{pointer} does not hold a valid version name: {text[:80]!r}")
     if not (Path(root) / VERSIONS_DIR / text).is_dir():
         raise ArtifactError(f"{pointer} names version {text} but {VERSIONS_DIR}/{text} does not exist")

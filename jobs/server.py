@@ -247,18 +247,54 @@ def embedded_queue(settings: Settings, *, workers: int = 1) -> Iterator[Settings
         redis.stop()
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None, *, workers: int = 1) -> None:
-    """Run the service until interrupted; embeds Redis and ``workers`` workers unless ``settings.redis_url``.
+def run_http(host: str, port: int, settings: Settings, *, processes: int = 1) -> None:
+    """uvicorn on ``host:port`` until interrupted: uvloop and httptools with JSON parser errors
+    (:mod:`service.protocol`), the service's own logging (:mod:`service.logs`) and access log.
 
-    For the CLI: ``c2f serve`` -> ``serve(host, port, settings)``.
+    ``processes`` > 1 runs that many server processes on the one port; each builds the app from ``C2F_*``
+    variables (set here from ``settings``) and loads the artifact itself.
     """
     import uvicorn
 
+    from service.logs import configure_logging
     from service.main import create_app
+    from service.protocol import HTTP_PROTOCOL
 
+    configure_logging(settings.log_level, settings.log_format)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "http": HTTP_PROTOCOL,
+        "loop": "auto",
+        "log_level": settings.log_level.lower(),
+        "log_config": None,  # keep configure_logging's handlers
+        "access_log": False,  # service.logs.RequestLog writes the access log (with request id and version)
+        "timeout_keep_alive": 5,
+        "timeout_graceful_shutdown": 10,
+    }
+    if processes > 1:
+        apply_env(settings_to_env(settings))
+        uvicorn.run("service.main:app", workers=processes, **options)
+    else:
+        uvicorn.run(create_app(settings), **options)
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: Settings | None = None,
+    *,
+    workers: int = 1,
+    processes: int = 1,
+) -> None:
+    """Run the service until interrupted; embeds Redis and ``workers`` training workers unless
+    ``settings.redis_url``; ``processes`` HTTP server processes share the port.
+
+    For the CLI: ``c2f serve --workers N`` -> ``serve(host, port, settings, processes=N)``.
+    """
     settings = settings or Settings()
     if settings.redis_url:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+        run_http(host, port, settings, processes=processes)
         return
     with embedded_queue(settings, workers=workers) as embedded:
-        uvicorn.run(create_app(embedded), host=host, port=port, log_level=settings.log_level.lower())
+        run_http(host, port, embedded, processes=processes)

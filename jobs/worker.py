@@ -195,7 +195,21 @@ def reap_abandoned_jobs(connection: Redis, queue_name: str) -> list[str]:
 
 
 class C2FWorker(Worker):
-    """RQ's fork-per-job worker; the horse dies with its worker and records who runs the job."""
+    """RQ's fork-per-job worker; the horse dies with its worker and records who runs the job.
+
+    It renews its job's heartbeat every ``job_monitoring_interval`` seconds (``settings.job_heartbeat_seconds``)
+    for ``abandon_seconds`` more (``settings.job_abandon_seconds``; RQ's default is a fixed 60 s on top of a 30 s
+    interval), so the API can tell an abandoned job (``service.jobs.fail_abandoned``) within about
+    heartbeat + abandon seconds of its worker's death.
+    """
+
+    abandon_seconds = 30
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        if job.timeout and job.timeout > 0:
+            remaining = job.timeout - working_time
+            return int(max(1, min(remaining, self.job_monitoring_interval))) + self.abandon_seconds
+        return int(self.job_monitoring_interval) + self.abandon_seconds
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         die_with_parent(self.pid or os.getppid())
@@ -238,7 +252,9 @@ def run_worker(
         serializer=SERIALIZER,
         default_result_ttl=settings.job_result_ttl_seconds,
         maintenance_interval=MAINTENANCE_INTERVAL_SECONDS,
+        job_monitoring_interval=settings.job_heartbeat_seconds,
     )
+    worker.abandon_seconds = settings.job_abandon_seconds
     return worker.work(burst=burst, max_jobs=max_jobs, logging_level=logging_level)
 
 

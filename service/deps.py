@@ -42,6 +42,7 @@ async def get_model(request: Request) -> LoadedModel:
     model = request.app.state.registry.current
     if model is None:
         raise no_model()
+    request.scope.setdefault("state", {})["model_version"] = model.version  # for the access log (service.logs)
     return model  # type: ignore[no-any-return]
 
 

@@ -13,8 +13,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from service.encoding import FastJSONResponse
+from service.redact import scrub
 
 logger = logging.getLogger("c2f.service")
 
@@ -31,6 +34,10 @@ UNSAFE_DATASET_URI = "unsafe_dataset_uri"
 JOB_NOT_FOUND = "job_not_found"
 JOB_ENDED = "job_ended"
 QUEUE_UNAVAILABLE = "queue_unavailable"
+PAYLOAD_TOO_LARGE = "payload_too_large"
+URI_TOO_LONG = "uri_too_long"
+REQUEST_TIMEOUT = "request_timeout"
+HEADERS_TOO_LARGE = "headers_too_large"
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -38,11 +45,14 @@ _STATUS_CODES = {
     403: "forbidden",
     404: NOT_FOUND,
     405: "method_not_allowed",
+    408: REQUEST_TIMEOUT,
     409: "conflict",
-    413: "payload_too_large",
+    413: PAYLOAD_TOO_LARGE,
+    414: URI_TOO_LONG,
     415: "unsupported_media_type",
     422: VALIDATION_ERROR,
     429: "too_many_requests",
+    431: HEADERS_TOO_LARGE,
     500: INTERNAL_ERROR,
     503: "unavailable",
 }
@@ -77,8 +87,33 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 def error_response(
     status_code: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(error_body(code, message, details), status_code=status_code, headers=headers)
+) -> FastJSONResponse:
+    return FastJSONResponse(error_body(code, message, details), status_code=status_code, headers=headers)
+
+
+def _public(request: Request, message: str) -> str:
+    """``message`` without server paths (see :mod:`service.redact`)."""
+    settings = getattr(request.app.state, "settings", None)
+    return scrub(message, settings) if settings is not None else message
+
+
+_HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (a path can have one route per method).
+
+    A literal route (``/recommend/batch``) is the resource its path names, as in the OpenAPI schema, even where a
+    template (``/recommend/{user_id}``) matches the same path too.
+    """
+    matching: dict[str, list[str]] = {}
+    routes = getattr(request.app.state, "api_routes", None) or request.app.router.routes
+    for method in _HTTP_METHODS:
+        for route in routes:
+            if route.matches({**request.scope, "method": method})[0] == Match.FULL:
+                matching.setdefault(method, []).append(getattr(route, "path", ""))
+    literal = any("{" not in path for paths in matching.values() for path in paths)
+    return [m for m, paths in matching.items() if not literal or any("{" not in p for p in paths)]
 
 
 def no_model() -> ApiError:
@@ -110,27 +145,29 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the JSON error handlers on ``app``."""
 
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+    async def _api_error(request: Request, exc: ApiError) -> FastJSONResponse:
+        return error_response(exc.status_code, exc.code, _public(request, exc.message), exc.details, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> FastJSONResponse:
         errors = list(exc.errors())
         details = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in errors]
         return error_response(422, VALIDATION_ERROR, _validation_message(errors), details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> FastJSONResponse:
         detail = exc.detail
-        headers = getattr(exc, "headers", None)
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            headers["Allow"] = ", ".join(allowed_methods(request))
         if isinstance(detail, dict) and "code" in detail and "message" in detail:
             return error_response(
                 exc.status_code, str(detail["code"]), str(detail["message"]), detail.get("details"), headers
             )
         code = _STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        return error_response(exc.status_code, code, str(detail), headers=headers)
+        return error_response(exc.status_code, code, str(detail), headers=headers or None)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> FastJSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, INTERNAL_ERROR, "internal server error")

@@ -46,12 +46,14 @@ from rq.serializers import JSONSerializer
 
 from contract.jobspec import CANCEL_KEY, JOB_FUNC, TrainParams
 from contract.methods import METHODS, get_spec
+from service.redact import relative_to, scrub
 from service.settings import Settings
 
 SERIALIZER = JSONSerializer
 
 LIST_SCAN = 1000
-_JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -113,21 +115,29 @@ def redact_url(url: str) -> str:
 
 
 def redis_connection(settings: Settings) -> Redis:
-    """A (cached, lazily connecting) Redis client for ``settings.redis_url``; no I/O happens here."""
+    """A (cached, lazily connecting) Redis client for ``settings.redis_url``; no I/O happens here.
+
+    Connecting and every command time out after ``settings.redis_timeout_seconds`` (a frozen Redis costs a
+    caller that long, then QueueUnavailable).
+    """
     url = settings.redis_url
     if not url:
         raise QueueUnavailable(
             "no job queue is configured: set C2F_REDIS_URL, or start the service with `c2f serve`, "
             "which runs an embedded Redis and worker"
         )
+    timeout = settings.redis_timeout_seconds
+    key = f"{timeout}|{url}"
     with _clients_lock:
-        client = _clients.get(url)
+        client = _clients.get(key)
         if client is None:
             try:
-                client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30)
+                client = Redis.from_url(
+                    url, socket_connect_timeout=timeout, socket_timeout=timeout, health_check_interval=30
+                )
             except ValueError as err:
                 raise QueueUnavailable(f"invalid redis_url {redact_url(url)}: {err}") from None
-            _clients[url] = client
+            _clients[key] = client
         return client
 
 
@@ -156,7 +166,7 @@ def _queue(settings: Settings, connection: Redis | None = None) -> Queue:
 
 
 def _fetch(settings: Settings, job_id: str) -> Job:
-    if not _JOB_ID_RE.match(job_id):
+    if not _JOB_ID_RE.fullmatch(job_id):
         raise JobNotFound(job_id)
     try:
         return Job.fetch(job_id, connection=redis_connection(settings), serializer=SERIALIZER)
@@ -251,7 +261,10 @@ def describe_job(settings: Settings, job: Job) -> dict[str, Any]:
         kwargs = dict(job.kwargs)
     except Exception:  # noqa: BLE001 - a job enqueued by something else; describe what we can
         kwargs = {}
+    result = job.latest_result() if api_status in ("finished", "failed", "canceled") else None
     started, ended = job.started_at, job.ended_at
+    if ended is None and result is not None:
+        ended = result.created_at  # a job failed by registry cleanup (abandoned) has no ended_at of its own
     elapsed: float | None = None
     if started is not None:
         end = ended if ended is not None else datetime.now(UTC).replace(tzinfo=None)
@@ -263,7 +276,7 @@ def describe_job(settings: Settings, job: Job) -> dict[str, Any]:
         "job_id": job.id,
         "status": api_status,
         "method": meta.get("method", kwargs.get("method")),
-        "dataset_uri": meta.get("dataset_uri", kwargs.get("dataset_uri")),
+        "dataset_uri": public_dataset_uri(meta.get("dataset_uri", kwargs.get("dataset_uri")), settings),
         "params": kwargs.get("params"),
         "stage": meta.get("stage"),
         "epoch": meta.get("epoch"),
@@ -279,28 +292,51 @@ def describe_job(settings: Settings, job: Job) -> dict[str, Any]:
     }
     if api_status == "queued":
         info["position"] = job.get_position()
-    result = job.latest_result() if api_status in ("finished", "failed", "canceled") else None
     if result is not None and result.type == Result.Type.SUCCESSFUL and isinstance(result.return_value, dict):
         info["model_version"] = result.return_value.get("model_version")
         info["metrics"] = result.return_value.get("metrics")
     elif api_status == "failed":
         exc = result.exc_string if result is not None else None
-        info["error"] = readable_error(exc, timeout_seconds=job.timeout) or "failed (no error recorded)"
+        error = readable_error(exc, timeout_seconds=job.timeout) or "failed (no error recorded)"
+        info["error"] = scrub(error, settings)
     elif api_status == "canceled":
         info["error"] = "canceled by user"
     return info
 
 
+def public_dataset_uri(uri: str | None, settings: Settings) -> str | None:
+    """A job's dataset URI as answers show it: a local path relative to the data root (absolute paths hidden)."""
+    if not uri or _SCHEME_RE.match(uri):
+        return uri
+    inside = relative_to(uri, settings.data_root)
+    return inside if inside is not None else scrub(uri, settings)
+
+
+def fail_abandoned(settings: Settings, connection: Redis | None = None) -> None:
+    """Fail the started jobs whose worker stopped heartbeating (killed, crashed, partitioned away).
+
+    A worker renews its job's entry in RQ's StartedJobRegistry every ``job_heartbeat_seconds`` for
+    ``job_abandon_seconds`` more (jobs.worker); an entry past its expiry means nobody runs the job any more, and
+    RQ's cleanup moves it to the failed registry (AbandonedJobError, shown as a readable reason).
+    """
+    StartedJobRegistry(queue=_queue(settings, connection)).cleanup()
+
+
 @_guard()
 def job_status(settings: Settings, job_id: str) -> dict[str, Any]:
     """The API view of job ``job_id``; raises JobNotFound."""
-    return describe_job(settings, _fetch(settings, job_id))
+    job = _fetch(settings, job_id)
+    if job.get_status(refresh=False) == JobStatus.STARTED:
+        fail_abandoned(settings, job.connection)
+        job.refresh()
+    return describe_job(settings, job)
 
 
 @_guard()
 def list_jobs(settings: Settings, *, limit: int = 50, status: str | None = None) -> list[dict[str, Any]]:
     """Recent jobs from the queue and RQ's registries, newest first (read-only: no registry cleanup)."""
     connection = redis_connection(settings)
+    fail_abandoned(settings, connection)
     queue = _queue(settings, connection)
     kw: dict[str, Any] = {"queue": queue}
     # the newest LIST_SCAN entries of each source bound the work however many records the TTLs keep

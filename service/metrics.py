@@ -18,6 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contract.manifest import Footprint
 
+# Label values come from closed sets, so that no request can add a time series: methods outside METHODS count as
+# "other", paths no route matches as "unmatched", and the route label is a route's template ("/recommend/{user_id}").
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -109,7 +113,10 @@ class LatencyMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path", None) if status["code"] != 405 else None
+            method = scope.get("method", "")
             self.metrics.request_latency.labels(
-                route=template, method=scope.get("method", ""), status=str(status["code"])
+                route=template or "unmatched",
+                method=method if method in METHODS else "other",
+                status=str(status["code"]),
             ).observe(time.perf_counter() - start)

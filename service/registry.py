@@ -8,7 +8,9 @@ A failed load keeps the old model and is recorded (``last_error``, ``failed_vers
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.artifact import (
+    VERSIONS_DIR,
     Artifact,
     ArtifactError,
     latest_version,
@@ -83,6 +86,7 @@ class ModelRegistry:
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         self.failed_version: str | None = None
+        self._failed_signature: tuple[tuple[str, int, int], ...] | None = None
         self.last_error_at: str | None = None
         self.last_reload_at: str | None = None
         self.reload_failures = 0
@@ -104,32 +108,74 @@ class ModelRegistry:
             artifact=artifact, recommender=recommender, loaded_at=_now(), load_seconds=time.perf_counter() - start
         )
 
-    def _record_failure(self, version: str | None, exc: BaseException) -> str:
+    def _signature(self, version: str) -> tuple[tuple[str, int, int], ...]:
+        """(name, size, mtime_ns) of every file in the version directory: changes when a file is repaired."""
+        try:
+            entries = sorted(os.scandir(version_path(self.root, version)), key=lambda e: e.name)
+            return tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
+        except (OSError, ArtifactError):
+            return ()
+
+    def _record_failure(
+        self, version: str | None, exc: BaseException, signature: tuple[tuple[str, int, int], ...] | None = None
+    ) -> str:
         message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ArtifactError) else str(exc)
         self.last_error = message
         self.failed_version = version
+        self._failed_signature = signature
         self.last_error_at = _now()
         self.reload_failures += 1
         kept = self._current.version if self._current else None
-        logger.error("loading model version %s failed (still serving %s): %s", version, kept, message)
+        logger.error(
+            "loading model version %s failed (still serving %s): %s",
+            version,
+            kept,
+            message,
+            extra={"fields": {"event": "model_load_failed", "version": version, "kept_version": kept}},
+        )
         if self._on_failure is not None:
             self._on_failure(version, message)
         return message
 
-    def _swap(self, model: LoadedModel) -> None:
-        self._current = model
-        self.last_reload_at = model.loaded_at
+    def _clear_failure(self) -> None:
         self.last_error = None
         self.failed_version = None
-        logger.info("serving model version %s (%s mode, loaded in %.2fs)", model.version, self.mode, model.load_seconds)
+        self._failed_signature = None
+
+    def _swap(self, model: LoadedModel) -> None:
+        previous = self._current.version if self._current else None
+        self._current = model
+        self.last_reload_at = model.loaded_at
+        self._clear_failure()
+        # The objects a load builds (id maps: one str per user and item) live as long as the model: move them out
+        # of the collector's generations so that no request pays for scanning them (after freeing the old model's).
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        logger.info(
+            "serving model version %s (%s mode, loaded in %.2fs)",
+            model.version,
+            self.mode,
+            model.load_seconds,
+            extra={
+                "fields": {
+                    "event": "model_swap",
+                    "version": model.version,
+                    "previous_version": previous,
+                    "load_seconds": round(model.load_seconds, 3),
+                }
+            },
+        )
         if self._on_swap is not None:
             self._on_swap(model)
 
     def reload(self, *, force: bool = False) -> ReloadResult:
         """Load the version ``LATEST`` names and swap it in when it verifies.
 
-        Nothing happens when that version is already served.  Without ``force`` a version that already failed is
-        not retried (the poller does not re-verify a broken artifact every period); ``force`` retries it.
+        Nothing happens when that version is already served (and an earlier failure is cleared: the pointer names
+        what is served).  Without ``force`` a version that already failed is retried only once its files change
+        (size or mtime: repaired in place), so the poller does not re-verify a broken artifact every period;
+        ``force`` (``POST /models/reload``) always retries it.
         """
         with self._load_lock:
             previous = self._current.version if self._current else None
@@ -159,10 +205,14 @@ class ModelRegistry:
                     ok=True, changed=False, version=previous, previous_version=previous, attempted_version=None
                 )
             if target == previous:
+                if self.last_error is not None:
+                    logger.info("LATEST names the served version %s again; clearing the last load error", target)
+                    self._clear_failure()
                 return ReloadResult(
                     ok=True, changed=False, version=previous, previous_version=previous, attempted_version=target
                 )
-            if target == self.failed_version and not force:
+            signature = self._signature(target)
+            if target == self.failed_version and not force and signature == self._failed_signature:
                 return ReloadResult(
                     ok=False,
                     changed=False,
@@ -174,7 +224,7 @@ class ModelRegistry:
             try:
                 model = self._load(target)
             except Exception as exc:  # noqa: BLE001 - any failure keeps the old model
-                msg = self._record_failure(target, exc)
+                msg = self._record_failure(target, exc, signature)
                 return ReloadResult(
                     ok=False,
                     changed=False,
@@ -195,6 +245,7 @@ class ModelRegistry:
             return result
         with self._load_lock:
             error, failed, failed_at = self.last_error, self.failed_version, self.last_error_at
+            failed_signature = self._failed_signature
             for version in reversed(list_versions(self.root)):
                 if version == failed:
                     continue
@@ -206,6 +257,7 @@ class ModelRegistry:
                 self._swap(model)
                 # Keep LATEST's failure visible: it is still not served.
                 self.last_error, self.failed_version, self.last_error_at = error, failed, failed_at
+                self._failed_signature = failed_signature
                 return ReloadResult(
                     ok=True, changed=True, version=version, previous_version=None, attempted_version=failed, error=error
                 )
@@ -235,7 +287,10 @@ class ModelRegistry:
 
     # ----------------------------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        """Loaded version, available versions, LATEST and the last reload error (for GET /models)."""
+        """Loaded version, available versions, LATEST and the last reload error (for GET /models).
+
+        Paths are relative to the artifact root; messages may still name files (scrub them before answering).
+        """
         current = self._current
         try:
             latest: str | None = latest_version(self.root)
@@ -257,13 +312,12 @@ class ModelRegistry:
                 "created_at": current.artifact.manifest.created_at,
                 "loaded_at": current.loaded_at,
                 "load_seconds": round(current.load_seconds, 4),
-                "path": str(current.artifact.path),
+                "path": f"{VERSIONS_DIR}/{current.version}",  # relative to the artifact root
             }
         return {
             "loaded": loaded,
             "latest": latest,
             "available": list_versions(self.root),
-            "artifact_root": str(self.root),
             "serving_mode": self.mode,
             "last_error": self.last_error or pointer_error,
             "failed_version": self.failed_version,

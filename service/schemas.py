@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 Strategy = Literal["model", "popular"]
+
+
+def _json_integer(value: Any) -> Any:
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+"""An integer as JSON Schema has it: 20 and 20.0, never "20" or true."""
 
 
 class ErrorBody(BaseModel):
@@ -54,8 +64,8 @@ class RecommendResponse(BaseModel):
 class BatchRecommendRequest(BaseModel):
     model_config = ConfigDict(json_schema_extra={"example": {"user_ids": ["42", "43"], "n": 10, "exclude_seen": True}})
     user_ids: list[str] = Field(min_length=1, description="External user ids (at most settings.max_batch_users).")
-    n: int = Field(20, ge=1, description="Items per user (at most settings.max_n).")
-    exclude_seen: bool = True
+    n: JsonInt = Field(20, ge=1, description="Items per user (at most settings.max_n).")
+    exclude_seen: StrictBool = True
     exclude: list[str] = Field(default_factory=list, description="Item ids excluded for every user.")
     fallback: Literal["popular"] | None = Field(
         None, description="'popular': unknown users get the most popular items instead of an error entry."
@@ -156,7 +166,7 @@ class LoadedModelInfo(BaseModel):
     created_at: str | None = None
     loaded_at: str
     load_seconds: float
-    path: str
+    path: str = Field(description="The version's directory, relative to the artifact root.")
 
 
 class ModelsResponse(BaseModel):
@@ -174,11 +184,10 @@ class ModelsResponse(BaseModel):
                     "created_at": "2025-01-01T12:00:00Z",
                     "loaded_at": "2025-01-01T12:00:05Z",
                     "load_seconds": 0.4,
-                    "path": "artifacts/versions/20250101T120000000000Z-c2f",
+                    "path": "versions/20250101T120000000000Z-c2f",
                 },
                 "latest": "20250101T120000000000Z-c2f",
                 "available": ["20250101T120000000000Z-c2f"],
-                "artifact_root": "artifacts",
                 "serving_mode": "compressed",
                 "last_error": None,
                 "failed_version": None,
@@ -192,7 +201,6 @@ class ModelsResponse(BaseModel):
     loaded: LoadedModelInfo | None
     latest: str | None = Field(description="The version LATEST points to (may differ from loaded on failure).")
     available: list[str]
-    artifact_root: str
     serving_mode: str
     last_error: str | None
     failed_version: str | None
@@ -207,3 +215,38 @@ class ReloadResponse(BaseModel):
     changed: bool = Field(description="True when a different version is now served.")
     model_version: str | None
     previous_version: str | None
+
+
+JobState = Literal["queued", "started", "finished", "failed", "canceled"]
+
+
+class JobInfo(BaseModel):
+    """One training job as ``GET /jobs/{id}`` shows it (dataset paths relative to the data root)."""
+
+    model_config = ConfigDict(protected_namespaces=(), extra="allow")
+    job_id: str
+    status: JobState
+    method: str | None = None
+    dataset_uri: str | None = None
+    params: dict[str, Any] | None = None
+    stage: str | None = None
+    epoch: int | None = None
+    loss: float | None = None
+    valid: dict[str, Any] | None = None
+    elapsed_seconds: float | None = Field(None, description="Seconds from start to end (or to now while running).")
+    enqueued_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    model_version: str | None = Field(None, description="The version the job published (finished jobs).")
+    metrics: dict[str, Any] | None = None
+    error: str | None = Field(None, description="Why a failed or canceled job ended, in one readable line.")
+    position: int | None = Field(None, description="Place in the queue (queued jobs).")
+
+
+class JobList(BaseModel):
+    jobs: list[JobInfo]
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: Literal["queued", "canceled", "canceling"]

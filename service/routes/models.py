@@ -5,16 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from service.deps import ApiKeyDep, RegistryDep
+from service.deps import ApiKeyDep, RegistryDep, SettingsDep
 from service.errors import RELOAD_FAILED, ApiError
+from service.redact import scrub
 from service.schemas import ErrorResponse, ModelsResponse, ReloadResponse
 
 router = APIRouter(tags=["models"])
 
 
 @router.get("/models", response_model=ModelsResponse, summary="Loaded and available model versions")
-def get_models(registry: RegistryDep) -> ModelsResponse:
-    return ModelsResponse.model_validate(registry.status())
+def get_models(registry: RegistryDep, settings: SettingsDep) -> ModelsResponse:
+    status = registry.status()
+    if status["last_error"]:
+        status["last_error"] = scrub(status["last_error"], settings)
+    return ModelsResponse.model_validate(status)
 
 
 @router.post(

@@ -22,6 +22,8 @@ from contract.artifact import ArtifactError, version_path
 from contract.footprint import human_bytes
 from contract.manifest import Footprint, Manifest, ModelMetrics
 from service.errors import NOT_FOUND, ApiError
+from service.offload import Busy
+from service.redact import scrub
 
 logger = logging.getLogger("c2f.service")
 
@@ -145,21 +147,24 @@ def _job_summary(job: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def recent_jobs(request: Request, settings: Any) -> tuple[list[dict[str, Any]], str | None]:
-    """Up to RECENT_JOBS jobs, newest first, or ([], why not) when the queue cannot be read."""
+async def recent_jobs(request: Request, settings: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """Up to RECENT_JOBS jobs, newest first, or ([], why not) when the queue cannot be read (in time)."""
     if settings is None:
         return [], "no settings on the app"
     try:
         from service import jobs as job_queue
     except Exception as exc:  # noqa: BLE001 - the page renders without the jobs module
         return [], f"job queue support is not available ({exc})"
+    pool = request.app.state.job_pool
     try:
-        listed = job_queue.list_jobs(settings, limit=RECENT_JOBS)
+        listed = await pool.run(2 * settings.redis_timeout_seconds, job_queue.list_jobs, settings, limit=RECENT_JOBS)
     except job_queue.QueueUnavailable as exc:
-        return [], str(exc)
+        return [], scrub(str(exc), settings)
+    except (TimeoutError, Busy):
+        return [], "the job queue did not answer in time"
     except Exception as exc:  # noqa: BLE001 - Redis trouble must never break the status page
         logger.warning("status page: listing jobs failed: %s", exc)
-        return [], f"cannot list jobs: {type(exc).__name__}: {exc}"
+        return [], f"cannot list jobs: {type(exc).__name__}"
     root = settings.artifact_root
     out = []
     for job in listed:
@@ -173,7 +178,7 @@ def recent_jobs(request: Request, settings: Any) -> tuple[list[dict[str, Any]], 
 
 
 @router.get("/", response_class=HTMLResponse, summary="Status page: served model, footprint, metrics, jobs")
-def status_page(request: Request) -> HTMLResponse:
+async def status_page(request: Request) -> HTMLResponse:
     state = request.app.state
     settings = getattr(state, "settings", None)
     registry = getattr(state, "registry", None)
@@ -184,6 +189,8 @@ def status_page(request: Request) -> HTMLResponse:
             status = registry.status()
         except Exception as exc:  # noqa: BLE001
             status = {"last_error": f"{type(exc).__name__}: {exc}"}
+        if status.get("last_error") and settings is not None:
+            status["last_error"] = scrub(status["last_error"], settings)
     context: dict[str, Any] = {
         "model": None,
         "status": status,
@@ -221,7 +228,7 @@ def status_page(request: Request) -> HTMLResponse:
             chart_height=chart_height,
             metrics=metrics_table(manifest),
         )
-    jobs, jobs_error = recent_jobs(request, settings)
+    jobs, jobs_error = await recent_jobs(request, settings)
     context.update(jobs=jobs, jobs_error=jobs_error)
     return TEMPLATES.TemplateResponse(request, "status.html", context)
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from service.deps import ModelDep, SettingsDep
+from service.encoding import FastJSONResponse
 from service.errors import unknown_item
 from service.routes.recommend import check_n, scored
 from service.schemas import ErrorResponse, SimilarItemsResponse
@@ -24,16 +25,16 @@ router = APIRouter(tags=["similar"])
     },
     summary="Most similar items by cosine similarity of the served embeddings",
 )
-def similar_items(
+async def similar_items(
     model: ModelDep,
     settings: SettingsDep,
     item_id: Annotated[str, Path(description="External item id.", examples=["1337"])],
     n: Annotated[int, Query(ge=1, description="Number of neighbours (at most settings.max_n).")] = 20,
-) -> SimilarItemsResponse:
+) -> FastJSONResponse:
     check_n(n, settings.max_n)
     rec = model.recommender
     iidx = rec.item_index(item_id)
     if iidx is None:
         raise unknown_item(item_id)
     idx, scores = rec.similar_items(iidx, n)
-    return SimilarItemsResponse(item_id=item_id, items=scored(model, idx, scores), model_version=model.version)
+    return FastJSONResponse({"item_id": item_id, "items": scored(model, idx, scores), "model_version": model.version})

@@ -220,3 +220,29 @@ def test_run_worker_requires_redis_url() -> None:
 
     with pytest.raises(ValueError, match="needs a Redis URL"):
         run_worker(Settings(redis_url=None))
+
+
+def test_api_fails_an_abandoned_job_by_itself(make_client: Any, job_settings: Settings) -> None:
+    """No new worker needed: the job's heartbeat expires and GET /jobs/{id} says failed, with an end time."""
+    settings = job_settings.model_copy(update={"job_heartbeat_seconds": 1, "job_abandon_seconds": 3})
+    worker = start_worker(settings)
+    try:
+        with make_client(**settings_kwargs(settings)) as client:
+            job = enqueue(settings, SLEEPY, seconds=120)
+            wait_for(lambda: status_of(client, job.id)["status"] == "started", 20, "job start")
+            killed_at = time.monotonic()
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(5)
+            failed = wait_for(
+                lambda: (s := status_of(client, job.id))["status"] == "failed" and s, 30, "the API to notice"
+            )
+            detected = time.monotonic() - killed_at
+            assert "stopped unexpectedly" in failed["error"], failed
+            assert failed["ended_at"] is not None
+            time.sleep(1.1)
+            again = status_of(client, job.id)
+            assert again["elapsed_seconds"] == failed["elapsed_seconds"]  # frozen once it ended
+            assert detected < 1 + 3 + 10, detected
+            assert any(j["job_id"] == job.id and j["status"] == "failed" for j in client.get("/jobs").json()["jobs"])
+    finally:
+        stop_process(worker)

@@ -130,3 +130,46 @@ def test_exact_mode_registry(artifact_root: Path) -> None:
     reg = ModelRegistry(artifact_root, mode="exact")
     assert reg.load_initial().ok
     assert reg.current is not None and reg.current.recommender.scoring == "dense"
+
+
+# ---------------------------------------------------------------- issue 11, defect 7
+
+
+def test_last_error_is_cleared_when_latest_names_the_served_version_again(artifact_root: Path) -> None:
+    reg = ModelRegistry(artifact_root)
+    v1 = build_artifact(artifact_root, "c2f", seed=1)
+    assert reg.load_initial().version == v1
+    v2 = build_artifact(artifact_root, "c2f", seed=2)
+    _corrupt(artifact_root, v2)
+    assert not reg.reload().ok
+    assert reg.status()["last_error"] and reg.status()["failed_version"] == v2
+    (artifact_root / "LATEST").write_text(v1 + "\n")  # the operator rolls back
+    assert reg.reload().ok
+    status = reg.status()
+    assert status["last_error"] is None and status["failed_version"] is None
+    assert status["loaded"]["version"] == v1
+
+
+def test_failed_version_is_retried_once_its_files_are_repaired(artifact_root: Path) -> None:
+    reg = ModelRegistry(artifact_root)
+    build_artifact(artifact_root, "c2f", seed=1)
+    reg.load_initial()
+    v2 = build_artifact(artifact_root, "c2f", seed=2)
+    model = version_path(artifact_root, v2) / "model.npz"
+    good = model.read_bytes()
+    _corrupt(artifact_root, v2)
+    assert not reg.reload().ok
+    assert reg.reload().error is not None and reg.current is not None and reg.current.version != v2  # not retried
+    model.write_bytes(good)  # repaired in place (same size: the mtime tells)
+    result = reg.reload()  # the poller's call: no force
+    assert result.ok and result.changed and reg.current is not None and reg.current.version == v2
+    assert reg.status()["last_error"] is None
+
+
+@pytest.mark.parametrize("suffix", ["\n", "\r\n", " ", "/../x"])
+def test_version_names_must_match_in_full(artifact_root: Path, suffix: str) -> None:
+    from contract.artifact import ArtifactError
+
+    v1 = build_artifact(artifact_root, "c2f", seed=1)
+    with pytest.raises(ArtifactError):
+        version_path(artifact_root, v1 + suffix)

@@ -66,17 +66,17 @@ def test_accepts_symlink_that_stays_inside_root(root: Path) -> None:
 
 def test_rejects_paths_outside_root(root: Path) -> None:
     s = make_settings(root)
-    rejects("/etc/passwd", s, "outside the data root")
-    rejects("../outside/secret.txt", s, "outside the data root")
-    rejects(f"file://{root}/../outside/secret.txt", s, "outside the data root")
-    rejects(f"file://{root}/%2e%2e/outside/secret.txt", s, "outside the data root")
+    rejects("/etc/passwd", s, "not allowed or does not exist")
+    rejects("../outside/secret.txt", s, "not allowed or does not exist")
+    rejects(f"file://{root}/../outside/secret.txt", s, "not allowed or does not exist")
+    rejects(f"file://{root}/%2e%2e/outside/secret.txt", s, "not allowed or does not exist")
     rejects("~/x", s, "")  # either missing or outside: never inside
 
 
 def test_rejects_symlink_escape(root: Path) -> None:
     (root / "link").symlink_to(root.parent / "outside")
-    rejects("link/secret.txt", make_settings(root), "outside the data root")
-    rejects("link", make_settings(root), "outside the data root")
+    rejects("link/secret.txt", make_settings(root), "not allowed or does not exist")
+    rejects("link", make_settings(root), "not allowed or does not exist")
 
 
 def test_rejects_directory_containing_escaping_symlink(root: Path) -> None:
@@ -86,7 +86,7 @@ def test_rejects_directory_containing_escaping_symlink(root: Path) -> None:
 
 def test_rejects_broken_symlink_and_missing_path(root: Path) -> None:
     s = make_settings(root)
-    rejects("missing", s, "does not exist")
+    rejects("missing", s, "not allowed or does not exist")
     (root / "ds" / "dangling").symlink_to(root / "nowhere")
     rejects("ds", s, "broken symlink")
 
@@ -203,9 +203,38 @@ def test_rejects_hosts_resolving_to_non_public_ipv6(
     rejects("https://v6.example/ds.csv", make_settings(root), f"resolves to a {label} address")
 
 
-def test_ipv6_literal_urls_are_refused(root: Path) -> None:
-    # fsspec would read "[::1]" as a URL chain; such URLs are refused before any lookup
-    rejects("http://[::1]/ds.csv", make_settings(root), "chained")
+@pytest.mark.parametrize(
+    ("url", "label"),
+    [
+        ("http://[::1]/ds.csv", "loopback"),
+        ("http://[::1]:8080/ds.csv", "loopback"),
+        ("http://[fd12:3456::1]/ds.csv", "private"),
+        ("http://[fe80::1]/ds.csv", "link-local"),
+        ("http://[::ffff:10.0.0.1]/ds.csv", "private"),
+    ],
+)
+def test_non_public_ipv6_literal_urls_are_refused(root: Path, url: str, label: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # "[::1]" is a host, not an fsspec "::" chain: it is resolved and refused for what it is
+    monkeypatch.setattr(uri_mod, "_head", _no_network)
+    rejects(url, make_settings(root), f"resolves to a {label} address")
+
+
+def test_public_ipv6_literal_url_is_allowed_and_written_without_double_colon(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+
+    def head(url: str, timeout: float) -> HeadResponse:
+        seen.append(url)
+        return HeadResponse(200, 10, None)
+
+    monkeypatch.setattr(uri_mod, "_head", head)
+    out = check_dataset_uri("http://[2001:4860:4860::8888]:8080/ds.csv", make_settings(root))
+    # exploded, so that the reader (fsspec) cannot mistake the address for a "::" chain
+    assert out == "http://[2001:4860:4860:0000:0000:0000:0000:8888]:8080/ds.csv"
+    assert "::" not in out and seen == [out]
+    assert check_dataset_uri(out, make_settings(root)) == out  # the worker's re-check accepts it
+    rejects("simplecache::http://[2001:4860:4860::8888]/ds.csv", make_settings(root), "chained")
 
 
 def test_rejects_host_when_any_address_is_private(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
