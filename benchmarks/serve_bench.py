@@ -315,6 +315,7 @@ def run_server(
     log_level: str = "warning",
     ready_timeout: float = 180.0,
     log_path: str | Path | None = None,
+    workers: int = 1,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``c2f serve`` on a free loopback port; yields (process, base URL) once /health/ready answers 200."""
     port = free_port()
@@ -330,6 +331,7 @@ def run_server(
         }
     )
     cmd = [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--workers", str(workers)]
     log_file = open(log_path, "wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file)
     base = f"http://127.0.0.1:{port}"
@@ -356,6 +358,31 @@ def run_server(
                 proc.kill()
                 proc.wait(5)
         log_file.close()
+
+
+def worker_memory(artifact_root: str | Path, workers: int, redis_url: str) -> dict[str, Any]:
+    """``c2f serve --workers N``: RSS and USS (memory no other process shares) of the parent and of each server
+    process it started (none for N = 1: the parent serves), MB."""
+    import psutil
+
+    with run_server(artifact_root, redis_url=redis_url, workers=workers) as (proc, base):
+        time.sleep(5)  # /health/ready answered from one process; give the others time to load the model too
+        for _ in range(50):
+            urllib.request.urlopen(base + "/health/ready", timeout=5).read()
+        time.sleep(2)
+        infos = []
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "resource_tracker" in " ".join(child.cmdline()):
+                    continue
+                mem = child.memory_full_info()
+                infos.append((child.pid, mem.rss / 2**20, mem.uss / 2**20))
+        parent = psutil.Process(proc.pid).memory_full_info()
+    return {
+        "workers": workers,
+        "parent_rss_mb": parent.rss / 2**20,
+        "processes": [{"pid": p, "rss_mb": r, "uss_mb": u} for p, r, u in infos],
+    }
 
 
 def rss_mb(pid: int) -> float:
@@ -888,11 +915,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-inprocess", action="store_true")
     parser.add_argument("--append", action="store_true", help="append the table to BENCHMARKS.md")
+    parser.add_argument(
+        "--workers-memory",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only measure the memory of `c2f serve --workers N`'s processes (needs --artifact) and exit",
+    )
     args = parser.parse_args(argv)
 
     def say(msg: str) -> None:
         print(f"[serve_bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
+    if args.workers_memory:
+        root, _ = resolve_artifact(args.artifact)
+        for n in (1, args.workers_memory):
+            mem = worker_memory(root, n, args.redis_url)
+            rows = ", ".join(f"rss {p['rss_mb']:.1f} MB / uss {p['uss_mb']:.1f} MB" for p in mem["processes"])
+            print(f"--workers {n}: parent rss {mem['parent_rss_mb']:.1f} MB; server processes: {rows or 'none'}")
+        return 0
     command = "python benchmarks/serve_bench.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     machine = machine_info()
     la = machine["loadavg"]
