@@ -255,12 +255,17 @@ def run_http(host: str, port: int, settings: Settings, *, processes: int = 1) ->
     variables (set here from ``settings``) and loads the artifact itself.
     """
     import uvicorn
+    from threadpoolctl import threadpool_limits
 
     from service.logs import configure_logging
     from service.main import create_app
     from service.protocol import HTTP_PROTOCOL
 
     configure_logging(settings.log_level, settings.log_format)
+    # One BLAS thread per server process: a request's products are small (a codebook times one vector), so extra
+    # threads only spin and take CPU from other requests; more cores are for --workers.
+    os.environ.update({name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    threadpool_limits(limits=1)
     options: dict[str, Any] = {
         "host": host,
         "port": port,
