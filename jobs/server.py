@@ -204,7 +204,7 @@ class WorkerProcess:
             backoff = min(backoff * 2, 60.0)
 
     def stop(self, grace: float = WORKER_STOP_GRACE) -> None:
-        """SIGTERM (finish the current job), then after ``grace`` a second SIGTERM (stop it), then SIGKILL."""
+        """SIGTERM (the job gets a few seconds to finish, then fails), after ``grace`` a second one, then SIGKILL."""
         self._stopping.set()
         with self._lock:
             proc, self.proc = self.proc, None

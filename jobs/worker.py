@@ -1,6 +1,6 @@
 """Training worker: an RQ worker on ``settings.queue_name`` (``c2f worker``; ``python -m jobs.worker``).
 
-Each job runs in its own forked work-horse process (RQ's default ``Worker``); this parent process never
+Each job runs in its own forked work-horse process (RQ's fork-per-job worker); this parent process never
 imports ``trainer`` or torch, so every training run starts from a clean, torch-free fork and frees all its
 memory when it ends. On top of RQ:
 
@@ -11,7 +11,11 @@ memory when it ends. On top of RQ:
   waiting for RQ's heartbeat expiry), through RQ's own abandoned-job path (``StartedJobRegistry.cleanup``);
   jobs of workers on other machines are left to RQ's heartbeat expiry;
 * the worker's settings are exported to ``C2F_*`` environment variables, so the job's ``Settings()`` (used by
-  ``jobs.train.train_job`` to re-check the dataset URI) matches the worker's.
+  ``jobs.train.train_job`` to re-check the dataset URI) matches the worker's;
+* on SIGTERM or SIGINT (``docker stop``, a Kubernetes pod deletion, Ctrl+C) the running job gets
+  ``C2FWorker.imminent_shutdown_delay`` seconds to finish, then fails with a readable reason and the worker exits
+  (RQ's ``HerokuWorker``), well inside the grace period before those platforms send SIGKILL. A plain RQ worker
+  would wait for the job and be killed with it, leaving the job "started".
 
 Job timeout, result TTL and failure TTL are set per job at enqueue time (``service.jobs.enqueue_training``).
 """
@@ -35,10 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from redis import Redis
-from rq import Queue, Worker
+from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from rq.worker import HerokuWorker
 
 from service.jobs import SERIALIZER
 from service.settings import Settings
@@ -194,8 +199,14 @@ def reap_abandoned_jobs(connection: Redis, queue_name: str) -> list[str]:
     return reaped
 
 
-class C2FWorker(Worker):
-    """RQ's fork-per-job worker; the horse dies with its worker and records who runs the job.
+class WorkerStopped(BaseException):
+    """Raised in the work horse when its worker is stopped mid-job (a BaseException: no ``except Exception`` in
+    the training code may swallow it)."""
+
+
+class C2FWorker(HerokuWorker):
+    """RQ's fork-per-job worker; the horse dies with its worker and records who runs the job; SIGTERM fails the
+    running job after ``imminent_shutdown_delay`` seconds (module docstring).
 
     It renews its job's heartbeat every ``job_monitoring_interval`` seconds (``settings.job_heartbeat_seconds``)
     for ``abandon_seconds`` more (``settings.job_abandon_seconds``; RQ's default is a fixed 60 s on top of a 30 s
@@ -204,6 +215,10 @@ class C2FWorker(Worker):
     """
 
     abandon_seconds = 30
+    imminent_shutdown_delay = 3  # below `c2f serve`'s WORKER_STOP_GRACE and Docker's default 10 s stop timeout
+
+    def request_force_stop_sigrtmin(self, signum: int, frame: Any) -> None:
+        raise WorkerStopped("the worker was stopped before the job finished; submit the job again")
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         if job.timeout and job.timeout > 0:
@@ -235,9 +250,9 @@ def run_worker(
     name: str | None = None,
     logging_level: str = "INFO",
 ) -> bool:
-    """Run an RQ worker on ``settings.queue_name`` until stopped (SIGTERM/SIGINT: finish the current job and
-    exit; a second signal: stop the job too). ``burst``: exit when the queue is empty. Returns whether any job
-    ran. Needs ``settings.redis_url``.
+    """Run an RQ worker on ``settings.queue_name`` until stopped (SIGTERM/SIGINT: the current job gets a few
+    seconds to finish, then fails, and the worker exits; a second signal: kill the job at once). ``burst``: exit
+    when the queue is empty. Returns whether any job ran. Needs ``settings.redis_url``.
     """
     settings = settings or Settings()
     if not settings.redis_url:

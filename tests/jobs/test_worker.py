@@ -215,6 +215,32 @@ def test_sigkilled_worker_fails_its_job_and_the_next_job_runs(make_client: Any, 
             stop_process(second)
 
 
+def test_sigterm_fails_the_running_job_and_the_worker_exits(make_client: Any, job_settings: Settings) -> None:
+    """`docker stop` / a pod deletion: one SIGTERM, SIGKILL some seconds later. The job must not be left "started"."""
+    from jobs.worker import C2FWorker
+
+    worker = start_worker(job_settings)
+    try:
+        with make_client(**settings_kwargs(job_settings)) as client:
+            job = enqueue(job_settings, SLEEPY, seconds=60)
+            wait_for(lambda: status_of(client, job.id)["status"] == "started", 20, "job start")
+            pid = wait_for(lambda: horse_pid(client, job.id), 10, "horse pid")
+
+            stopped_at = time.monotonic()
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(C2FWorker.imminent_shutdown_delay + 5)
+            assert time.monotonic() - stopped_at < 10, "Docker's default stop timeout would have killed it"
+            assert worker.returncode == 0, worker.stderr.read().decode() if worker.stderr else ""
+            assert gone(pid)
+            failed = status_of(client, job.id)
+            assert failed["status"] == "failed", failed
+            assert failed["error"] == (
+                "WorkerStopped: the worker was stopped before the job finished; submit the job again"
+            )
+    finally:
+        stop_process(worker)
+
+
 def test_run_worker_requires_redis_url() -> None:
     from jobs.worker import run_worker
 
