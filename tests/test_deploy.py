@@ -2,15 +2,20 @@
 
 No container is built or run here. The Dockerfile is parsed into stages, the compose files and the Kubernetes
 manifests are parsed with PyYAML and checked for structure, and every ``C2F_*`` variable they set must be a real
-``service.settings.Settings`` field. ``docker-compose config -q`` and ``kubectl kustomize`` run when installed.
+``service.settings.Settings`` field. ``docker compose config`` (or podman-compose) and ``kubectl kustomize`` run
+when installed; the rendered manifests are validated against the Kubernetes schemas (kubernetes-validate, offline).
+tests/test_containers.py builds and runs the images for real.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shlex
 import shutil
 import subprocess
+import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,11 +182,14 @@ def test_dockerfile_api_stage(dockerfile):
     assert healthcheck and "/health/ready" in healthcheck and ":8000" in healthcheck
     assert _exec_form(stages["api"].last("CMD") or "") == API_CMD
     installs = [a for s in chain for r in s.all("RUN") for a in pip_installs(r)]
-    assert any(".[serve]" in a for a in installs), installs
+    assert any(a and a[-1].endswith("[serve]") for a in installs), installs  # the package, serve extra only
     for install in installs:
         assert not _installs_torch_or_train(install), f"the api image must not install torch/train: {install}"
     assert not any("torch" in s.base for s in chain)
     assert "8000" in (stages["api"].last("EXPOSE") or "")
+    # its dependency layer installs what the requirements stage lists for `serve`: never torch
+    name = _copied_requirements(stages["api"])
+    assert not any(re.match(r"torch\b", r) for r in requirements_lists(stages)[name]), name
 
 
 @pytest.mark.parametrize("flavor", ["cpu", "cuda"])
@@ -194,7 +202,8 @@ def test_dockerfile_worker_stage(dockerfile, flavor):
     torch_installs = [a for a in installs if any(re.match(r"torch\b", t) for t in a)]
     assert torch_installs, f"{flavor}: torch is never installed"
     assert any("${TORCH_VERSION}" in t or "2.13.0" in t for a in torch_installs for t in a)
-    assert any(".[train,serve]" in a for a in installs), installs
+    assert any(a and a[-1].endswith("[train,serve]") for a in installs), installs
+    assert _copied_requirements(stages["worker"]) == "train-serve.txt"
     external = _expand(chain[-1].base, args)
     if flavor == "cuda":
         assert "cuda" in external.lower(), external
@@ -203,23 +212,98 @@ def test_dockerfile_worker_stage(dockerfile, flavor):
     assert args.get("TORCH_VERSION") == "2.13.0"
 
 
-def test_dockerfile_copies_exist_and_are_not_ignored(dockerfile):
+def _dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _dockerignored(name: str, patterns: list[str]) -> bool:
+    """Whether the top-level entry ``name`` is excluded from the build context (last matching pattern wins)."""
+    ignored = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        glob = pattern.lstrip("!").removeprefix("**/").strip("/")
+        if fnmatch.fnmatch(name, glob):
+            ignored = not negated
+    return ignored
+
+
+def _copied_requirements(stage: Stage) -> str:
+    """The file of the requirements stage that ``stage`` installs its dependencies from."""
+    for copy in stage.all("COPY"):
+        m = re.match(r"--from=requirements\s+/requirements/(\S+)\s", copy)
+        if m:
+            return m.group(1)
+    raise AssertionError(f"{stage.name} copies no dependency list from the requirements stage")
+
+
+def requirements_lists(stages: dict[str, Stage]) -> dict[str, list[str]]:
+    """Run the requirements stage's own command on this pyproject.toml; its files by name."""
+    import tempfile
+
+    (run,) = stages["requirements"].all("RUN")
+    tokens = shlex.split(run)
+    code = tokens[tokens.index("-c") + 1]
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(ROOT / "pyproject.toml", tmp)
+        subprocess.run([sys.executable, "-c", code], cwd=tmp, check=True, timeout=60)
+        return {p.name: p.read_text().split("\n") for p in Path(tmp).glob("*.txt")}
+
+
+def test_dockerfile_requirements_stage(dockerfile):
+    """The dependency layers install exactly pyproject.toml's dependencies: base + serve, base + train + serve."""
     _, stages = dockerfile
-    ignored = {
-        line.strip()
-        for line in (ROOT / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    }
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    base, extras = project["dependencies"], project["optional-dependencies"]
+    lists = requirements_lists(stages)
+    assert lists["serve.txt"] == base + extras["serve"]
+    assert lists["train-serve.txt"] == base + extras["train"] + extras["serve"]
+    assert stages["requirements"].all("COPY") == ["pyproject.toml /requirements/"]
+
+
+def test_dockerfile_build_context(dockerfile):
+    """`COPY . /tmp/src` + `pip install`: the context holds every package setuptools installs (a new top-level
+    package needs no Dockerfile change) and what `pip install .` reads, never data, models, tests or the venv."""
+    _, stages = dockerfile
+    patterns = _dockerignore_patterns()
     for stage in stages.values():
         for copy in stage.all("COPY"):
             if copy.startswith("--from"):
                 continue
-            sources = shlex.split(copy)[:-1]
-            for src in sources:
+            for src in shlex.split(copy)[:-1]:
                 assert (ROOT / src).exists(), f"COPY source {src} is missing"
-                assert src not in ignored and src.rstrip("/") not in ignored, f"{src} is in .dockerignore"
-    for heavy in ("artifacts", "data", ".git"):
-        assert heavy in ignored
+                assert src == "." or not _dockerignored(src.rstrip("/"), patterns), f"{src} is in .dockerignore"
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()]
+    installed = [name for name in packages if any(fnmatch.fnmatch(name, pattern) for pattern in include)]
+    assert {"service", "trainer"} <= set(installed)
+    for needed in [*installed, "pyproject.toml", "README.md"]:
+        assert not _dockerignored(needed, patterns), f"{needed} is excluded from the build context"
+    for heavy in ("artifacts", "data", ".git", ".venv", "tests", "benchmarks", "deploy", "Dockerfile"):
+        assert _dockerignored(heavy, patterns), f"{heavy} is in the build context"
+
+
+def test_dockerfile_pip_inputs_are_mounted_never_copied(dockerfile):
+    """This machine's (or a user's) pip settings, CA bundle and wheels reach the build as mounts, never a layer."""
+    _, stages = dockerfile
+    assert stages["wheels"].base == "scratch" and not stages["wheels"].instructions
+    mounts = (
+        "--mount=type=secret,id=pip.conf,target=/etc/pip.conf",
+        "--mount=type=secret,id=ca.crt",
+        "--mount=type=bind,from=wheels,target=/wheels",
+    )
+    pip_runs = 0
+    for stage in stages.values():
+        for run in stage.all("RUN"):
+            if pip_installs(run):
+                pip_runs += 1
+                assert all(m in run for m in mounts), f"{stage.name}: a pip install without the build inputs"
+        for keyword in ("ENV", "ARG"):
+            for value in stage.all(keyword):
+                assert not re.search(r"\bPIP_(INDEX_URL|EXTRA_INDEX_URL|FIND_LINKS|CERT|CONFIG_FILE)\b", value)
+        for copy in stage.all("COPY") + stage.all("ADD"):
+            assert not re.search(r"pip\.conf|\.crt|wheels", copy), copy
+    assert pip_runs >= 5
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -315,14 +399,36 @@ def test_compose_gpu_override():
     assert set(override["services"]) == {"worker"}
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
+def _compose_cli() -> list[str] | None:
+    """docker compose (v2), docker-compose, or podman-compose (with podman): whichever is installed."""
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    from tests.podman_stack import compose_command
+
+    podman_compose = compose_command()
+    return podman_compose if podman_compose and shutil.which("podman") else None
+
+
 @pytest.mark.parametrize("files", [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.gpu.yml"]])
 def test_docker_compose_config(files):
-    cmd = ["docker-compose"]
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("none of docker compose, docker-compose, podman-compose is installed")
+    cmd = list(cli)
     for f in files:
         cmd += ["-f", f]
-    proc = subprocess.run([*cmd, "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run([*cmd, "config"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
+    rendered = yaml.safe_load(proc.stdout)
+    assert set(rendered["services"]) == {"redis", "api", "worker"}
+    flavor = "cuda" if "docker-compose.gpu.yml" in files else "cpu"
+    assert rendered["services"]["worker"]["build"]["target"] == "worker"
+    args = rendered["services"]["worker"]["build"]["args"]
+    if isinstance(args, list):  # podman-compose renders KEY=VALUE items, docker compose a mapping
+        args = dict(item.split("=", 1) for item in args)
+    assert args["TORCH_FLAVOR"] == flavor
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -433,14 +539,68 @@ def test_kustomize_volumes_and_config(manifests):
     assert claims(api)["/artifacts"] == claims(worker)["/artifacts"]
 
 
-@pytest.mark.parametrize("tool", ["kubectl", "kustomize"])
-def test_kustomize_build(tool):
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} is not installed")
-    cmd = [tool, "kustomize", str(KUSTOMIZE_BASE)] if tool == "kubectl" else [tool, "build", str(KUSTOMIZE_BASE)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+def _kustomize_cli() -> list[str] | None:
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    return None
+
+
+@pytest.fixture(scope="module")
+def rendered_manifests() -> list[dict]:
+    """``kubectl kustomize deploy/base`` (or ``kustomize build``); without either, the resource files as they are
+    (kustomize only adds labels and image tags to them)."""
+    cli = _kustomize_cli()
+    if cli is None:
+        docs = []
+        for resource in _load_yaml(KUSTOMIZE_BASE / "kustomization.yaml")["resources"]:
+            with (KUSTOMIZE_BASE / resource).open() as fh:
+                docs += [d for d in yaml.safe_load_all(fh) if d]
+        return docs
+    proc = subprocess.run([*cli, str(KUSTOMIZE_BASE)], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert "kind: HorizontalPodAutoscaler" in proc.stdout
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def test_kustomize_build(rendered_manifests):
+    if _kustomize_cli() is None:
+        pytest.skip("neither kubectl nor kustomize is installed (the schema test below still checks the files)")
+    kinds = sorted(d["kind"] for d in rendered_manifests)
+    assert kinds.count("Deployment") == 3 and "HorizontalPodAutoscaler" in kinds
+    for doc in rendered_manifests:
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "c2f", doc["metadata"]["name"]
+    images = {
+        c["image"]
+        for d in rendered_manifests
+        if d["kind"] == "Deployment"
+        for c in d["spec"]["template"]["spec"]["containers"]
+    }
+    assert {"c2f-api:latest", "c2f-worker:cuda"} <= images, images
+
+
+# Oldest and newest Kubernetes minor versions the manifests are checked against (kubernetes-validate's schemas).
+K8S_VERSIONS = ("1.28", "1.32")
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_manifests_validate_against_kubernetes_schemas(rendered_manifests, version):
+    """Every object validates (strict: no unknown fields) against the Kubernetes OpenAPI schema of ``version``."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for doc in rendered_manifests:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            pytest.fail(f"{doc['kind']} {doc['metadata']['name']}: {err.message} at {list(err.path)}")
+
+
+def test_schema_validation_catches_a_typo(rendered_manifests):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    deployment = next(d for d in rendered_manifests if d["kind"] == "Deployment")
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    broken["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSIONS[-1], strict=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
