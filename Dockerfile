@@ -11,11 +11,12 @@
 #   --secret id=pip.conf,src=FILE    pip settings (a package mirror, find-links = /wheels, cert = /run/secrets/ca.crt)
 #   --secret id=ca.crt,src=FILE      a CA bundle for pip (behind a TLS-inspecting proxy)
 #   --build-context wheels=DIR       a directory of wheels, mounted at /wheels (e.g. a local torch CPU wheel)
-# tests/test_containers.py builds both targets this way with podman.
+# tests/test_containers.py builds both targets this way with podman (`podman build --format docker`: the OCI format
+# drops HEALTHCHECK; podman before 4.6 also needs `--build-arg TORCH_FLAVOR=cpu` spelled out for `--target worker`).
 #
-# Layers, for the build cache: the dependencies are installed from pyproject.toml alone, then the source is copied
-# (.dockerignore keeps out all but the packages and what `pip install .` reads), so a code change only rebuilds the
-# last, small layer.
+# Layers, for the build cache: the dependencies are installed from the lists the `requirements` stage extracts from
+# pyproject.toml, then the source is copied (.dockerignore keeps out all but the packages and what `pip install .`
+# reads), so a code change only rebuilds the last, small layer.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
@@ -46,7 +47,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 RUN python3 -m venv /opt/venv \
- && useradd --create-home --uid "${APP_UID}" --user-group --shell /usr/sbin/nologin c2f \
+ && groupadd --gid "${APP_UID}" c2f \
+ && useradd --create-home --uid "${APP_UID}" --gid "${APP_UID}" --shell /usr/sbin/nologin c2f \
  && mkdir -p /artifacts /data /app \
  && chown c2f:c2f /artifacts /data
 WORKDIR /app
@@ -65,7 +67,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/venv \
- && useradd --create-home --uid "${APP_UID}" --user-group --shell /usr/sbin/nologin c2f \
+ && groupadd --gid "${APP_UID}" c2f \
+ && useradd --create-home --uid "${APP_UID}" --gid "${APP_UID}" --shell /usr/sbin/nologin c2f \
  && mkdir -p /artifacts /data /app \
  && chown c2f:c2f /artifacts /data
 WORKDIR /app
@@ -91,7 +94,9 @@ RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf --mount=type=secret,id=
  && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
 ENV C2F_ARTIFACT_ROOT=/artifacts \
     C2F_DATA_ROOT=/data
-USER c2f
+# Numeric, so that Kubernetes' runAsNonRoot can verify it without a runAsUser.
+ARG APP_UID
+USER ${APP_UID}:${APP_UID}
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=4).status == 200 else 1)"]
@@ -130,5 +135,6 @@ RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf --mount=type=secret,id=
  && rm -rf /tmp/src
 ENV C2F_ARTIFACT_ROOT=/artifacts \
     C2F_DATA_ROOT=/data
-USER c2f
+ARG APP_UID
+USER ${APP_UID}:${APP_UID}
 CMD ["c2f", "worker"]

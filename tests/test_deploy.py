@@ -168,11 +168,13 @@ def test_dockerfile_targets_run_as_non_root(dockerfile, target):
     args, stages = dockerfile
     users = [u for s in stage_chain(stages, target, args) for u in s.all("USER")[-1:]]
     assert users, f"{target}: no USER instruction"
-    user = users[0].split(":")[0]
-    assert user not in {"root", "0"}, f"{target} runs as {user}"
-    # the user is created in the chain
+    user, _, group = _expand(users[0], args).partition(":")
+    assert user.isdigit() and group == user, f"{target}: USER {users[0]} (numeric uid:gid, for runAsNonRoot)"
+    assert user != "0", f"{target} runs as root"
+    # the user and its group are created in the chain with that id
     runs = " ".join(r for s in stage_chain(stages, target, args) for r in s.all("RUN"))
-    assert re.search(rf"useradd\b[^&;]*\b{re.escape(user)}\b", runs), f"user {user} is never created"
+    assert re.search(r'useradd\b[^&;]*--uid "\$\{APP_UID\}"', runs) and args["APP_UID"] == user
+    assert re.search(r'groupadd\b[^&;]*--gid "\$\{APP_UID\}"', runs)
 
 
 def test_dockerfile_api_stage(dockerfile):
