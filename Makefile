@@ -56,7 +56,7 @@ docker-build:
 	docker build --target worker -t c2f-worker:cpu .
 
 compose-up:
-	docker-compose up --build -d
+	docker compose up --build -d
 
 compose-down:
-	docker-compose down
+	docker compose down

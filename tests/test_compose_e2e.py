@@ -1,6 +1,7 @@
 """docker-compose.yml, run without Docker: each service's command and environment as a local process.
 
-No Docker engine runs here, so this test reads ``docker-compose.yml`` and starts, as local processes, exactly the
+tests/test_containers.py builds and runs the real images (with podman, where it can run); this test needs no
+container engine: it reads ``docker-compose.yml`` and starts, as local processes, exactly the
 ``command`` each service declares with exactly its ``environment``. The only substitutions are the ones the
 container runtime would otherwise provide:
 
