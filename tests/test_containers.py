@@ -30,7 +30,9 @@ from typing import Any
 
 import pytest
 
-from tests.podman_stack import (
+pytest.importorskip("yaml")
+
+from tests.podman_stack import (  # noqa: E402
     ComposeStack,
     Podman,
     PodmanError,
