@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from tests.podman_stack import (  # noqa: E402
     ComposeStack,
     Podman,
     build_images,
+    free_port,
     http,
     unavailable_reason,
     wait_for,
@@ -35,12 +35,6 @@ from tests.podman_stack import (  # noqa: E402
 )
 
 C2F_PARAMS = {"dim": 16, "m_c": 12, "m_r": 4, "t_r": 2, "d_r": 8, "epochs": 4, "batch_size": 1024, "seed": 1}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> int:
@@ -57,7 +51,7 @@ def main() -> int:
             return 2
         images = build_images(podman, work, print)
         write_tiny_dataset(work / "data")
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         override = write_override(work / "override.yml", images=images, api_port=port, data_dir=work / "data")
         compose = ComposeStack(podman, f"c2fbench{os.getpid()}", override, work)

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -362,6 +363,13 @@ class ComposeStack:
 
 # ---------------------------------------------------------------------------------------------------------------
 # HTTP
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (to publish the API on instead of 8000, which may be taken)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ from tests.podman_stack import (  # noqa: E402
     Podman,
     PodmanError,
     build_images,
+    free_port,
     http,
     unavailable_reason,
     wait_for,
@@ -82,12 +82,6 @@ def report(config: pytest.Config, line: str) -> None:
         reporter.write_line(f"[container] {line}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # fixtures
 
@@ -120,7 +114,7 @@ def stack(
     work = tmp_path_factory.mktemp("stack")
     data_dir = work / "data"
     write_tiny_dataset(data_dir, n_users=N_USERS)
-    port = _free_port()
+    port = free_port()
     override = write_override(work / "override.yml", images=images, api_port=port, data_dir=data_dir)
     compose = ComposeStack(podman, f"c2ftest{os.getpid()}{uuid.uuid4().hex[:6]}", override, work)
     url = f"http://127.0.0.1:{port}"
@@ -291,7 +285,7 @@ def test_compose_teardown_is_complete(podman: Podman, tmp_path: Path) -> None:
     override = write_override(
         tmp_path / "override.yml",
         images={"api": "localhost/c2f-no-such-image:0", "worker": "localhost/c2f-no-such-image:0"},
-        api_port=_free_port(),
+        api_port=free_port(),
         data_dir=tmp_path,
     )
     compose = ComposeStack(podman, f"c2ftestfail{os.getpid()}{uuid.uuid4().hex[:6]}", override, tmp_path)
