@@ -1,11 +1,13 @@
-"""Gowalla training benchmark: UD, LEGCF at several budgets, C2F and its ablations, side by side.
+"""Gowalla training benchmark: UD, LEGCF at several budgets, C2F, its ablations and its controls, over seeds.
 
-    python benchmarks/train_gowalla.py                      # every variant, default epoch caps
-    python benchmarks/train_gowalla.py --variants legcf,c2f --max-epochs 20 --append
+    python benchmarks/train_gowalla.py --seeds 3 --append          # the default variants, seeds 2024-2026
+    python benchmarks/train_gowalla.py --variants legcf,c2f,ctl-coarse --max-epochs 20
 
-Each variant runs in its own subprocess (so peak RSS is per variant) through the same `train_and_publish` that
-`c2f train` uses, publishing into --out. The table (R@{10,20}, N@{10,20}, #param, bytes, served-vs-trained, time)
-is printed and, with --append, added to BENCHMARKS.md with the command, machine and date.
+Each run (variant × seed) is its own subprocess (so peak RSS is per run) through the same `train_and_publish` that
+`c2f train` uses, publishing into --out; the fine-stage variants and the controls start from the "legcf" run of
+their seed. The table (mean ± std over seeds of R@{10,20}, N@{10,20}; #param, bytes, served-vs-trained, epochs and
+how many improved on their phase's starting state, time) and paired t-tests between variants are printed and,
+with --append, added to BENCHMARKS.md with the command, machine, date and protocol.
 """
 
 from __future__ import annotations
@@ -23,32 +25,70 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 GOWALLA = ROOT.parent / "shared" / "data" / "gowalla"
 
+SEEDS = (2024, 2025, 2026)  # the paper's Table 4 seeds
+
 # name -> TrainConfig overrides. The paper's Gowalla settings: d=128, L=3, m_c=300, t_c=2, m_r=100.
+# Variants with REUSE start from the "legcf" run of the same seed (its published coarse stage, `coarse_from`): the
+# fine stage and the controls then differ from LEGCF-300 by what they train afterwards, nothing else.
+RELEASED_FINE = {
+    "fine_forward": "released",
+    "fine_sr": "softmax",
+    "lambda_schedule": "fixed",
+    "target_nonzero": 0.25,
+    "w_cr": 0.2,
+    "t_r": 4,
+    "fine_rows": "random",
+    "batch_size_fine": 32768,
+}
 VARIANTS: dict[str, dict[str, Any]] = {
+    # full tables (LightGCN) on our protocol
     "ud64": {"method": "ud", "dim": 64, "batch_size": 32768, "lr": 1e-2},
     "ud128": {"method": "ud", "dim": 128, "batch_size": 32768, "lr": 1e-2},
     "legcf": {"method": "legcf", "m_c": 300},
     "legcf400": {"method": "legcf", "m_c": 400},
     "legcf500": {"method": "legcf", "m_c": 500},
+    # LEGCF with item biases at ~C2F-with-biases' #param (400 rows + 40,981 biases)
+    "legcf400-b": {"method": "legcf", "m_c": 400, "biases": True},
     # reference-like optimisation: the released code's coarse lr with our sampler (for time-to-quality)
     "legcf-ref-lr": {"method": "legcf", "m_c": 300, "lr": 1e-3},
     # Eq. 11 as printed (projected weights kept raw) instead of rows normalised to sum 1
     "legcf-raw-eq11": {"method": "legcf", "m_c": 300, "raw_assignment": True},
+    # fine stages on top of LEGCF-300
     "c2f": {"method": "c2f"},
-    "c2f-released": {"method": "c2f", "w_cr": 0.2, "t_r": 4, "soft_lambda": None, "target_nonzero": 0.25},
+    "c2f-b": {"method": "c2f", "biases": True},
+    "c2f-released": {"method": "c2f", "biases": True, **RELEASED_FINE},
+    "c2f-released-nob": {"method": "c2f", **RELEASED_FINE},
     "c2f-random-rows": {"method": "c2f", "fine_rows": "random"},
     "c2f-reconstruction": {"method": "c2f", "fine_init": "reconstruction"},
     "c2f-A": {"method": "c2f", "ablation": "A"},
     "c2f-B": {"method": "c2f", "ablation": "B"},
     "c2f-C": {"method": "c2f", "ablation": "C"},
     "c2f-D": {"method": "c2f", "ablation": "D"},
+    # controls: LEGCF-300 trained on with the fine stage's lr, batch and patience, no fine level
+    "ctl-coarse": {"method": "legcf", "m_c": 300, "continuation": "coarse"},
+    "ctl-coarse-b": {"method": "legcf", "m_c": 300, "continuation": "coarse", "biases": True},
+    "ctl-biases": {"method": "legcf", "m_c": 300, "continuation": "biases", "biases": True},
 }
-DEFAULT_VARIANTS = (
-    "legcf,c2f,c2f-random-rows,c2f-reconstruction,c2f-released,c2f-A,c2f-B,c2f-C,c2f-D,"
-    "legcf400,legcf500,legcf-raw-eq11,legcf-ref-lr,ud64"
+REUSE = {name for name, v in VARIANTS.items() if v["method"] == "c2f" or v.get("continuation", "none") != "none"}
+DEFAULT_VARIANTS = "legcf,c2f,c2f-released,ctl-coarse,ctl-coarse-b,ctl-biases,legcf400,legcf400-b"
+# pairs (a, b) compared by a paired t-test over seeds when both ran
+COMPARISONS = (
+    ("c2f", "legcf"),
+    ("c2f", "ctl-coarse"),
+    ("c2f", "legcf400"),
+    ("c2f-b", "ctl-coarse-b"),
+    ("c2f-released", "legcf"),
+    ("c2f-released", "ctl-coarse-b"),
+    ("c2f-released", "ctl-biases"),
+    ("c2f-released", "legcf400-b"),
+    ("ctl-coarse", "legcf"),
+    ("legcf400", "legcf"),
+    ("legcf400-b", "legcf400"),
 )
 
 
@@ -64,20 +104,32 @@ def run_one(name: str, dataset: str, out_root: str, max_epochs: int, extra: dict
     published = train_and_publish(dataset, config, out_root)
     manifest = published.manifest.model_dump()  # plain dicts: the result file is JSON
     metrics = manifest["metrics"]
+    footprint = manifest["footprint"]
+    biases = footprint["n_items"] if config.biases else 0
+    phases = manifest["info"].get("phases", [])
+    # epochs of the phases this variant trained itself (reused coarse phases are not counted) that beat the
+    # state their phase started from
+    own = [p for p in phases if not (config.coarse_from and p["stage"] == "coarse" and p["phase"] in (1, 2))]
     result = {
         "variant": name,
+        "seed": config.seed,
+        "protocol": config.protocol,
         "version": published.version,
         "path": str(published.path),
         "config": values,
         "trained": metrics["trained"]["test"],
+        "valid": metrics["trained"]["valid"],
         "served_compressed": metrics["served"]["compressed"]["test"],
         "served_exact": metrics["served"]["exact"]["test"],
         "coarse_test": metrics["trained"].get("coarse_test"),
-        "params_paper": manifest["footprint"]["params_paper"],
-        "bytes": manifest["footprint"]["total_bytes"],
-        "model_bytes": manifest["footprint"].get("model_bytes"),
+        "params_paper": footprint["params_paper"],
+        "params_total": footprint["params_paper"] + biases,
+        "bytes": footprint["total_bytes"],
+        "embedding_bytes": footprint["embedding_bytes"],
         "timings": metrics["timings"],
-        "epochs": len(metrics["history"]),
+        "epochs": sum(p["epochs"] for p in own),
+        "improved_epochs": sum(p["improved_epochs"] for p in own),
+        "phases": phases,
         "soft_lambda": manifest.get("soft_lambda"),
         "fine_nonzero": manifest["info"].get("fine_nonzero_final"),
         "wall_seconds": time.perf_counter() - start,
@@ -90,44 +142,91 @@ def fmt(x: float | None, digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def mean_std(values: list[float], digits: int = 4) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
 def table(results: list[dict[str, Any]]) -> str:
+    """One row per variant: mean ± std over its seeds (sample std), stored sizes, epochs, time."""
     header = (
-        "| variant | R@10 | R@20 | N@10 | N@20 | served R@20 (compressed / exact) | #param (paper) | artifact bytes "
-        "| epochs | s/epoch (per stage run) | s/update (coarse, fine) | total s | peak RSS MB |"
+        "| variant | seeds | R@10 | R@20 | N@10 | N@20 | served R@20 compressed (of trained) | #param paper "
+        "| #param incl. biases | embedding bytes | epochs (improving) | s/epoch | total s | peak RSS MB |"
     )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    for r in results:
-        t, sc, se = r["trained"], r["served_compressed"], r["served_exact"]
-        tm = r["timings"]
+    for name, runs in group(results).items():
+
+        def metric(key: str, where: str = "trained", runs: list[dict[str, Any]] = runs) -> list[float]:
+            return [float(r[where][key]) for r in runs]
+
+        ratio = np.mean([r["served_compressed"]["recall@20"] / r["trained"]["recall@20"] for r in runs])
         per_epoch = ", ".join(
-            fmt(tm.get(f"{s}_seconds_per_epoch"), 1)
+            fmt(float(np.mean([r["timings"][f"{s}_seconds_per_epoch"] for r in runs])), 1)
             for s in ("ud", "coarse", "fine")
-            if tm.get(f"{s}_seconds_per_epoch")
+            if runs[0]["timings"].get(f"{s}_seconds_per_epoch")
         )
-        per_update = ", ".join(
-            fmt(tm.get(f"{s}_seconds_per_update"), 2) for s in ("coarse", "fine") if tm.get(f"{s}_seconds_per_update")
-        )
-        ratio = sc["recall@20"] / t["recall@20"] if t["recall@20"] else 0.0
+        epochs = "/".join(f"{r['epochs']} ({r.get('improved_epochs', '-')})" for r in runs)
         lines.append(
-            f"| {r['variant']} | {fmt(t['recall@10'])} | {fmt(t['recall@20'])} | {fmt(t['ndcg@10'])} | "
-            f"{fmt(t['ndcg@20'])} | {fmt(sc['recall@20'])} ({ratio:.1%}) / {fmt(se['recall@20'])} | "
-            f"{r['params_paper']:,} | {r['bytes']:,} | {r['epochs']} | {per_epoch or '-'} | {per_update or '-'} | "
-            f"{r['wall_seconds']:.0f} | {r['peak_rss_mb']:.0f} |"
+            f"| {name} | {','.join(str(r.get('seed', '-')) for r in runs)} | {mean_std(metric('recall@10'))} | "
+            f"{mean_std(metric('recall@20'))} | {mean_std(metric('ndcg@10'))} | {mean_std(metric('ndcg@20'))} | "
+            f"{mean_std(metric('recall@20', 'served_compressed'))} ({ratio:.1%}) | {runs[0]['params_paper']:,} | "
+            f"{runs[0].get('params_total', runs[0]['params_paper']):,} | "
+            f"{runs[0].get('embedding_bytes', 0):,} | {epochs} | {per_epoch or '-'} | "
+            f"{np.mean([r['wall_seconds'] for r in runs]):.0f} | {max(r['peak_rss_mb'] for r in runs):.0f} |"
         )
     return "\n".join(lines)
+
+
+def group(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Results by variant, in first-seen order, each list sorted by seed."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        out.setdefault(r["variant"], []).append(r)
+    return {k: sorted(v, key=lambda r: r.get("seed", 0)) for k, v in out.items()}
+
+
+def paired(results: list[dict[str, Any]]) -> str:
+    """Paired comparisons over the seeds both variants ran: mean difference and two-sided paired t-test p."""
+    from scipy import stats
+
+    by = group(results)
+    lines = [
+        "| a vs b | seeds | Δ R@20 (a − b) | p (R@20) | Δ N@20 (a − b) | p (N@20) | #param incl. biases a / b |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for a, b in COMPARISONS:
+        if a not in by or b not in by:
+            continue
+        ra = {r.get("seed"): r for r in by[a]}
+        rb = {r.get("seed"): r for r in by[b]}
+        seeds = sorted(set(ra) & set(rb))
+        if len(seeds) < 2:
+            continue
+        cells = []
+        for key in ("recall@20", "ndcg@20"):
+            x = np.array([ra[s]["trained"][key] for s in seeds])
+            y = np.array([rb[s]["trained"][key] for s in seeds])
+            p = float(stats.ttest_rel(x, y).pvalue) if np.any(x != y) else 1.0
+            cells += [f"{np.mean(x - y):+.4f}", f"{p:.3f}"]
+        params = f"{ra[seeds[0]].get('params_total', 0):,} / {rb[seeds[0]].get('params_total', 0):,}"
+        lines.append(f"| {a} vs {b} | {len(seeds)} | " + " | ".join(cells) + f" | {params} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default=str(GOWALLA))
     parser.add_argument("--variants", default=DEFAULT_VARIANTS)
+    parser.add_argument("--seeds", type=int, default=1, help=f"run every variant with the first N of {SEEDS}")
     parser.add_argument("--max-epochs", type=int, default=300, help="cap per phase (early stopping decides below)")
     parser.add_argument("--param", action="append", default=[], help="extra TrainConfig key=JSON for every variant")
     parser.add_argument("--out", default=None, help="artifact root (default: a temporary directory)")
-    parser.add_argument("--coarse-from", help="published legcf version dir the c2f variants start from")
-    parser.add_argument("--no-reuse", action="store_true", help="c2f variants train their own coarse stage")
+    parser.add_argument("--results", default=None, help="directory for per-run result JSON (default: under --out)")
+    parser.add_argument("--coarse-from", help="published legcf version dir the reusing variants start from (1 seed)")
+    parser.add_argument("--no-reuse", action="store_true", help="fine-stage variants train their own coarse stage")
     parser.add_argument("--append", action="store_true", help="append the table to BENCHMARKS.md")
-    parser.add_argument("--render", nargs="+", help="only build the table from these per-variant result JSON files")
+    parser.add_argument("--render", nargs="+", help="only build the table from these per-run result JSON files")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -139,48 +238,45 @@ def main() -> None:
     if args.render:
         report([json.loads(Path(p).read_text()) for p in args.render], args.append)
         return
+    results_dir = Path(args.results or Path(out_root) / "results")
+    results_dir.mkdir(parents=True, exist_ok=True)
+    names = args.variants.split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants: {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
+    # "legcf" first: the reusing variants of each seed start from its coarse stage
+    names = sorted(names, key=lambda n: n != "legcf")
     results = []
-    coarse_from: str | None = args.coarse_from
-    for name in args.variants.split(","):
-        result_path = Path(tempfile.mkdtemp()) / "result.json"
-        command = [
-            sys.executable,
-            __file__,
-            "--run",
-            name,
-            "--result",
-            str(result_path),
-            "--dataset",
-            args.dataset,
-            "--max-epochs",
-            str(args.max_epochs),
-            "--out",
-            out_root,
-        ]
-        for p in args.param:
-            command += ["--param", p]
-        if coarse_from and VARIANTS[name]["method"] == "c2f" and not args.no_reuse:
-            # The fine stage starts from the LEGCF run above (same m_c, t_c, d): its coarse stage is not retrained.
-            command += ["--param", f"coarse_from={json.dumps(coarse_from)}"]
-        print(f"== {name} -> {result_path}", flush=True)
-        subprocess.run(command, check=True)
-        result = json.loads(result_path.read_text())
-        results.append(result)
-        if name == "legcf":
-            coarse_from = result["path"]
-        print(
-            json.dumps(
-                {k: result[k] for k in ("variant", "trained", "served_compressed", "wall_seconds")}, default=float
-            ),
-            flush=True,
-        )
+    for seed in SEEDS[: args.seeds]:
+        coarse_from: str | None = args.coarse_from
+        for name in names:
+            result_path = results_dir / f"{name}-seed{seed}.json"
+            command = [sys.executable, __file__, "--run", name, "--result", str(result_path)]
+            command += ["--dataset", args.dataset, "--max-epochs", str(args.max_epochs), "--out", out_root]
+            for p in [*args.param, f"seed={seed}"]:
+                command += ["--param", p]
+            if name in REUSE and not args.no_reuse:
+                if not coarse_from:
+                    raise SystemExit(f"{name} starts from a legcf run: add 'legcf' to --variants or give --coarse-from")
+                command += ["--param", f"coarse_from={json.dumps(coarse_from)}"]
+            print(f"== {name} seed {seed} -> {result_path}", flush=True)
+            subprocess.run(command, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
+            result = json.loads(result_path.read_text())
+            results.append(result)
+            if name == "legcf":
+                coarse_from = result["path"]
+            summary = {k: result[k] for k in ("variant", "seed", "trained", "wall_seconds")}
+            print(json.dumps(summary, default=float), flush=True)
     report(results, args.append)
 
 
 def report(results: list[dict[str, Any]], append: bool) -> None:
-    """Print the side-by-side table; with ``append``, add it to BENCHMARKS.md with command, machine and date."""
+    """Print the side-by-side table and the paired tests; with ``append``, add them to BENCHMARKS.md with the
+    command, machine, date and protocol."""
     text = table(results)
+    comparisons = paired(results)
     print(text)
+    print(comparisons)
     if not append:
         return
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
@@ -191,15 +287,24 @@ def report(results: list[dict[str, Any]], append: bool) -> None:
             machine += f", GPU {torch.cuda.get_device_name(0)}"
     except ImportError:
         pass
+    protocols = sorted({r.get("protocol", "ours") for r in results})
+    described = {
+        "ours": "validation = 10% of each user's train items; test = test.txt untouched",
+        "released": "validation = ceil(|test_u|/3) of each user's test items (the authors' code); test = the rest",
+    }
     command = "python benchmarks/train_gowalla.py " + " ".join(sys.argv[1:])
     with open(ROOT / "BENCHMARKS.md", "a") as f:
         f.write(f"\n### Gowalla training, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n")
         f.write(f"Command: `{command}`  \nMachine: {machine}, load average at the end {os.getloadavg()[0]:.1f}  \n")
         f.write(
-            "Protocol: LightGCN split; validation = 10% of each user's train items; test = test.txt untouched; "
-            "full ranking, train+valid items masked.\n\n"
+            "Protocol: LightGCN split; "
+            + "; ".join(f"{p}: {described.get(p, p)}" for p in protocols)
+            + "; full ranking, train+valid items masked. Metrics are test figures, mean ± sample std over seeds "
+            f"{', '.join(str(s) for s in sorted({r.get('seed') for r in results}))}.\n\n"
         )
         f.write(text + "\n")
+        if comparisons:
+            f.write("\nPaired over seeds (two-sided paired t-test):\n\n" + comparisons + "\n")
 
 
 if __name__ == "__main__":

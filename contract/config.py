@@ -13,6 +13,27 @@ from typing import Any, Literal
 
 from contract.methods import get_spec
 
+# Presets of the evaluation and optimisation protocol, applied under explicitly given values by ``from_dict``.
+# "ours": validation carved from train (test.txt untouched), the defaults below. "released": the authors' released
+# code (../shared/notes/reference-implementation.md): validation = ceil(|test_u|/3) test items per user, lr 1e-3
+# coarse / 3e-3 fine, L2 5e-4, 5 negatives, batches 8192 / 32768, validation every 5 epochs on NDCG@5 with
+# patience 5 evaluations per phase.
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "ours": {},
+    "released": {
+        "valid_from": "test",
+        "lr": 1e-3,
+        "lr_fine": 3e-3,
+        "reg": 5e-4,
+        "negatives": 5,
+        "batch_size": 8192,
+        "batch_size_fine": 32768,
+        "eval_every": 5,
+        "patience": 5,
+        "criterion": "ndcg@5",
+    },
+}
+
 
 @dataclass
 class TrainConfig:
@@ -34,9 +55,17 @@ class TrainConfig:
     lr: float = 1e-2
     lr_fine: float = 3e-3
     reg: float = 1e-4
-    # early stopping on validation NDCG@20
+    batch_size_fine: int | None = None  # fine stage and continuation phase batch; None: batch_size
+    # early stopping: validation every eval_every epochs; a phase stops after `patience` evaluations without
+    # improving `criterion` (recall@K or ndcg@K, K in 1, 5, 10, 20); per-stage patience overrides `patience`
+    criterion: str = "ndcg@20"
     eval_every: int = 1
     patience: int = 5
+    patience_coarse: int | None = None
+    patience_fine: int | None = None
+    # a learned per-item score offset added to h_u·h_i (the released code's entity biases; a per-user offset
+    # cancels in BPR and in ranking, so only the n_items item biases are kept). Counted in #param and bytes.
+    biases: bool = False
     # coarse stage
     m_c: int = 300
     t_c: int = 2
@@ -53,11 +82,24 @@ class TrainConfig:
     f_r: int = 1
     fine_rows: Literal["most_used", "random"] = "most_used"
     fine_init: Literal["codes", "reconstruction"] = "codes"  # E^r from SparsePCA codes (paper) or U·V
-    # c2f only: reuse the coarse stage (E_c, S_c) of a published legcf/c2f version directory instead of training it
+    # fine-stage forward: "paper" Eq. 17-22; "released": layer 0 = [tanh(S^c·E^c); Ê^c; tanh(S_λ(E^r))] and the
+    # released code's per-layer coarse/fine correction with gate w_cr (trainer/models.py, Fine)
+    fine_forward: Literal["paper", "released"] = "paper"
+    # S^r weights from the kept Eq. 23 scores: positive parts normalised to sum 1, or the released row softmax
+    fine_sr: Literal["normalised", "softmax"] = "normalised"
+    # soft threshold: re-chosen after every epoch to keep target_nonzero, or chosen once at init and then fixed
+    lambda_schedule: Literal["recalibrate", "fixed"] = "recalibrate"
+    # legcf only, controls for "does the fine level help or just more training": after the two coarse phases a
+    # third phase with the fine stage's lr, batch and patience that trains E^c (+ biases) with S^c fixed
+    # ("coarse") or only the item biases ("biases")
+    continuation: Literal["none", "coarse", "biases"] = "none"
+    # reuse the coarse stage (E_c, S_c) of a published legcf/c2f version directory instead of training it (c2f: the
+    # fine stage starts from it; legcf: only the continuation phase, if any, trains)
     coarse_from: str | None = None
     # ablations (paper Fig. 4): A random E^r init, B no SparsePCA, C no soft thresholding, D codebook-only S^r
     ablation: Literal["none", "A", "B", "C", "D"] = "none"
-    # data
+    # data and protocol (see PROTOCOLS)
+    protocol: Literal["ours", "released"] = "ours"
     valid_fraction: float = 0.1
     valid_from: Literal["train", "test"] = "train"
     seed: int = 2024
@@ -73,10 +115,27 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def __post_init__(self) -> None:
+        name, _, k = self.criterion.partition("@")
+        if name not in ("recall", "ndcg") or k not in ("1", "5", "10", "20"):
+            raise ValueError(f"criterion must be recall@K or ndcg@K with K in 1, 5, 10, 20; got {self.criterion!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {self.protocol!r}")
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """A config from ``values``; the protocol preset named by ``values["protocol"]`` fills the fields that
+        ``values`` does not give."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown training parameters: {', '.join(unknown)}")
-        return cls(**values)
+        protocol = values.get("protocol", "ours")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
+        return cls(**{**PROTOCOLS[protocol], **values})
+
+    def patience_for(self, stage: str) -> int:
+        """Patience (in evaluations) of a stage: "coarse" (and "ud"), or "fine" (the fine stage, continuation)."""
+        own = self.patience_fine if stage == "fine" else self.patience_coarse
+        return self.patience if own is None else own

@@ -298,6 +298,7 @@ class C2FSpec(LegcfSpec):
             fine,
             float(manifest.w_cr),
             _layers(manifest),
+            forward=str(manifest.config.get("fine_forward", "paper")) if manifest.config else "paper",
         )
 
 

@@ -9,7 +9,7 @@ same embeddings the trainer evaluated.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import scipy.sparse as sp
@@ -107,12 +107,16 @@ def expanded_adjacency(
     return adj
 
 
-def propagate(adj: sp.csr_matrix, X0: np.ndarray, layers: int) -> np.ndarray:
-    """Layer mean (1/(L+1))·Σ_l Â^l·X0 (Eq. 5-6). X0: (size, d) float32 -> (size, d) float32."""
+def propagate(
+    adj: sp.csr_matrix, X0: np.ndarray, layers: int, step: Callable[[np.ndarray], np.ndarray] | None = None
+) -> np.ndarray:
+    """Layer mean (1/(L+1))·Σ_l Â^l·X0 (Eq. 5-6). X0: (size, d) float32 -> (size, d) float32.
+
+    ``step``: a replacement for one layer's h -> Â·h (the released fine stage's corrected step)."""
     total = np.array(X0, dtype=np.float32, copy=True)
     current = total.copy()
     for _ in range(layers):
-        current = np.asarray(adj @ current, dtype=np.float32)
+        current = np.asarray(adj @ current if step is None else step(current), dtype=np.float32)
         total += current
     return total / np.float32(layers + 1)
 
@@ -170,12 +174,42 @@ def exact_c2f(
     fine: np.ndarray,
     w_cr: float,
     layers: int,
+    forward: str = "paper",
 ) -> np.ndarray:
     """C2F: layer 0 = [S^c·Ê^c; Ê^c; S_λ(E^r)] on Eq. 14's graph (Eq. 17-22). S_r_idx/S_r_w: (m_c, t_r),
-    fine = S_λ(E^r): (m_r, d). Returns the entity rows (N, d) float32."""
+    fine = S_λ(E^r): (m_r, d). Returns the entity rows (N, d) float32.
+
+    ``forward="released"`` (the authors' code, TrainConfig.fine_forward): fine rows tanh(S_λ(E^r)), entity rows
+    tanh(S^c·E^c) (the unrefined codebook), and :func:`released_fine_step` after every propagation."""
     n_entities = graph.shape[0] + graph.shape[1]
     m_c, m_r = E_c.shape[0], fine.shape[0]
-    refined = refined_coarse_codebook(E_c, S_r_idx, S_r_w, fine, w_cr)
     adj = expanded_adjacency(graph, S_c_idx, S_c_w, m_c, S_r_idx, S_r_w, m_r)
+    if forward == "released":
+        fine = np.tanh(fine)
+        refined = refined_coarse_codebook(E_c, S_r_idx, S_r_w, fine, w_cr)
+        X0 = np.vstack([np.tanh(compressed_embeddings(S_c_idx, S_c_w, E_c)), refined, fine])
+        S_c, S_r = assignment_matrix(S_c_idx, S_c_w, m_c), assignment_matrix(S_r_idx, S_r_w, m_r)
+        return propagate(adj, X0, layers, released_fine_step(adj, S_c, S_r, n_entities, m_c, w_cr))[:n_entities]
+    refined = refined_coarse_codebook(E_c, S_r_idx, S_r_w, fine, w_cr)
     X0 = np.vstack([compressed_embeddings(S_c_idx, S_c_w, refined), refined, fine])
     return propagate(adj, X0, layers)[:n_entities]
+
+
+def released_fine_step(
+    adj: sp.csr_matrix, S_c: sp.csr_matrix, S_r: sp.csr_matrix, n_entities: int, m_c: int, w_cr: float
+) -> Callable[[np.ndarray], np.ndarray]:
+    """One propagation step of the authors' released fine stage (not in the paper): h = Â^r·h, then with raw S^c
+    (N, m_c), S^r (m_c, m_r) and gate g = w_cr: h_full −= S^c·h_c; h_c −= S^r·h_f; h_c = g·S^r·h_f + (1 − g)·h_c;
+    h_full += S^c·h_c, where h_c are the coarse rows and h_f the fine rows. The trainer's Fine model applies the
+    same step in torch."""
+
+    def step(h: np.ndarray) -> np.ndarray:
+        h = np.asarray(adj @ h, dtype=np.float32)
+        h_full, h_c, h_f = h[:n_entities], h[n_entities : n_entities + m_c], h[n_entities + m_c :]
+        h_full = h_full - S_c @ h_c
+        h_c = h_c - S_r @ h_f
+        h_c = w_cr * (S_r @ h_f) + (1.0 - w_cr) * h_c
+        h_full = h_full + S_c @ h_c
+        return np.vstack([h_full, h_c, h_f]).astype(np.float32)
+
+    return step

@@ -91,17 +91,38 @@ def pinv_assignment(
     return normalise_rows(idx, values) if normalise else (idx, values)
 
 
+# Smallest weight normalise_rows gives a kept index, relative to the row's total: every kept index stays a
+# non-zero (a stored index with weight 0 would be bytes that do nothing and would break "exactly t per row").
+MIN_ROW_WEIGHT = 1e-3
+
+
 def normalise_rows(idx: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Turn kept scores into mixing weights that sum to 1 per row (positive parts; uniform if none is > 0).
+    """Turn kept scores into mixing weights that sum to 1 per row, every weight > 0: positive parts, each floored
+    at ``MIN_ROW_WEIGHT`` of the row's positive total (uniform when no value is > 0).
 
     Used for S^r: Eq. 23's raw values have an arbitrary scale (a product of two pseudo-inverse projections), and
     Eq. 17 reads S^r·S_λ(E^r) as a mix of fine rows weighted by w_cr, so each row is normalised to sum 1.
+    idx, values: (rows, t) -> idx, weights (rows, t) float32.
     """
+    values = np.asarray(values, dtype=np.float64)
     positive = np.maximum(values, 0.0)
     sums = positive.sum(axis=1, keepdims=True)
+    floored = np.maximum(positive, MIN_ROW_WEIGHT * sums)
     uniform = np.full_like(values, 1.0 / values.shape[1])
-    weights = np.where(sums > 0, positive / np.where(sums > 0, sums, 1.0), uniform)
+    weights = np.where(sums > 0, floored / np.where(sums > 0, floored.sum(axis=1, keepdims=True), 1.0), uniform)
     return idx, weights.astype(np.float32)
+
+
+def row_weights(scores: torch.Tensor, t: int, how: str = "normalised") -> tuple[np.ndarray, np.ndarray]:
+    """Keep the t best of each row of ``scores`` (rows, cols) as an assignment: idx, w (rows, t).
+
+    "normalised": the top-t values turned into weights by :func:`normalise_rows`. "softmax" (the released code's
+    S^r): the top-t of the row softmax, not renormalised (so a row sums to at most 1)."""
+    if how == "softmax":
+        return top_t(torch.softmax(scores.float(), dim=1), t)
+    if how != "normalised":
+        raise ValueError(f"S^r weights must be 'normalised' or 'softmax', got {how!r}")
+    return normalise_rows(*top_t(scores, t))
 
 
 def fine_assignment_init(
@@ -112,6 +133,7 @@ def fine_assignment_init(
     m_r: int,
     t_r: int,
     w_star: float,
+    weights: str = "normalised",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Initial S^r (§3.3 steps 1-3): S̃^r (N, m_r) has w* on each entity's METIS part and (1 − w*)/(m_r − 1)
     elsewhere; Ŝ^r = (S^c)ᵀ·S̃^r (m_c, m_r); keep the t_r largest per coarse row. Computed without forming S̃^r:
@@ -122,24 +144,25 @@ def fine_assignment_init(
     c = (1.0 - w_star) / max(m_r - 1, 1)
     usage = np.asarray(S_c.sum(axis=0)).reshape(-1, 1)  # (m_c, 1)
     S_hat = c * usage + (w_star - c) * np.asarray((S_c.T @ onehot).todense())
-    idx, values = top_t(torch.from_numpy(np.asarray(S_hat, dtype=np.float32)), t_r)
-    return normalise_rows(idx, values)
+    return row_weights(torch.from_numpy(np.asarray(S_hat, dtype=np.float32)), t_r, weights)
 
 
 def bridging_assignment(
-    H_full: torch.Tensor, H_coarse: torch.Tensor, H_fine: torch.Tensor, t_r: int
+    H_full: torch.Tensor, H_coarse: torch.Tensor, H_fine: torch.Tensor, t_r: int, weights: str = "normalised"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Eq. 23-24: S^r = top-t_r((H_full·pinv(Ĥ^c))ᵀ·(H_full·pinv(H^r))), entities bridging coarse and fine.
 
-    H_full (N, d), H_coarse (m_c, d), H_fine (m_r, d) -> idx, w: (m_c, t_r), rows normalised (see normalise_rows).
+    H_full (N, d), H_coarse (m_c, d), H_fine (m_r, d) -> idx, w: (m_c, t_r), weighted by :func:`row_weights`.
     """
     to_coarse = H_full @ torch.linalg.pinv(H_coarse.double()).float()  # (N, m_c)
     to_fine = H_full @ torch.linalg.pinv(H_fine.double()).float()  # (N, m_r)
-    return normalise_rows(*top_t(to_coarse.T @ to_fine, t_r))
+    return row_weights(to_coarse.T @ to_fine, t_r, weights)
 
 
-def similarity_assignment(H_coarse: torch.Tensor, H_fine: torch.Tensor, t_r: int) -> tuple[np.ndarray, np.ndarray]:
+def similarity_assignment(
+    H_coarse: torch.Tensor, H_fine: torch.Tensor, t_r: int, weights: str = "normalised"
+) -> tuple[np.ndarray, np.ndarray]:
     """Ablation D: S^r matched from codebook cosine similarity alone, without entities as the bridge."""
     a = torch.nn.functional.normalize(H_coarse, dim=1)
     b = torch.nn.functional.normalize(H_fine, dim=1)
-    return normalise_rows(*top_t(a @ b.T, t_r))
+    return row_weights(a @ b.T, t_r, weights)

@@ -117,6 +117,8 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
     }
     model = trained.model
     H_full = model.full_embeddings().cpu().numpy().astype(np.float32)
+    if model.item_bias is not None:
+        arrays["item_bias"] = model.item_bias.detach().cpu().numpy().astype(np.float32)
     if isinstance(model, UD):
         arrays["H_full"] = H_full
         arrays["E"] = model.E.detach().cpu().numpy().astype(np.float32)
@@ -152,20 +154,29 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
     return arrays
 
 
-def _evaluate_numpy(H_full: np.ndarray, data: InteractionData) -> dict[str, float]:
+def _evaluate_numpy(H_full: np.ndarray, data: InteractionData, item_bias: np.ndarray | None) -> dict[str, float]:
+    """Test metrics of scores h_u·h_i (+ b_i with item biases, folded in as [h_u, 1]·[h_i, b_i])."""
     n = data.n_users
-    return evaluate(torch.from_numpy(H_full[:n]), torch.from_numpy(H_full[n:]), data.test, [data.train, data.valid])
+    users, items = H_full[:n], H_full[n:]
+    if item_bias is not None:
+        users = np.hstack([users, np.ones((n, 1), np.float32)])
+        items = np.hstack([items, np.asarray(item_bias, np.float32)[:, None]])
+    return evaluate(torch.from_numpy(users), torch.from_numpy(items), data.test, [data.train, data.valid])
 
 
 def served_metrics(
     arrays: Mapping[str, np.ndarray], manifest: Manifest, data: InteractionData
 ) -> dict[str, SplitMetrics]:
     """Test metrics of both serving modes, computed by the same numpy code the service runs."""
-    exact = _evaluate_numpy(exact_embeddings(arrays, manifest), data)
+    bias = arrays.get("item_bias")
+    exact = _evaluate_numpy(exact_embeddings(arrays, manifest), data, bias)
     if not get_spec(manifest.method).compressed:  # compressed mode scores the dense table: same as exact
         return {"compressed": SplitMetrics(test=exact), "exact": SplitMetrics(test=exact)}
     compressed = compressed_embeddings(arrays["S_c_idx_served"], arrays["S_c_w_served"], arrays["H_meta"])
-    return {"compressed": SplitMetrics(test=_evaluate_numpy(compressed, data)), "exact": SplitMetrics(test=exact)}
+    return {
+        "compressed": SplitMetrics(test=_evaluate_numpy(compressed, data, bias)),
+        "exact": SplitMetrics(test=exact),
+    }
 
 
 def plot_curve(history: list[dict[str, Any]]) -> bytes:

@@ -44,9 +44,16 @@ class EpochRecord:
 
 @dataclass
 class PhaseResult:
+    """What one phase did. ``best_valid`` is the validation of the state the phase ended with (its starting
+    state's when no epoch beat it); ``improved_epochs`` counts evaluated epochs that beat the starting state."""
+
+    stage: str
+    phase: int
+    start_valid: dict[str, float] | None
     best_valid: dict[str, float] | None
     best_epoch: int  # the stage epoch whose state was kept; 0 when no epoch beat the phase's starting state
     epochs: int
+    improved_epochs: int
     seconds: float
 
 
@@ -67,7 +74,9 @@ class Trainer:
     seed: int
     progress: Progress | None = None
     dist: Distributed | None = None
+    criterion: str = CRITERION  # the validation metric early stopping follows
     history: list[EpochRecord] = field(default_factory=list)
+    phases: list[PhaseResult] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
@@ -86,21 +95,25 @@ class Trainer:
         if self.data.valid.nnz == 0:
             return None
         # Under torchrun only rank 0 evaluates; the others receive its figures.
-        mine = self.metrics(model.full_embeddings(), self.data.valid, [self.data.train]) if self.is_main else None
+        mine = self.metrics(model, self.data.valid, [self.data.train]) if self.is_main else None
         return mine if self.dist is None else self.dist.share(mine)
 
-    def metrics(self, H_full: torch.Tensor, truth: Any, exclude: list[Any]) -> dict[str, float]:
-        n_users = self.data.n_users
-        return evaluate(H_full[:n_users], H_full[n_users:], truth, exclude)
+    def metrics(self, model: EmbeddingModel, truth: Any, exclude: list[Any]) -> dict[str, float]:
+        """Full-ranking metrics of the model's scores (item biases included) against ``truth``."""
+        users, items = model.scoring_embeddings()
+        return evaluate(users, items, truth, exclude)
 
-    def train_epoch(self, model: EmbeddingModel, optimizer: torch.optim.Optimizer) -> float:
-        """One pass over all training interactions; returns the mean batch loss."""
+    def train_epoch(
+        self, model: EmbeddingModel, optimizer: torch.optim.Optimizer, batch_size: int | None = None
+    ) -> float:
+        """One pass over all training interactions (batches of ``batch_size``, default the trainer's); returns the
+        mean batch loss."""
         device = next(model.parameters()).device
         n_users = self.data.n_users
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         losses = []
-        for users, pos, neg in self.sampler.epoch(self.batch_size):
+        for users, pos, neg in self.sampler.epoch(batch_size or self.batch_size):
             if self.dist is not None:
                 shard = slice(self.dist.rank, None, self.dist.world_size)
                 users, pos, neg = users[shard], pos[shard], neg[shard]
@@ -115,6 +128,11 @@ class Trainer:
             h_u, h_p, h_n = h[:b], h[b : 2 * b], h[2 * b :].view(b, k, -1)
             pos_score = (h_u * h_p).sum(-1, keepdim=True)
             neg_score = torch.einsum("bd,bkd->bk", h_u, h_n)
+            if model.item_bias is not None:
+                pos_t = torch.from_numpy(pos).to(device)
+                neg_t = torch.from_numpy(neg).to(device)
+                pos_score = pos_score + model.item_bias[pos_t][:, None]
+                neg_score = neg_score + model.item_bias[neg_t]
             loss = F.softplus(neg_score - pos_score).mean()
             # L2 on the batch's layer-0 embeddings (negatives averaged over k), as LightGCN/LEGCF do.
             l2 = (sq[: 2 * b].sum() + sq[2 * b :].sum() / k) / (2 * b)
@@ -139,8 +157,15 @@ class Trainer:
         update: Callable[[], None] | None = None,
         update_every: int = 1,
         after_epoch: Callable[[], None] | None = None,
+        patience: int | None = None,
+        batch_size: int | None = None,
     ) -> PhaseResult:
-        """Train until validation NDCG@20 has not improved for ``patience`` evaluations (or ``max_epochs``)."""
+        """Train until validation ``criterion`` has not improved for ``patience`` evaluations (or ``max_epochs``).
+
+        Validation runs every ``eval_every`` epochs (and after the last); only evaluated states compete, so the
+        state kept is always one whose validation figures are known. Without validation data every epoch is kept.
+        """
+        patience = self.patience if patience is None else patience
         if self.dist is not None:
             self.dist.broadcast_parameters(model)
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
@@ -150,8 +175,9 @@ class Trainer:
         # e.g. phase 2 keeps phase 1's best when every assignment update hurts.
         best_state = model.snapshot()
         best_valid = self.validate(model)
-        best_score = best_valid[CRITERION] if best_valid is not None else -1.0
-        best_epoch, bad_evals = 0, 0  # 0: the starting state
+        best_score = best_valid[self.criterion] if best_valid is not None else -1.0
+        start_valid = best_valid
+        best_epoch, bad_evals, improved = 0, 0, 0  # 0: the starting state
         bar = tqdm(
             range(max_epochs), desc=f"{stage} phase {phase}", leave=False, dynamic_ncols=True, disable=not self.is_main
         )
@@ -159,7 +185,7 @@ class Trainer:
         for i in bar:
             epoch = first_epoch + i
             t0 = time.perf_counter()
-            loss = self.train_epoch(model, optimizer)
+            loss = self.train_epoch(model, optimizer, batch_size)
             if after_epoch is not None:
                 after_epoch()
             record = EpochRecord(stage, phase, epoch, loss, time.perf_counter() - t0)
@@ -173,24 +199,46 @@ class Trainer:
             self.history.append(record)
             self._report(record, bar)
             if record.valid is None:
-                best_state, best_epoch = model.snapshot(), epoch
-                continue
-            score = record.valid[CRITERION]
+                if start_valid is None:  # no validation data at all: the latest state is the one kept
+                    best_state, best_epoch = model.snapshot(), epoch
+                continue  # an epoch between evaluations never replaces an evaluated state
+            score = record.valid[self.criterion]
+            if start_valid is not None and score > start_valid[self.criterion]:
+                improved += 1
             if score > best_score:
                 best_score, best_epoch, best_valid, bad_evals = score, epoch, record.valid, 0
                 best_state = model.snapshot()
             else:
                 bad_evals += 1
-                if bad_evals >= self.patience:
+                if bad_evals >= patience:
                     break
         bar.close()
         model.restore(best_state)
-        return PhaseResult(best_valid, best_epoch, i + 1, time.perf_counter() - start)
+        result = PhaseResult(
+            stage=stage,
+            phase=phase,
+            start_valid=start_valid,
+            best_valid=best_valid,
+            best_epoch=best_epoch,
+            epochs=i + 1,
+            improved_epochs=improved,
+            seconds=time.perf_counter() - start,
+        )
+        self.phases.append(result)
+        return result
+
+    def kept_valid(self, stage: str) -> dict[str, float] | None:
+        """Validation figures of the state a stage ended with: its last phase's kept state (which may be the
+        state the phase started from, evaluated before its first epoch)."""
+        for result in reversed(self.phases):
+            if result.stage == stage:
+                return result.best_valid
+        return None
 
     def _report(self, record: EpochRecord, bar: Any) -> None:
         postfix: dict[str, Any] = {"loss": f"{record.loss:.4f}"}
         if record.valid is not None:
-            postfix["val_ndcg@20"] = f"{record.valid[CRITERION]:.4f}"
+            postfix[f"val_{self.criterion}"] = f"{record.valid[self.criterion]:.4f}"
         bar.set_postfix(postfix)
         if self.progress is not None and self.is_main:
             self.progress(
@@ -206,3 +254,6 @@ class Trainer:
 
     def history_dicts(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self.history]
+
+    def phase_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.phases]

@@ -7,6 +7,7 @@ trainer and the service's exact mode share one definition of Eq. 2, 3, 13 and 14
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -42,11 +43,15 @@ class _SymmetricSpMM(torch.autograd.Function):
         return None, torch.sparse.mm(ctx.adj, grad)
 
 
-def propagate(adj: torch.Tensor, X0: torch.Tensor, layers: int) -> torch.Tensor:
-    """Layer mean (1/(L+1))·Σ_l Â^l·X0, differentiable in X0. adj: (n, n) sparse CSR; X0: (n, k) -> (n, k)."""
+def propagate(
+    adj: torch.Tensor, X0: torch.Tensor, layers: int, step: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> torch.Tensor:
+    """Layer mean (1/(L+1))·Σ_l Â^l·X0, differentiable in X0. adj: (n, n) sparse CSR; X0: (n, k) -> (n, k).
+
+    ``step``: a replacement for one layer's h -> Â·h (e.g. the released fine stage's corrected step)."""
     total = X0
     current = X0
     for _ in range(layers):
-        current = _SymmetricSpMM.apply(adj, current)
+        current = _SymmetricSpMM.apply(adj, current) if step is None else step(current)
         total = total + current
     return total / (layers + 1)

@@ -20,9 +20,49 @@ from trainer.graph import propagate, to_torch_csr
 
 
 class EmbeddingModel(nn.Module):
-    """Common interface of the three models (what fit.py and export.py rely on)."""
+    """Common interface of the three models (what fit.py and export.py rely on).
+
+    With item biases (``enable_item_bias``) a score is h_u·h_i + b_i; :meth:`scoring_embeddings` folds b_i into
+    the embeddings ([h_u, 1]·[h_i, b_i]) so that ranking code needs no special case.
+    """
 
     n_entities: int
+    n_users: int
+    item_bias: nn.Parameter | None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.item_bias = None
+
+    def enable_item_bias(self, initial: torch.Tensor | None = None) -> None:
+        """Add a trainable (n_items,) per-item score offset (zeros, or ``initial``)."""
+        n_items = self.n_entities - self.n_users
+        device = next(self.parameters()).device
+        values = torch.zeros(n_items) if initial is None else initial.detach().clone()
+        self.item_bias = nn.Parameter(values.to(device))
+
+    def bias_of(self, items: torch.Tensor) -> torch.Tensor | None:
+        """b_i for item indices (any shape, 0-based items), or None without biases."""
+        return None if self.item_bias is None else self.item_bias[items]
+
+    @torch.no_grad()
+    def scoring_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(users (n_users, d'), items (n_items, d')) whose dot products are the model's scores; d' = d + 1 with
+        item biases."""
+        H = self.full_embeddings()
+        users, items = H[: self.n_users], H[self.n_users :]
+        if self.item_bias is None:
+            return users, items
+        ones = torch.ones(users.shape[0], 1, device=users.device, dtype=users.dtype)
+        return torch.cat([users, ones], 1), torch.cat([items, self.item_bias.detach()[:, None]], 1)
+
+    def _bias_state(self) -> dict:
+        return {} if self.item_bias is None else {"item_bias": self.item_bias.detach().clone()}
+
+    def _restore_bias(self, state: dict) -> None:
+        if self.item_bias is not None and "item_bias" in state:
+            with torch.no_grad():
+                self.item_bias.copy_(state["item_bias"])
 
     def batch_embeddings(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For entity rows (b,): propagated embeddings h (b, d) and the squared norms of their layer-0
@@ -48,6 +88,7 @@ class UD(EmbeddingModel):
     def __init__(self, graph: sp.csr_matrix, dim: int, layers: int, device: torch.device, seed: int = 0):
         super().__init__()
         self.n_entities = graph.shape[0] + graph.shape[1]
+        self.n_users = graph.shape[0]
         self.layers = layers
         generator = torch.Generator().manual_seed(seed)
         table = torch.empty(self.n_entities, dim)
@@ -86,6 +127,7 @@ class Coarse(EmbeddingModel):
         super().__init__()
         self.graph = graph
         self.n_entities = graph.shape[0] + graph.shape[1]
+        self.n_users = graph.shape[0]
         self.m_c, self.layers, self.device = m_c, layers, device
         generator = torch.Generator().manual_seed(seed)
         codebook = torch.empty(m_c, dim)
@@ -124,11 +166,17 @@ class Coarse(EmbeddingModel):
         return self.P[self.n_entities :] @ self.E_c
 
     def snapshot(self) -> dict:
-        return {"E_c": self.E_c.detach().clone(), "S_c_idx": self.S_c_idx.copy(), "S_c_w": self.S_c_w.copy()}
+        return {
+            "E_c": self.E_c.detach().clone(),
+            "S_c_idx": self.S_c_idx.copy(),
+            "S_c_w": self.S_c_w.copy(),
+            **self._bias_state(),
+        }
 
     def restore(self, state: dict) -> None:
         with torch.no_grad():
             self.E_c.copy_(state["E_c"])
+        self._restore_bias(state)
         if not (np.array_equal(state["S_c_idx"], self.S_c_idx) and np.array_equal(state["S_c_w"], self.S_c_w)):
             self.set_assignment(state["S_c_idx"], state["S_c_w"])
 
@@ -137,9 +185,14 @@ class Fine(EmbeddingModel):
     """C2F fine stage on top of a frozen coarse stage (Eq. 14-22).
 
     E_c (m_c, d) and S^c frozen; trainable E_r (m_r, d); S^r as S_r_idx/S_r_w (m_c, t_r).
-    Ê^c = (1 − w_cr)·E_c + w_cr·S^r·S_λ(E_r) (Eq. 17), layer 0 = [S^c·Ê^c; Ê^c; S_λ(E_r)] (Eq. 18-19).
-    With F = S_λ(E_r): layer 0 = C0 + B_r·F where C0 = [S^c; I; 0]·(1 − w_cr)·E_c is constant and
-    B_r = [w_cr·S^c·S^r; w_cr·S^r; I], so H = M·C0 + (M·B_r)·F. Buffers ``H_const`` and ``P`` hold M·C0 and M·B_r.
+    ``forward="paper"``: Ê^c = (1 − w_cr)·E_c + w_cr·S^r·F with F = S_λ(E_r) (Eq. 16-17), layer 0 =
+    [S^c·Ê^c; Ê^c; F] (Eq. 18-19), propagated on Â^r (Eq. 20-21). Layer 0 = C0 + B_r·F where
+    C0 = [S^c; I; 0]·(1 − w_cr)·E_c is constant and B_r = [w_cr·S^c·S^r; w_cr·S^r; I].
+    ``forward="released"`` (the authors' code): F = tanh(S_λ(E_r)), layer 0 = [tanh(S^c·E_c); Ê^c; F] (entity rows
+    from the unrefined, frozen codebook: C0 = [tanh(S^c·E_c); (1 − w_cr)·E_c; 0], B_r = [0; w_cr·S^r; I]), and
+    after each propagation step the coarse rows are re-mixed with their fine rows (:meth:`_released_step`).
+    Both are linear in F, so H = M·C0 + (M·B_r)·F with M the layer mean of the (corrected) propagation; buffers
+    ``H_const`` and ``P`` hold M·C0 and M·B_r, recomputed once per assignment.
     """
 
     def __init__(
@@ -153,16 +206,28 @@ class Fine(EmbeddingModel):
         soft_lambda: float,
         layers: int,
         device: torch.device,
+        forward: str = "paper",
     ):
         super().__init__()
+        if forward not in ("paper", "released"):
+            raise ValueError(f"fine forward must be 'paper' or 'released', got {forward!r}")
         self.graph = graph
+        self.forward_kind = forward
         self.n_entities = coarse.n_entities
+        self.n_users = coarse.n_users
         self.S_c_idx, self.S_c_w = coarse.S_c_idx, coarse.S_c_w
         self.E_c = coarse.E_c.detach().clone()
         self.m_c, self.m_r = self.E_c.shape[0], E_r.shape[0]
         self.w_cr, self.soft_lambda, self.layers, self.device = w_cr, soft_lambda, layers, device
         self.E_r = nn.Parameter(torch.from_numpy(np.asarray(E_r, np.float32)).to(device))
+        if coarse.item_bias is not None:
+            self.enable_item_bias(coarse.item_bias)
         self.set_assignment(S_r_idx, S_r_w)
+
+    def fine_rows(self) -> torch.Tensor:
+        """F (m_r, d): the fine nodes' layer-0 rows, S_λ(E_r) (paper) or tanh(S_λ(E_r)) (released)."""
+        F = self.thresholded()
+        return torch.tanh(F) if self.forward_kind == "released" else F
 
     def thresholded(self) -> torch.Tensor:
         """S_λ(E_r) (Eq. 16), (m_r, d). λ = 0 (ablation C) is the identity, with gradient 1 at zero entries too
@@ -179,24 +244,52 @@ class Fine(EmbeddingModel):
         adj = to_torch_csr(adj_np, self.device)
         S_c = assignment_matrix(self.S_c_idx, self.S_c_w, self.m_c)
         S_r = assignment_matrix(self.S_r_idx, self.S_r_w, self.m_r)
-        coarse_part = sp.vstack([S_c, sp.identity(self.m_c, format="csr"), sp.csr_matrix((self.m_r, self.m_c))])
-        fine_part = sp.vstack([self.w_cr * (S_c @ S_r), self.w_cr * S_r, sp.identity(self.m_r, format="csr")])
-        C0 = torch.from_numpy(np.asarray(coarse_part @ ((1.0 - self.w_cr) * self.E_c.cpu().numpy()), np.float32))
+        E_c = self.E_c.cpu().numpy()
+        eye_c, eye_r = sp.identity(self.m_c, format="csr"), sp.identity(self.m_r, format="csr")
+        if self.forward_kind == "released":
+            C0_np = np.vstack([np.tanh(S_c @ E_c), (1.0 - self.w_cr) * E_c, np.zeros((self.m_r, E_c.shape[1]))])
+            fine_part = sp.vstack([sp.csr_matrix((self.n_entities, self.m_r)), self.w_cr * S_r, eye_r])
+            step = self._released_step(adj, S_c, S_r)
+        else:
+            coarse_part = sp.vstack([S_c, eye_c, sp.csr_matrix((self.m_r, self.m_c))])
+            C0_np = coarse_part @ ((1.0 - self.w_cr) * E_c)
+            fine_part = sp.vstack([self.w_cr * (S_c @ S_r), self.w_cr * S_r, eye_r])
+            step = None
+        C0 = torch.from_numpy(np.asarray(C0_np, np.float32))
         B_r = torch.from_numpy(np.asarray(fine_part.todense(), np.float32))
         self.C0 = C0[: self.n_entities].to(self.device)
         self.B_r = B_r[: self.n_entities].to(self.device)
-        self.H_const = propagate(adj, C0.to(self.device), self.layers)
-        self.P = propagate(adj, B_r.to(self.device), self.layers)
+        self.H_const = propagate(adj, C0.to(self.device), self.layers, step)
+        self.P = propagate(adj, B_r.to(self.device), self.layers, step)
+
+    def _released_step(self, adj: torch.Tensor, S_c: sp.csr_matrix, S_r: sp.csr_matrix):
+        """One propagation step of the released code: h = Â^r·h, then with raw S^c, S^r and gate g = w_cr:
+        h_full −= S^c·h_c; h_c −= S^r·h_f; h_c = g·S^r·h_f + (1 − g)·h_c; h_full += S^c·h_c (h_c coarse rows,
+        h_f fine rows). Linear in h, so the factorised H = M·C0 + (M·B_r)·F still holds."""
+        n, m_c, g = self.n_entities, self.m_c, self.w_cr
+        Sc, Sr = to_torch_csr(S_c, self.device), to_torch_csr(S_r, self.device)
+
+        def step(h: torch.Tensor) -> torch.Tensor:
+            h = torch.sparse.mm(adj, h)
+            h_full, h_c, h_f = h[:n], h[n : n + m_c], h[n + m_c :]
+            h_full = h_full - torch.sparse.mm(Sc, h_c)
+            h_c = h_c - torch.sparse.mm(Sr, h_f)
+            mixed = torch.sparse.mm(Sr, h_f)
+            h_c = g * mixed + (1.0 - g) * h_c
+            h_full = h_full + torch.sparse.mm(Sc, h_c)
+            return torch.cat([h_full, h_c, h_f])
+
+        return step
 
     def batch_embeddings(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        F = self.thresholded()
+        F = self.fine_rows()
         e0 = self.C0[rows] + self.B_r[rows] @ F
         return self.H_const[rows] + self.P[rows] @ F, e0.pow(2).sum(1)
 
     @torch.no_grad()
     def all_nodes(self) -> torch.Tensor:
         """H^r (N + m_c + m_r, d) (Eq. 21)."""
-        return self.H_const + self.P @ self.thresholded()
+        return self.H_const + self.P @ self.fine_rows()
 
     @torch.no_grad()
     def full_embeddings(self) -> torch.Tensor:
@@ -205,7 +298,7 @@ class Fine(EmbeddingModel):
     @torch.no_grad()
     def refined_codebook(self) -> torch.Tensor:
         """Ê^c (m_c, d) (Eq. 17), the layer-0 refined coarse codebook."""
-        F = self.thresholded()
+        F = self.fine_rows()
         mix = torch.einsum(
             "mt,mtd->md",
             torch.from_numpy(self.S_r_w).to(self.device),
@@ -225,11 +318,13 @@ class Fine(EmbeddingModel):
             "S_r_idx": self.S_r_idx.copy(),
             "S_r_w": self.S_r_w.copy(),
             "soft_lambda": self.soft_lambda,
+            **self._bias_state(),
         }
 
     def restore(self, state: dict) -> None:
         with torch.no_grad():
             self.E_r.copy_(state["E_r"])
+        self._restore_bias(state)
         self.soft_lambda = state["soft_lambda"]
         if not (np.array_equal(state["S_r_idx"], self.S_r_idx) and np.array_equal(state["S_r_w"], self.S_r_w)):
             self.set_assignment(state["S_r_idx"], state["S_r_w"])

@@ -54,7 +54,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def train(data: InteractionData, config: TrainConfig, progress: Progress | None = None) -> TrainedModel:
-    """Train ``config.method`` on ``data``; every phase early-stops on validation NDCG@20.
+    """Train ``config.method`` on ``data``; every phase early-stops on validation ``config.criterion``.
 
     Under ``torchrun`` every rank calls this; see :mod:`trainer.distributed` for how the work is divided.
     """
@@ -71,65 +71,54 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         seed=config.seed,
         progress=progress,
         dist=distributed,
+        criterion=config.criterion,
     )
     timings: dict[str, float] = {}
     info: dict[str, Any] = {"device": str(device), "world_size": distributed.world_size if distributed else 1}
     test_exclude = [data.train, data.valid]
 
-    if config.method == "ud":
-        t0 = time.perf_counter()
-        ud = UD(data.train, config.dim, config.layers, device, seed=config.seed)
-        result = trainer.run_phase(ud, stage="ud", phase=1, lr=config.lr, max_epochs=config.epochs)
-        timings["ud_seconds"] = time.perf_counter() - t0
-        _check_ranks_agree(trainer, ud)
-        _record_update_seconds(trainer, "ud", timings)
-        test = trainer.metrics(ud.full_embeddings(), data.test, test_exclude)
+    def finish(model: EmbeddingModel, coarse: Coarse | None, stage: str, coarse_test: dict | None) -> TrainedModel:
+        _check_ranks_agree(trainer, model)
+        info["phases"] = trainer.phase_dicts()
+        test = trainer.metrics(model, data.test, test_exclude)
         return TrainedModel(
             config=config,
-            model=ud,
-            coarse=None,
-            history=trainer.history_dicts(),
-            timings=timings,
-            valid=result.best_valid,
-            test=test,
-            info=info,
-            distributed=distributed,
-        )
-
-    if config.method == "c2f" and config.coarse_from:
-        coarse = load_coarse(data, config, device)
-    else:
-        coarse = train_coarse(data, config, trainer, device, timings)
-    _check_ranks_agree(trainer, coarse)
-    coarse_test = trainer.metrics(coarse.full_embeddings(), data.test, test_exclude)
-    if config.method == "legcf":
-        return TrainedModel(
-            config=config,
-            model=coarse,
+            model=model,
             coarse=coarse,
             history=trainer.history_dicts(),
             timings=timings,
-            valid=trainer_best(trainer, "coarse"),
-            test=coarse_test,
+            valid=trainer.kept_valid(stage),
+            test=test,
             coarse_test=coarse_test,
             info=info,
             distributed=distributed,
         )
+
+    if config.method == "ud":
+        t0 = time.perf_counter()
+        ud = UD(data.train, config.dim, config.layers, device, seed=config.seed)
+        if config.biases:
+            ud.enable_item_bias()
+        trainer.run_phase(
+            ud, stage="ud", phase=1, lr=config.lr, max_epochs=config.epochs, patience=config.patience_for("coarse")
+        )
+        timings["ud_seconds"] = time.perf_counter() - t0
+        _record_update_seconds(trainer, "ud", timings)
+        return finish(ud, None, "ud", None)
+
+    if config.coarse_from:
+        coarse = load_coarse(data, config, device)
+    else:
+        coarse = train_coarse(data, config, trainer, device, timings)
+    _check_ranks_agree(trainer, coarse)
+    if config.method == "legcf":
+        if config.continuation != "none":
+            continue_coarse(config, trainer, coarse, timings)
+        coarse_test = trainer.metrics(coarse, data.test, test_exclude)
+        return finish(coarse, coarse, "coarse", coarse_test)
+    coarse_test = trainer.metrics(coarse, data.test, test_exclude)
     fine = train_fine(data, config, trainer, coarse, device, timings, info)
-    _check_ranks_agree(trainer, fine)
-    test = trainer.metrics(fine.full_embeddings(), data.test, test_exclude)
-    return TrainedModel(
-        config=config,
-        model=fine,
-        coarse=coarse,
-        history=trainer.history_dicts(),
-        timings=timings,
-        valid=trainer_best(trainer, "fine"),
-        test=test,
-        coarse_test=coarse_test,
-        info=info,
-        distributed=distributed,
-    )
+    return finish(fine, coarse, "fine", coarse_test)
 
 
 def _check_ranks_agree(trainer: Trainer, model: EmbeddingModel) -> None:
@@ -138,14 +127,9 @@ def _check_ranks_agree(trainer: Trainer, model: EmbeddingModel) -> None:
         trainer.dist.check_same(model.snapshot())
 
 
-def trainer_best(trainer: Trainer, stage: str) -> dict[str, float] | None:
-    """Best validation metrics of a stage (by NDCG@20) from the history."""
-    evaluated = [r.valid for r in trainer.history if r.stage == stage and r.valid is not None]
-    return max(evaluated, key=lambda v: v["ndcg@20"]) if evaluated else None
-
-
 def load_coarse(data: InteractionData, config: TrainConfig, device: torch.device) -> Coarse:
-    """The coarse stage of a published version (``config.coarse_from``), checked against this dataset."""
+    """The coarse stage of a published version (``config.coarse_from``), checked against this dataset: where c2f's
+    fine stage (or legcf's continuation phase) starts from instead of training the two coarse phases."""
     from contract.artifact import load_artifact
 
     artifact = load_artifact(str(config.coarse_from))
@@ -163,6 +147,9 @@ def load_coarse(data: InteractionData, config: TrainConfig, device: torch.device
     coarse = Coarse(data.train, a["S_c_idx"], a["S_c_w"], config.m_c, config.dim, config.layers, device)
     with torch.no_grad():
         coarse.E_c.copy_(torch.from_numpy(np.array(E_c)))
+    if config.biases:
+        stored = a.get("item_bias")
+        coarse.enable_item_bias(None if stored is None else torch.from_numpy(np.array(stored, np.float32)))
     return coarse
 
 
@@ -178,6 +165,8 @@ def train_coarse(
     parts = metis_parts(data.train, config.m_c, seed=config.seed)
     S_c_idx, S_c_w = trainer.agree(*metis_assignment(parts, config.m_c, config.t_c, config.w_star, seed=config.seed))
     coarse = Coarse(data.train, S_c_idx, S_c_w, config.m_c, config.dim, config.layers, device, seed=config.seed)
+    if config.biases:
+        coarse.enable_item_bias()
     timings["coarse_init_seconds"] = time.perf_counter() - t0
 
     def update() -> None:
@@ -185,8 +174,30 @@ def train_coarse(
         S = pinv_assignment(H_full, H_meta, config.t_c, normalise=not config.raw_assignment)
         coarse.set_assignment(*trainer.agree(*S))
 
-    two_phases(trainer, coarse, "coarse", config.lr, config.epochs, update, config.f_c, None, timings)
+    two_phases(trainer, coarse, "coarse", config, update, config.f_c, None, timings)
     return coarse
+
+
+def continue_coarse(config: TrainConfig, trainer: Trainer, coarse: Coarse, timings: dict[str, float]) -> None:
+    """Control phase for the fine stage: one more coarse phase with the fine stage's lr, batch and patience, S^c
+    fixed, training E^c and the item biases ("coarse") or only the item biases ("biases"). What it gains over
+    LEGCF is what more training alone gains, to be set against what the fine level gains."""
+    if config.continuation == "biases":
+        if coarse.item_bias is None:
+            raise ValueError("continuation='biases' needs biases=True")
+        coarse.E_c.requires_grad_(False)
+    started = time.perf_counter()
+    trainer.run_phase(
+        coarse,
+        stage="coarse",
+        phase=3,
+        lr=config.lr_fine,
+        max_epochs=config.epochs,
+        patience=config.patience_for("fine"),
+        batch_size=config.batch_size_fine,
+    )
+    coarse.E_c.requires_grad_(True)
+    timings["coarse_phase3_seconds"] = time.perf_counter() - started
 
 
 def train_fine(
@@ -212,14 +223,34 @@ def train_fine(
     else:
         soft_lambda = lambda_for_sparsity(E_r, config.target_nonzero)
     if config.ablation == "D":
-        S_r_idx, S_r_w = similarity_assignment(torch.from_numpy(E_c), torch.from_numpy(E_r), config.t_r)
+        S_r_idx, S_r_w = similarity_assignment(
+            torch.from_numpy(E_c), torch.from_numpy(E_r), config.t_r, weights=config.fine_sr
+        )
     else:
         fine_parts = metis_parts(data.train, config.m_r, seed=config.seed + 1)
         S_r_idx, S_r_w = fine_assignment_init(
-            coarse.S_c_idx, coarse.S_c_w, config.m_c, fine_parts, config.m_r, config.t_r, config.w_star
+            coarse.S_c_idx,
+            coarse.S_c_w,
+            config.m_c,
+            fine_parts,
+            config.m_r,
+            config.t_r,
+            config.w_star,
+            weights=config.fine_sr,
         )
     S_r_idx, S_r_w = trainer.agree(S_r_idx, S_r_w)
-    fine = Fine(data.train, coarse, E_r, S_r_idx, S_r_w, config.w_cr, soft_lambda, config.layers, device)
+    fine = Fine(
+        data.train,
+        coarse,
+        E_r,
+        S_r_idx,
+        S_r_w,
+        config.w_cr,
+        soft_lambda,
+        config.layers,
+        device,
+        forward=config.fine_forward,
+    )
     timings["fine_init_seconds"] = time.perf_counter() - t0
     info["soft_lambda"] = soft_lambda
     info["fine_rows"] = rows.tolist()
@@ -229,20 +260,22 @@ def train_fine(
         H = fine.all_nodes()
         n, m_c = fine.n_entities, fine.m_c
         if config.ablation == "D":
-            S = similarity_assignment(H[n : n + m_c], H[n + m_c :], config.t_r)
+            S = similarity_assignment(H[n : n + m_c], H[n + m_c :], config.t_r, weights=config.fine_sr)
         else:
-            S = bridging_assignment(H[:n], H[n : n + m_c], H[n + m_c :], config.t_r)
+            S = bridging_assignment(H[:n], H[n : n + m_c], H[n + m_c :], config.t_r, weights=config.fine_sr)
         fine.set_assignment(*trainer.agree(*S))
 
-    # λ given: fixed (Eq. 16 as written). λ not given: re-chosen after every epoch so that S_λ(E^r) stays at
-    # target_nonzero at convergence (§4.4: about half non-zero is best), whatever scale E^r drifts to.
-    calibrate = None if config.soft_lambda is not None or config.ablation == "C" else config.target_nonzero
+    # λ given: fixed (Eq. 16 as written). λ not given: chosen for target_nonzero at init, then either kept
+    # (lambda_schedule "fixed", as the released code's fixed λ) or re-chosen after every epoch so that S_λ(E^r)
+    # stays at target_nonzero (§4.4: about half non-zero is best), whatever scale E^r drifts to.
+    fixed = config.soft_lambda is not None or config.ablation == "C" or config.lambda_schedule == "fixed"
+    calibrate = None if fixed else config.target_nonzero
 
     def after_epoch() -> None:
         if calibrate is not None:
             fine.calibrate_lambda(calibrate)
 
-    two_phases(trainer, fine, "fine", config.lr_fine, config.epochs, update, config.f_r, after_epoch, timings)
+    two_phases(trainer, fine, "fine", config, update, config.f_r, after_epoch, timings)
     info["fine_nonzero_final"] = nonzero_fraction(fine.thresholded().detach().cpu().numpy())
     info["soft_lambda_final"] = fine.soft_lambda
     return fine
@@ -252,25 +285,28 @@ def two_phases(
     trainer: Trainer,
     model: EmbeddingModel,
     stage: str,
-    lr: float,
-    max_epochs: int,
+    config: TrainConfig,
     update: Callable[[], None],
     update_every: int,
     after_epoch: Callable[[], None] | None,
     timings: dict[str, float],
 ) -> None:
-    """Algorithms 1-2's two loops: the assignment fixed until early stop, then updated every ``update_every``."""
+    """Algorithms 1-2's two loops: the assignment fixed until early stop, then updated every ``update_every``.
+    ``stage`` "coarse" or "fine" picks that stage's lr, batch size and patience from ``config``."""
+    fine = stage == "fine"
     for phase, phase_update in ((1, None), (2, update)):
         started = time.perf_counter()
         trainer.run_phase(
             model,
             stage=stage,
             phase=phase,
-            lr=lr,
-            max_epochs=max_epochs,
+            lr=config.lr_fine if fine else config.lr,
+            max_epochs=config.epochs,
             update=phase_update,
             update_every=update_every,
             after_epoch=after_epoch,
+            patience=config.patience_for(stage),
+            batch_size=config.batch_size_fine if fine else None,
         )
         timings[f"{stage}_phase{phase}_seconds"] = time.perf_counter() - started
     _record_update_seconds(trainer, stage, timings)

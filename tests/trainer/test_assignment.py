@@ -93,3 +93,16 @@ def test_bridging_and_similarity_updates_keep_t_r_per_row():
         assert all(len(set(r)) == 3 for r in idx.tolist())
         assert (w >= 0).all()
         np.testing.assert_allclose(w.sum(1), 1.0, rtol=1e-5)
+
+
+def test_normalise_rows_keeps_every_index_non_zero_when_a_kept_value_is_negative():
+    """Bug (c): a negative top-t value used to get weight 0, so a row no longer had exactly t non-zeros."""
+    from trainer.assignment import normalise_rows
+
+    idx = np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8]])
+    values = np.array([[0.9, 0.2, -0.4], [-0.1, -0.2, -0.3], [0.5, 0.5, 0.0]], dtype=np.float32)
+    _, w = normalise_rows(idx, values)
+    assert (w > 0).all()
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-6)
+    assert w[0, 0] > w[0, 1] > w[0, 2]  # the order of the kept values is kept
+    np.testing.assert_allclose(w[1], 1 / 3)  # no positive value: uniform

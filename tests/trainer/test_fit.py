@@ -6,9 +6,12 @@ import numpy as np
 import torch
 
 from trainer.assignment import metis_assignment, metis_parts
+from trainer.config import TrainConfig
 from trainer.data import InteractionData, load_dataset
+from trainer.evaluate import evaluate
 from trainer.fit import CRITERION, Trainer
 from trainer.models import Coarse
+from trainer.train import train
 
 
 def _trainer(data: InteractionData) -> Trainer:
@@ -46,3 +49,49 @@ def test_a_phase_keeps_its_best_epoch(synthetic_lightgcn_dir):
     scores = {r.epoch: r.valid[CRITERION] for r in trainer.history}
     assert result.best_epoch == max(scores, key=lambda e: scores[e])
     assert trainer.validate(model)[CRITERION] == scores[result.best_epoch]
+
+
+def test_with_eval_every_epochs_between_evaluations_never_replace_the_best_state(synthetic_lightgcn_dir):
+    """Bug (a): an epoch that is not evaluated used to overwrite the best state, so a phase could end in a state
+    worse than its best evaluated one (and unevaluated)."""
+    data = load_dataset(str(synthetic_lightgcn_dir))
+    trainer = Trainer(data, batch_size=1024, negatives=1, reg=1e-4, eval_every=2, patience=1, seed=0)
+    model = _coarse(data)
+    rng = np.random.default_rng(1)
+    epochs_done = [0]
+
+    def scramble_after_epoch_two() -> None:  # epochs 3 and 4 destroy the model; epoch 3 is not evaluated
+        epochs_done[0] += 1
+        if epochs_done[0] >= 3:
+            model.set_assignment(rng.integers(0, 8, model.S_c_idx.shape), model.S_c_w)
+
+    result = trainer.run_phase(
+        model, stage="coarse", phase=1, lr=1e-2, max_epochs=8, after_epoch=scramble_after_epoch_two
+    )
+    evaluated = {r.epoch: r.valid for r in trainer.history if r.valid is not None}
+    assert sorted(evaluated) == [2, 4]
+    assert evaluated[4][CRITERION] < evaluated[2][CRITERION]
+    assert result.best_epoch == 2
+    assert trainer.validate(model) == evaluated[2] == result.best_valid
+
+
+def test_a_phase_without_validation_data_keeps_its_last_epoch(synthetic_lightgcn_dir):
+    data = load_dataset(str(synthetic_lightgcn_dir), valid_fraction=0.0)
+    trainer = Trainer(data, batch_size=1024, negatives=1, reg=1e-4, eval_every=3, patience=1, seed=0)
+    result = trainer.run_phase(_coarse(data), stage="coarse", phase=1, lr=1e-2, max_epochs=4)
+    assert result.best_valid is None and result.best_epoch == 4 and result.epochs == 4
+
+
+def test_reported_validation_is_the_kept_state_s_when_no_fine_epoch_beats_the_start(synthetic_lightgcn_dir):
+    """Bug (b): when a phase keeps its starting state, the validation figures reported for the model must be that
+    state's (evaluated before the phase's first epoch), not those of a discarded epoch. A fine stage with an
+    absurd learning rate never beats its starting state."""
+    data = load_dataset(str(synthetic_lightgcn_dir))
+    config = TrainConfig(
+        method="c2f", dim=16, m_c=8, m_r=4, t_r=2, d_r=8, batch_size=1024, epochs=6, patience=2, lr_fine=50.0, seed=3
+    )
+    trained = train(data, config)
+    H = trained.model.full_embeddings()
+    assert trained.valid == evaluate(H[: data.n_users], H[data.n_users :], data.valid, [data.train])
+    fine_phases = [p for p in trained.info["phases"] if p["stage"] == "fine"]
+    assert all(p["best_epoch"] == 0 and p["improved_epochs"] == 0 for p in fine_phases)
