@@ -49,6 +49,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # full tables (LightGCN) on our protocol
     "ud64": {"method": "ud", "dim": 64, "batch_size": 32768, "lr": 1e-2},
     "ud128": {"method": "ud", "dim": 128, "batch_size": 32768, "lr": 1e-2},
+    # LightGCN's protocol (all of train.txt, fixed epochs, test curve every 10 epochs) for the published comparison
+    "ud64-lightgcn": {"method": "ud", "dim": 64, "batch_size": 32768, "lr": 1e-2, "protocol": "lightgcn"},
     "legcf": {"method": "legcf", "m_c": 300},
     "legcf400": {"method": "legcf", "m_c": 400},
     "legcf500": {"method": "legcf", "m_c": 500},
@@ -132,6 +134,11 @@ def run_one(name: str, dataset: str, out_root: str, max_epochs: int, extra: dict
         "phases": phases,
         "soft_lambda": manifest.get("soft_lambda"),
         "fine_nonzero": manifest["info"].get("fine_nonzero_final"),
+        "test_curve": [
+            {"epoch": r["epoch"], "elapsed": r["elapsed"], **{k: r["test"][k] for k in ("recall@20", "ndcg@20")}}
+            for r in metrics["history"]
+            if r.get("test")
+        ],
         "wall_seconds": time.perf_counter() - start,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -219,6 +226,7 @@ def main() -> None:
     parser.add_argument("--dataset", default=str(GOWALLA))
     parser.add_argument("--variants", default=DEFAULT_VARIANTS)
     parser.add_argument("--seeds", type=int, default=1, help=f"run every variant with the first N of {SEEDS}")
+    parser.add_argument("--seed-values", help="comma-separated seeds instead of --seeds (e.g. to split a run)")
     parser.add_argument("--max-epochs", type=int, default=300, help="cap per phase (early stopping decides below)")
     parser.add_argument("--param", action="append", default=[], help="extra TrainConfig key=JSON for every variant")
     parser.add_argument("--out", default=None, help="artifact root (default: a temporary directory)")
@@ -247,7 +255,8 @@ def main() -> None:
     # "legcf" first: the reusing variants of each seed start from its coarse stage
     names = sorted(names, key=lambda n: n != "legcf")
     results = []
-    for seed in SEEDS[: args.seeds]:
+    seeds = [int(s) for s in args.seed_values.split(",")] if args.seed_values else list(SEEDS[: args.seeds])
+    for seed in seeds:
         coarse_from: str | None = args.coarse_from
         for name in names:
             result_path = results_dir / f"{name}-seed{seed}.json"

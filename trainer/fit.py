@@ -40,6 +40,8 @@ class EpochRecord:
     valid: dict[str, float] | None = None
     assignment_update: bool = False
     update_seconds: float = 0.0
+    elapsed: float = 0.0  # training seconds since the trainer started, test monitoring excluded
+    test: dict[str, float] | None = None  # test figures when monitored (``monitor_every``); never used to select
 
 
 @dataclass
@@ -75,6 +77,8 @@ class Trainer:
     progress: Progress | None = None
     dist: Distributed | None = None
     criterion: str = CRITERION  # the validation metric early stopping follows
+    monitor_every: int = 0  # evaluate the test set every k epochs for a time-to-quality curve (0: never)
+    monitor_seconds: float = 0.0
     history: list[EpochRecord] = field(default_factory=list)
     phases: list[PhaseResult] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
@@ -196,6 +200,11 @@ class Trainer:
                 record.update_seconds = time.perf_counter() - t1
             if (i + 1) % self.eval_every == 0 or i + 1 == max_epochs:
                 record.valid = self.validate(model)
+            if self.monitor_every and (i + 1) % self.monitor_every == 0 and self.is_main:
+                t2 = time.perf_counter()
+                record.test = self.metrics(model, self.data.test, [self.data.train, self.data.valid])
+                self.monitor_seconds += time.perf_counter() - t2
+            record.elapsed = time.perf_counter() - self.started - self.monitor_seconds
             self.history.append(record)
             self._report(record, bar)
             if record.valid is None:

@@ -72,6 +72,7 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         progress=progress,
         dist=distributed,
         criterion=config.criterion,
+        monitor_every=config.monitor_every,
     )
     timings: dict[str, float] = {}
     info: dict[str, Any] = {"device": str(device), "world_size": distributed.world_size if distributed else 1}

@@ -1,0 +1,114 @@
+"""The options issue 10 measures: item biases, the released fine-stage mechanics, continuation controls, per-stage
+patience and the protocol presets. Each trains on planted data and checks what the option promises."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.artifact import load_artifact
+from trainer.config import PROTOCOLS, TrainConfig
+from trainer.pipeline import train_and_publish
+
+SMALL = dict(dim=32, m_c=24, m_r=8, t_r=3, d_r=16, batch_size=1024, epochs=20, seed=7)
+
+
+@pytest.fixture(scope="module")
+def legcf(synthetic_lightgcn_dir, tmp_path_factory):
+    """A published LEGCF the fine stages and the controls start from."""
+    root = tmp_path_factory.mktemp("options")
+    return train_and_publish(str(synthetic_lightgcn_dir), TrainConfig(method="legcf", **SMALL), root)
+
+
+def _from(legcf, dataset, tmp_path, **values):
+    config = TrainConfig(coarse_from=str(legcf.path), **{**SMALL, **values})
+    return train_and_publish(str(dataset), config, tmp_path)
+
+
+def test_released_fine_stage_with_biases_is_served_exactly_as_trained(legcf, synthetic_lightgcn_dir, tmp_path):
+    """The released forward (tanh layer 0, per-layer correction), softmax S^r, fixed λ and item biases: the
+    service's numpy reconstruction (exact mode) reproduces the trained figures, biases included."""
+    model = _from(
+        legcf,
+        synthetic_lightgcn_dir,
+        tmp_path,
+        method="c2f",
+        fine_forward="released",
+        fine_sr="softmax",
+        lambda_schedule="fixed",
+        target_nonzero=0.25,
+        biases=True,
+        epochs=6,
+    )
+    m = model.manifest
+    trained = m["metrics"]["trained"]["test"]
+    exact = m["metrics"]["served"]["exact"]["test"]
+    for key in ("recall@20", "ndcg@20"):
+        assert exact[key] == pytest.approx(trained[key], abs=1e-3)
+    a = load_artifact(model.path).arrays
+    assert a["item_bias"].shape == (m["shape"]["n_items"],) and np.abs(a["item_bias"]).max() > 0
+    row_sums = a["S_r_w"].sum(axis=1)
+    assert (a["S_r_w"] > 0).all() and (row_sums <= 1 + 1e-6).all()  # top-t of a softmax, not renormalised
+    assert m["info"]["soft_lambda_final"] == m["info"]["soft_lambda"]  # λ fixed after init
+
+
+def test_coarse_continuation_trains_a_third_phase_from_the_published_coarse_stage(
+    legcf, synthetic_lightgcn_dir, tmp_path
+):
+    model = _from(legcf, synthetic_lightgcn_dir, tmp_path, method="legcf", continuation="coarse", epochs=4)
+    phases = model.manifest["info"]["phases"]
+    assert [(p["stage"], p["phase"]) for p in phases] == [("coarse", 3)]
+    assert phases[0]["epochs"] >= 1
+    # the kept state never validates worse than the published LEGCF it started from
+    start = phases[0]["start_valid"]["ndcg@20"]
+    assert model.manifest["metrics"]["trained"]["valid"]["ndcg@20"] >= start
+
+
+def test_biases_only_continuation_leaves_the_codebook_untouched(legcf, synthetic_lightgcn_dir, tmp_path):
+    model = _from(legcf, synthetic_lightgcn_dir, tmp_path, method="legcf", continuation="biases", biases=True, epochs=3)
+    before, after = load_artifact(legcf.path).arrays, load_artifact(model.path).arrays
+    np.testing.assert_array_equal(before["E_c"], after["E_c"])
+    np.testing.assert_array_equal(before["S_c_idx"], after["S_c_idx"])
+    assert after["item_bias"].shape == (model.manifest["shape"]["n_items"],)
+    assert [(p["stage"], p["phase"]) for p in model.manifest["info"]["phases"]] == [("coarse", 3)]
+
+
+def test_biases_only_continuation_needs_biases(legcf, synthetic_lightgcn_dir, tmp_path):
+    with pytest.raises(ValueError, match="biases=True"):
+        _from(legcf, synthetic_lightgcn_dir, tmp_path, method="legcf", continuation="biases", epochs=1)
+
+
+def test_fine_patience_overrides_the_shared_one(legcf, synthetic_lightgcn_dir, tmp_path):
+    """patience_fine = 1 under a shared patience of 50: every fine phase stops at its first evaluation that does
+    not beat its best so far (or at the epoch cap)."""
+    model = _from(legcf, synthetic_lightgcn_dir, tmp_path, method="c2f", patience=50, patience_fine=1, epochs=30)
+    history = model.manifest["metrics"]["history"]
+    for phase in model.manifest["info"]["phases"]:
+        epochs = [r["epoch"] for r in history if (r["stage"], r["phase"]) == (phase["stage"], phase["phase"])]
+        best = max(phase["best_epoch"], min(epochs) - 1)  # best_epoch 0: the phase's starting state
+        assert max(epochs) - best == 1 or len(epochs) == 30
+
+
+def test_protocol_preset_fills_what_is_not_given():
+    released = TrainConfig.from_dict({"protocol": "released", "lr": 5e-3})
+    assert released.valid_from == "test" and released.negatives == 5 and released.criterion == "ndcg@5"
+    assert released.lr == 5e-3  # an explicit value wins over the preset
+    assert TrainConfig.from_dict({}).valid_from == "train" and PROTOCOLS["ours"] == {}
+    with pytest.raises(ValueError, match="protocol"):
+        TrainConfig.from_dict({"protocol": "nope"})
+    with pytest.raises(ValueError, match="criterion"):
+        TrainConfig(criterion="hits@20")
+
+
+def test_lightgcn_protocol_trains_on_all_of_train_and_logs_a_test_curve(synthetic_lightgcn_dir):
+    from trainer.data import load_dataset
+    from trainer.train import train
+
+    config = TrainConfig.from_dict({"method": "ud", "protocol": "lightgcn", "dim": 16, "epochs": 20, "seed": 1})
+    data = load_dataset(str(synthetic_lightgcn_dir), valid_fraction=config.valid_fraction)
+    assert data.valid.nnz == 0
+    trained = train(data, config)
+    curve = [r for r in trained.history if r["test"] is not None]
+    assert [r["epoch"] for r in curve] == [10, 20]  # every phase runs its epochs: nothing to early-stop on
+    assert curve[-1]["test"] == trained.test  # the model kept is the last epoch's
+    assert 0 < curve[0]["elapsed"] < curve[1]["elapsed"]
