@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import resource
@@ -241,6 +242,7 @@ def main() -> None:
     extra = {k: json.loads(v) for k, _, v in (p.partition("=") for p in args.param)}
     out_root = args.out or tempfile.mkdtemp(prefix="c2f-bench-")
     if args.run:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         run_one(args.run, args.dataset, out_root, args.max_epochs, extra, args.result)
         return
     if args.render:

@@ -8,6 +8,7 @@ never kept.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,8 @@ from trainer.sampling import BPRSampler
 
 Progress = Callable[[dict[str, Any]], None]
 CRITERION = "ndcg@20"
+MONITORED = ("recall@20", "ndcg@20")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -204,6 +207,7 @@ class Trainer:
                 t2 = time.perf_counter()
                 record.test = self.metrics(model, self.data.test, [self.data.train, self.data.valid])
                 self.monitor_seconds += time.perf_counter() - t2
+                log.info("test at %s epoch %d: %s", stage, epoch, {k: round(record.test[k], 4) for k in MONITORED})
             record.elapsed = time.perf_counter() - self.started - self.monitor_seconds
             self.history.append(record)
             self._report(record, bar)
