@@ -108,7 +108,6 @@ def run_one(name: str, dataset: str, out_root: str, max_epochs: int, extra: dict
     manifest = published.manifest.model_dump()  # plain dicts: the result file is JSON
     metrics = manifest["metrics"]
     footprint = manifest["footprint"]
-    biases = footprint["n_items"] if config.biases else 0
     phases = manifest["info"].get("phases", [])
     # epochs of the phases this variant trained itself (reused coarse phases are not counted) that beat the
     # state their phase started from
@@ -126,7 +125,7 @@ def run_one(name: str, dataset: str, out_root: str, max_epochs: int, extra: dict
         "served_exact": metrics["served"]["exact"]["test"],
         "coarse_test": metrics["trained"].get("coarse_test"),
         "params_paper": footprint["params_paper"],
-        "params_total": footprint["params_paper"] + biases,
+        "params_total": footprint["params_total"],
         "bytes": footprint["total_bytes"],
         "embedding_bytes": footprint["embedding_bytes"],
         "timings": metrics["timings"],

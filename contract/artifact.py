@@ -190,7 +190,7 @@ def _validate(arrays: Mapping[str, np.ndarray], manifest: Manifest, spec: Method
         if arr.dtype.kind == "O":
             raise ArtifactError(f"array {name!r} has dtype object (pickle is not allowed)")
     dims = spec.dims(arrays)
-    for name, want in required.items():
+    for name, want in spec.present_arrays(arrays).items():
         arr = arrays[name]
         kind, itemsize, shape = want.kind, want.itemsize, want.shape
         if arr.dtype.kind != kind or (itemsize is not None and arr.dtype.itemsize != itemsize):

@@ -113,13 +113,11 @@ class TrainConfig:
     served_fit: Literal["weights", "codebook", "reassign"] = "reassign"
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        get_spec(self.method)  # a clear error for an unknown method (MethodError is a ValueError)
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def __post_init__(self) -> None:
+        get_spec(self.method)  # a clear error for an unknown method (MethodError is a ValueError)
         name, _, k = self.criterion.partition("@")
         if name not in ("recall", "ndcg") or k not in ("1", "5", "10", "20"):
             raise ValueError(f"criterion must be recall@K or ndcg@K with K in 1, 5, 10, 20; got {self.criterion!r}")

@@ -26,7 +26,8 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
     params, ratios.
 
     Ratios are "times smaller than the float32 full table" (full / compressed; 1.0 for ud):
-    ``compression_ratio_params = N·d / params_paper`` and
+    ``compression_ratio_params = N·d / params_total`` (params_total = params_paper + item biases, which the paper
+    does not count but a model that has them needs) and
     ``compression_ratio_bytes = full_table_bytes / embedding_bytes`` where ``embedding_bytes`` counts every
     stored embedding array (everything except id maps and the seen-items graph).  ``compressed_serving_bytes``
     is what compressed-mode scoring reads (S_c_idx_served, S_c_w_served, H_meta).
@@ -46,6 +47,7 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
         components["other"] = other
     n_entities, d = dims["N"], dims["d"]
     params = spec.params_paper(dims)
+    params_biases = int(arrays["item_bias"].shape[0]) if "item_bias" in arrays else 0
     full_params = n_entities * d
     full_bytes = full_params * 4
     embedding_bytes = sum(b for c, b in components.items() if c not in COMMON_COMPONENTS)
@@ -64,9 +66,11 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
         total_bytes=sum(per_array.values()),
         embedding_bytes=embedding_bytes,
         params_paper=params,
+        params_biases=params_biases,
+        params_total=params + params_biases,
         full_table_params=full_params,
         full_table_bytes=full_bytes,
-        compression_ratio_params=full_params / params if params else None,
+        compression_ratio_params=full_params / (params + params_biases) if params else None,
         compression_ratio_bytes=full_bytes / embedding_bytes if embedding_bytes else None,
         **spec.footprint_extras(arrays, dims),
     )

@@ -90,6 +90,8 @@ class Footprint(_Open):
     total_bytes: int
     embedding_bytes: int
     params_paper: int
+    params_biases: int = 0  # learned per-item score offsets (not in the paper's convention)
+    params_total: int | None = None  # params_paper + params_biases: everything the model learned
     full_table_params: int
     full_table_bytes: int
     compression_ratio_params: float | None

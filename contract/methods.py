@@ -55,6 +55,10 @@ COMMON_COMPONENTS: dict[str, tuple[str, ...]] = {
     "graph": ("graph_indptr", "graph_indices", "heldout_indptr", "heldout_indices"),
 }
 SHAPE_KEYS = ("n_users", "n_items", "d", "m_c", "t_c", "m_r", "t_r")
+# Arrays any method may store: learned per-item score offsets (TrainConfig.biases), added to h_u·h_i when serving.
+# Validated when present, counted as embedding bytes (component "biases") and as parameters (Footprint.params_total).
+OPTIONAL_ARRAYS: dict[str, ArraySpec] = {"item_bias": ArraySpec("f", 4, ("n_items",))}
+OPTIONAL_COMPONENTS: dict[str, tuple[str, ...]] = {"biases": ("item_bias",)}
 
 
 def _dim(arrays: Mapping[str, np.ndarray], name: str, axis: int) -> int:
@@ -88,8 +92,12 @@ class MethodSpec:
         """Every array an artifact of this method must contain."""
         return {**COMMON_ARRAYS, **self.arrays}
 
+    def present_arrays(self, arrays: Mapping[str, np.ndarray]) -> dict[str, ArraySpec]:
+        """The required arrays and the optional ones that ``arrays`` has: what validation checks."""
+        return {**self.required_arrays(), **{n: a for n, a in OPTIONAL_ARRAYS.items() if n in arrays}}
+
     def all_components(self) -> dict[str, tuple[str, ...]]:
-        return {**COMMON_COMPONENTS, **self.components}
+        return {**COMMON_COMPONENTS, **self.components, **OPTIONAL_COMPONENTS}
 
     def dims(self, arrays: Mapping[str, np.ndarray]) -> dict[str, int]:
         """Named dimensions read off the arrays: n_users, n_items, N, n_users+1, d and the method's own."""

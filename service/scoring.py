@@ -210,6 +210,8 @@ class Recommender:
             a["heldout_indices"], minlength=self.n_items
         )
         self._popularity = counts.astype(np.float32)
+        # (n_items,) learned per-item score offsets (TrainConfig.biases), added to every user's scores; None without
+        self._item_bias: np.ndarray | None = a.get("item_bias")
         self.scorer: Scorer = make_scorer(artifact, mode)  # type: ignore[arg-type]  # checked against MODES above
         self.scoring: str = self.scorer.kind
         self._item_norms = self.scorer.item_norms
@@ -239,9 +241,12 @@ class Recommender:
         return self.scorer.scores_for_vectors(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
 
     def user_scores(self, user_indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Raw (unmasked) scores (len(user_indices), n_items)."""
+        """Raw (unmasked) scores (len(user_indices), n_items): h_u·h_i, plus b_i when the model has item biases."""
         idx = np.asarray(user_indices, dtype=np.int64)
-        return self.scores_for_vectors(self.user_embeddings(idx))
+        scores = self.scores_for_vectors(self.user_embeddings(idx))
+        if self._item_bias is not None:
+            scores += self._item_bias
+        return scores
 
     # ----------------------------------------------------------------------------------------------------------
     # masks

@@ -214,3 +214,28 @@ def test_memory_stays_compressed(artifact_root: Path) -> None:
     derived = rec.memory_bytes()
     assert "exact_H_full" not in derived
     assert sum(derived.values()) < 500 * 64 * 4 / 4  # far less than an n_items × d table
+
+
+def test_item_biases_are_added_to_user_scores_but_not_to_item_similarity(artifact_root: Path) -> None:
+    """An artifact with ``item_bias`` (TrainConfig.biases) is served as h_u·h_i + b_i: a large enough bias moves
+    an item to the top of every user's list; similar-items (cosine of item vectors) ignores it."""
+    arrays = tiny_known_arrays()
+    plain = Recommender(_load(artifact_root, "legcf", arrays=dict(arrays), manifest=make_manifest("legcf")))
+    bias = np.zeros(5, np.float32)
+    bias[4] = 10.0
+    arrays["item_bias"] = bias
+    biased = Recommender(
+        _load(artifact_root / "b", "legcf", arrays=arrays, manifest=make_manifest("legcf")), "compressed"
+    )
+    np.testing.assert_allclose(biased.user_scores([0, 1]), plain.user_scores([0, 1]) + bias, rtol=1e-6)
+    assert biased.recommend(0, 1, exclude_seen=False)[0].tolist() == [4]
+    assert biased.similar_items(2, 4)[0].tolist() == plain.similar_items(2, 4)[0].tolist()
+    assert biased.artifact.footprint.params_biases == 5
+    assert biased.artifact.footprint.params_total == plain.artifact.footprint.params_paper + 5
+
+
+def test_a_misshapen_item_bias_is_refused(artifact_root: Path) -> None:
+    arrays = tiny_known_arrays()
+    arrays["item_bias"] = np.zeros(4, np.float32)  # 5 items
+    with pytest.raises(ArtifactError, match="item_bias"):
+        _load(artifact_root, "legcf", arrays=arrays, manifest=make_manifest("legcf"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from contract.config import TrainConfig
 from trainer.assignment import metis_assignment, metis_parts
-from trainer.config import TrainConfig
 from trainer.data import InteractionData, load_dataset
 from trainer.evaluate import evaluate
 from trainer.fit import CRITERION, Trainer

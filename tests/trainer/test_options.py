@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.artifact import load_artifact
-from trainer.config import PROTOCOLS, TrainConfig
+from contract.artifact import load_artifact
+from contract.config import PROTOCOLS, TrainConfig
 from trainer.pipeline import train_and_publish
 
 SMALL = dict(dim=32, m_c=24, m_r=8, t_r=3, d_r=16, batch_size=1024, epochs=20, seed=7)
@@ -40,7 +40,7 @@ def test_released_fine_stage_with_biases_is_served_exactly_as_trained(legcf, syn
         biases=True,
         epochs=6,
     )
-    m = model.manifest
+    m = model.manifest.model_dump()
     trained = m["metrics"]["trained"]["test"]
     exact = m["metrics"]["served"]["exact"]["test"]
     for key in ("recall@20", "ndcg@20"):
@@ -56,12 +56,12 @@ def test_coarse_continuation_trains_a_third_phase_from_the_published_coarse_stag
     legcf, synthetic_lightgcn_dir, tmp_path
 ):
     model = _from(legcf, synthetic_lightgcn_dir, tmp_path, method="legcf", continuation="coarse", epochs=4)
-    phases = model.manifest["info"]["phases"]
+    phases = model.manifest.model_dump()["info"]["phases"]
     assert [(p["stage"], p["phase"]) for p in phases] == [("coarse", 3)]
     assert phases[0]["epochs"] >= 1
     # the kept state never validates worse than the published LEGCF it started from
     start = phases[0]["start_valid"]["ndcg@20"]
-    assert model.manifest["metrics"]["trained"]["valid"]["ndcg@20"] >= start
+    assert model.manifest.model_dump()["metrics"]["trained"]["valid"]["ndcg@20"] >= start
 
 
 def test_biases_only_continuation_leaves_the_codebook_untouched(legcf, synthetic_lightgcn_dir, tmp_path):
@@ -69,8 +69,8 @@ def test_biases_only_continuation_leaves_the_codebook_untouched(legcf, synthetic
     before, after = load_artifact(legcf.path).arrays, load_artifact(model.path).arrays
     np.testing.assert_array_equal(before["E_c"], after["E_c"])
     np.testing.assert_array_equal(before["S_c_idx"], after["S_c_idx"])
-    assert after["item_bias"].shape == (model.manifest["shape"]["n_items"],)
-    assert [(p["stage"], p["phase"]) for p in model.manifest["info"]["phases"]] == [("coarse", 3)]
+    assert after["item_bias"].shape == (model.manifest.model_dump()["shape"]["n_items"],)
+    assert [(p["stage"], p["phase"]) for p in model.manifest.model_dump()["info"]["phases"]] == [("coarse", 3)]
 
 
 def test_biases_only_continuation_needs_biases(legcf, synthetic_lightgcn_dir, tmp_path):
@@ -82,8 +82,8 @@ def test_fine_patience_overrides_the_shared_one(legcf, synthetic_lightgcn_dir, t
     """patience_fine = 1 under a shared patience of 50: every fine phase stops at its first evaluation that does
     not beat its best so far (or at the epoch cap)."""
     model = _from(legcf, synthetic_lightgcn_dir, tmp_path, method="c2f", patience=50, patience_fine=1, epochs=30)
-    history = model.manifest["metrics"]["history"]
-    for phase in model.manifest["info"]["phases"]:
+    history = model.manifest.model_dump()["metrics"]["history"]
+    for phase in model.manifest.model_dump()["info"]["phases"]:
         epochs = [r["epoch"] for r in history if (r["stage"], r["phase"]) == (phase["stage"], phase["phase"])]
         best = max(phase["best_epoch"], min(epochs) - 1)  # best_epoch 0: the phase's starting state
         assert max(epochs) - best == 1 or len(epochs) == 30
