@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from contract.methods import get_spec
+
+Criterion = Literal["recall@1", "ndcg@1", "recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20"]
 
 # Presets of the evaluation and optimisation protocol, applied under explicitly given values by ``from_dict``.
 # "ours": validation carved from train (test.txt untouched), the defaults below. "released": the authors' released
@@ -61,7 +63,7 @@ class TrainConfig:
     batch_size_fine: int | None = None  # fine stage and continuation phase batch; None: batch_size
     # early stopping: validation every eval_every epochs; a phase stops after `patience` evaluations without
     # improving `criterion` (recall@K or ndcg@K, K in 1, 5, 10, 20); per-stage patience overrides `patience`
-    criterion: str = "ndcg@20"
+    criterion: Criterion = "ndcg@20"
     eval_every: int = 1
     patience: int = 5
     patience_coarse: int | None = None
@@ -118,8 +120,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         get_spec(self.method)  # a clear error for an unknown method (MethodError is a ValueError)
-        name, _, k = self.criterion.partition("@")
-        if name not in ("recall", "ndcg") or k not in ("1", "5", "10", "20"):
+        if self.criterion not in get_args(Criterion):
             raise ValueError(f"criterion must be recall@K or ndcg@K with K in 1, 5, 10, 20; got {self.criterion!r}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {self.protocol!r}")

@@ -112,3 +112,16 @@ def test_lightgcn_protocol_trains_on_all_of_train_and_logs_a_test_curve(syntheti
     assert [r["epoch"] for r in curve] == [10, 20]  # every phase runs its epochs: nothing to early-stop on
     assert curve[-1]["test"] == trained.test  # the model kept is the last epoch's
     assert 0 < curve[0]["elapsed"] < curve[1]["elapsed"]
+
+
+def test_post_train_accepts_the_options_and_refuses_unknown_values():
+    from pydantic import ValidationError
+
+    from contract.jobspec import TrainParams
+
+    values = {"biases": True, "continuation": "coarse", "patience_fine": 3, "protocol": "released"}
+    params = TrainParams(**values, fine_forward="released", fine_sr="softmax", criterion="ndcg@5")
+    assert params.criterion == "ndcg@5" and params.continuation == "coarse"
+    for bad in ({"fine_forward": "bogus"}, {"criterion": "hits@3"}, {"protocol": "nope"}):
+        with pytest.raises(ValidationError):
+            TrainParams(**bad)
