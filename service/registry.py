@@ -182,16 +182,8 @@ class ModelRegistry:
             try:
                 target = latest_version(self.root)
             except ArtifactError as exc:
-                if str(exc) == self.last_error and self.failed_version is None and not force:
-                    return ReloadResult(
-                        ok=False,
-                        changed=False,
-                        version=previous,
-                        previous_version=previous,
-                        attempted_version=None,
-                        error=self.last_error,
-                    )  # already logged
-                msg = self._record_failure(None, exc)
+                repeated = str(exc) == self.last_error and self.failed_version is None and not force
+                msg = str(exc) if repeated else self._record_failure(None, exc)  # a repeat is already recorded
                 return ReloadResult(
                     ok=False,
                     changed=False,
