@@ -57,6 +57,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "legcf500": {"method": "legcf", "m_c": 500},
     # LEGCF with item biases at ~C2F-with-biases' #param (400 rows + 40,981 biases)
     "legcf400-b": {"method": "legcf", "m_c": 400, "biases": True},
+    # LEGCF given at least C2F's budget: 410 rows is the smallest codebook whose #param (and stored bytes) are >= the
+    # fine-stage variants' on Gowalla (c2f-released-nob 194,078 <= 194,158; c2f-released 235,059 <= 235,139)
+    "legcf410": {"method": "legcf", "m_c": 410},
+    "legcf410-b": {"method": "legcf", "m_c": 410, "biases": True},
     # reference-like optimisation: the released code's coarse lr with our sampler (for time-to-quality)
     "legcf-ref-lr": {"method": "legcf", "m_c": 300, "lr": 1e-3},
     # Eq. 11 as printed (projected weights kept raw) instead of rows normalised to sum 1
@@ -89,6 +93,9 @@ COMPARISONS = (
     ("c2f-released", "ctl-coarse-b"),
     ("c2f-released", "ctl-biases"),
     ("c2f-released", "legcf400-b"),
+    ("c2f-released", "legcf410-b"),
+    ("c2f-released-nob", "legcf410"),
+    ("c2f-released-nob", "legcf"),
     ("ctl-coarse", "legcf"),
     ("legcf400", "legcf"),
     ("legcf400-b", "legcf400"),
