@@ -10,7 +10,7 @@ from contract.artifact import load_artifact
 from contract.config import PROTOCOLS, TrainConfig
 from trainer.pipeline import train_and_publish
 
-SMALL = dict(dim=32, m_c=24, m_r=8, t_r=3, d_r=16, batch_size=1024, epochs=20, seed=7)
+SMALL = dict(dim=32, m_c=24, m_r=8, t_r=3, d_r=16, batch_size=1024, batch_size_fine=1024, epochs=20, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,7 @@ def test_released_fine_stage_with_biases_is_served_exactly_as_trained(legcf, syn
         target_nonzero=0.25,
         biases=True,
         epochs=6,
+        fine_fallback=False,  # the fine stage is what is checked (on this data it validates below its coarse stage)
     )
     m = model.manifest.model_dump()
     trained = m["metrics"]["trained"]["test"]
@@ -75,7 +76,7 @@ def test_biases_only_continuation_leaves_the_codebook_untouched(legcf, synthetic
 
 def test_biases_only_continuation_needs_biases(legcf, synthetic_lightgcn_dir, tmp_path):
     with pytest.raises(ValueError, match="biases=True"):
-        _from(legcf, synthetic_lightgcn_dir, tmp_path, method="legcf", continuation="biases", epochs=1)
+        _from(legcf, synthetic_lightgcn_dir, tmp_path, method="legcf", continuation="biases", biases=False, epochs=1)
 
 
 def test_fine_patience_overrides_the_shared_one(legcf, synthetic_lightgcn_dir, tmp_path):
