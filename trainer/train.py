@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -78,17 +79,23 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
     info: dict[str, Any] = {"device": str(device), "world_size": distributed.world_size if distributed else 1}
     test_exclude = [data.train, data.valid]
 
-    def finish(model: EmbeddingModel, coarse: Coarse | None, stage: str, coarse_test: dict | None) -> TrainedModel:
+    def finish(
+        model: EmbeddingModel,
+        coarse: Coarse | None,
+        valid: dict[str, float] | None,
+        coarse_test: dict | None,
+        published: TrainConfig = config,
+    ) -> TrainedModel:
         _check_ranks_agree(trainer, model)
         info["phases"] = trainer.phase_dicts()
         test = trainer.metrics(model, data.test, test_exclude)
         return TrainedModel(
-            config=config,
+            config=published,
             model=model,
             coarse=coarse,
             history=trainer.history_dicts(),
             timings=timings,
-            valid=trainer.kept_valid(stage),
+            valid=valid,
             test=test,
             coarse_test=coarse_test,
             info=info,
@@ -105,7 +112,7 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         )
         timings["ud_seconds"] = time.perf_counter() - t0
         _record_update_seconds(trainer, "ud", timings)
-        return finish(ud, None, "ud", None)
+        return finish(ud, None, trainer.kept_valid("ud"), None)
 
     if config.coarse_from:
         coarse = load_coarse(data, config, device)
@@ -116,10 +123,32 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         if config.continuation != "none":
             continue_coarse(config, trainer, coarse, timings)
         coarse_test = trainer.metrics(coarse, data.test, test_exclude)
-        return finish(coarse, coarse, "coarse", coarse_test)
+        return finish(coarse, coarse, trainer.kept_valid("coarse"), coarse_test)
     coarse_test = trainer.metrics(coarse, data.test, test_exclude)
+    coarse_valid = trainer.validate(coarse)
     fine = train_fine(data, config, trainer, coarse, device, timings, info)
-    return finish(fine, coarse, "fine", coarse_test)
+    stage = kept_stage(coarse_valid, trainer.kept_valid("fine"), config)
+    info["stage_kept"] = {
+        "stage": stage,
+        "criterion": config.criterion,
+        "coarse_valid": coarse_valid,
+        "fine_valid": trainer.kept_valid("fine"),
+    }
+    if stage == "coarse":
+        # the published model is the coarse stage: a legcf artifact (its manifest says why in info["stage_kept"])
+        log.warning("fine stage validates below its coarse stage (%s): publishing the coarse stage", info["stage_kept"])
+        return finish(coarse, coarse, coarse_valid, coarse_test, dataclasses.replace(config, method="legcf"))
+    return finish(fine, coarse, trainer.kept_valid("fine"), coarse_test)
+
+
+def kept_stage(
+    coarse_valid: dict[str, float] | None, fine_valid: dict[str, float] | None, config: TrainConfig
+) -> Literal["coarse", "fine"]:
+    """Which stage a c2f run publishes: "fine" unless ``config.fine_fallback`` is on and the fine stage's kept state
+    validates strictly below its coarse stage on ``config.criterion`` (no validation split: "fine")."""
+    if not config.fine_fallback or coarse_valid is None or fine_valid is None:
+        return "fine"
+    return "coarse" if fine_valid[config.criterion] < coarse_valid[config.criterion] else "fine"
 
 
 def _check_ranks_agree(trainer: Trainer, model: EmbeddingModel) -> None:
