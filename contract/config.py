@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from contract.dtypes import STORE_DTYPES, StoreDtype
 from contract.methods import get_spec
 
 Criterion = Literal["recall@1", "ndcg@1", "recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20"]
@@ -127,6 +128,15 @@ class TrainConfig:
     # export
     # how the compressed serving form is fitted to the propagated embeddings (trainer/export.py)
     served_fit: Literal["weights", "codebook", "reassign"] = "reassign"
+    # (index, weight) terms per entity in the compressed serving form; None: t_c. More terms serve closer to the
+    # exact mode for N·(index + weight) more bytes each; other than t_c needs served_fit="reassign" (the terms are
+    # picked by matching pursuit, trainer/export.py)
+    served_terms: int | None = None
+    # stored type of the embedding arrays (weights, codebooks, tables): float16 halves them and is computed in
+    # float32 everywhere; indices are always stored in the smallest unsigned type that holds their bound
+    # (contract/dtypes.py). float16 is the default because it served the same Recall@20 as float32 on planted data
+    # at 2, 4 and 8 served terms, both serving modes (BENCHMARKS.md, "Served terms and stored dtypes")
+    store_dtype: StoreDtype = "float16"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +148,23 @@ class TrainConfig:
             raise ValueError(f"criterion must be recall@K or ndcg@K with K in 1, 5, 10, 20; got {self.criterion!r}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {self.protocol!r}")
+        if self.store_dtype not in STORE_DTYPES:
+            raise ValueError(f"store_dtype must be one of {', '.join(STORE_DTYPES)}; got {self.store_dtype!r}")
+        if self.served_terms is not None:
+            if isinstance(self.served_terms, bool) or not isinstance(self.served_terms, int):
+                raise ValueError(f"served_terms must be an integer or None; got {self.served_terms!r}")
+            if not 1 <= self.served_terms <= self.m_c:
+                raise ValueError(f"served_terms must be between 1 and m_c ({self.m_c}); got {self.served_terms}")
+            if self.served_terms != self.t_c and self.served_fit != "reassign":
+                raise ValueError(
+                    f"served_terms ({self.served_terms}) other than t_c ({self.t_c}) needs served_fit='reassign' "
+                    f"(the {self.served_fit!r} fit keeps the trained t_c indices); got served_fit={self.served_fit!r}"
+                )
+
+    @property
+    def terms_served(self) -> int:
+        """(index, weight) terms per entity of the compressed serving form: served_terms, or t_c when None."""
+        return self.t_c if self.served_terms is None else self.served_terms
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

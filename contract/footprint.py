@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from contract.dtypes import dtype_names
 from contract.manifest import Footprint
 from contract.methods import COMMON_COMPONENTS, get_spec
 
@@ -30,7 +31,8 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
     does not count but a model that has them needs) and
     ``compression_ratio_bytes = full_table_bytes / embedding_bytes`` where ``embedding_bytes`` counts every
     stored embedding array (everything except id maps and the seen-items graph).  ``compressed_serving_bytes``
-    is what compressed-mode scoring reads (S_c_idx_served, S_c_w_served, H_meta).
+    is what compressed-mode scoring reads (S_c_idx_served, S_c_w_served, H_meta).  Bytes are as stored: a float16
+    or uint16 array counts 2 bytes an entry (``dtypes`` names each array's type); the full table stays float32.
     """
     spec = get_spec(method)
     dims = spec.dims(arrays)
@@ -63,6 +65,7 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
         t_r=dims.get("t_r", 0),
         components=components,
         arrays=per_array,
+        dtypes=dtype_names(arrays),
         total_bytes=sum(per_array.values()),
         embedding_bytes=embedding_bytes,
         params_paper=params,

@@ -176,7 +176,7 @@ def load_coarse(data: InteractionData, config: TrainConfig, device: torch.device
         )
     coarse = Coarse(data.train, a["S_c_idx"], a["S_c_w"], config.m_c, config.dim, config.layers, device)
     with torch.no_grad():
-        coarse.E_c.copy_(torch.from_numpy(np.array(E_c)))
+        coarse.E_c.copy_(torch.from_numpy(np.array(E_c, np.float32)))  # a float16-stored codebook too
     if config.biases:
         stored = a.get("item_bias")
         coarse.enable_item_bias(None if stored is None else torch.from_numpy(np.array(stored, np.float32)))
