@@ -49,7 +49,9 @@ def test_released_fine_stage_with_biases_is_served_exactly_as_trained(legcf, syn
     a = load_artifact(model.path).arrays
     assert a["item_bias"].shape == (m["shape"]["n_items"],) and np.abs(a["item_bias"]).max() > 0
     row_sums = a["S_r_w"].sum(axis=1)
-    assert (a["S_r_w"] > 0).all() and (row_sums <= 1 + 1e-6).all()  # top-t of a softmax, not renormalised
+    # top-t of a softmax, not renormalised; stored as float16 (the default store_dtype), where weights below ~6e-8
+    # round to 0
+    assert (a["S_r_w"] >= 0).all() and (a["S_r_w"].max(axis=1) > 0).all() and (row_sums <= 1 + 1e-3).all()
     assert m["info"]["soft_lambda_final"] == m["info"]["soft_lambda"]  # λ fixed after init
 
 
@@ -161,9 +163,9 @@ def test_a_fine_stage_that_validates_below_its_coarse_stage_publishes_the_coarse
     assert kept["stage"] == "coarse" and kept["fine_valid"]["ndcg@20"] < kept["coarse_valid"]["ndcg@20"]
     assert m["metrics"]["trained"]["valid"] == kept["coarse_valid"]
     assert "S_r_w" not in load_artifact(model.path).arrays
-    # the published coarse stage is the legcf run it started from: the same test figures
+    # the published coarse stage is the legcf run it started from (read back from float16 storage): its figures
     assert m["metrics"]["trained"]["test"]["recall@20"] == pytest.approx(
-        legcf.manifest.metrics.trained.test["recall@20"], abs=1e-6
+        legcf.manifest.metrics.trained.test["recall@20"], abs=2e-3
     )
 
     monkeypatch.undo()

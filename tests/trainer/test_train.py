@@ -133,7 +133,8 @@ def test_c2f_can_start_from_a_published_coarse_stage(synthetic_lightgcn_dir, pub
     config = TrainConfig(method="c2f", coarse_from=str(legcf.path), **{**SMALL, "epochs": 2})
     model = train_and_publish(str(synthetic_lightgcn_dir), config, tmp_path)
     coarse_test = model.manifest.metrics.trained.coarse_test
-    assert coarse_test == pytest.approx(legcf.manifest.metrics.test("trained"), abs=1e-6)
+    # the coarse stage comes back from the artifact, stored as float16 (store_dtype default): close, not identical
+    assert coarse_test == pytest.approx(legcf.manifest.metrics.test("trained"), abs=2e-3)
     assert not any(r["stage"] == "coarse" for r in model.manifest.metrics.history)
 
 
