@@ -318,8 +318,10 @@ def run_server(
     log_path: str | Path | None = None,
     workers: int = 1,
     reload_seconds: float = 0,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``c2f serve`` on a free loopback port; yields (process, base URL) once /health/ready answers 200."""
+    """``c2f serve`` on a free loopback port; yields (process, base URL) once /health/ready answers 200.
+    ``extra_env``: more ``C2F_*`` settings."""
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -330,6 +332,7 @@ def run_server(
             "C2F_LOG_LEVEL": log_level,
             "C2F_RELOAD_SECONDS": str(reload_seconds),
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
+            **(extra_env or {}),
         }
     )
     cmd = [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
