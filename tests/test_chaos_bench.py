@@ -27,9 +27,7 @@ def test_scenarios_run_and_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     redis = chaos.LoopbackRedis(tmp_path)
     redis.start()
     try:
-        settings = Settings(
-            artifact_root=str(root), reload_seconds=0.1, redis_url=redis.url, redis_timeout_seconds=0.5
-        )
+        settings = Settings(artifact_root=str(root), reload_seconds=0.1, redis_url=redis.url, redis_timeout_seconds=0.5)
         with live_server(create_app(settings)) as base:
             load = chaos.Load(base)
             load.start()
