@@ -13,7 +13,8 @@ nobody uses costs seconds of CPU on a busy machine).  Scenarios, in this order, 
 * ``hot_swap``: good versions published every 0.5 s.  Detect: publish -> first answer from the new version.
 * ``corrupt_publish``: every kind of :mod:`tests.reliability.faults` (flipped bytes, truncation, bad JSON, a wrong
   shape and a NaN with a valid sha256, ``../`` in LATEST, a missing version), each after a good version.  Detect:
-  publish -> ``GET /models`` reports the failure.  An answer from a broken version counts as an error.
+  publish -> ``GET /models`` reports the failure.  An answer from a broken version counts as an error.  Every
+  kind runs at least once, even past the scenario's share.
 * ``worker_sigkill``: a job runs (``sleepy_job``), its worker is SIGKILLed.  Detect: kill -> ``GET /jobs/{id}``
   says failed (heartbeat 1 s, abandoned after 2 s more).
 * ``hostile``: malformed and oversized requests (:data:`HOSTILE`) from two more threads.  Errors: an answer that
@@ -301,17 +302,15 @@ def corrupt_publish(ctx: Context, seconds: float) -> dict[str, Any]:
         def models() -> dict[str, Any]:
             return http.get("/models").json()  # type: ignore[no-any-return]
 
-        while time.monotonic() < t0 + seconds or i < len(FAULTS):
-            if time.monotonic() > t0 + seconds + GRACE:
-                break
+        while i < len(FAULTS) or time.monotonic() < t0 + seconds:  # every kind once, then more while time is left
             good = ctx.publish_good()
             end = time.monotonic() + GRACE
             wait_until(lambda g=good: (m := models())["loaded"]["version"] == g and m["last_error"] is None, end)
             kind = FAULTS[i % len(FAULTS)]
             i += 1
             ctx.seed += 1
-            at = time.monotonic()
             broken = publish_faulty(ctx.root, kind, seed=ctx.seed, **SIZES)
+            at = time.monotonic()  # LATEST was written last: detection counts from there
             if broken is not None:
                 bad.add(broken)
 
