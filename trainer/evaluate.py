@@ -104,7 +104,8 @@ def evaluate(
     n_eligible = int(eval_users.size)
     sampled = users is not None
     if users is not None:
-        chosen = np.unique(np.asarray(users, dtype=np.int64))
+        chosen = np.sort(np.asarray(users, dtype=np.int64))
+        chosen = chosen[np.r_[True, chosen[1:] != chosen[:-1]]] if chosen.size else chosen  # distinct
         if chosen.size and (chosen[0] < 0 or chosen[-1] >= n_users):
             raise ValueError(f"users must be in [0, {n_users})")
         eval_users = chosen[n_truth[chosen] > 0]
