@@ -50,7 +50,19 @@ pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1800)
 API_CMD = ["c2f", "serve", "--host", "0.0.0.0", "--port", "8000"]
 N_USERS = 120
 # A small C2F run (both stages, METIS, SparsePCA): about 20 s in the worker container on two cores.
-C2F_PARAMS = {"dim": 16, "m_c": 12, "m_r": 4, "t_r": 2, "d_r": 8, "epochs": 4, "batch_size": 1024, "seed": 1}
+# fine_fallback off: the user's path checked here serves a c2f artifact (on 120 users the fine stage may validate
+# below its coarse stage, and the default would then publish the coarse stage as legcf)
+C2F_PARAMS = {
+    "dim": 16,
+    "m_c": 12,
+    "m_r": 4,
+    "t_r": 2,
+    "d_r": 8,
+    "epochs": 4,
+    "batch_size": 1024,
+    "seed": 1,
+    "fine_fallback": False,
+}
 # The same with small batches and no early stop: runs for minutes, long enough to be stopped mid-job.
 LONG_PARAMS = {**C2F_PARAMS, "epochs": 300, "patience": 300, "batch_size": 64}
 UD_PARAMS = {"dim": 8, "layers": 1, "epochs": 3, "batch_size": 2048, "patience": 1, "seed": 1}
