@@ -21,12 +21,13 @@ import torch
 
 from contract.artifact import publish, read_manifest, version_path
 from contract.config import TrainConfig
+from contract.footprint import footprint
 from contract.manifest import DatasetInfo, Manifest, ModelMetrics, Shape, SplitMetrics, TrainedMetrics
 from contract.methods import exact_embeddings, get_spec
 from contract.reconstruct import assignment_matrix, compressed_embeddings
 from trainer.data import InteractionData
 from trainer.evaluate import evaluate
-from trainer.models import UD, Coarse, Fine
+from trainer.models import UD, Coarse, Fine, Hashed, QuotientRemainder
 from trainer.train import TrainedModel
 
 
@@ -122,6 +123,13 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
     if isinstance(model, UD):
         arrays["H_full"] = H_full
         arrays["E"] = model.E.detach().cpu().numpy().astype(np.float32)
+        return arrays
+    if isinstance(model, Hashed):
+        arrays["hash_table"] = model.table.detach().cpu().numpy().astype(np.float32)
+        return arrays
+    if isinstance(model, QuotientRemainder):
+        arrays["qr_Q"] = model.Q.detach().cpu().numpy().astype(np.float32)
+        arrays["qr_R"] = model.R.detach().cpu().numpy().astype(np.float32)
         return arrays
     coarse = trained.coarse
     assert coarse is not None
@@ -235,7 +243,7 @@ def build_manifest(trained: TrainedModel, data: InteractionData) -> Manifest:
             layers=config.layers,
             **fields["shape"],
         ),
-        w_cr=fields["w_cr"],
+        **{key: value for key, value in fields.items() if key != "shape"},  # w_cr, hash_seed, qr_combine
         soft_lambda=float(model.soft_lambda) if isinstance(model, Fine) else None,
         metrics=ModelMetrics(
             trained=TrainedMetrics(
@@ -255,6 +263,13 @@ def export(trained: TrainedModel, data: InteractionData, out_root: str | Path) -
     t0 = time.perf_counter()
     arrays = build_arrays(trained, data)
     manifest = build_manifest(trained, data)
+    if trained.budget is not None:
+        achieved = footprint(arrays, trained.config.method).embedding_bytes
+        if achieved > trained.budget.budget_bytes:  # the plan counts what publishing counts: a bug, never publish
+            raise RuntimeError(
+                f"the sized model has {achieved} embedding bytes, over its budget of {trained.budget.budget_bytes}"
+            )
+        manifest.budget = trained.budget.report(achieved)
     manifest.metrics.served = served_metrics(arrays, manifest, data)
     manifest.metrics.timings["export_seconds"] = time.perf_counter() - t0
     Path(out_root).mkdir(parents=True, exist_ok=True)
