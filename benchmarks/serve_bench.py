@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import platform
 import re
@@ -316,8 +317,11 @@ def run_server(
     ready_timeout: float = 180.0,
     log_path: str | Path | None = None,
     workers: int = 1,
+    reload_seconds: float = 0,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``c2f serve`` on a free loopback port; yields (process, base URL) once /health/ready answers 200."""
+    """``c2f serve`` on a free loopback port; yields (process, base URL) once /health/ready answers 200.
+    ``extra_env``: more ``C2F_*`` settings."""
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -326,8 +330,9 @@ def run_server(
             "C2F_REDIS_URL": redis_url,
             "C2F_SERVING_MODE": mode,
             "C2F_LOG_LEVEL": log_level,
-            "C2F_RELOAD_SECONDS": "0",
+            "C2F_RELOAD_SECONDS": str(reload_seconds),
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
+            **(extra_env or {}),
         }
     )
     cmd = [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -360,29 +365,97 @@ def run_server(
         log_file.close()
 
 
-def worker_memory(artifact_root: str | Path, workers: int, redis_url: str) -> dict[str, Any]:
-    """``c2f serve --workers N``: RSS and USS (memory no other process shares) of the parent and of each server
-    process it started (none for N = 1: the parent serves), MB."""
+def smaps_rollup(pid: int) -> dict[str, float]:
+    """Rss, Pss (shared pages divided among the processes sharing them) and Private (Private_Clean +
+    Private_Dirty: pages no other process maps) of ``pid`` from ``/proc/<pid>/smaps_rollup``, MB."""
+    fields: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[-1] == "kB":
+            fields[name.strip()] = int(parts[0]) / 1024
+    return {
+        "rss_mb": fields.get("Rss", 0.0),
+        "pss_mb": fields.get("Pss", 0.0),
+        "private_mb": fields.get("Private_Clean", 0.0) + fields.get("Private_Dirty", 0.0),
+    }
+
+
+def _tree_memory(pid: int) -> list[dict[str, Any]]:
+    """:func:`smaps_rollup` of ``pid`` (role "parent") and of every descendant (role "server")."""
     import psutil
 
-    with run_server(artifact_root, redis_url=redis_url, workers=workers) as (proc, base):
-        time.sleep(5)  # /health/ready answered from one process; give the others time to load the model too
-        for _ in range(50):
-            urllib.request.urlopen(base + "/health/ready", timeout=5).read()
-        time.sleep(2)
-        infos = []
-        for child in psutil.Process(proc.pid).children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                if "resource_tracker" in " ".join(child.cmdline()):
-                    continue
-                mem = child.memory_full_info()
-                infos.append((child.pid, mem.rss / 2**20, mem.uss / 2**20))
-        parent = psutil.Process(proc.pid).memory_full_info()
-    return {
-        "workers": workers,
-        "parent_rss_mb": parent.rss / 2**20,
-        "processes": [{"pid": p, "rss_mb": r, "uss_mb": u} for p, r, u in infos],
-    }
+    rows = [{"pid": pid, "role": "parent", **smaps_rollup(pid)}]
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error, OSError):
+            rows.append({"pid": child.pid, "role": "server", **smaps_rollup(child.pid)})
+    return rows
+
+
+def _spread_requests(base: str, user_ids: Sequence[str], count: int) -> set[str]:
+    """``count`` GET /recommend on fresh connections (the kernel hands them to the processes in turn); the
+    model versions answered."""
+    versions = set()
+    for i in range(count):
+        url = f"{base}/recommend/{urllib.parse.quote(user_ids[i % len(user_ids)], safe='')}?n=20"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            versions.add(json.loads(resp.read())["model_version"])
+    return versions
+
+
+def worker_memory(
+    artifact_root: str | Path, workers: int, redis_url: str, *, requests: int = 300, swap: bool = False
+) -> dict[str, Any]:
+    """``c2f serve --workers N``: Rss, Pss and Private memory of the parent and of each server process it forked
+    (none for N = 1: the parent serves), MB, after ``requests`` recommendations spread over fresh connections and,
+    with ``swap``, again after a new version (the same arrays republished) was hot-swapped in by every process."""
+    root = Path(artifact_root)
+    _, vdir = resolve_artifact(root)
+    artifact = load_artifact(vdir)
+    user_ids = [str(u) for u in artifact.arrays["user_ids"][:1000]]
+    phases: dict[str, list[dict[str, Any]]] = {}
+    with run_server(root, redis_url=redis_url, workers=workers, reload_seconds=0.5 if swap else 0) as (proc, base):
+        time.sleep(3)  # /health/ready answered from one process; the others start too
+        _spread_requests(base, user_ids, requests)
+        time.sleep(1)
+        phases["after requests"] = _tree_memory(proc.pid)
+        if swap:
+            from contract.artifact import publish
+
+            new = publish(root, dict(artifact.arrays), artifact.manifest.model_copy(deep=True))
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # every process polls LATEST; wait until a spread answers `new` only
+                time.sleep(2)
+                if _spread_requests(base, user_ids, 4 * workers) == {new}:
+                    break
+            time.sleep(3)
+            _spread_requests(base, user_ids, requests)
+            time.sleep(1)
+            phases["after a hot swap"] = _tree_memory(proc.pid)
+    del artifact
+    return {"workers": workers, "phases": phases}
+
+
+def print_worker_memory(results: Sequence[dict[str, Any]]) -> None:
+    """One block per run and phase: each process, the totals, and the total Pss over the 1-process run's."""
+    base: dict[str, float] = {}
+    for res in results:
+        for phase, rows in res["phases"].items():
+            total_pss = sum(r["pss_mb"] for r in rows)
+            total_rss = sum(r["rss_mb"] for r in rows)
+            if res["workers"] == 1:
+                base[phase] = total_pss
+            print(f"--workers {res['workers']}, {phase}:")
+            for r in rows:
+                print(
+                    f"    {r['role']:6s} pid {r['pid']}: Rss {r['rss_mb']:.1f} MB, Pss {r['pss_mb']:.1f} MB, "
+                    f"Private {r['private_mb']:.1f} MB"
+                )
+            extra = ""
+            if res["workers"] > 1 and phase in base:
+                per = (total_pss - base[phase]) / (res["workers"] - 1)
+                extra = f"; over --workers 1: {total_pss - base[phase]:+.1f} MB = {per:.1f} MB per extra worker"
+            print(f"    total: Pss {total_pss:.1f} MB, Rss {total_rss:.1f} MB{extra}")
 
 
 def rss_mb(pid: int) -> float:
@@ -920,7 +993,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=0,
         metavar="N",
-        help="only measure the memory of `c2f serve --workers N`'s processes (needs --artifact) and exit",
+        help="only measure the memory of `c2f serve --workers 1, 2 and N`'s processes (needs --artifact) and exit",
+    )
+    parser.add_argument(
+        "--swap",
+        action="store_true",
+        help="with --workers-memory: also measure after a hot swap (publishes a copy of LATEST into --artifact)",
     )
     args = parser.parse_args(argv)
 
@@ -929,10 +1007,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.workers_memory:
         root, _ = resolve_artifact(args.artifact)
-        for n in (1, args.workers_memory):
-            mem = worker_memory(root, n, args.redis_url)
-            rows = ", ".join(f"rss {p['rss_mb']:.1f} MB / uss {p['uss_mb']:.1f} MB" for p in mem["processes"])
-            print(f"--workers {n}: parent rss {mem['parent_rss_mb']:.1f} MB; server processes: {rows or 'none'}")
+        counts = sorted({1, min(2, args.workers_memory), args.workers_memory})
+        print_worker_memory([worker_memory(root, n, args.redis_url, swap=args.swap) for n in counts])
         return 0
     command = "python benchmarks/serve_bench.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     machine = machine_info()

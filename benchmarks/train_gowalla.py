@@ -36,6 +36,21 @@ SEEDS = (2024, 2025, 2026)  # the paper's Table 4 seeds
 # name -> TrainConfig overrides. The paper's Gowalla settings: d=128, L=3, m_c=300, t_c=2, m_r=100.
 # Variants with REUSE start from the "legcf" run of the same seed (its published coarse stage, `coarse_from`): the
 # fine stage and the controls then differ from LEGCF-300 by what they train afterwards, nothing else.
+# Every variant pins what it measures, so that a variant's name keeps its meaning when TrainConfig's defaults change
+# (the defaults became the released mechanics + biases after these runs). The paper's fine stage as printed:
+PAPER_FINE = {
+    "fine_forward": "paper",
+    "fine_sr": "normalised",
+    "lambda_schedule": "recalibrate",
+    "target_nonzero": 0.5,
+    "w_cr": 0.5,
+    "t_r": 5,
+    "fine_rows": "most_used",
+    "batch_size_fine": None,
+    "biases": False,
+}
+# the fine stage itself is measured: it is published even where it validates below its coarse stage
+MEASURE_FINE = {"fine_fallback": False}
 RELEASED_FINE = {
     "fine_forward": "released",
     "fine_sr": "softmax",
@@ -48,41 +63,49 @@ RELEASED_FINE = {
 }
 VARIANTS: dict[str, dict[str, Any]] = {
     # full tables (LightGCN) on our protocol
-    "ud64": {"method": "ud", "dim": 64, "batch_size": 32768, "lr": 1e-2},
-    "ud128": {"method": "ud", "dim": 128, "batch_size": 32768, "lr": 1e-2},
+    "ud64": {"method": "ud", "dim": 64, "batch_size": 32768, "lr": 1e-2, "biases": False},
+    "ud128": {"method": "ud", "dim": 128, "batch_size": 32768, "lr": 1e-2, "biases": False},
     # LightGCN's protocol (all of train.txt, fixed epochs, test curve every 10 epochs) for the published comparison
-    "ud64-lightgcn": {"method": "ud", "dim": 64, "batch_size": 32768, "lr": 1e-2, "protocol": "lightgcn"},
-    "legcf": {"method": "legcf", "m_c": 300},
-    "legcf400": {"method": "legcf", "m_c": 400},
-    "legcf500": {"method": "legcf", "m_c": 500},
+    "ud64-lightgcn": {
+        "method": "ud",
+        "dim": 64,
+        "batch_size": 32768,
+        "lr": 1e-2,
+        "protocol": "lightgcn",
+        "biases": False,
+    },
+    "legcf": {"method": "legcf", "m_c": 300, "biases": False},
+    "legcf400": {"method": "legcf", "m_c": 400, "biases": False},
+    "legcf500": {"method": "legcf", "m_c": 500, "biases": False},
     # LEGCF with item biases at ~C2F-with-biases' #param (400 rows + 40,981 biases)
     "legcf400-b": {"method": "legcf", "m_c": 400, "biases": True},
     # LEGCF given at least C2F's budget: 410 rows is the smallest codebook whose #param (and stored bytes) are >= the
     # fine-stage variants' on Gowalla (c2f-released-nob 194,078 <= 194,158; c2f-released 235,059 <= 235,139)
-    "legcf410": {"method": "legcf", "m_c": 410},
+    "legcf410": {"method": "legcf", "m_c": 410, "biases": False},
     "legcf410-b": {"method": "legcf", "m_c": 410, "biases": True},
     # reference-like optimisation: the released code's coarse lr with our sampler (for time-to-quality)
-    "legcf-ref-lr": {"method": "legcf", "m_c": 300, "lr": 1e-3},
+    "legcf-ref-lr": {"method": "legcf", "m_c": 300, "lr": 1e-3, "biases": False},
     # Eq. 11 as printed (projected weights kept raw) instead of rows normalised to sum 1
-    "legcf-raw-eq11": {"method": "legcf", "m_c": 300, "raw_assignment": True},
+    "legcf-raw-eq11": {"method": "legcf", "m_c": 300, "raw_assignment": True, "biases": False},
     # fine stages on top of LEGCF-300
-    "c2f": {"method": "c2f"},
-    "c2f-b": {"method": "c2f", "biases": True},
-    "c2f-released": {"method": "c2f", "biases": True, **RELEASED_FINE},
-    "c2f-released-nob": {"method": "c2f", **RELEASED_FINE},
-    "c2f-random-rows": {"method": "c2f", "fine_rows": "random"},
-    "c2f-reconstruction": {"method": "c2f", "fine_init": "reconstruction"},
-    "c2f-A": {"method": "c2f", "ablation": "A"},
-    "c2f-B": {"method": "c2f", "ablation": "B"},
-    "c2f-C": {"method": "c2f", "ablation": "C"},
-    "c2f-D": {"method": "c2f", "ablation": "D"},
-    # controls: LEGCF-300 trained on with the fine stage's lr, batch and patience, no fine level
-    "ctl-coarse": {"method": "legcf", "m_c": 300, "continuation": "coarse"},
-    "ctl-coarse-b": {"method": "legcf", "m_c": 300, "continuation": "coarse", "biases": True},
-    "ctl-biases": {"method": "legcf", "m_c": 300, "continuation": "biases", "biases": True},
+    "c2f": {"method": "c2f", **PAPER_FINE, **MEASURE_FINE},
+    "c2f-b": {"method": "c2f", **PAPER_FINE, "biases": True, **MEASURE_FINE},
+    "c2f-released": {"method": "c2f", **RELEASED_FINE, "biases": True, **MEASURE_FINE},
+    "c2f-released-nob": {"method": "c2f", **RELEASED_FINE, "biases": False, **MEASURE_FINE},
+    "c2f-random-rows": {"method": "c2f", **PAPER_FINE, "fine_rows": "random", **MEASURE_FINE},
+    "c2f-reconstruction": {"method": "c2f", **PAPER_FINE, "fine_init": "reconstruction", **MEASURE_FINE},
+    "c2f-A": {"method": "c2f", **PAPER_FINE, "ablation": "A", **MEASURE_FINE},
+    "c2f-B": {"method": "c2f", **PAPER_FINE, "ablation": "B", **MEASURE_FINE},
+    "c2f-C": {"method": "c2f", **PAPER_FINE, "ablation": "C", **MEASURE_FINE},
+    "c2f-D": {"method": "c2f", **PAPER_FINE, "ablation": "D", **MEASURE_FINE},
+    # controls: LEGCF-300 trained on with the fine stage's lr and patience (batch 8192 as when they ran), no fine
+    # level
+    "ctl-coarse": {"method": "legcf", "m_c": 300, "continuation": "coarse", "biases": False, "batch_size_fine": None},
+    "ctl-coarse-b": {"method": "legcf", "m_c": 300, "continuation": "coarse", "biases": True, "batch_size_fine": None},
+    "ctl-biases": {"method": "legcf", "m_c": 300, "continuation": "biases", "biases": True, "batch_size_fine": None},
 }
 REUSE = {name for name, v in VARIANTS.items() if v["method"] == "c2f" or v.get("continuation", "none") != "none"}
-DEFAULT_VARIANTS = "legcf,c2f,c2f-released,ctl-coarse,ctl-coarse-b,ctl-biases,legcf400,legcf400-b"
+DEFAULT_VARIANTS = "legcf,c2f,c2f-released,legcf410-b,ctl-biases,ctl-coarse"
 # pairs (a, b) compared by a paired t-test over seeds when both ran
 COMPARISONS = (
     ("c2f", "legcf"),

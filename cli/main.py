@@ -134,7 +134,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workers: Annotated[
-        int, typer.Option(min=1, help="HTTP server processes on the port (one per core); each loads the model.")
+        int,
+        typer.Option(min=1, help="HTTP server processes on the port (one per core), forked once the model is loaded."),
     ] = 1,
 ) -> None:
     """Run the HTTP service (C2F_* settings). Without C2F_REDIS_URL an embedded Redis and worker start too."""

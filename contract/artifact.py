@@ -192,16 +192,15 @@ def _validate(arrays: Mapping[str, np.ndarray], manifest: Manifest, spec: Method
     dims = spec.dims(arrays)
     for name, want in spec.present_arrays(arrays).items():
         arr = arrays[name]
-        kind, itemsize, shape = want.kind, want.itemsize, want.shape
-        if arr.dtype.kind != kind or (itemsize is not None and arr.dtype.itemsize != itemsize):
-            expected = {"U": "str (<U)", "i": f"int{8 * (itemsize or 0)}", "f": f"float{8 * (itemsize or 0)}"}[kind]
-            raise ArtifactError(f"array {name!r} has dtype {arr.dtype}, expected {expected}")
+        shape = want.shape
+        if not want.accepts(arr.dtype):
+            raise ArtifactError(f"array {name!r} has dtype {arr.dtype}, expected {want.expected()}")
         if arr.ndim != len(shape):
             raise ArtifactError(f"array {name!r} has {arr.ndim} dimensions, expected {len(shape)}")
         for axis, sym in enumerate(shape):
             if sym is not None and arr.shape[axis] != dims[sym]:
                 raise ArtifactError(f"array {name!r} has shape {arr.shape}, expected {sym}={dims[sym]} on axis {axis}")
-        if kind == "f" and not np.all(np.isfinite(arr)):
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             raise ArtifactError(f"array {name!r} contains NaN or infinite values")
     check_csr(arrays, "graph", dims["n_users"], dims["n_items"])
     check_csr(arrays, "heldout", dims["n_users"], dims["n_items"])

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from contract.dtypes import STORE_DTYPES, StoreDtype
 from contract.methods import get_spec
 
 Criterion = Literal["recall@1", "ndcg@1", "recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20"]
@@ -60,7 +61,9 @@ class TrainConfig:
     lr: float = 1e-2
     lr_fine: float = 3e-3
     reg: float = 1e-4
-    batch_size_fine: int | None = None  # fine stage and continuation phase batch; None: batch_size
+    # fine stage and continuation phase batch (None: batch_size); the released code's 32768, part of the default
+    # fine stage below
+    batch_size_fine: int | None = 32768
     # early stopping: validation every eval_every epochs; a phase stops after `patience` evaluations without
     # improving `criterion` (recall@K or ndcg@K, K in 1, 5, 10, 20); per-stage patience overrides `patience`
     criterion: Criterion = "ndcg@20"
@@ -69,31 +72,37 @@ class TrainConfig:
     patience_coarse: int | None = None
     patience_fine: int | None = None
     # a learned per-item score offset added to h_u·h_i (the released code's entity biases; a per-user offset
-    # cancels in BPR and in ranking, so only the n_items item biases are kept). Counted in #param and bytes.
-    biases: bool = False
+    # cancels in BPR and in ranking, so only the n_items item biases are kept). Counted in #param and bytes. On by
+    # default: part of the best model at equal memory on Gowalla (BENCHMARKS.md, "Gowalla quality over 3 seeds").
+    biases: bool = True
     # coarse stage
     m_c: int = 300
     t_c: int = 2
     w_star: float = 0.9
     f_c: int = 1
     raw_assignment: bool = False  # True: Eq. 11's projected values as weights (paper); False: rows sum to 1
-    # fine stage
+    # fine stage. The defaults are the released code's mechanics (fine_forward, fine_sr, lambda_schedule, w_cr,
+    # t_r, target_nonzero, fine_rows, batch_size_fine, biases): over seeds 2024-2026 on Gowalla they gave R@20
+    # 0.1423 ± 0.0011 against 0.1341 ± 0.0004 for their own coarse stage (p = 0.003) and 0.1403 ± 0.0006 for
+    # LEGCF-410 with biases at the same #param and more bytes (p = 0.157: ahead on every seed, not significant);
+    # the paper's fine stage as printed (fine_forward="paper", fine_sr="normalised", lambda_schedule="recalibrate",
+    # w_cr=0.5, t_r=5, target_nonzero=0.5, fine_rows="most_used") stayed at its coarse stage's level.
     m_r: int = 100
-    t_r: int = 5
+    t_r: int = 4
     d_r: int = 80
-    w_cr: float = 0.5
+    w_cr: float = 0.2
     soft_lambda: float | None = None
-    target_nonzero: float = 0.5
+    target_nonzero: float = 0.25
     f_r: int = 1
-    fine_rows: Literal["most_used", "random"] = "most_used"
+    fine_rows: Literal["most_used", "random"] = "random"
     fine_init: Literal["codes", "reconstruction"] = "codes"  # E^r from SparsePCA codes (paper) or U·V
     # fine-stage forward: "paper" Eq. 17-22; "released": layer 0 = [tanh(S^c·E^c); Ê^c; tanh(S_λ(E^r))] and the
     # released code's per-layer coarse/fine correction with gate w_cr (trainer/models.py, Fine)
-    fine_forward: Literal["paper", "released"] = "paper"
+    fine_forward: Literal["paper", "released"] = "released"
     # S^r weights from the kept Eq. 23 scores: positive parts normalised to sum 1, or the released row softmax
-    fine_sr: Literal["normalised", "softmax"] = "normalised"
+    fine_sr: Literal["normalised", "softmax"] = "softmax"
     # soft threshold: re-chosen after every epoch to keep target_nonzero, or chosen once at init and then fixed
-    lambda_schedule: Literal["recalibrate", "fixed"] = "recalibrate"
+    lambda_schedule: Literal["recalibrate", "fixed"] = "fixed"
     # legcf only, controls for "does the fine level help or just more training": after the two coarse phases a
     # third phase with the fine stage's lr, batch and patience that trains E^c (+ biases) with S^c fixed
     # ("coarse") or only the item biases ("biases")
@@ -101,6 +110,12 @@ class TrainConfig:
     # reuse the coarse stage (E_c, S_c) of a published legcf/c2f version directory instead of training it (c2f: the
     # fine stage starts from it; legcf: only the continuation phase, if any, trains)
     coarse_from: str | None = None
+    # c2f only: when the fine stage's kept state validates below its own coarse stage (on `criterion`), publish the
+    # coarse stage (method legcf) instead and record both figures in the manifest's info["stage_kept"]. On Gowalla
+    # the paper's fine stage improved on its start in 1 of 21 evaluated epochs over two seeds and shipped a state
+    # that tested below its coarse stage on one (BENCHMARKS.md): a user asking for c2f must not get a worse model
+    # than the coarse stage it already trained. Off: always publish the fine stage (benchmarks of the fine stage).
+    fine_fallback: bool = True
     # equal-memory baselines (contract/methods.py): hash, rows B of the shared hashed table (0: ceil(N/16));
     # qr, rows m of the remainder table (the quotient table has ceil(N/m); 0: ceil(sqrt(N))) and how Q and R combine
     hash_buckets: int = 0
@@ -123,6 +138,15 @@ class TrainConfig:
     # export
     # how the compressed serving form is fitted to the propagated embeddings (trainer/export.py)
     served_fit: Literal["weights", "codebook", "reassign"] = "reassign"
+    # (index, weight) terms per entity in the compressed serving form; None: t_c. More terms serve closer to the
+    # exact mode for N·(index + weight) more bytes each; other than t_c needs served_fit="reassign" (the terms are
+    # picked by matching pursuit, trainer/export.py)
+    served_terms: int | None = None
+    # stored type of the embedding arrays (weights, codebooks, tables): float16 halves them and is computed in
+    # float32 everywhere; indices are always stored in the smallest unsigned type that holds their bound
+    # (contract/dtypes.py). float16 is the default because it served the same Recall@20 as float32 on planted data
+    # at 2, 4 and 8 served terms, both serving modes (BENCHMARKS.md, "Served terms and stored dtypes")
+    store_dtype: StoreDtype = "float16"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,6 +163,23 @@ class TrainConfig:
         percent_bad = self.budget is not None and not self.budget > 0
         if percent_bad or (self.budget_bytes is not None and self.budget_bytes < 1):
             raise ValueError("a memory budget must be positive")
+        if self.store_dtype not in STORE_DTYPES:
+            raise ValueError(f"store_dtype must be one of {', '.join(STORE_DTYPES)}; got {self.store_dtype!r}")
+        if self.served_terms is not None:
+            if isinstance(self.served_terms, bool) or not isinstance(self.served_terms, int):
+                raise ValueError(f"served_terms must be an integer or None; got {self.served_terms!r}")
+            if not 1 <= self.served_terms <= self.m_c:
+                raise ValueError(f"served_terms must be between 1 and m_c ({self.m_c}); got {self.served_terms}")
+            if self.served_terms != self.t_c and self.served_fit != "reassign":
+                raise ValueError(
+                    f"served_terms ({self.served_terms}) other than t_c ({self.t_c}) needs served_fit='reassign' "
+                    f"(the {self.served_fit!r} fit keeps the trained t_c indices); got served_fit={self.served_fit!r}"
+                )
+
+    @property
+    def terms_served(self) -> int:
+        """(index, weight) terms per entity of the compressed serving form: served_terms, or t_c when None."""
+        return self.t_c if self.served_terms is None else self.served_terms
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

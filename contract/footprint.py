@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from contract.dtypes import dtype_names, target_dtype
 from contract.manifest import Footprint
 from contract.methods import COMMON_COMPONENTS, OPTIONAL_ARRAYS, MethodSpec, get_spec
 
@@ -54,21 +55,27 @@ def embedding_bytes_of(components: Mapping[str, int]) -> int:
 def planned_array_bytes(method: str, config: Any, n_users: int, n_items: int) -> dict[str, int]:
     """Bytes of each embedding array (and ``item_bias`` when ``config.biases``) that training ``config`` on
     ``n_users`` + ``n_items`` entities would publish, from the spec's symbolic shapes and stored itemsizes; no
-    training. Free-length arrays (c2f's sparse E^r) are counted at their upper bound (dense)."""
+    training: the stored dtypes follow :func:`contract.dtypes.target_dtype` (``config.store_dtype``, compact
+    indices), as the trainer's export does. Free-length arrays (c2f's sparse E^r) count at their upper bound
+    (dense)."""
     spec = get_spec(method)
     dims = spec.planned_dims(config, n_users, n_items)
     lengths = spec.planned_lengths(dims)
-    wanted = dict(spec.arrays)
+    # the method's arrays in the dtypes export stores them in; optional ones (item biases) as their spec says
+    wanted = {
+        name: (want, target_dtype(name, want.accepts, dims, config.store_dtype)) for name, want in spec.arrays.items()
+    }
     if config.biases:
-        wanted.update(OPTIONAL_ARRAYS)
+        wanted.update({name: (want, None) for name, want in OPTIONAL_ARRAYS.items()})
     out: dict[str, int] = {}
-    for name, want in wanted.items():
-        if want.itemsize is None:
+    for name, (want, stored) in wanted.items():
+        itemsize = stored.itemsize if stored is not None else want.itemsize
+        if itemsize is None:
             raise ValueError(f"{method}: array {name!r} has no fixed itemsize to plan with")
         count = 1
         for sym in want.shape:
             count *= lengths[name] if sym is None else dims[sym]
-        out[name] = count * want.itemsize
+        out[name] = count * itemsize
     return out
 
 
@@ -88,7 +95,8 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
     does not count but a model that has them needs) and
     ``compression_ratio_bytes = full_table_bytes / embedding_bytes`` where ``embedding_bytes`` counts every
     stored embedding array (everything except id maps and the seen-items graph).  ``compressed_serving_bytes``
-    is what compressed-mode scoring reads (S_c_idx_served, S_c_w_served, H_meta).
+    is what compressed-mode scoring reads (S_c_idx_served, S_c_w_served, H_meta).  Bytes are as stored: a float16
+    or uint16 array counts 2 bytes an entry (``dtypes`` names each array's type); the full table stays float32.
     """
     spec = get_spec(method)
     dims = spec.dims(arrays)
@@ -112,6 +120,7 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
         t_r=dims.get("t_r", 0),
         components=components,
         arrays=per_array,
+        dtypes=dtype_names(arrays),
         total_bytes=sum(per_array.values()),
         embedding_bytes=embedding_bytes,
         params_paper=params,

@@ -58,6 +58,7 @@ PARAM_BOUNDS: dict[str, Bounds] = {
     "patience": Bounds(ge=0, le=10_000),
     "m_c": Bounds(ge=1, le=10_000_000),
     "t_c": Bounds(ge=1, le=1024),
+    "served_terms": Bounds(ge=1, le=1024),
     "w_star": Bounds(gt=0, le=1),
     "f_c": Bounds(ge=1, le=10_000),
     "m_r": Bounds(ge=1, le=10_000_000),
@@ -126,6 +127,10 @@ class _TrainParamsBase(BaseModel):
             raise ValueError(f"t_c ({values['t_c']}) must not exceed m_c ({values['m_c']})")
         if values["t_r"] > values["m_r"]:
             raise ValueError(f"t_r ({values['t_r']}) must not exceed m_r ({values['m_r']})")
+        if values["served_terms"] is not None and values["served_terms"] > values["m_c"]:
+            raise ValueError(f"served_terms ({values['served_terms']}) must not exceed m_c ({values['m_c']})")
+        if values["served_terms"] not in (None, values["t_c"]) and values["served_fit"] != "reassign":
+            raise ValueError("served_terms other than t_c needs served_fit='reassign'")
         if values.get("budget") is not None and values.get("budget_bytes") is not None:
             raise ValueError("give a memory budget as budget (percent) or budget_bytes, not both")
         return self

@@ -73,8 +73,9 @@ class ModelMetrics(_Open):
 
 
 class Footprint(_Open):
-    """Sizes of a model (see :func:`contract.footprint.footprint`): bytes per component and per array as stored,
-    paper-convention params and "times smaller than the float32 full table" ratios."""
+    """Sizes of a model (see :func:`contract.footprint.footprint`): bytes per component and per array as stored
+    (with each array's stored dtype), paper-convention params and "times smaller than the float32 full table"
+    ratios."""
 
     method: str
     n_users: int
@@ -87,6 +88,7 @@ class Footprint(_Open):
     t_r: int = 0
     components: dict[str, int]
     arrays: dict[str, int]
+    dtypes: dict[str, str] = Field(default_factory=dict)  # per array as stored: "float16", "uint16", ...
     total_bytes: int
     embedding_bytes: int
     params_paper: int
@@ -99,6 +101,7 @@ class Footprint(_Open):
     e_r_nnz: int = 0
     e_r_density: float | None = None
     params_sparse_E_r: int | None = None
+    served_terms: int | None = None  # (index, weight) terms per entity of the compressed serving form
     compressed_serving_bytes: int | None = None
     compression_ratio_serving_bytes: float | None = None
 

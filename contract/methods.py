@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from contract import reconstruct
+from contract.dtypes import FLOAT_DTYPES, INDEX_DTYPES, as_float32_arrays
 
 if TYPE_CHECKING:
     from contract.manifest import Manifest
@@ -35,11 +36,35 @@ class MethodError(ValueError):
 @dataclass(frozen=True)
 class ArraySpec:
     """One array of ``model.npz``: dtype kind (``"U"``, ``"i"``, ``"f"``), itemsize (None: any) and shape, whose
-    entries are dimension names resolved from the arrays (see :meth:`MethodSpec.dims`) or None for any length."""
+    entries are dimension names resolved from the arrays (see :meth:`MethodSpec.dims`) or None for any length.
+    ``also``: further accepted dtype names (the compact stored types of :mod:`contract.dtypes`)."""
 
     kind: str
     itemsize: int | None
     shape: tuple[str | None, ...]
+    also: tuple[str, ...] = ()
+
+    def accepts(self, dtype: np.dtype) -> bool:
+        """Whether an array of ``dtype`` may be stored under this spec."""
+        if dtype.kind == self.kind and (self.itemsize is None or dtype.itemsize == self.itemsize):
+            return True
+        return str(dtype) in self.also
+
+    def expected(self) -> str:
+        """The accepted dtypes in words, for error messages (``"int32, uint16 or uint32"``)."""
+        base = {"U": "str (<U)", "i": f"int{8 * (self.itemsize or 0)}", "f": f"float{8 * (self.itemsize or 0)}"}
+        names = [base[self.kind], *self.also]
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def index_array(*shape: str | None) -> ArraySpec:
+    """An index array: int32 (the original format) or compact uint16/uint32 (:func:`contract.dtypes.index_dtype`)."""
+    return ArraySpec("i", 4, shape, also=tuple(d for d in INDEX_DTYPES if d != "int32"))
+
+
+def real_array(*shape: str | None) -> ArraySpec:
+    """A real-valued embedding array: float32, or float16 when stored compactly (``TrainConfig.store_dtype``)."""
+    return ArraySpec("f", 4, shape, also=tuple(d for d in FLOAT_DTYPES if d != "float32"))
 
 
 # Arrays every method stores: external ids and the seen-items graph (training and held-out validation, CSR).
@@ -191,8 +216,8 @@ class UDSpec(MethodSpec):
     name = "ud"
     description = "full embedding table (LightGCN)"
     arrays = {
-        "H_full": ArraySpec("f", 4, ("N", "d")),  # propagated table, served directly
-        "E": ArraySpec("f", 4, ("N", "d")),  # layer-0 table
+        "H_full": real_array("N", "d"),  # propagated table, served directly
+        "E": real_array("N", "d"),  # layer-0 table
     }
     components = {"full_table": ("H_full",), "layer0_table": ("E",)}
     table = "H_full"
@@ -220,12 +245,12 @@ class LegcfSpec(MethodSpec):
     name = "legcf"
     description = "coarse meta-embeddings (LEGCF)"
     arrays = {
-        "S_c_idx": ArraySpec("i", 4, ("N", "t_c")),  # trained assignment (layer 0)
-        "S_c_w": ArraySpec("f", 4, ("N", "t_c")),
-        "S_c_idx_served": ArraySpec("i", 4, ("N", "t_c")),  # serving form, fitted at export: S·H_meta ≈ H_full
-        "S_c_w_served": ArraySpec("f", 4, ("N", "t_c")),
-        "H_meta": ArraySpec("f", 4, ("m_c", "d")),  # served (propagated, refit) codebook
-        "E_c": ArraySpec("f", 4, ("m_c", "d")),  # layer-0 coarse codebook
+        "S_c_idx": index_array("N", "t_c"),  # trained assignment (layer 0)
+        "S_c_w": real_array("N", "t_c"),
+        "S_c_idx_served": index_array("N", "t_s"),  # serving form, fitted at export: S·H_meta ≈ H_full
+        "S_c_w_served": real_array("N", "t_s"),
+        "H_meta": real_array("m_c", "d"),  # served (propagated, refit) codebook
+        "E_c": real_array("m_c", "d"),  # layer-0 coarse codebook
     }
     components = {"S_c": ("S_c_idx", "S_c_w", "S_c_idx_served", "S_c_w_served"), "codebooks": ("H_meta", "E_c")}
     table = "H_meta"
@@ -237,6 +262,7 @@ class LegcfSpec(MethodSpec):
         dims = super().dims(arrays)
         dims["m_c"] = _dim(arrays, "H_meta", 0)
         dims["t_c"] = _dim(arrays, "S_c_idx", 1)
+        dims["t_s"] = _dim(arrays, "S_c_idx_served", 1)  # served terms per entity (TrainConfig.served_terms)
         return dims
 
     def check_arrays(self, arrays: Mapping[str, np.ndarray], dims: Mapping[str, int]) -> None:
@@ -252,6 +278,7 @@ class LegcfSpec(MethodSpec):
         full_bytes = dims["N"] * dims["d"] * 4
         return {
             "e_r_nnz": 0,
+            "served_terms": dims["t_s"],
             "compressed_serving_bytes": serving,
             "compression_ratio_serving_bytes": full_bytes / serving if serving else None,
         }
@@ -267,10 +294,12 @@ class LegcfSpec(MethodSpec):
     budget_knob = "m_c"
 
     def knob_range(self, config: Any, n_entities: int) -> tuple[int, int]:
-        return int(config.t_c), max(int(config.t_c), n_entities)
+        low = max(int(config.t_c), int(config.terms_served))  # m_c holds t_c trained and t_s served distinct rows
+        return low, max(low, n_entities)
 
     def planned_dims(self, config: Any, n_users: int, n_items: int) -> dict[str, int]:
-        return {**super().planned_dims(config, n_users, n_items), "m_c": int(config.m_c), "t_c": int(config.t_c)}
+        dims = super().planned_dims(config, n_users, n_items)
+        return {**dims, "m_c": int(config.m_c), "t_c": int(config.t_c), "t_s": int(config.terms_served)}
 
 
 @register
@@ -282,11 +311,11 @@ class C2FSpec(LegcfSpec):
     description = "coarse-to-fine meta-embeddings (C2F)"
     arrays = {
         **LegcfSpec.arrays,
-        "S_r_idx": ArraySpec("i", 4, ("m_c", "t_r")),
-        "S_r_w": ArraySpec("f", 4, ("m_c", "t_r")),
+        "S_r_idx": index_array("m_c", "t_r"),
+        "S_r_w": real_array("m_c", "t_r"),
         "E_r_indptr": ArraySpec("i", 8, ("m_r+1",)),
-        "E_r_indices": ArraySpec("i", 4, (None,)),
-        "E_r_data": ArraySpec("f", 4, (None,)),
+        "E_r_indices": index_array(None),
+        "E_r_data": real_array(None),
     }
     components = {**LegcfSpec.components, "S_r": ("S_r_idx", "S_r_w"), "E_r": ("E_r_indptr", "E_r_indices", "E_r_data")}
     exact_fields = ("w_cr",)
@@ -380,7 +409,7 @@ class HashSpec(MethodSpec):
 
     name = "hash"
     description = "hashing trick: B shared rows (LightGCN)"
-    arrays = {"hash_table": ArraySpec("f", 4, ("B", "d"))}
+    arrays = {"hash_table": real_array("B", "d")}
     components = {"hash_table": ("hash_table",)}
     table = "hash_table"
     compressed = False
@@ -426,7 +455,7 @@ class QRSpec(MethodSpec):
 
     name = "qr"
     description = "quotient-remainder trick: Q[i//m] * R[i%m] (LightGCN)"
-    arrays = {"qr_Q": ArraySpec("f", 4, ("qr_q", "d")), "qr_R": ArraySpec("f", 4, ("qr_m", "d"))}
+    arrays = {"qr_Q": real_array("qr_q", "d"), "qr_R": real_array("qr_m", "d")}
     components = {"qr_tables": ("qr_Q", "qr_R")}
     table = "qr_R"
     compressed = False
@@ -481,5 +510,6 @@ COARSE_METHODS: tuple[str, ...] = tuple(name for name, spec in REGISTRY.items() 
 
 
 def exact_embeddings(arrays: Mapping[str, np.ndarray], manifest: Manifest) -> np.ndarray:
-    """Recompute the propagated entity embeddings H_full (N, d) of an artifact (see each spec)."""
-    return get_spec(manifest.method).exact_embeddings(arrays, manifest)
+    """Recompute the propagated entity embeddings H_full (N, d) float32 of an artifact (see each spec); float16
+    arrays are upcast first (temporary copies), so the math runs in float32 whatever the stored dtypes."""
+    return get_spec(manifest.method).exact_embeddings(as_float32_arrays(arrays), manifest)

@@ -57,7 +57,7 @@ def _assignment_coo(
     idx: np.ndarray, w: np.ndarray, row_offset: int, col_offset: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """COO triplets of an assignment block: row r links to ``col_offset + idx[r, j]`` with weight ``w[r, j]``."""
-    block = assignment_matrix(idx, w, int(idx.max(initial=-1)) + 1).tocoo()
+    block = assignment_matrix(idx, w, int(idx.max()) + 1 if idx.size else 0).tocoo()  # idx may be unsigned
     return block.row.astype(np.int64) + row_offset, block.col.astype(np.int64) + col_offset, block.data
 
 

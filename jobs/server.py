@@ -247,26 +247,10 @@ def embedded_queue(settings: Settings, *, workers: int = 1) -> Iterator[Settings
         redis.stop()
 
 
-def run_http(host: str, port: int, settings: Settings, *, processes: int = 1) -> None:
-    """uvicorn on ``host:port`` until interrupted: uvloop and httptools with JSON parser errors
-    (:mod:`service.protocol`), the service's own logging (:mod:`service.logs`) and access log.
-
-    ``processes`` > 1 runs that many server processes on the one port; each builds the app from ``C2F_*``
-    variables (set here from ``settings``) and loads the artifact itself.
-    """
-    import uvicorn
-    from threadpoolctl import threadpool_limits
-
-    from service.logs import configure_logging
-    from service.main import create_app
+def _uvicorn_options(host: str, port: int, settings: Settings) -> dict[str, Any]:
     from service.protocol import HTTP_PROTOCOL
 
-    configure_logging(settings.log_level, settings.log_format)
-    # One BLAS thread per server process: a request's products are small (a codebook times one vector), so extra
-    # threads only spin and take CPU from other requests; more cores are for --workers.
-    os.environ.update({name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
-    threadpool_limits(limits=1)
-    options: dict[str, Any] = {
+    return {
         "host": host,
         "port": port,
         "http": HTTP_PROTOCOL,
@@ -277,11 +261,160 @@ def run_http(host: str, port: int, settings: Settings, *, processes: int = 1) ->
         "timeout_keep_alive": 5,
         "timeout_graceful_shutdown": 10,
     }
+
+
+def run_http(host: str, port: int, settings: Settings, *, processes: int = 1) -> None:
+    """uvicorn on ``host:port`` until interrupted: uvloop and httptools with JSON parser errors
+    (:mod:`service.protocol`), the service's own logging (:mod:`service.logs`) and access log.
+
+    ``processes`` > 1 runs that many server processes on the one port, forked from this one after it has built the
+    app and loaded the model (:class:`Prefork`), so that they share its memory.
+    """
+    import uvicorn
+    from threadpoolctl import threadpool_limits
+
+    from service.logs import configure_logging
+    from service.main import create_app
+
+    configure_logging(settings.log_level, settings.log_format)
+    # One BLAS thread per server process: a request's products are small (a codebook times one vector), so extra
+    # threads only spin and take CPU from other requests; more cores are for --workers.
+    os.environ.update({name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    threadpool_limits(limits=1)
+    options = _uvicorn_options(host, port, settings)
+    app = create_app(settings)
     if processes > 1:
-        apply_env(settings_to_env(settings))
-        uvicorn.run("service.main:app", workers=processes, **options)
+        Prefork(app, options, processes).run()
     else:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(app, **options)
+
+
+class Prefork:
+    """``processes`` uvicorn servers on one listening socket, forked from this process after the model is loaded.
+
+    uvicorn's own ``--workers`` starts each server with ``spawn``: every one re-imports numpy/scipy/FastAPI and
+    loads its own copy of the arrays and id maps (about 107 MB of private memory each on a Gowalla C2F artifact).
+    Here the parent imports everything, loads the model LATEST names into the app's registry and freezes the
+    collector (:func:`gc.freeze`: a collection in a child must not write to every inherited object's header), then
+    forks; a child's lifespan finds that version already loaded, so the interpreter, the arrays and the id maps stay
+    shared copy-on-write until a child swaps in a newer version, which it loads itself.  The parent serves nothing:
+    it restarts a child that dies (from the model it loaded at start; the child then loads LATEST) and on SIGTERM or
+    SIGINT stops the children (uvicorn's graceful shutdown) and exits.
+    """
+
+    def __init__(self, app: Any, options: dict[str, Any], processes: int) -> None:
+        self.app = app
+        self.options = options
+        self.processes = processes
+        self.children: dict[int, int] = {}  # pid -> slot
+        self.restarts = 0
+        self._stopping = False
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        self._stopping = True
+
+    def _fork(self, slot: int, sock: Any) -> None:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the child: serve until told to stop, never return into the parent's code
+            code = 1
+            try:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(signum, signal.SIG_DFL)  # uvicorn installs its own once serving
+                die_with_parent(parent)
+                self._serve_child(sock)
+                code = 0
+            except BaseException:  # noqa: BLE001 - report, then exit this process only
+                log.exception("server process %d failed", os.getpid())
+            finally:
+                with contextlib.suppress(Exception):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(code)
+        self.children[pid] = slot
+        log.info("server process %d started (slot %d)", pid, slot)
+
+    def _serve_child(self, sock: Any) -> None:
+        import uvicorn
+
+        uvicorn.Server(uvicorn.Config(self.app, **self.options)).run(sockets=[sock])
+
+    def _load(self) -> None:
+        import gc
+
+        result = self.app.state.registry.load_initial()
+        if self.app.state.registry.current is None:
+            log.warning("no model loaded before forking (%s); each server process will load one itself", result.error)
+        gc.collect()
+        gc.freeze()
+
+    def run(self) -> None:
+        import uvicorn
+
+        self._load()
+        sock = uvicorn.Config(self.app, **self.options).bind_socket()
+        previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        backoff = 1.0
+        try:
+            for slot in range(self.processes):
+                self._fork(slot, sock)
+            while not self._stopping:
+                pid, status = self._reap()
+                if pid == 0:
+                    time.sleep(0.2)
+                    continue
+                slot = self.children.pop(pid)
+                log.warning("server process %d exited (%s); restarting it in %.0f s", pid, _wait_text(status), backoff)
+                deadline = time.monotonic() + backoff
+                while not self._stopping and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if self._stopping:
+                    break
+                self._fork(slot, sock)
+                self.restarts += 1
+                backoff = min(backoff * 2, 30.0)
+        finally:
+            self._stop_children()
+            sock.close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _reap(self) -> tuple[int, int]:
+        """(pid, wait status) of one exited server process, or (0, 0).  Only our own pids: ``waitpid(-1)`` would
+        also reap the embedded Redis and the training worker, which their ``Popen`` objects wait for."""
+        for pid in list(self.children):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return pid, 0
+            if done:
+                return done, status
+        return 0, 0
+
+    def _stop_children(self) -> None:
+        """SIGTERM (uvicorn's graceful shutdown, up to ``timeout_graceful_shutdown``), then SIGKILL."""
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + float(self.options.get("timeout_graceful_shutdown") or 10) + 5
+        while self.children and time.monotonic() < deadline:
+            pid, _ = self._reap()
+            if pid == 0:
+                time.sleep(0.05)
+            self.children.pop(pid, None)
+        for pid in list(self.children):
+            log.warning("server process %d did not stop in time; killing it", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            self.children.pop(pid, None)
+
+
+def _wait_text(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
 
 
 def serve(

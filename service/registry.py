@@ -148,8 +148,10 @@ class ModelRegistry:
         self.last_reload_at = model.loaded_at
         self._clear_failure()
         # The objects a load builds (id maps: one str per user and item) live as long as the model: move them out
-        # of the collector's generations so that no request pays for scanning them (after freeing the old model's).
-        gc.unfreeze()
+        # of the collector's generations so that no request pays for scanning them.  No gc.unfreeze() first: the
+        # old model's objects hold no reference cycles, so reference counting frees them while frozen, and a
+        # collection over everything frozen would write to the header of every object a `c2f serve --workers`
+        # process shares with its parent (copy-on-write: each process would end up with its own copy).
         gc.collect()
         gc.freeze()
         logger.info(

@@ -134,10 +134,19 @@ class FootprintResponse(BaseModel):
     components: dict[str, int] = Field(description="Bytes per component as loaded from the artifact.")
     arrays: dict[str, int] = Field(description="Bytes per array as loaded.")
     derived: dict[str, int] = Field(description="Bytes the scorer derives at load (norms, exact-mode H_full).")
+    dtypes: dict[str, str] = Field(
+        default_factory=dict, description="Each array's stored dtype (float16/uint16 when stored compactly)."
+    )
     total_bytes: int = Field(description="All artifact arrays in memory.")
     loaded_bytes: int = Field(description="total_bytes + derived.")
+    stored_bytes: int = Field(description="Bytes of the artifact's arrays as stored (their dtypes), = total_bytes.")
+    in_memory_bytes: int = Field(
+        description="Bytes the served model holds: the stored arrays plus what the scorer derives at load "
+        "(e.g. a float16 codebook upcast to float32), = loaded_bytes."
+    )
     embedding_bytes: int
     compressed_serving_bytes: int | None = None
+    served_terms: int | None = Field(None, description="(index, weight) terms per entity of the compressed form.")
     params_paper: int = Field(description="Embedding parameters in the paper's convention (Table 3).")
     e_r_nnz: int
     full_table_params: int

@@ -13,6 +13,12 @@ Two serving modes:
   are served exactly in both modes (LightGCN gives every entity its own propagated vector, so the shared rows alone
   are not the served embeddings): small on disk, an (N, d) table in memory once loaded.
 
+Stored dtypes (:mod:`contract.dtypes`): arithmetic runs in float32.  A float16 codebook ``H_meta`` (m_c × d, small)
+is upcast once at load (reported in ``memory_bytes``, so bytes in memory exceed bytes stored by m_c·d·4); float16
+weights are upcast per request only for the few rows a request reads.  A float16 dense table is not copied: it is
+scored in item chunks of bounded size, each upcast on the fly, so memory stays at the stored bytes and a request
+allocates nothing proportional to the catalogue beyond its score vector.  uint16/uint32 indices are used as stored.
+
 Each is a scorer (:class:`CompressedScorer`, :class:`DenseScorer`) chosen once at load by :func:`make_scorer`;
 :class:`Recommender` adds id maps, masks and top-n on top of whichever it got.
 
@@ -27,6 +33,7 @@ from typing import Protocol, get_args
 import numpy as np
 
 from contract.artifact import Artifact, ArtifactError
+from contract.dtypes import as_float32
 from contract.methods import exact_embeddings
 from contract.reconstruct import assignment_matrix, compressed_embeddings
 from service.settings import ServingMode
@@ -104,12 +111,25 @@ class DenseScorer:
     kind = "dense"
 
     def __init__(self, table: np.ndarray, n_users: int, *, derived: bool) -> None:
-        """``table``: (N, d) float32, users first. ``derived``: built at load (counted in memory_bytes)."""
+        """``table``: (N, d) float32 or float16 (stored compactly; scored in upcast chunks), users first.
+        ``derived``: built at load (counted in memory_bytes)."""
         self._table = table
         self._users = table[:n_users]
         self._items = table[n_users:]
         self._derived = derived
-        self.item_norms = np.linalg.norm(self._items, axis=1).astype(np.float32)
+        # rows of items upcast at a time when the table is not float32: bounds each request's temporaries
+        self._chunk_rows = max(1, _CHUNK_ELEMENTS // max(1, table.shape[1]))
+        self.item_norms = np.empty(self._items.shape[0], dtype=np.float32)
+        for start, block in self._item_blocks():
+            self.item_norms[start : start + block.shape[0]] = np.linalg.norm(block, axis=1)
+
+    def _item_blocks(self) -> Iterable[tuple[int, np.ndarray]]:
+        """(first row, float32 block) over the item rows: the table itself when float32, else upcast chunks."""
+        if self._items.dtype == np.float32:
+            yield 0, self._items
+            return
+        for start in range(0, self._items.shape[0], self._chunk_rows):
+            yield start, np.asarray(self._items[start : start + self._chunk_rows], dtype=np.float32)
 
     def user_embeddings(self, user_indices: np.ndarray) -> np.ndarray:
         return np.asarray(self._users[user_indices], dtype=np.float32)
@@ -118,7 +138,12 @@ class DenseScorer:
         return np.asarray(self._items[item_indices], dtype=np.float32)
 
     def scores_for_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        return np.asarray(vectors @ self._items.T, dtype=np.float32)
+        if self._items.dtype == np.float32:
+            return np.asarray(vectors @ self._items.T, dtype=np.float32)
+        out = np.empty((vectors.shape[0], self._items.shape[0]), dtype=np.float32)
+        for start, block in self._item_blocks():
+            out[:, start : start + block.shape[0]] = vectors @ block.T
+        return out
 
     def memory_bytes(self) -> dict[str, int]:
         return {"exact_H_full": int(self._table.nbytes)} if self._derived else {}
@@ -133,7 +158,9 @@ class CompressedScorer:
     kind = "compressed"
 
     def __init__(self, S_idx: np.ndarray, S_w: np.ndarray, H_meta: np.ndarray, n_users: int) -> None:
-        self._S_idx, self._S_w, self._H_meta = S_idx, S_w, H_meta
+        # A float16 codebook is upcast once (m_c × d: small, and every request multiplies with all of it).
+        self._H_meta_upcast = H_meta.dtype != np.float32
+        self._S_idx, self._S_w, self._H_meta = S_idx, S_w, as_float32(H_meta)
         self._n_users = n_users
         self._n_items = S_idx.shape[0] - n_users
         # The items' rows of S^c as CSR (n_items × m_c, t_c entries a row): S_items @ q is exactly the gather
@@ -162,7 +189,10 @@ class CompressedScorer:
 
     def memory_bytes(self) -> dict[str, int]:
         S = self._items_S
-        return {"item_assignments_csr": int(S.data.nbytes + S.indices.nbytes + S.indptr.nbytes)}
+        out = {"item_assignments_csr": int(S.data.nbytes + S.indices.nbytes + S.indptr.nbytes)}
+        if self._H_meta_upcast:
+            out["H_meta_float32"] = int(self._H_meta.nbytes)
+        return out
 
 
 def make_scorer(artifact: Artifact, mode: ServingMode) -> Scorer:

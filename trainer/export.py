@@ -3,8 +3,10 @@
 Serving reconstructs an entity from its t_c assignments without graph propagation (LEGCF's Eq. 10 view,
 H_full ≈ S^c·H_meta). The trained weights S^c were fitted for layer 0, not for that identity, so at export the
 weights of each entity are refit by least squares so that S^c·H_meta best matches the propagated H_full
-(optionally alternating with a least-squares refit of the codebook itself). Both the trained metrics (full
-propagation) and the served metrics (what the service computes, in both serving modes) are recorded.
+(optionally alternating with a least-squares refit of the codebook itself); ``TrainConfig.served_terms`` sets how
+many (index, weight) terms each entity is served from. Arrays are stored in the types of ``contract.dtypes``
+(``TrainConfig.store_dtype``). Both the trained metrics (full propagation) and the served metrics (what the service
+computes from the stored arrays, in both serving modes) are recorded.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from contract.artifact import publish, read_manifest, version_path
 from contract.config import TrainConfig
+from contract.dtypes import as_float32, store_float, target_dtype
 from contract.footprint import footprint
 from contract.manifest import DatasetInfo, Manifest, ModelMetrics, Shape, SplitMetrics, TrainedMetrics
 from contract.methods import exact_embeddings, get_spec
@@ -75,28 +78,62 @@ ServedFit = str  # "weights" | "codebook" | "reassign"
 
 
 def served_assignment(
-    S_idx: np.ndarray, H_meta: np.ndarray, H_full: np.ndarray, fit: ServedFit = "reassign", rounds: int = 3
+    S_idx: np.ndarray,
+    H_meta: np.ndarray,
+    H_full: np.ndarray,
+    fit: ServedFit = "reassign",
+    rounds: int = 3,
+    terms: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The assignment and codebook that compressed serving reads, fitted so that S·H_meta ≈ H_full.
 
     "weights": keep the trained indices, refit each entity's t weights (least squares).
     "codebook": also alternate with a least-squares refit of the codebook (``rounds`` times).
-    "reassign": re-pick each entity's t codebook rows by matching pursuit, then alternate codebook refits and
-    re-picks. The span of t codebook rows is all an entity can be served from, so picking the rows for serving
-    (rather than reusing the rows chosen for layer 0) is what closes most of the served-vs-trained gap.
-    Returns (idx (N, t) int32, w (N, t) float32, H_meta (m, d) float32).
+    "reassign": re-pick each entity's ``terms`` codebook rows by matching pursuit (greedy by correlation with the
+    residual, least-squares weights after every pick), then alternate codebook refits and re-picks. The span of
+    the picked codebook rows is all an entity can be served from, so picking the rows for serving (rather than
+    reusing the rows chosen for layer 0) is what closes most of the served-vs-trained gap, and more terms close
+    more of it. ``terms`` (None: t = S_idx.shape[1]) other than t needs "reassign".
+    Returns (idx (N, terms) int32, w (N, terms) float32, H_meta (m, d) float32).
     """
+    t = S_idx.shape[1] if terms is None else int(terms)
+    if not 1 <= t <= H_meta.shape[0]:
+        raise ValueError(f"served terms must be between 1 and m ({H_meta.shape[0]}); got {t}")
+    if t != S_idx.shape[1] and fit != "reassign":
+        raise ValueError(f"{t} served terms from {S_idx.shape[1]} trained ones needs fit='reassign', got {fit!r}")
     idx = S_idx.astype(np.int64)
     codebook = H_meta.astype(np.float32)
     if fit == "reassign":
-        idx = pursuit(H_full, codebook, S_idx.shape[1])
+        idx = pursuit(H_full, codebook, t)
     weights = refit_weights(idx, codebook, H_full)
     for _ in range(rounds if fit in ("codebook", "reassign") else 0):
         codebook = refit_codebook(idx, weights, H_full, codebook.shape[0])
         if fit == "reassign":
-            idx = pursuit(H_full, codebook, S_idx.shape[1])
+            idx = pursuit(H_full, codebook, t)
         weights = refit_weights(idx, codebook, H_full)
     return idx.astype(np.int32), weights, codebook.astype(np.float32)
+
+
+def store_dtypes(arrays: dict[str, np.ndarray], method: str, store_dtype: str) -> dict[str, np.ndarray]:
+    """``arrays`` in their stored types (:func:`contract.dtypes.target_dtype`): index arrays in the smallest unsigned
+    type that holds their bound, the method's real embedding arrays (those the contract accepts as float16) in
+    ``store_dtype``.
+    ValueError naming the array when a value does not fit float16."""
+    spec = get_spec(method)
+    dims = spec.dims(arrays)
+    out = dict(arrays)
+    for name, want in spec.required_arrays().items():
+        target = target_dtype(name, want.accepts, dims, store_dtype)
+        if target is None:
+            continue
+        if target.kind in "iu":
+            out[name] = arrays[name].astype(target)
+        else:
+            try:
+                out[name] = store_float(arrays[name], store_dtype)
+            except ValueError as exc:
+                raise ValueError(f"store_dtype={store_dtype}: array {name} {exc}") from None
+    return out
 
 
 def _csr_arrays(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
@@ -123,14 +160,14 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
     if isinstance(model, UD):
         arrays["H_full"] = H_full
         arrays["E"] = model.E.detach().cpu().numpy().astype(np.float32)
-        return arrays
+        return store_dtypes(arrays, trained.config.method, trained.config.store_dtype)
     if isinstance(model, Hashed):
         arrays["hash_table"] = model.table.detach().cpu().numpy().astype(np.float32)
-        return arrays
+        return store_dtypes(arrays, trained.config.method, trained.config.store_dtype)
     if isinstance(model, QuotientRemainder):
         arrays["qr_Q"] = model.Q.detach().cpu().numpy().astype(np.float32)
         arrays["qr_R"] = model.R.detach().cpu().numpy().astype(np.float32)
-        return arrays
+        return store_dtypes(arrays, trained.config.method, trained.config.store_dtype)
     coarse = trained.coarse
     assert coarse is not None
     if isinstance(model, Fine):
@@ -148,9 +185,14 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
     else:
         assert isinstance(model, Coarse)
         H_meta = model.meta_embeddings().cpu().numpy()
+    config = trained.config
     S_idx_served, S_w_served, H_meta_served = served_assignment(
-        coarse.S_c_idx, H_meta, H_full, trained.config.served_fit
+        coarse.S_c_idx, H_meta, H_full, config.served_fit, terms=config.terms_served
     )
+    if config.store_dtype != "float32":
+        # refit the weights to the codebook as it will be stored, so that they absorb its rounding
+        H_meta_served = store_float(H_meta_served, config.store_dtype).astype(np.float32)
+        S_w_served = refit_weights(S_idx_served, H_meta_served, H_full)
     arrays.update(
         S_c_idx=coarse.S_c_idx.astype(np.int32),
         S_c_w=coarse.S_c_w.astype(np.float32),
@@ -159,7 +201,7 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
         H_meta=H_meta_served.astype(np.float32),
         E_c=coarse.E_c.detach().cpu().numpy().astype(np.float32),
     )
-    return arrays
+    return store_dtypes(arrays, config.method, config.store_dtype)
 
 
 def _evaluate_numpy(H_full: np.ndarray, data: InteractionData, item_bias: np.ndarray | None) -> dict[str, float]:
@@ -178,9 +220,13 @@ def served_metrics(
     """Test metrics of both serving modes, computed by the same numpy code the service runs."""
     bias = arrays.get("item_bias")
     exact = _evaluate_numpy(exact_embeddings(arrays, manifest), data, bias)
-    if not get_spec(manifest.method).compressed:  # compressed mode scores the dense table: same as exact
-        return {"compressed": SplitMetrics(test=exact), "exact": SplitMetrics(test=exact)}
-    compressed = compressed_embeddings(arrays["S_c_idx_served"], arrays["S_c_w_served"], arrays["H_meta"])
+    spec = get_spec(manifest.method)
+    if not spec.compressed:  # compressed mode scores the stored dense table (float16 when stored so)
+        stored = _evaluate_numpy(as_float32(arrays[spec.table]), data, bias)
+        return {"compressed": SplitMetrics(test=stored), "exact": SplitMetrics(test=exact)}
+    compressed = compressed_embeddings(
+        arrays["S_c_idx_served"], as_float32(arrays["S_c_w_served"]), as_float32(arrays["H_meta"])
+    )
     return {
         "compressed": SplitMetrics(test=_evaluate_numpy(compressed, data, bias)),
         "exact": SplitMetrics(test=exact),

@@ -3,11 +3,12 @@ the equal-memory baselines hash and qr (one phase, as UD)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -83,17 +84,23 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
     info: dict[str, Any] = {"device": str(device), "world_size": distributed.world_size if distributed else 1}
     test_exclude = [data.train, data.valid]
 
-    def finish(model: EmbeddingModel, coarse: Coarse | None, stage: str, coarse_test: dict | None) -> TrainedModel:
+    def finish(
+        model: EmbeddingModel,
+        coarse: Coarse | None,
+        valid: dict[str, float] | None,
+        coarse_test: dict | None,
+        published: TrainConfig = config,
+    ) -> TrainedModel:
         _check_ranks_agree(trainer, model)
         info["phases"] = trainer.phase_dicts()
         test = trainer.metrics(model, data.test, test_exclude)
         return TrainedModel(
-            config=config,
+            config=published,
             model=model,
             coarse=coarse,
             history=trainer.history_dicts(),
             timings=timings,
-            valid=trainer.kept_valid(stage),
+            valid=valid,
             test=test,
             coarse_test=coarse_test,
             info=info,
@@ -112,7 +119,7 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         )
         timings[f"{stage}_seconds"] = time.perf_counter() - t0
         _record_update_seconds(trainer, stage, timings)
-        return finish(single, None, stage, None)
+        return finish(single, None, trainer.kept_valid(stage), None)
 
     if config.coarse_from:
         coarse = load_coarse(data, config, device)
@@ -123,10 +130,32 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         if config.continuation != "none":
             continue_coarse(config, trainer, coarse, timings)
         coarse_test = trainer.metrics(coarse, data.test, test_exclude)
-        return finish(coarse, coarse, "coarse", coarse_test)
+        return finish(coarse, coarse, trainer.kept_valid("coarse"), coarse_test)
     coarse_test = trainer.metrics(coarse, data.test, test_exclude)
+    coarse_valid = trainer.validate(coarse)
     fine = train_fine(data, config, trainer, coarse, device, timings, info)
-    return finish(fine, coarse, "fine", coarse_test)
+    stage = kept_stage(coarse_valid, trainer.kept_valid("fine"), config)
+    info["stage_kept"] = {
+        "stage": stage,
+        "criterion": config.criterion,
+        "coarse_valid": coarse_valid,
+        "fine_valid": trainer.kept_valid("fine"),
+    }
+    if stage == "coarse":
+        # the published model is the coarse stage: a legcf artifact (its manifest says why in info["stage_kept"])
+        log.warning("fine stage validates below its coarse stage (%s): publishing the coarse stage", info["stage_kept"])
+        return finish(coarse, coarse, coarse_valid, coarse_test, dataclasses.replace(config, method="legcf"))
+    return finish(fine, coarse, trainer.kept_valid("fine"), coarse_test)
+
+
+def kept_stage(
+    coarse_valid: dict[str, float] | None, fine_valid: dict[str, float] | None, config: TrainConfig
+) -> Literal["coarse", "fine"]:
+    """Which stage a c2f run publishes: "fine" unless ``config.fine_fallback`` is on and the fine stage's kept state
+    validates strictly below its coarse stage on ``config.criterion`` (no validation split: "fine")."""
+    if not config.fine_fallback or coarse_valid is None or fine_valid is None:
+        return "fine"
+    return "coarse" if fine_valid[config.criterion] < coarse_valid[config.criterion] else "fine"
 
 
 SINGLE_PHASE = ("ud", "hash", "qr")
@@ -172,7 +201,7 @@ def load_coarse(data: InteractionData, config: TrainConfig, device: torch.device
         )
     coarse = Coarse(data.train, a["S_c_idx"], a["S_c_w"], config.m_c, config.dim, config.layers, device)
     with torch.no_grad():
-        coarse.E_c.copy_(torch.from_numpy(np.array(E_c)))
+        coarse.E_c.copy_(torch.from_numpy(np.array(E_c, np.float32)))  # a float16-stored codebook too
     if config.biases:
         stored = a.get("item_bias")
         coarse.enable_item_bias(None if stored is None else torch.from_numpy(np.array(stored, np.float32)))

@@ -21,6 +21,7 @@ async def get_footprint(model: ModelDep) -> FootprintResponse:
     artifact, rec = model.artifact, model.recommender
     fp = artifact.footprint  # recomputed from the arrays as loaded
     derived = rec.memory_bytes()
+    in_memory = fp.total_bytes + sum(derived.values())
     metrics = artifact.manifest.metrics
     return FootprintResponse(
         model_version=model.version,
@@ -33,10 +34,14 @@ async def get_footprint(model: ModelDep) -> FootprintResponse:
         components=fp.components,
         arrays=fp.arrays,
         derived=derived,
+        dtypes=fp.dtypes,
         total_bytes=fp.total_bytes,
-        loaded_bytes=fp.total_bytes + sum(derived.values()),
+        loaded_bytes=in_memory,
+        stored_bytes=fp.total_bytes,
+        in_memory_bytes=in_memory,
         embedding_bytes=fp.embedding_bytes,
         compressed_serving_bytes=fp.compressed_serving_bytes,
+        served_terms=fp.served_terms,
         params_paper=fp.params_paper,
         e_r_nnz=fp.e_r_nnz,
         full_table_params=fp.full_table_params,

@@ -15,21 +15,21 @@ def _train(dataset, out, *args: str):
 
 
 def test_budget_sizes_and_is_recorded(synthetic_lightgcn_dir, tmp_path):
-    # 1000 entities, d = 16: full table 64,000 bytes; 10% = 6,400 bytes = 100 rows of 16 floats
-    outcome = _train(
-        synthetic_lightgcn_dir, tmp_path, "--method", "hash", "--dim", "16", "--epochs", "1", "--budget", "10%"
-    )
+    # 1000 entities, d = 16: full table 64,000 bytes; 10% = 6,400 bytes = 200 rows of 16 float16 values
+    args = ["--method", "hash", "--dim", "16", "--epochs", "1", "--budget", "10%", "-p", "biases=false"]
+    outcome = _train(synthetic_lightgcn_dir, tmp_path, *args)
     assert outcome.exit_code == 0, outcome.output
-    assert "budget: 6400 bytes -> hash_buckets=100, embedding bytes 6400 (next size up: 6464)" in outcome.output
+    assert "budget: 6400 bytes -> hash_buckets=200, embedding bytes 6400 (next size up: 6432)" in outcome.output
     version = (tmp_path / "LATEST").read_text().strip()
     manifest = json.loads((tmp_path / "versions" / version / "manifest.json").read_text())
-    assert manifest["budget"]["budget_percent"] == 10.0 and manifest["config"]["hash_buckets"] == 100
+    assert manifest["budget"]["budget_percent"] == 10.0 and manifest["config"]["hash_buckets"] == 200
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--method", "legcf", "--budget", "2%"], "needs on any dataset (6.25%)"),  # d = 128, t_c = 2
+        # d = 128, t_c = 2: 8·t_c bytes an entity of assignments (uint16, float16) and 4 an item of item biases
+        (["--method", "legcf", "--budget", "2%"], "needs on any dataset (3.516%)"),
         (["--method", "qr", "--dim", "16", "--budget-bytes", "1000"], "smallest qr model on 600 users and 400 items"),
         (["--method", "hash", "--budget", "2%", "--budget-bytes", "2MB"], "not both"),
         (["--method", "hash", "--budget-bytes", "2XB"], "a byte budget looks like 2MB"),

@@ -1,8 +1,9 @@
 """Hot swaps and corrupt publishes while clients keep asking (issue 11's reliability suite, loopback only).
 
-A few client threads send ``GET /recommend`` for a bounded time while good versions and broken ones (flipped
-bytes, a truncated model, a manifest that is not JSON, LATEST naming a missing directory) are published and the
-poller reloads every 0.1 s. Every answer must be a 200 from a good version; the broken ones are never served.
+A few client threads send ``GET /recommend`` for a bounded time while good versions and broken ones (every kind in
+:mod:`tests.reliability.faults`: flipped bytes, a truncated model, a manifest that is not JSON, a wrong shape or a
+NaN with a valid sha256, LATEST with ``../`` or naming a missing directory) are published and the poller reloads
+every 0.1 s. Every answer must be a 200 from a good version; the broken ones are never served.
 Longer runs with more fault kinds: ``benchmarks/chaos.py``.
 """
 
@@ -16,30 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from contract.artifact import version_path
 from service.main import create_app
 from service.settings import Settings
 from tests.fixtures import build_artifact
 from tests.live import live_server
+from tests.reliability.faults import FAULTS, publish_faulty
 
 SECONDS = 4.0
 CLIENTS = 3
-
-
-def _flip(root: Path, version: str) -> None:
-    path = version_path(root, version) / "model.npz"
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
-def _truncate(root: Path, version: str) -> None:
-    path = version_path(root, version) / "model.npz"
-    path.write_bytes(path.read_bytes()[:-100])
-
-
-def _bad_manifest(root: Path, version: str) -> None:
-    (version_path(root, version) / "manifest.json").write_text("{not json")
 
 
 @pytest.mark.slow
@@ -64,16 +49,11 @@ def test_swaps_and_corrupt_publishes_under_load(artifact_root: Path) -> None:
         for t in threads:
             t.start()
         deadline = time.monotonic() + SECONDS
-        faults = [_flip, _truncate, _bad_manifest, None]
         i = 0
         while time.monotonic() < deadline:
-            fault = faults[i % len(faults)]
+            version = publish_faulty(artifact_root, FAULTS[i % len(FAULTS)], seed=i)
             i += 1
-            if fault is None:
-                (artifact_root / "LATEST").write_text("20990101T000000000000Z-c2f\n")  # names a missing version
-            else:
-                version = build_artifact(artifact_root, "c2f", seed=i)
-                fault(artifact_root, version)
+            if version is not None:
                 bad.add(version)
             time.sleep(0.3)
             good.add(build_artifact(artifact_root, "c2f", seed=1000 + i))

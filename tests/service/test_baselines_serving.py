@@ -132,8 +132,8 @@ def data_root(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("method", "params", "message"),
     [
-        ("legcf", {"budget": 2.0}, "smallest legcf model at d=128 needs on any dataset (6.25%)"),
-        ("hash", {"budget_bytes": 100, "dim": 64}, "100 bytes is below the smallest hash model"),
+        ("legcf", {"budget": 2.0, "biases": False}, "smallest legcf model at d=128 needs on any dataset (3.125%)"),
+        ("hash", {"budget_bytes": 100, "dim": 64, "biases": False}, "100 bytes is below the smallest hash model"),
         ("hash", {"budget": 2.0, "budget_bytes": 10**6}, "not both"),
         ("hash", {"budget": 0}, "greater than 0"),
     ],

@@ -103,3 +103,23 @@ def test_footprint_endpoint_exact_mode(artifact_root: Path, make_client) -> None
 def test_footprint_without_model(make_client) -> None:  # type: ignore[no-untyped-def]
     with make_client() as client:
         assert_error(client.get("/footprint"), 503, "no_model")
+
+
+def test_footprint_endpoint_reports_stored_and_in_memory_bytes(artifact_root: Path, make_client) -> None:  # type: ignore[no-untyped-def]
+    from tests.contract.test_dtypes import compact
+
+    arrays = make_arrays("legcf", n_users=6, n_items=10, d=4, m_c=5, t_c=2)
+    wide = {name: int(arr.nbytes) for name, arr in arrays.items()}
+    build_artifact(artifact_root, "legcf", arrays=compact(arrays))
+    with make_client() as client:
+        body = client.get("/footprint").json()
+    assert body["dtypes"]["H_meta"] == "float16" and body["dtypes"]["S_c_idx_served"] == "uint16"
+    assert body["dtypes"]["graph_indices"] == "int32"
+    # stored: every compact array at half its float32/int32 size
+    assert body["arrays"]["H_meta"] == wide["H_meta"] // 2 == 5 * 4 * 2
+    assert body["arrays"]["S_c_idx_served"] == wide["S_c_idx_served"] // 2
+    assert body["stored_bytes"] == body["total_bytes"] == sum(body["arrays"].values())
+    assert body["compressed_serving_bytes"] == 16 * 2 * (2 + 2) + 5 * 4 * 2 and body["served_terms"] == 2
+    # in memory: the stored arrays plus the float32 codebook upcast at load (and the other derived structures)
+    assert body["derived"]["H_meta_float32"] == 5 * 4 * 4
+    assert body["in_memory_bytes"] == body["loaded_bytes"] == body["stored_bytes"] + sum(body["derived"].values())

@@ -152,8 +152,11 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 
 def enqueue(settings: Settings, func: str, **kwargs: Any) -> Job:
-    """Enqueue any job function exactly as the service does (same serializer, TTLs and timeout)."""
-    queue = Queue(settings.queue_name, connection=Redis.from_url(REDIS_URL), serializer=jobs.SERIALIZER)
+    """Enqueue any job function exactly as the service does (same serializer, TTLs and timeout), on the Redis of
+    ``settings`` (the tests' db 15 unless another is set)."""
+    queue = Queue(
+        settings.queue_name, connection=Redis.from_url(settings.redis_url or REDIS_URL), serializer=jobs.SERIALIZER
+    )
     return queue.enqueue_call(
         func=func,
         kwargs=kwargs,

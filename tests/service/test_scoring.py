@@ -239,3 +239,60 @@ def test_a_misshapen_item_bias_is_refused(artifact_root: Path) -> None:
     arrays["item_bias"] = np.zeros(4, np.float32)  # 5 items
     with pytest.raises(ArtifactError, match="item_bias"):
         _load(artifact_root, "legcf", arrays=arrays, manifest=make_manifest("legcf"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# stored dtypes (contract/dtypes.py): compact artifacts score like the float32 math over their stored values
+# ---------------------------------------------------------------------------------------------------------------
+def _compact_pair(root: Path, method: str) -> tuple[Artifact, Artifact]:
+    from tests.contract.test_dtypes import compact
+
+    arrays = make_arrays(method, n_users=40, n_items=300, d=16, m_c=20, t_c=3, seed=11)
+    wide = load_artifact(version_path(root, build_artifact(root, method, arrays=arrays)))
+    small = load_artifact(version_path(root, build_artifact(root, method, arrays=compact(arrays))))
+    return wide, small
+
+
+@pytest.mark.parametrize("mode", ["compressed", "exact"])
+@pytest.mark.parametrize("method", ["ud", "legcf", "c2f"])
+def test_float16_artifacts_score_within_tolerance_of_float32(
+    artifact_root: Path, method: str, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import service.scoring
+
+    # small chunks, so a float16 dense table is scored over several upcast blocks
+    monkeypatch.setattr(service.scoring, "_CHUNK_ELEMENTS", 16 * 70)
+    wide, small = _compact_pair(artifact_root, method)
+    if method == "ud":
+        assert small.arrays["H_full"].dtype == np.float16
+    else:
+        assert small.arrays["H_meta"].dtype == np.float16 and small.arrays["S_c_idx_served"].dtype == np.uint16
+    rec_wide, rec_small = Recommender(wide, mode), Recommender(small, mode)
+    users = np.arange(rec_wide.n_users)
+    s_wide, s_small = rec_wide.user_scores(users), rec_small.user_scores(users)
+    assert s_small.dtype == np.float32
+    scale = float(np.abs(s_wide).max())
+    np.testing.assert_allclose(s_small, s_wide, atol=1e-2 * scale)
+    # the top 10 barely moves: float16 perturbs scores by ~1e-3 relative, so only near-ties can swap
+    overlap = [
+        len(set(rec_wide.recommend(u, 10)[0].tolist()) & set(rec_small.recommend(u, 10)[0].tolist())) for u in users
+    ]
+    assert np.mean(overlap) >= 9.0
+    np.testing.assert_allclose(rec_small.scorer.item_norms, rec_wide.scorer.item_norms, rtol=1e-2)
+    if mode == "compressed" and method != "ud":
+        # exactly the float32 math over the stored float16 values (nothing is computed in float16)
+        H = dense_reconstruction(dict(small.arrays))
+        np.testing.assert_allclose(s_small, H[: rec_small.n_users] @ H[rec_small.n_users :].T, rtol=1e-4, atol=1e-4)
+    if method == "ud" and mode == "compressed":
+        table = small.arrays["H_full"].astype(np.float32)
+        np.testing.assert_allclose(s_small, table[:40] @ table[40:].T, rtol=1e-5, atol=1e-5)
+
+
+def test_float16_memory_is_reported(artifact_root: Path) -> None:
+    for method in ("legcf", "ud"):
+        _, small = _compact_pair(artifact_root, method)
+        derived = Recommender(small, "compressed").memory_bytes()
+        if method == "legcf":  # the codebook is upcast once at load: m_c·d float32 on top of what is stored
+            assert derived["H_meta_float32"] == 20 * 16 * 4
+        else:  # a float16 dense table is never copied
+            assert "H_meta_float32" not in derived and "exact_H_full" not in derived

@@ -8,6 +8,7 @@ import pytest
 
 from contract.artifact import load_artifact, version_path
 from contract.config import TrainConfig
+from contract.footprint import footprint, planned_embedding_bytes
 from contract.methods import exact_embeddings
 from service.scoring import Recommender
 from trainer.data import load_dataset
@@ -18,7 +19,9 @@ from trainer.train import TrainedModel, single_phase_model, train
 # 600 users, 400 items, d = 32: the full table is 128,000 bytes; 12,800 bytes = 10% = 100 rows of d floats (hash
 # B = 100; qr m = 88 with 12 quotient rows). Few epochs with a larger lr and sparse validation keep the module cheap
 # (qr's "sum" is checked against the contract's math below, without training); the margins hold with room.
-BASE = dict(dim=32, batch_size=1024, epochs=12, eval_every=4, lr=0.05, seed=7)
+# float32 storage without item biases, so that the served scores can be compared with the trainer's to 1e-4 and the
+# sizes are the round numbers above; the default storage (float16, item biases) is sized in the test below.
+BASE = dict(dim=32, batch_size=1024, epochs=12, eval_every=4, lr=0.05, seed=7, store_dtype="float32", biases=False)
 RUNS = {
     "hash": dict(method="hash", budget_bytes=12_800),
     "qr": dict(method="qr", budget=10.0),
@@ -128,6 +131,18 @@ def test_the_models_propagate_what_the_service_reconstructs(data, method, extra)
     trained = TrainedModel(config=config, model=model, coarse=None, history=[], timings={}, valid=None, test={})
     arrays = build_arrays(trained, data)
     np.testing.assert_allclose(exact_embeddings(arrays, build_manifest(trained, data)), H, rtol=1e-4, atol=1e-6)
+
+    # the default storage (float16 tables, float32 item biases): the export has the bytes a budget plans with
+    default = TrainConfig(method=method, dim=32, **extra)  # type: ignore[arg-type]
+    assert default.store_dtype == "float16" and default.biases
+    model = single_phase_model(data, default, torch.device("cpu"))
+    model.enable_item_bias()
+    trained = TrainedModel(config=default, model=model, coarse=None, history=[], timings={}, valid=None, test={})
+    arrays = build_arrays(trained, data)
+    tables = [a for name, a in arrays.items() if name in ("hash_table", "qr_Q", "qr_R")]
+    assert tables and all(t.dtype == np.float16 for t in tables)
+    planned = planned_embedding_bytes(method, default, data.n_users, data.n_items)
+    assert footprint(arrays, method).embedding_bytes == planned == sum(t.nbytes for t in tables) + 4 * data.n_items
 
 
 def test_an_impossible_budget_fails_before_training(data):

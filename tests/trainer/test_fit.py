@@ -88,7 +88,19 @@ def test_reported_validation_is_the_kept_state_s_when_no_fine_epoch_beats_the_st
     absurd learning rate never beats its starting state."""
     data = load_dataset(str(synthetic_lightgcn_dir))
     config = TrainConfig(
-        method="c2f", dim=16, m_c=8, m_r=4, t_r=2, d_r=8, batch_size=1024, epochs=6, patience=2, lr_fine=50.0, seed=3
+        method="c2f",
+        dim=16,
+        m_c=8,
+        m_r=4,
+        t_r=2,
+        d_r=8,
+        batch_size=1024,
+        epochs=6,
+        patience=2,
+        lr_fine=50.0,
+        seed=3,
+        biases=False,  # the check below scores h_u·h_i
+        fine_fallback=False,  # the fine stage is what is checked, even where it validates below its coarse stage
     )
     trained = train(data, config)
     H = trained.model.full_embeddings()

@@ -15,7 +15,10 @@ from trainer.pipeline import train_and_publish
 from trainer.synthetic import popularity_recall
 
 # Small but real: 600 users, 400 items, 8 planted communities; the whole module trains in well under a minute.
-SMALL = dict(dim=32, m_c=24, m_r=8, t_r=3, d_r=16, batch_size=1024, epochs=40, seed=7)
+# fine_fallback off: these tests inspect the fine stage's artifact (the fallback has its own test in test_options.py).
+SMALL = dict(
+    dim=32, m_c=24, m_r=8, t_r=3, d_r=16, batch_size=1024, batch_size_fine=1024, epochs=40, seed=7, fine_fallback=False
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +48,22 @@ def test_every_method_beats_popularity_by_a_clear_margin(data, published):
         assert recall > baseline + 0.25, f"{method}: Recall@20 {recall:.3f} vs popularity {baseline:.3f}"
 
 
-def test_c2f_refines_legcf_with_a_small_parameter_overhead(published):
-    """C2F starts from the trained coarse stage and keeps its best validation state, so on planted data it must
-    not lose to its own coarse stage; its extra parameters are the fine codebook and S^r only."""
+def test_c2f_records_both_stages_and_adds_a_small_parameter_overhead(published):
+    """The fine stage's extra parameters are the fine codebook and S^r only. Whether it beats its own coarse stage
+    is data-dependent: here (planted data, released mechanics, fallback off) it tested 0.327 against its coarse
+    stage's 0.357 NDCG@20 when this test was written, which is why c2f publishes the better-validating stage by
+    default (fine_fallback; tested in test_options.py). The run records both stages' validation figures and the
+    stage the default would have published."""
+    from trainer.train import kept_stage
+
     _, out, _ = published
     c2f = out["c2f"].manifest.model_dump()
-    coarse = c2f["metrics"]["trained"]["coarse_test"]["ndcg@20"]
-    fine = c2f["metrics"]["trained"]["test"]["ndcg@20"]
-    assert fine >= coarse - 0.005
+    kept = c2f["info"]["stage_kept"]
+    assert kept["stage"] == "fine"  # fallback off in SMALL
+    assert kept["fine_valid"] == c2f["metrics"]["trained"]["valid"]
+    default = TrainConfig(**{**SMALL, "fine_fallback": True})
+    better = "coarse" if kept["fine_valid"]["ndcg@20"] < kept["coarse_valid"]["ndcg@20"] else "fine"
+    assert kept_stage(kept["coarse_valid"], kept["fine_valid"], default) == better
     legcf_params = out["legcf"].manifest.footprint.params_paper
     c2f_params = c2f["footprint"]["params_paper"]
     assert c2f_params == legcf_params + SMALL["m_r"] * SMALL["dim"] + SMALL["t_r"] * SMALL["m_c"]
@@ -67,8 +78,11 @@ def test_assignments_have_exactly_t_nonzeros_and_fine_values_are_sparse(publishe
     assert all(len(set(row)) == SMALL_T_C for row in a["S_c_idx"].tolist())
     assert a["S_r_idx"].shape == (SMALL["m_c"], SMALL["t_r"])
     assert all(len(set(row)) == SMALL["t_r"] for row in a["S_r_idx"].tolist())
+    # λ is chosen at init for the target sparsity (lambda_schedule "fixed"), then kept: E^r stays sparse
+    info = out["c2f"].manifest.info
+    assert info["fine_nonzero_init"] == pytest.approx(TrainConfig().target_nonzero, abs=0.02)
     density = len(a["E_r_data"]) / (SMALL["m_r"] * SMALL["dim"])
-    assert density == pytest.approx(TrainConfig().target_nonzero, abs=0.02)  # λ tracks the target sparsity
+    assert 0 < density < 1 and density == pytest.approx(info["fine_nonzero_final"], abs=1e-6)
     assert (a["E_r_data"] != 0).all()
 
 
@@ -119,7 +133,8 @@ def test_c2f_can_start_from_a_published_coarse_stage(synthetic_lightgcn_dir, pub
     config = TrainConfig(method="c2f", coarse_from=str(legcf.path), **{**SMALL, "epochs": 2})
     model = train_and_publish(str(synthetic_lightgcn_dir), config, tmp_path)
     coarse_test = model.manifest.metrics.trained.coarse_test
-    assert coarse_test == pytest.approx(legcf.manifest.metrics.test("trained"), abs=1e-6)
+    # the coarse stage comes back from the artifact, stored as float16 (store_dtype default): close, not identical
+    assert coarse_test == pytest.approx(legcf.manifest.metrics.test("trained"), abs=2e-3)
     assert not any(r["stage"] == "coarse" for r in model.manifest.metrics.history)
 
 

@@ -1,0 +1,105 @@
+"""Served fidelity vs bytes: the compressed serving form at several served terms and stored float types.
+
+    python benchmarks/served_terms.py                       # planted communities (trainer/synthetic.py defaults)
+    python benchmarks/served_terms.py --dataset /path/gowalla --param epochs=300   # a real dataset (hours on CPU)
+
+Trains each method once (``--methods``, TrainConfig defaults plus ``--param key=value``; on planted data the small
+configuration of tests/trainer/test_train.py), then exports it once per (``served_terms``, ``store_dtype``) pair
+with trainer/export.py's own code and prints a markdown table: the trained Recall@20 (full propagation), the
+compressed (served) and exact Recall@20 computed from the stored arrays, served / trained, the compressed serving
+bytes (S_c_idx_served + S_c_w_served + H_meta as stored) against the float32 full table, all embedding bytes, and
+the export seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from contract.config import TrainConfig
+from contract.footprint import footprint
+from trainer.data import InteractionData, load_dataset
+from trainer.export import build_arrays, build_manifest, served_metrics
+from trainer.synthetic import planted_communities, write_lightgcn_dir
+from trainer.train import TrainedModel, train
+
+PLANTED = dict(dim=32, m_c=24, m_r=8, t_r=3, d_r=16, batch_size=1024, epochs=40, seed=7)
+"""The planted-data configuration (tests/trainer/test_train.py's SMALL)."""
+
+
+def parse_value(text: str) -> Any:
+    """``-p`` values: JSON when it parses (numbers, true, null), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def variant_row(trained: TrainedModel, data: InteractionData, terms: int, store_dtype: str) -> dict[str, Any]:
+    """Export ``trained`` with ``terms`` served terms stored as ``store_dtype``; the figures of one table row."""
+    config = dataclasses.replace(trained.config, served_terms=terms, store_dtype=store_dtype)
+    variant = dataclasses.replace(trained, config=config)
+    t0 = time.perf_counter()
+    arrays = build_arrays(variant, data)
+    seconds = time.perf_counter() - t0
+    served = served_metrics(arrays, build_manifest(variant, data), data)
+    fp = footprint(arrays, config.method)
+    return {
+        "served": float(served["compressed"].test["recall@20"]),  # type: ignore[index]
+        "exact": float(served["exact"].test["recall@20"]),  # type: ignore[index]
+        "serving_bytes": fp.compressed_serving_bytes,
+        "ratio": fp.compression_ratio_serving_bytes,
+        "embedding_bytes": fp.embedding_bytes,
+        "full_bytes": fp.full_table_bytes,
+        "seconds": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default=None, help="dataset URI or directory (default: planted communities)")
+    parser.add_argument("--methods", default="legcf,c2f")
+    parser.add_argument("--terms", default="2,4,8")
+    parser.add_argument("--dtypes", default="float32,float16")
+    parser.add_argument("-p", "--param", action="append", default=[], help="TrainConfig key=value (repeatable)")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+
+    if args.dataset is None:
+        users, items, _, _ = planted_communities()
+        data = load_dataset(str(write_lightgcn_dir(Path(tempfile.mkdtemp()) / "planted", users, items)))
+        base: dict[str, Any] = dict(PLANTED)
+    else:
+        data = load_dataset(args.dataset)
+        base = {}
+    for item in args.param:
+        key, _, value = item.partition("=")
+        base[key] = parse_value(value)
+    print(f"data: {data.n_users} users, {data.n_items} items; config: {base}")
+    print(
+        "| method | served terms | store dtype | trained R@20 | served R@20 | served / trained | exact R@20 "
+        "| serving bytes | × smaller than float32 table | embedding bytes | export s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for method in args.methods.split(","):
+        trained = train(data, TrainConfig.from_dict({**base, "method": method}))
+        trained_r20 = float(trained.test["recall@20"])
+        for terms in (int(t) for t in args.terms.split(",")):
+            for store_dtype in args.dtypes.split(","):
+                r = variant_row(trained, data, terms, store_dtype)
+                print(
+                    f"| {method} | {terms} | {store_dtype} | {trained_r20:.4f} | {r['served']:.4f} "
+                    f"| {r['served'] / trained_r20:.1%} | {r['exact']:.4f} | {r['serving_bytes']:,} "
+                    f"| {r['ratio']:.1f} | {r['embedding_bytes']:,} | {r['seconds']:.1f} |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Each broken publish of tests/reliability/faults.py is refused by the loader, for the reason it is meant to test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from contract.artifact import ArtifactError, latest_version, load_artifact, version_path
+from tests.fixtures import build_artifact
+from tests.reliability.faults import FAULTS, publish_faulty
+
+EXPECTED = {
+    "flipped_bytes": "checksum mismatch",
+    "truncated": "size mismatch",
+    "bad_json": "not valid JSON",
+    "wrong_shape": "has shape",
+    "nan": "NaN",
+    "dotdot_latest": "does not hold a valid version name",
+    "missing_version": "does not exist",
+}
+
+
+@pytest.mark.parametrize("kind", FAULTS)
+def test_fault_is_refused_with_its_reason(artifact_root: Path, kind: str) -> None:
+    good = build_artifact(artifact_root, "c2f", seed=0)
+    broken = publish_faulty(artifact_root, kind, seed=1)
+    with pytest.raises(ArtifactError, match=EXPECTED[kind]):
+        load_artifact(version_path(artifact_root, latest_version(artifact_root) or good))
+    if broken is not None:
+        assert latest_version(artifact_root) == broken
+    assert sorted(p.name for p in artifact_root.parent.iterdir() if "staging" in p.name) == []
+    load_artifact(version_path(artifact_root, good))  # the good version is untouched
