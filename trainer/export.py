@@ -221,6 +221,8 @@ def served_metrics(
     bias = arrays.get("item_bias")
     exact = _evaluate_numpy(exact_embeddings(arrays, manifest), data, bias)
     spec = get_spec(manifest.method)
+    if spec.exact_only:  # hash, qr: the service serves exactly in both modes
+        return {"compressed": SplitMetrics(test=exact), "exact": SplitMetrics(test=exact)}
     if not spec.compressed:  # compressed mode scores the stored dense table (float16 when stored so)
         stored = _evaluate_numpy(as_float32(arrays[spec.table]), data, bias)
         return {"compressed": SplitMetrics(test=stored), "exact": SplitMetrics(test=exact)}
