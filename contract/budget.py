@@ -19,6 +19,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from contract.config import TrainConfig
 from contract.footprint import human_bytes, planned_embedding_bytes
@@ -178,7 +179,8 @@ def size_for_budget(config: TrainConfig, n_users: int, n_items: int) -> tuple[Tr
     chosen = plan(config, n_users, n_items)
     if chosen is None:
         return config, None
-    return dataclasses.replace(config, **chosen.sizes), chosen
+    sizes: dict[str, Any] = dict(chosen.sizes)
+    return dataclasses.replace(config, **sizes), chosen
 
 
 def check_possible(config: TrainConfig) -> None:
