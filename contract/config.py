@@ -69,6 +69,12 @@ class TrainConfig:
     criterion: Criterion = "ndcg@20"
     eval_every: int = 1
     patience: int = 5
+    # evaluation at scale: early stopping reads a fixed sample of this many validation users (seeded by `seed`;
+    # 0: all), and the final test evaluations (trained, served compressed, served exact) all read the same sample of
+    # at most this many test users (0: all). Sampled metrics carry standard errors; sizes and seed are recorded in
+    # the manifest (metrics.evaluation).
+    valid_users: int = 20_000
+    test_users: int = 100_000
     patience_coarse: int | None = None
     patience_fine: int | None = None
     # a learned per-item score offset added to h_u·h_i (the released code's entity biases; a per-user offset

@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 MetricValues = dict[str, Any]
-"""``{"recall@20": 0.19, "ndcg@20": 0.16, ..., "n_users": 29858}`` (floats; counts are ints)."""
+"""``{"recall@20": 0.19, "ndcg@20": 0.16, ..., "n_users": 29858}`` (floats; counts are ints). Sampled evaluations
+add ``"recall@20_se"`` etc. (standard errors) and ``"n_eligible"``."""
 
 
 class _Open(BaseModel):
@@ -52,14 +53,27 @@ class TrainedMetrics(SplitMetrics):
     coarse_test: MetricValues | None = None  # c2f: the coarse stage alone
 
 
+class EvaluationSample(_Open):
+    """Which users a split's metrics were computed on: ``users`` of the ``eligible`` users with truth items, drawn
+    with ``seed`` (all of them when ``users == eligible``); ``requested`` is the configured size (0: all)."""
+
+    users: int
+    eligible: int
+    requested: int = 0
+    seed: int | None = None
+
+
 class ModelMetrics(_Open):
     """``trained`` (full propagation, the trainer's evaluation), ``served`` per serving mode (what the service
-    computes), the per-epoch ``history`` and ``timings`` in seconds."""
+    computes), the per-epoch ``history``, ``timings`` in seconds and ``evaluation``: the user samples the
+    ``valid`` and ``test`` figures were computed on (absent in artifacts written before sampling existed, whose
+    figures are over all users)."""
 
     trained: TrainedMetrics | None = None
     served: dict[str, SplitMetrics] = Field(default_factory=dict)
     history: list[dict[str, Any]] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
+    evaluation: dict[str, EvaluationSample] = Field(default_factory=dict)
 
     def as_reported(self) -> dict[str, Any]:
         """``{"trained": ..., "served": ...}`` as stored (keys absent from the manifest are None)."""

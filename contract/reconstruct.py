@@ -124,11 +124,21 @@ def propagate(
 def compressed_embeddings(
     S_idx: np.ndarray, S_w: np.ndarray, H_meta: np.ndarray, rows: np.ndarray | None = None
 ) -> np.ndarray:
-    """Σ_j S_w[r, j]·H_meta[S_idx[r, j]] for each row r (LEGCF Eq. 10 view). Returns (len(rows), d) float32."""
+    """Σ_j S_w[r, j]·H_meta[S_idx[r, j]] for each row r (LEGCF Eq. 10 view). Returns (len(rows), d) float32.
+
+    Many rows are done a block at a time, so the (rows, t, d) gather never exceeds ~64 MB."""
     if rows is not None:
         S_idx = S_idx[rows]
         S_w = S_w[rows]
-    return np.einsum("nt,ntd->nd", S_w, H_meta[S_idx], dtype=np.float32)
+    n, t = S_idx.shape
+    step = max(1, (1 << 24) // max(t * H_meta.shape[1], 1))
+    if n <= step:
+        return np.einsum("nt,ntd->nd", S_w, H_meta[S_idx], dtype=np.float32)
+    out = np.empty((n, H_meta.shape[1]), dtype=np.float32)
+    for start in range(0, n, step):
+        block = slice(start, start + step)
+        out[block] = np.einsum("nt,ntd->nd", S_w[block], H_meta[S_idx[block]], dtype=np.float32)
+    return out
 
 
 def sparse_fine_codebook(arrays: Mapping[str, np.ndarray], m_r: int, d: int) -> np.ndarray:

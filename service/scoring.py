@@ -6,7 +6,10 @@ Two serving modes:
   ``h_u = Σ_j w_j·H_meta[idx_j]`` (``S_c_idx_served``, ``S_c_w_served``), ``q = H_meta @ h_u`` (m_c values)
   and item scores are a gather
   ``(S_c_w_served[items] * q[S_c_idx_served[items]]).sum(1)`` (run as a CSR product of the items' S^c rows with q):
-  O(m_c·d + n_items·t_c) per user.
+  O(t_c·d + m_c·d + n_items·t_c) operations per user, linear in the number of items and independent of the
+  number of users; a top-n request adds O(n_items) for masking the user's seen items and the partial sort
+  (``top_n``), and the memory it touches is the items' S^c rows (n_items·t_c·8 bytes) plus one (n_items,) float32
+  score vector.
 * ``exact``: ``H_full`` is recomputed once at load by :func:`contract.methods.exact_embeddings` and scored
   densely.  Methods without a compressed form are scored densely in compressed mode: ud from its stored table; the
   equal-memory baselines hash and qr (``spec.exact_only``) store no (N, d) table and no compressed form, so they
@@ -34,6 +37,7 @@ import numpy as np
 
 from contract.artifact import Artifact, ArtifactError
 from contract.dtypes import as_float32
+from contract.idmap import IdMap
 from contract.methods import exact_embeddings
 from contract.reconstruct import assignment_matrix, compressed_embeddings
 from service.settings import ServingMode
@@ -236,8 +240,9 @@ class Recommender:
         self.method = artifact.method
         self.user_ids: np.ndarray = a["user_ids"]
         self.item_ids: np.ndarray = a["item_ids"]
-        self._user_index = {str(u): i for i, u in enumerate(self.user_ids.tolist())}
-        self._item_index = {str(v): i for i, v in enumerate(self.item_ids.tolist())}
+        # binary search over the id arrays as loaded (no Python object per id: a million users cost no dict)
+        self._user_index = IdMap(self.user_ids)
+        self._item_index = IdMap(self.item_ids)
         self._graph = (a["graph_indptr"], a["graph_indices"])
         self._heldout = (a["heldout_indptr"], a["heldout_indices"])
         counts = np.bincount(a["graph_indices"], minlength=self.n_items) + np.bincount(
@@ -377,5 +382,6 @@ class Recommender:
         return {
             "item_norms": int(self._item_norms.nbytes),
             "popularity": int(self._popularity.nbytes),
+            "id_lookup": self._user_index.nbytes() + self._item_index.nbytes(),
             **self.scorer.memory_bytes(),
         }

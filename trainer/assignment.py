@@ -12,6 +12,9 @@ import torch
 
 from contract.reconstruct import assignment_matrix
 
+# elements of one block of a (rows x codebook) temporary: 2**24 float32 = 64 MiB
+_BLOCK_ELEMENTS = 1 << 24
+
 
 def metis_parts(graph: sp.csr_matrix, n_parts: int, seed: int = 0) -> np.ndarray:
     """Partition the user-item graph (users and items together, N nodes) into ``n_parts`` with METIS.
@@ -57,10 +60,15 @@ def metis_assignment(
     idx = np.empty((n, t), dtype=np.int64)
     idx[:, 0] = parts
     if t > 1:
-        # Distinct others: offsets 1..n_meta-1 without replacement per row, added modulo n_meta.
-        keys = rng.random((n, n_meta - 1))
-        offsets = np.argpartition(keys, t - 2, axis=1)[:, : t - 1] + 1
-        idx[:, 1:] = (parts[:, None] + offsets) % n_meta
+        # Distinct others: offsets 1..n_meta-1 without replacement per row, added modulo n_meta. The (rows, n_meta-1)
+        # random keys are drawn a block of rows at a time: the generator fills row after row either way, so the
+        # result is the same as one (N, n_meta - 1) draw, without its N·n_meta·8 bytes (3 GB at 1.3M entities).
+        rows_per_block = max(1, _BLOCK_ELEMENTS // max(n_meta - 1, 1))
+        for start in range(0, n, rows_per_block):
+            stop = min(n, start + rows_per_block)
+            keys = rng.random((stop - start, n_meta - 1))
+            offsets = np.argpartition(keys, t - 2, axis=1)[:, : t - 1] + 1
+            idx[start:stop, 1:] = (parts[start:stop, None] + offsets) % n_meta
     w = np.empty((n, t), dtype=np.float32)
     w[:, 0] = w_star if t > 1 else 1.0
     if t > 1:
@@ -87,7 +95,11 @@ def pinv_assignment(
     are normalised per row (``normalise=False`` gives the paper's raw values).
     """
     pinv = torch.linalg.pinv(H_meta.double()).float()  # (d, m)
-    idx, values = top_t(H_full @ pinv, t)
+    # a block of rows at a time: the (N, m) projection is never held whole (1.5 GB at 1.3M entities, m = 300)
+    rows_per_block = max(1, _BLOCK_ELEMENTS // max(pinv.shape[1], 1))
+    parts = [top_t(H_full[s : s + rows_per_block] @ pinv, t) for s in range(0, H_full.shape[0], rows_per_block)]
+    idx = np.concatenate([p[0] for p in parts])
+    values = np.concatenate([p[1] for p in parts])
     return normalise_rows(idx, values) if normalise else (idx, values)
 
 
@@ -154,9 +166,15 @@ def bridging_assignment(
 
     H_full (N, d), H_coarse (m_c, d), H_fine (m_r, d) -> idx, w: (m_c, t_r), weighted by :func:`row_weights`.
     """
-    to_coarse = H_full @ torch.linalg.pinv(H_coarse.double()).float()  # (N, m_c)
-    to_fine = H_full @ torch.linalg.pinv(H_fine.double()).float()  # (N, m_r)
-    return row_weights(to_coarse.T @ to_fine, t_r, weights)
+    pinv_coarse = torch.linalg.pinv(H_coarse.double()).float()  # (d, m_c)
+    pinv_fine = torch.linalg.pinv(H_fine.double()).float()  # (d, m_r)
+    # Σ over blocks of entities of to_coarseᵀ·to_fine: the (N, m_c) and (N, m_r) projections are never held whole
+    rows_per_block = max(1, _BLOCK_ELEMENTS // max(pinv_coarse.shape[1] + pinv_fine.shape[1], 1))
+    scores = torch.zeros((pinv_coarse.shape[1], pinv_fine.shape[1]), dtype=H_full.dtype, device=H_full.device)
+    for start in range(0, H_full.shape[0], rows_per_block):
+        block = H_full[start : start + rows_per_block]
+        scores += (block @ pinv_coarse).T @ (block @ pinv_fine)
+    return row_weights(scores, t_r, weights)
 
 
 def similarity_assignment(

@@ -5,6 +5,12 @@ items (train, valid, ...) to -inf, take the top ``max(ks)`` and read the hits fr
 user's truth items. Recall@K = hits@K / |truth_u|; NDCG@K = DCG@K / IDCG@K with binary gains, discount
 1 / log2(rank + 2) (rank 0-based) and IDCG over min(K, |truth_u|) ideal hits. Both are averaged over the evaluated
 users (those with >= 1 truth item); ``n_users`` says how many that was.
+
+At scale the evaluated users are a seeded sample (:func:`sample_users`): early stopping reads a fixed sample of
+validation users every epoch, the final test evaluations a capped one. A sampled evaluation also reports each
+metric's standard error ``<metric>_se`` = s / sqrt(n) (s: the per-user values' standard deviation, ddof 1) and
+``n_eligible``, the number of users it was drawn from. Memory per chunk: O(rows x n_items) for the scores and the
+truth mask, the excluded items set per chunk from the CSR rows (never a dense user x item mask).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
+from tqdm.auto import tqdm
 
 KS = (1, 5, 10, 20)
 # upper bound on the elements of one (users x items) score chunk: 2**25 float32 = 128 MiB
@@ -39,6 +46,22 @@ def metric_keys(ks: Sequence[int] = KS) -> list[str]:
     return [f"{name}@{k}" for k in ks for name in ("recall", "ndcg")]
 
 
+def eligible_users(truth: sp.csr_matrix) -> np.ndarray:
+    """(n,) int64 sorted indices of the users with at least one truth item."""
+    return np.flatnonzero(np.diff(sp.csr_matrix(truth).indptr) > 0).astype(np.int64)
+
+
+def sample_users(truth: sp.csr_matrix, size: int, seed: int, stream: int = 0) -> np.ndarray:
+    """A seeded sample of ``size`` users among those with truth items (all of them when ``size`` is 0 or not
+    smaller), sorted; (n,) int64. The same ``(truth, size, seed, stream)`` always gives the same users;
+    ``stream`` separates independent samples drawn from one seed (e.g. validation vs test)."""
+    users = eligible_users(truth)
+    if size <= 0 or size >= users.size:
+        return users
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5CA1E, int(stream)]))
+    return np.sort(rng.choice(users, size=int(size), replace=False))
+
+
 @torch.no_grad()
 def evaluate(
     user_emb: Any,
@@ -47,12 +70,17 @@ def evaluate(
     exclude: sp.csr_matrix | Sequence[sp.csr_matrix] | None,
     ks: Sequence[int] = KS,
     chunk_size: int = 4096,
+    users: np.ndarray | None = None,
+    progress: str | None = None,
 ) -> dict[str, float]:
-    """Recall@K and NDCG@K over all items for every user that has truth items.
+    """Recall@K and NDCG@K over all items for every user that has truth items (or the ``users`` among them).
 
     ``user_emb`` (n_users, d) and ``item_emb`` (n_items, d): torch tensors (any device; computed there) or numpy
     arrays. ``truth`` (n_users, n_items) CSR; ``exclude``: one CSR or a list of CSRs (e.g. ``[train, valid]``) whose
     items are never recommended. Returns ``{"recall@K": .., "ndcg@K": .., ..., "n_users": count}``.
+    ``users`` (int array): evaluate only these users (a sample, :func:`sample_users`; users without truth items are
+    skipped); the result then also holds ``"<metric>_se"`` standard errors and ``"n_eligible"``.
+    ``progress``: a label for a progress bar over the chunks (None: no bar).
     """
     ks = tuple(int(k) for k in ks)
     if not ks or min(ks) < 1:
@@ -73,8 +101,19 @@ def evaluate(
 
     n_truth = np.diff(truth.indptr)
     eval_users = np.flatnonzero(n_truth > 0)
+    n_eligible = int(eval_users.size)
+    sampled = users is not None
+    if users is not None:
+        chosen = np.sort(np.asarray(users, dtype=np.int64))
+        chosen = chosen[np.r_[True, chosen[1:] != chosen[:-1]]] if chosen.size else chosen  # distinct
+        if chosen.size and (chosen[0] < 0 or chosen[-1] >= n_users):
+            raise ValueError(f"users must be in [0, {n_users})")
+        eval_users = chosen[n_truth[chosen] > 0]
     result: dict[str, float] = {key: 0.0 for key in metric_keys(ks)}
     result["n_users"] = int(eval_users.size)
+    if sampled:
+        result.update({f"{key}_se": 0.0 for key in metric_keys(ks)})
+        result["n_eligible"] = n_eligible
     if eval_users.size == 0 or n_items == 0:
         return result
 
@@ -83,6 +122,9 @@ def evaluate(
     cum_discount = torch.cumsum(discount, 0)  # cum_discount[j] = IDCG with j+1 ideal hits
     recall_sum = {k: 0.0 for k in ks}
     ndcg_sum = {k: 0.0 for k in ks}
+    # sums of squares of the per-user values, for the standard errors of a sample
+    recall_sq = {k: 0.0 for k in ks}
+    ndcg_sq = {k: 0.0 for k in ks}
     rows_per_chunk = max(1, min(int(chunk_size), _MAX_CHUNK_ELEMENTS // max(n_items, 1)))
 
     rows_per_chunk = min(rows_per_chunk, int(eval_users.size))
@@ -91,7 +133,9 @@ def evaluate(
     mask_buf = torch.zeros((rows_per_chunk, n_items), dtype=torch.bool, device=device)
     items_t = items.T
 
-    for start in range(0, eval_users.size, rows_per_chunk):
+    starts = range(0, eval_users.size, rows_per_chunk)
+    bar = tqdm(starts, desc=progress, leave=False, dynamic_ncols=True, disable=progress is None or len(starts) < 2)
+    for start in bar:
         rows = eval_users[start : start + rows_per_chunk]
         n_rows = rows.size
         scores = score_buf[:n_rows]
@@ -117,12 +161,28 @@ def evaluate(
         dcg = torch.cumsum(hits * discount, 1)
         for k in ks:
             kk = min(k, k_max)
-            recall_sum[k] += float((cum_hits[:, kk - 1] / n_t).sum())
+            recall_u = cum_hits[:, kk - 1] / n_t
             ideal = cum_discount[(torch.clamp(n_t, max=kk) - 1).long()]
-            ndcg_sum[k] += float((dcg[:, kk - 1] / ideal).sum())
+            ndcg_u = dcg[:, kk - 1] / ideal
+            recall_sum[k] += float(recall_u.sum())
+            ndcg_sum[k] += float(ndcg_u.sum())
+            recall_sq[k] += float((recall_u * recall_u).sum())
+            ndcg_sq[k] += float((ndcg_u * ndcg_u).sum())
+    bar.close()
 
     count = float(eval_users.size)
     for k in ks:
         result[f"recall@{k}"] = recall_sum[k] / count
         result[f"ndcg@{k}"] = ndcg_sum[k] / count
+        if sampled:
+            result[f"recall@{k}_se"] = _standard_error(recall_sum[k], recall_sq[k], count)
+            result[f"ndcg@{k}_se"] = _standard_error(ndcg_sum[k], ndcg_sq[k], count)
     return result
+
+
+def _standard_error(total: float, squares: float, count: float) -> float:
+    """s / sqrt(n) of n values from their sum and sum of squares (s with ddof 1; 0 for a single value)."""
+    if count < 2:
+        return 0.0
+    variance = max(squares - total * total / count, 0.0) / (count - 1.0)
+    return float(np.sqrt(variance / count))

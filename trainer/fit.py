@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from trainer.data import InteractionData
 from trainer.distributed import Distributed
-from trainer.evaluate import evaluate
+from trainer.evaluate import eligible_users, evaluate, sample_users
 from trainer.models import EmbeddingModel
 from trainer.sampling import BPRSampler
 
@@ -82,6 +82,9 @@ class Trainer:
     criterion: str = CRITERION  # the validation metric early stopping follows
     monitor_every: int = 0  # evaluate the test set every k epochs for a time-to-quality curve (0: never)
     monitor_seconds: float = 0.0
+    # sizes of the seeded user samples that validation and test evaluations read (0: every user with truth items)
+    valid_sample: int = 0
+    test_sample: int = 0
     history: list[EpochRecord] = field(default_factory=list)
     phases: list[PhaseResult] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
@@ -89,6 +92,25 @@ class Trainer:
     def __post_init__(self) -> None:
         # The same seed on every rank: all ranks draw the same batches and take their own slice of each.
         self.sampler = BPRSampler(self.data.train, self.negatives, seed=self.seed)
+        # Fixed for the whole run: every epoch's validation reads the same users, so epochs compare like with like,
+        # and every test evaluation (trained, served compressed, served exact, monitoring) reads the same users.
+        self.valid_users = sample_users(self.data.valid, self.valid_sample, self.seed, stream=1)
+        self.test_users = sample_users(self.data.test, self.test_sample, self.seed, stream=2)
+
+    def evaluation_samples(self) -> dict[str, dict[str, int]]:
+        """What the manifest records about the samples (``metrics.evaluation``)."""
+        out = {}
+        for split, truth, chosen, requested in (
+            ("valid", self.data.valid, self.valid_users, self.valid_sample),
+            ("test", self.data.test, self.test_users, self.test_sample),
+        ):
+            out[split] = {
+                "users": int(chosen.size),
+                "eligible": int(eligible_users(truth).size),
+                "requested": int(requested),
+                "seed": int(self.seed),
+            }
+        return out
 
     @property
     def is_main(self) -> bool:
@@ -102,13 +124,25 @@ class Trainer:
         if self.data.valid.nnz == 0:
             return None
         # Under torchrun only rank 0 evaluates; the others receive its figures.
-        mine = self.metrics(model, self.data.valid, [self.data.train]) if self.is_main else None
+        mine = self.metrics(model, self.data.valid, [self.data.train], self.valid_users) if self.is_main else None
         return mine if self.dist is None else self.dist.share(mine)
 
-    def metrics(self, model: EmbeddingModel, truth: Any, exclude: list[Any]) -> dict[str, float]:
-        """Full-ranking metrics of the model's scores (item biases included) against ``truth``."""
-        users, items = model.scoring_embeddings()
-        return evaluate(users, items, truth, exclude)
+    def test_metrics(self, model: EmbeddingModel, label: str | None = None) -> dict[str, float]:
+        """Test metrics on the run's test sample (train and valid items excluded); ``label`` shows progress."""
+        return self.metrics(model, self.data.test, [self.data.train, self.data.valid], self.test_users, label)
+
+    def metrics(
+        self,
+        model: EmbeddingModel,
+        truth: Any,
+        exclude: list[Any],
+        users: np.ndarray | None = None,
+        progress: str | None = None,
+    ) -> dict[str, float]:
+        """Full-ranking metrics of the model's scores (item biases included) against ``truth``, over ``users``
+        (all users with truth items when None)."""
+        emb_users, emb_items = model.scoring_embeddings()
+        return evaluate(emb_users, emb_items, truth, exclude, users=users, progress=progress)
 
     def train_epoch(
         self, model: EmbeddingModel, optimizer: torch.optim.Optimizer, batch_size: int | None = None
@@ -205,7 +239,7 @@ class Trainer:
                 record.valid = self.validate(model)
             if self.monitor_every and (i + 1) % self.monitor_every == 0 and self.is_main:
                 t2 = time.perf_counter()
-                record.test = self.metrics(model, self.data.test, [self.data.train, self.data.valid])
+                record.test = self.test_metrics(model)
                 self.monitor_seconds += time.perf_counter() - t2
                 log.info("test at %s epoch %d: %s", stage, epoch, {k: round(record.test[k], 4) for k in MONITORED})
             record.elapsed = time.perf_counter() - self.started - self.monitor_seconds

@@ -55,3 +55,32 @@ def propagate(
         current = _SymmetricSpMM.apply(adj, current) if step is None else step(current)
         total = total + current
     return total / (layers + 1)
+
+
+# columns propagated at once by propagate_columns: its temporaries are a few (n, block) float32 blocks
+_COLUMN_BLOCK = 32
+
+
+@torch.no_grad()
+def propagate_columns(
+    adj: torch.Tensor,
+    X0: sp.spmatrix,
+    layers: int,
+    step: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    block: int = _COLUMN_BLOCK,
+) -> torch.Tensor:
+    """:func:`propagate` of a sparse, constant X0 (n, k) (no gradient), a block of columns at a time.
+
+    Propagation acts on each column independently, so the result is the same as propagating the dense X0 at once;
+    but peak memory is the (n, k) float32 result plus O(n·block), instead of the dense X0 and the running total and
+    layer tensors (about five (n, k) arrays). For LEGCF's P = M·[S^c; I] at a million users and m_c = 300 that is
+    the difference between about 1.5 GB and 8 GB.
+    """
+    X0 = sp.csc_matrix(X0, dtype=np.float32)
+    n, k = X0.shape
+    device = adj.device
+    out = torch.empty((n, k), dtype=torch.float32, device=device)
+    for start in range(0, k, block):
+        cols = np.asarray(X0[:, start : start + block].todense(), dtype=np.float32)
+        out[:, start : start + cols.shape[1]] = propagate(adj, torch.from_numpy(cols).to(device), layers, step)
+    return out

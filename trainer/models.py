@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from contract.reconstruct import assignment_matrix, expanded_adjacency, hash_buckets, qr_rows
-from trainer.graph import propagate, to_torch_csr
+from trainer.graph import propagate, propagate_columns, to_torch_csr
 
 
 class EmbeddingModel(nn.Module):
@@ -227,7 +227,7 @@ class Coarse(EmbeddingModel):
         self.S_c_w = np.array(S_c_w, dtype=np.float32, copy=True)
         adj = to_torch_csr(expanded_adjacency(self.graph, self.S_c_idx, self.S_c_w, self.m_c), self.device)
         B = sp.vstack([assignment_matrix(self.S_c_idx, self.S_c_w, self.m_c), sp.identity(self.m_c, format="csr")])
-        self.P = propagate(adj, torch.from_numpy(np.asarray(B.todense(), np.float32)).to(self.device), self.layers)
+        self.P = propagate_columns(adj, B, self.layers)  # (N + m_c, m_c), never a dense B beside it
         self.idx_t = torch.from_numpy(self.S_c_idx).to(self.device)
         self.w_t = torch.from_numpy(self.S_c_w).to(self.device)
 
@@ -342,11 +342,11 @@ class Fine(EmbeddingModel):
             fine_part = sp.vstack([self.w_cr * (S_c @ S_r), self.w_cr * S_r, eye_r])
             step = None
         C0 = torch.from_numpy(np.asarray(C0_np, np.float32))
-        B_r = torch.from_numpy(np.asarray(fine_part.todense(), np.float32))
         self.C0 = C0[: self.n_entities].to(self.device)
-        self.B_r = B_r[: self.n_entities].to(self.device)
-        self.H_const = propagate(adj, C0.to(self.device), self.layers, step)
-        self.P = propagate(adj, B_r.to(self.device), self.layers, step)
+        self.B_r = torch.from_numpy(np.asarray(fine_part[: self.n_entities].todense(), np.float32)).to(self.device)
+        with torch.no_grad():
+            self.H_const = propagate(adj, C0.to(self.device), self.layers, step)
+        self.P = propagate_columns(adj, fine_part, self.layers, step)
 
     def _released_step(self, adj: torch.Tensor, S_c: sp.csr_matrix, S_r: sp.csr_matrix):
         """One propagation step of the released code: h = Â^r·h, then with raw S^c, S^r and gate g = w_cr:

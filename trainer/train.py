@@ -48,6 +48,10 @@ class TrainedModel:
     info: dict[str, Any] = field(default_factory=dict)
     distributed: Distributed | None = None  # this process's place in a torchrun launch, None otherwise
     budget: Plan | None = None  # the sizes a memory budget chose (config holds them already)
+    # the users test figures are computed on (the same for trained and served metrics) and what the manifest
+    # records about the validation and test samples
+    test_users: np.ndarray | None = None
+    evaluation: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -79,10 +83,11 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         dist=distributed,
         criterion=config.criterion,
         monitor_every=config.monitor_every,
+        valid_sample=config.valid_users,
+        test_sample=config.test_users,
     )
     timings: dict[str, float] = {}
     info: dict[str, Any] = {"device": str(device), "world_size": distributed.world_size if distributed else 1}
-    test_exclude = [data.train, data.valid]
 
     def finish(
         model: EmbeddingModel,
@@ -93,7 +98,7 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
     ) -> TrainedModel:
         _check_ranks_agree(trainer, model)
         info["phases"] = trainer.phase_dicts()
-        test = trainer.metrics(model, data.test, test_exclude)
+        test = trainer.test_metrics(model, "test (trained)")
         return TrainedModel(
             config=published,
             model=model,
@@ -106,6 +111,8 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
             info=info,
             distributed=distributed,
             budget=budget,
+            test_users=trainer.test_users,
+            evaluation=trainer.evaluation_samples(),
         )
 
     if config.method in SINGLE_PHASE:
@@ -129,9 +136,9 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
     if config.method == "legcf":
         if config.continuation != "none":
             continue_coarse(config, trainer, coarse, timings)
-        coarse_test = trainer.metrics(coarse, data.test, test_exclude)
-        return finish(coarse, coarse, trainer.kept_valid("coarse"), coarse_test)
-    coarse_test = trainer.metrics(coarse, data.test, test_exclude)
+        # no separate coarse_test: the trained model is the coarse stage (one test evaluation, not two)
+        return finish(coarse, coarse, trainer.kept_valid("coarse"), None)
+    coarse_test = trainer.test_metrics(coarse, "test (coarse)")
     coarse_valid = trainer.validate(coarse)
     fine = train_fine(data, config, trainer, coarse, device, timings, info)
     stage = kept_stage(coarse_valid, trainer.kept_valid("fine"), config)

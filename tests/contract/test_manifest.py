@@ -75,6 +75,7 @@ def test_a_manifest_in_the_old_shape_loads(tmp_path: Path) -> None:
     assert m.metrics.test("trained") == {"recall@20": 0.25, "n_users": 6}
     assert m.metrics.test("compressed") == {"recall@20": 0.24}
     assert m.metrics.trained is not None and m.metrics.trained.coarse_test is None
+    assert m.metrics.evaluation == {}  # written before sampled evaluation: its figures are over all users
     assert m.metrics.history[0]["stage"] == "coarse"
     assert m.footprint is not None and m.footprint.params_paper == artifact.footprint.params_paper
     assert m.info["world_size"] == 1

@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from trainer.evaluate import KS, evaluate, metric_keys
+from trainer.evaluate import KS, evaluate, metric_keys, sample_users
 
 
 def evaluate_numpy_reference(
@@ -167,3 +167,51 @@ def test_gowalla_sized_timing(gowalla_dir: Path) -> None:
     )
     assert res["n_users"] == 29858
     assert 0.0 <= res["recall@20"] < 0.01  # random embeddings are near chance
+
+
+def _random_problem(seed: int, n_users: int = 400, n_items: int = 60, d: int = 8):
+    rng = np.random.default_rng(seed)
+    users = rng.standard_normal((n_users, d)).astype(np.float32)
+    items = rng.standard_normal((n_items, d)).astype(np.float32)
+    dense = rng.random((n_users, n_items))
+    train = sp.csr_matrix((dense < 0.15).astype(np.float32))
+    hit = (dense >= 0.15) & (dense < 0.25)
+    hit[:7] = False  # users without truth are never sampled
+    return users, items, sp.csr_matrix(hit.astype(np.float32)), train
+
+
+def test_sample_users_is_fixed_by_seed_and_only_draws_users_with_truth() -> None:
+    _, _, truth, _ = _random_problem(1)
+    a = sample_users(truth, 100, seed=5, stream=1)
+    assert np.array_equal(a, sample_users(truth, 100, seed=5, stream=1))  # same seed: same users
+    assert a.size == 100 and np.unique(a).size == 100 and np.all(np.diff(a) > 0)
+    assert np.all(np.diff(truth.indptr)[a] > 0)
+    assert not np.array_equal(a, sample_users(truth, 100, seed=6, stream=1))
+    assert not np.array_equal(a, sample_users(truth, 100, seed=5, stream=2))  # validation vs test streams differ
+    everyone = np.flatnonzero(np.diff(truth.indptr) > 0)
+    assert np.array_equal(sample_users(truth, 0, seed=5), everyone)  # 0: all
+    assert np.array_equal(sample_users(truth, 10_000, seed=5), everyone)  # larger than the population: all
+
+
+def test_sampled_evaluation_matches_the_reference_on_the_sample_and_reports_standard_errors() -> None:
+    users, items, truth, train = _random_problem(2)
+    sample = sample_users(truth, 150, seed=3)
+    got = evaluate(users, items, truth, train, ks=(5, 20), users=sample, chunk_size=32)
+    # the reference restricted to the sampled users (others' truth removed)
+    keep = np.zeros(truth.shape[0], dtype=bool)
+    keep[sample] = True
+    ref = evaluate_numpy_reference(users @ items.T, sp.diags(keep.astype(np.float32)) @ truth, train, ks=(5, 20))
+    assert got["n_users"] == 150 and got["n_eligible"] == int((np.diff(truth.indptr) > 0).sum())
+    for key in metric_keys((5, 20)):
+        assert got[key] == pytest.approx(ref[key], abs=1e-9)
+        assert got[f"{key}_se"] > 0
+    # the standard error is s / sqrt(n) of the per-user values: recompute it from per-user evaluations
+    per_user = np.array(
+        [evaluate(users, items, truth, train, ks=(20,), users=np.array([u]))["recall@20"] for u in sample]
+    )
+    assert got["recall@20_se"] == pytest.approx(per_user.std(ddof=1) / np.sqrt(per_user.size), rel=1e-9)
+    # and it is plausible: the sample mean lies within a few standard errors of the all-users figure
+    full = evaluate(users, items, truth, train, ks=(20,))
+    assert abs(got["ndcg@20"] - full["ndcg@20"]) < 4 * got["ndcg@20_se"]
+    # without ``users`` the result keeps its historical keys (no standard errors)
+    assert "recall@20_se" not in full and "n_eligible" not in full

@@ -8,7 +8,7 @@ import torch
 from contract.config import TrainConfig
 from trainer.assignment import metis_assignment, metis_parts
 from trainer.data import InteractionData, load_dataset
-from trainer.evaluate import evaluate
+from trainer.evaluate import evaluate, sample_users
 from trainer.fit import CRITERION, Trainer
 from trainer.models import Coarse
 from trainer.train import train
@@ -104,6 +104,7 @@ def test_reported_validation_is_the_kept_state_s_when_no_fine_epoch_beats_the_st
     )
     trained = train(data, config)
     H = trained.model.full_embeddings()
-    assert trained.valid == evaluate(H[: data.n_users], H[data.n_users :], data.valid, [data.train])
+    sample = sample_users(data.valid, config.valid_users, config.seed, stream=1)
+    assert trained.valid == evaluate(H[: data.n_users], H[data.n_users :], data.valid, [data.train], users=sample)
     fine_phases = [p for p in trained.info["phases"] if p["stage"] == "fine"]
     assert all(p["best_epoch"] == 0 and p["improved_epochs"] == 0 for p in fine_phases)

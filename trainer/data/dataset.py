@@ -272,6 +272,12 @@ def _load_lightgcn(source: Source, *, seed: int, valid_fraction: float, valid_fr
     )
 
 
+def _compact(codes: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the ids no code refers to: codes renumbered 0..k-1 in the same (sorted) order, ids[used]."""
+    used, inverse = np.unique(codes, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64), ids[used]
+
+
 def _split_labels(
     users: np.ndarray,
     n_users: int,
@@ -319,16 +325,18 @@ def _load_table(source: Source, fmt: str, *, seed: int, valid_fraction: float, v
     display = source.display(source.path)
     table = read_table(decompress(raw, source.path, display), display, fmt)
     stats: dict[str, Any] = {"format": fmt, "n_rows": int(table.users.size)}
-    users_s, items_s, timestamps = table.users, table.items, table.timestamps
+    users, items, timestamps = table.users, table.items, table.timestamps
+    user_ids, item_ids = table.user_ids, table.item_ids
     if table.weights is not None:
         positive = table.weights > 0
         stats["nonpositive_weight_dropped"] = int((~positive).sum())
         if not positive.any():
-            raise DatasetError(f"{display}:{int(table.lines[0])}: no interactions (every weight is <= 0)")
-        users_s, items_s = users_s[positive], items_s[positive]
+            raise DatasetError(f"{display}:{table.line(0)}: no interactions (every weight is <= 0)")
+        users, items = users[positive], items[positive]
         timestamps = timestamps[positive] if timestamps is not None else None
-    users, user_ids = idmap.encode_ids(users_s)
-    items, item_ids = idmap.encode_ids(items_s)
+        # ids whose every row was dropped are not entities (as if they never appeared)
+        users, user_ids = _compact(users, user_ids)
+        items, item_ids = _compact(items, item_ids)
     n_users, n_items = len(user_ids), len(item_ids)
     keep, duplicates = split.dedup_pairs(users, items, n_items, order_key=timestamps)
     users, items = users[keep], items[keep]

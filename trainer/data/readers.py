@@ -18,6 +18,7 @@ import io
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -300,14 +301,22 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 
 @dataclass
 class TableColumns:
-    """The columns of an interaction table, ids as strings; ``lines`` is the 1-based line (row for parquet)."""
+    """The columns of an interaction table, ids already encoded: ``users[k]`` indexes ``user_ids`` (sorted, unique
+    strings), the same for items. ``lines`` is the 1-based line of every row (CSV); None for Parquet, whose row r
+    (0-based) is reported as row r + 1 (see :meth:`line`)."""
 
     name: str
-    users: np.ndarray  # (n,) str
-    items: np.ndarray  # (n,) str
+    users: np.ndarray  # (n,) int64 codes into user_ids
+    user_ids: np.ndarray  # (n_users,) str, sorted
+    items: np.ndarray  # (n,) int64 codes into item_ids
+    item_ids: np.ndarray  # (n_items,) str, sorted
     weights: np.ndarray | None  # (n,) float64
     timestamps: np.ndarray | None  # (n,) float64 (datetimes as ns since the epoch)
-    lines: np.ndarray  # (n,) int64
+    lines: np.ndarray | None  # (n,) int64, or None: row number = position + 1
+
+    def line(self, pos: int) -> int:
+        """The 1-based line (CSV) or row (Parquet) of the row at 0-based position ``pos``."""
+        return int(self.lines[pos]) if self.lines is not None else int(pos) + 1
 
 
 _PANDAS_LINE = re.compile(r"line (\d+)")
@@ -330,77 +339,148 @@ def _find_columns(columns: list[str], name: str) -> dict[str, str]:
     return found
 
 
+def _numbers(col: pd.Series, role: str, name: str, line: Callable[[int], int]) -> np.ndarray:
+    """A weight or timestamp column as float64 (datetimes as ns since the epoch); DatasetError names the first
+    value that is not a number."""
+    arr = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(arr)
+    if role == "timestamp" and bad.all():
+        # not numeric at all: calendar dates / datetimes (as ns since the epoch)
+        dates = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
+        ok = dates.notna().to_numpy()
+        if ok.any():
+            arr = np.full(len(col), np.nan)
+            stamps = dates[ok].dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
+            arr[ok] = stamps.astype(np.int64).astype(np.float64)
+            bad = ~ok
+    where = np.flatnonzero(bad)
+    if where.size:
+        pos = int(where[0])
+        raise DatasetError(f"{name}:{line(pos)}: {role} {str(col.iloc[pos])!r} is not a number")
+    return arr
+
+
+def _encode_vocabulary(codes: np.ndarray, vocab: np.ndarray, name: str, role: str, line: Callable[[int], int]):
+    """Codes into a raw (unsorted, untrimmed) vocabulary -> codes into its sorted, stripped, unique values.
+
+    Works on the distinct values only (one string per id, never per row); two raw values equal after stripping
+    whitespace become one id. An empty id is a DatasetError naming its first row."""
+    vocab = np.char.strip(np.asarray(vocab).astype(str))
+    empty = np.flatnonzero(vocab == "")
+    if empty.size:
+        first = int(np.flatnonzero(np.isin(codes, empty))[0])
+        raise DatasetError(f"{name}:{line(first)}: empty {role} id")
+    ids, inverse = np.unique(vocab, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64)[codes], ids
+
+
+def _read_parquet(data: bytes, name: str) -> TableColumns:
+    """Parquet through pyarrow: id columns are dictionary-encoded in Arrow (integer codes per row, a Python string
+    per *distinct* id only), so a table of tens of millions of rows never becomes per-row Python objects."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except Exception as exc:  # noqa: BLE001 (pyarrow raises many types)
+        raise DatasetError(f"{name}:1: not a readable parquet file: {exc}") from exc
+    columns = _find_columns(list(table.column_names), name)
+    if table.num_rows == 0:
+        raise DatasetError(f"{name}:1: no interactions (the table has no rows)")
+
+    def row(pos: int) -> int:
+        return int(pos) + 1
+
+    def ids(role: str) -> tuple[np.ndarray, np.ndarray]:
+        col = table.column(columns[role])
+        if col.null_count:
+            first = int(pc.index(pc.is_null(col), True).as_py())
+            raise DatasetError(f"{name}:{row(first)}: empty {role} id")
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        encoded = pc.dictionary_encode(col.combine_chunks())
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        vocab = encoded.dictionary.to_numpy(zero_copy_only=False)
+        return _encode_vocabulary(codes, vocab, name, role, row)
+
+    def numbers(role: str) -> np.ndarray | None:
+        if role not in columns:
+            return None
+        return _numbers(table.column(columns[role]).to_pandas(), role, name, row)
+
+    users, user_ids = ids("user")
+    items, item_ids = ids("item")
+    return TableColumns(
+        name=name,
+        users=users,
+        user_ids=user_ids,
+        items=items,
+        item_ids=item_ids,
+        weights=numbers("weight"),
+        timestamps=numbers("timestamp"),
+        lines=None,
+    )
+
+
 def read_table(data: bytes, name: str, fmt: str) -> TableColumns:
     """Parse a CSV / TSV / Parquet interaction table (already decompressed)."""
     if not data.strip():
         raise DatasetError(f"{name}:1: empty file")
     if fmt == "parquet":
-        try:
-            frame = pd.read_parquet(io.BytesIO(data))
-        except Exception as exc:  # noqa: BLE001 (pyarrow raises many types)
-            raise DatasetError(f"{name}:1: not a readable parquet file: {exc}") from exc
-        line_offset = 1  # row r (0-based) is reported as row r+1
-    else:
-        try:
-            frame = pd.read_csv(
-                io.BytesIO(data),
-                sep="\t" if fmt == "tsv" else ",",
-                dtype=str,
-                keep_default_na=False,
-                na_filter=False,
-                skip_blank_lines=False,
-                encoding_errors="replace",
-            )
-        except pd.errors.EmptyDataError:
-            raise DatasetError(f"{name}:1: empty file") from None
-        except pd.errors.ParserError as exc:
-            match = _PANDAS_LINE.search(str(exc))
-            line = match.group(1) if match else "1"
-            raise DatasetError(f"{name}:{line}: malformed {fmt.upper()} ({str(exc).strip()})") from exc
-        line_offset = 2  # header on line 1
-        # skip_blank_lines=False keeps line numbers exact; blank lines come through as all-empty rows: drop them.
-        blank = (frame.isna() | (frame.astype(str).apply(lambda col: col.str.strip()) == "")).all(axis=1).to_numpy()
-        if blank.any():
-            frame = frame.loc[~blank]
+        return _read_parquet(data, name)
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(data),
+            sep="\t" if fmt == "tsv" else ",",
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=False,
+            encoding_errors="replace",
+        )
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{name}:1: empty file") from None
+    except pd.errors.ParserError as exc:
+        match = _PANDAS_LINE.search(str(exc))
+        line = match.group(1) if match else "1"
+        raise DatasetError(f"{name}:{line}: malformed {fmt.upper()} ({str(exc).strip()})") from exc
+    line_offset = 2  # header on line 1
+    # skip_blank_lines=False keeps line numbers exact; blank lines come through as all-empty rows: drop them.
+    blank = (frame.isna() | (frame.astype(str).apply(lambda col: col.str.strip()) == "")).all(axis=1).to_numpy()
+    if blank.any():
+        frame = frame.loc[~blank]
     columns = _find_columns(list(frame.columns), name)
     lines = frame.index.to_numpy(dtype=np.int64) + line_offset
     if len(frame) == 0:
         raise DatasetError(f"{name}:{line_offset}: no interactions (the table has no rows)")
 
-    def ids(role: str) -> np.ndarray:
+    def line_of(pos: int) -> int:
+        return int(lines[pos])
+
+    def ids(role: str) -> tuple[np.ndarray, np.ndarray]:
         col = frame[columns[role]]
         missing = col.isna().to_numpy()
         values = col.astype(str).str.strip().to_numpy(dtype=str)
         bad = np.flatnonzero(missing | (values == ""))
         if bad.size:
             raise DatasetError(f"{name}:{int(lines[bad[0]])}: empty {role} id")
-        return values
+        vocab, codes = np.unique(values, return_inverse=True)
+        return codes.reshape(-1).astype(np.int64), vocab
 
     def numbers(role: str) -> np.ndarray | None:
         if role not in columns:
             return None
-        col = frame[columns[role]]
-        arr = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = ~np.isfinite(arr)
-        if role == "timestamp" and bad.all():
-            # not numeric at all: calendar dates / datetimes (as ns since the epoch)
-            dates = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
-            ok = dates.notna().to_numpy()
-            if ok.any():
-                arr = np.full(len(col), np.nan)
-                stamps = dates[ok].dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
-                arr[ok] = stamps.astype(np.int64).astype(np.float64)
-                bad = ~ok
-        where = np.flatnonzero(bad)
-        if where.size:
-            pos = int(where[0])
-            raise DatasetError(f"{name}:{int(lines[pos])}: {role} {str(col.iloc[pos])!r} is not a number")
-        return arr
+        return _numbers(frame[columns[role]], role, name, line_of)
 
+    users, user_ids = ids("user")
+    items, item_ids = ids("item")
     return TableColumns(
         name=name,
-        users=ids("user"),
-        items=ids("item"),
+        users=users,
+        user_ids=user_ids,
+        items=items,
+        item_ids=item_ids,
         weights=numbers("weight"),
         timestamps=numbers("timestamp"),
         lines=lines,

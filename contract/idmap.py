@@ -1,0 +1,54 @@
+"""External string id -> 0-based index without a Python object per id: the id array itself plus a sort permutation.
+
+A ``dict`` of one million string ids costs roughly 100-150 bytes per id in Python objects (the key string, the int,
+the hash slot); here the ids stay in the one numpy fixed-width unicode array they were loaded as (4 bytes per
+character of the longest id), plus an int32 sort permutation (none when the ids are already sorted, as the trainer
+stores table ids), and a lookup is a binary search (``np.searchsorted`` with ``sorter``, O(log n) string compares).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class IdMap:
+    """Immutable map from the ids in ``ids`` (n,) to their positions 0..n-1.
+
+    ``ids`` must be unique (artifacts guarantee it); lookups of ids not in the map give None / -1.
+    """
+
+    def __init__(self, ids: np.ndarray) -> None:
+        ids = np.asarray(ids)
+        if ids.dtype.kind != "U":
+            ids = ids.astype(str)
+        self.ids = ids
+        self._order: np.ndarray | None = None  # None: ``ids`` is sorted already
+        if not np.all(ids[1:] > ids[:-1]):
+            self._order = np.argsort(ids, kind="stable").astype(np.int32 if ids.size < 2**31 else np.int64)
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    def get(self, key: str) -> int | None:
+        """The index of ``key``, or None when it is not a known id."""
+        found = int(self.lookup(np.asarray([key]))[0])
+        # numpy's unicode arrays drop trailing NULs: "a\x00" would otherwise match "a"
+        if found < 0 or str(self.ids[found]) != key:
+            return None
+        return found
+
+    def lookup(self, keys: np.ndarray | list[str]) -> np.ndarray:
+        """Indices (len(keys),) int64 of many ids at once; -1 where an id is unknown."""
+        query = np.asarray(keys)
+        if query.dtype.kind != "U":
+            query = query.astype(str)
+        if self.ids.size == 0:
+            return np.full(query.shape, -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.ids, query, sorter=self._order), self.ids.size - 1)
+        index = pos if self._order is None else self._order[pos]
+        found = self.ids[index] == query
+        return np.where(found, index, -1).astype(np.int64)
+
+    def nbytes(self) -> int:
+        """Bytes held on top of ``ids``: the sort permutation (0 when the ids were sorted)."""
+        return 0 if self._order is None else int(self._order.nbytes)
