@@ -41,6 +41,19 @@ def train(
     lr: Annotated[float | None, typer.Option(help="Adam learning rate (UD and coarse stage).")] = None,  # noqa: UP007
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,  # noqa: UP007
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,  # noqa: UP007
+    budget: Annotated[
+        str | None,  # noqa: UP007
+        typer.Option(
+            help="Memory budget as a percentage of the float32 full table N·d·4, e.g. 2%: sets the method's size "
+            "(ud d, legcf m_c, c2f m_c/m_r, hash B, qr m) to the largest whose embedding bytes fit."
+        ),
+    ] = None,
+    budget_bytes: Annotated[
+        str | None,  # noqa: UP007
+        typer.Option(
+            "--budget-bytes", help="Memory budget in bytes, e.g. 2MB, 1.5MiB or 500000 (instead of --budget)."
+        ),
+    ] = None,
     param: Annotated[
         list[str] | None,  # noqa: UP007
         typer.Option("--param", "-p", help="Any TrainConfig field as key=value (JSON value), repeatable."),
@@ -50,6 +63,7 @@ def train(
 
     Data-parallel on K GPUs (or K CPU processes): torchrun --nproc-per-node=K --no-python c2f train ...
     """
+    from contract.budget import BudgetError, check_possible, parse_bytes, parse_percent
     from contract.config import TrainConfig
     from trainer.pipeline import train_and_publish
 
@@ -75,13 +89,21 @@ def train(
         except json.JSONDecodeError:
             values[key] = raw
     try:
+        if budget is not None:
+            values["budget"] = parse_percent(budget)
+        if budget_bytes is not None:
+            values["budget_bytes"] = parse_bytes(budget_bytes)
         config = TrainConfig.from_dict(values)
+        check_possible(config)  # a budget no dataset allows is refused before the data is loaded
     except (TypeError, ValueError) as error:
         raise typer.BadParameter(str(error)) from error
     from trainer.distributed import shutdown
 
     try:
         published = train_and_publish(dataset_uri, config, out)
+    except BudgetError as error:  # the budget does not fit this dataset (sized once its N is known)
+        shutdown(failed=True)
+        raise typer.BadParameter(str(error)) from error
     except BaseException:
         shutdown(failed=True)
         raise
@@ -98,6 +120,12 @@ def train(
         typer.echo(
             f"params (paper convention): {footprint.params_paper}  "
             f"bytes: {footprint.total_bytes}  full table: {footprint.full_table_bytes}"
+        )
+    report = published.manifest.budget
+    if report is not None:
+        typer.echo(
+            f"budget: {report.budget_bytes} bytes -> {report.knob}={report.value}, "
+            f"embedding bytes {report.achieved_bytes} (next size up: {report.next_planned_bytes})"
         )
 
 

@@ -122,6 +122,16 @@ class TrainConfig:
     # that tested below its coarse stage on one (BENCHMARKS.md): a user asking for c2f must not get a worse model
     # than the coarse stage it already trained. Off: always publish the fine stage (benchmarks of the fine stage).
     fine_fallback: bool = True
+    # equal-memory baselines (contract/methods.py): hash, rows B of the shared hashed table (0: ceil(N/16));
+    # qr, rows m of the remainder table (the quotient table has ceil(N/m); 0: ceil(sqrt(N))) and how Q and R combine
+    hash_buckets: int = 0
+    qr_buckets: int = 0
+    qr_combine: Literal["mult", "sum"] = "mult"
+    # memory budget (contract/budget.py): the method's size knob (ud d, legcf m_c, c2f m_c and m_r, hash B, qr m)
+    # is set to the largest value whose published embedding bytes fit; a percentage of the float32 full table
+    # N·d·4 (2.0 = 2%) or a number of bytes, not both
+    budget: float | None = None
+    budget_bytes: int | None = None
     # ablations (paper Fig. 4): A random E^r init, B no SparsePCA, C no soft thresholding, D codebook-only S^r
     ablation: Literal["none", "A", "B", "C", "D"] = "none"
     # data and protocol (see PROTOCOLS)
@@ -154,6 +164,11 @@ class TrainConfig:
             raise ValueError(f"criterion must be recall@K or ndcg@K with K in 1, 5, 10, 20; got {self.criterion!r}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {self.protocol!r}")
+        if self.budget is not None and self.budget_bytes is not None:
+            raise ValueError("give a memory budget as budget (percent) or budget_bytes, not both")
+        percent_bad = self.budget is not None and not self.budget > 0
+        if percent_bad or (self.budget_bytes is not None and self.budget_bytes < 1):
+            raise ValueError("a memory budget must be positive")
         if self.store_dtype not in STORE_DTYPES:
             raise ValueError(f"store_dtype must be one of {', '.join(STORE_DTYPES)}; got {self.store_dtype!r}")
         if self.served_terms is not None:

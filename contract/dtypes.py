@@ -12,7 +12,7 @@ whole catalogue.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal, get_args
 
 import numpy as np
@@ -43,6 +43,23 @@ def index_dtype(bound: int) -> np.dtype:
     if bound <= int(np.iinfo(np.uint32).max):
         return np.dtype(np.uint32)
     raise ValueError(f"index bound {bound} does not fit uint32")
+
+
+INDEX_BOUNDS: dict[str, str] = {"S_c_idx": "m_c", "S_c_idx_served": "m_c", "S_r_idx": "m_r", "E_r_indices": "d"}
+"""Index arrays and the dimension (:meth:`contract.methods.MethodSpec.dims`) that bounds their values."""
+
+
+def target_dtype(
+    name: str, accepts: Callable[[np.dtype], bool], dims: Mapping[str, int], store_dtype: str
+) -> np.dtype | None:
+    """The dtype an export stores a method's array ``name`` in: an index array (:data:`INDEX_BOUNDS`) the smallest
+    unsigned type for its bound, a real array whose spec ``accepts`` float16 ``store_dtype``; None: as built.
+    One rule for the trainer's export and for sizing before training (``contract.footprint``)."""
+    if name in INDEX_BOUNDS:
+        return index_dtype(dims[INDEX_BOUNDS[name]])
+    if accepts(np.dtype(np.float16)):
+        return np.dtype(store_dtype)
+    return None
 
 
 def store_float(values: np.ndarray, dtype: str) -> np.ndarray:

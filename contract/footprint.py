@@ -3,23 +3,87 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from contract.dtypes import dtype_names
+from contract.dtypes import dtype_names, target_dtype
 from contract.manifest import Footprint
-from contract.methods import COMMON_COMPONENTS, get_spec
+from contract.methods import COMMON_COMPONENTS, OPTIONAL_ARRAYS, MethodSpec, get_spec
 
 
 def params_paper(
-    method: str, n_entities: int, d: int, *, m_c: int = 0, t_c: int = 0, m_r: int = 0, t_r: int = 0
+    method: str,
+    n_entities: int,
+    d: int,
+    *,
+    m_c: int = 0,
+    t_c: int = 0,
+    m_r: int = 0,
+    t_r: int = 0,
+    **sizes: int,
 ) -> int:
     """Embedding-layer parameters in the paper's convention (Table 3); the formula is the method spec's.
 
-    ud: N·d;  legcf: t_c·N + m_c·d;  c2f: t_c·N + m_c·d + m_r·d + t_r·m_c (E^r counted dense, as in Table 3).
+    ud: N·d;  legcf: t_c·N + m_c·d;  c2f: t_c·N + m_c·d + m_r·d + t_r·m_c (E^r counted dense, as in Table 3);
+    hash: B·d (``B=``);  qr: (rows_Q + rows_R)·d (``qr_q=``, ``qr_m=``).
     """
-    dims = {"N": n_entities, "d": d, "m_c": m_c, "t_c": t_c, "m_r": m_r, "t_r": t_r}
+    dims = {"N": n_entities, "d": d, "m_c": m_c, "t_c": t_c, "m_r": m_r, "t_r": t_r, **sizes}
     return get_spec(method).params_paper(dims)
+
+
+def component_bytes(spec: MethodSpec, per_array: Mapping[str, int]) -> dict[str, int]:
+    """Bytes per footprint component from bytes per array (arrays no component lists go to ``other``)."""
+    components: dict[str, int] = {}
+    listed: set[str] = set()
+    for comp, names in spec.all_components().items():
+        present = [n for n in names if n in per_array]
+        listed.update(present)
+        if present:
+            components[comp] = sum(per_array[n] for n in present)
+    other = sum(b for n, b in per_array.items() if n not in listed)
+    if other:
+        components["other"] = other
+    return components
+
+
+def embedding_bytes_of(components: Mapping[str, int]) -> int:
+    """Embedding bytes: every component except the id maps and the seen-items graph."""
+    return sum(b for c, b in components.items() if c not in COMMON_COMPONENTS)
+
+
+def planned_array_bytes(method: str, config: Any, n_users: int, n_items: int) -> dict[str, int]:
+    """Bytes of each embedding array (and ``item_bias`` when ``config.biases``) that training ``config`` on
+    ``n_users`` + ``n_items`` entities would publish, from the spec's symbolic shapes and stored itemsizes; no
+    training: the stored dtypes follow :func:`contract.dtypes.target_dtype` (``config.store_dtype``, compact
+    indices), as the trainer's export does. Free-length arrays (c2f's sparse E^r) count at their upper bound
+    (dense)."""
+    spec = get_spec(method)
+    dims = spec.planned_dims(config, n_users, n_items)
+    lengths = spec.planned_lengths(dims)
+    # the method's arrays in the dtypes export stores them in; optional ones (item biases) as their spec says
+    wanted = {
+        name: (want, target_dtype(name, want.accepts, dims, config.store_dtype)) for name, want in spec.arrays.items()
+    }
+    if config.biases:
+        wanted.update({name: (want, None) for name, want in OPTIONAL_ARRAYS.items()})
+    out: dict[str, int] = {}
+    for name, (want, stored) in wanted.items():
+        itemsize = stored.itemsize if stored is not None else want.itemsize
+        if itemsize is None:
+            raise ValueError(f"{method}: array {name!r} has no fixed itemsize to plan with")
+        count = 1
+        for sym in want.shape:
+            count *= lengths[name] if sym is None else dims[sym]
+        out[name] = count * itemsize
+    return out
+
+
+def planned_embedding_bytes(method: str, config: Any, n_users: int, n_items: int) -> int:
+    """:attr:`Footprint.embedding_bytes` that training ``config`` would publish (see :func:`planned_array_bytes`):
+    the same grouping as :func:`footprint`, so a plan and the published artifact are counted alike."""
+    per_array = planned_array_bytes(method, config, n_users, n_items)
+    return embedding_bytes_of(component_bytes(get_spec(method), per_array))
 
 
 def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
@@ -37,22 +101,13 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
     spec = get_spec(method)
     dims = spec.dims(arrays)
     per_array = {name: int(arr.nbytes) for name, arr in arrays.items()}
-    components: dict[str, int] = {}
-    listed: set[str] = set()
-    for comp, names in spec.all_components().items():
-        present = [n for n in names if n in per_array]
-        listed.update(present)
-        if present:
-            components[comp] = sum(per_array[n] for n in present)
-    other = sum(b for n, b in per_array.items() if n not in listed)
-    if other:
-        components["other"] = other
+    components = component_bytes(spec, per_array)
     n_entities, d = dims["N"], dims["d"]
     params = spec.params_paper(dims)
     params_biases = int(arrays["item_bias"].shape[0]) if "item_bias" in arrays else 0
     full_params = n_entities * d
     full_bytes = full_params * 4
-    embedding_bytes = sum(b for c, b in components.items() if c not in COMMON_COMPONENTS)
+    embedding_bytes = embedding_bytes_of(components)
     return Footprint(
         method=method,
         n_users=dims["n_users"],

@@ -73,6 +73,17 @@ PARAM_BOUNDS: dict[str, Bounds] = {
         description="c2f only: reuse the coarse stage of this published legcf/c2f version (a version name in the "
         "service's artifact root, never a path)",
     ),
+    "hash_buckets": Bounds(ge=0, le=1_000_000_000),
+    "qr_buckets": Bounds(ge=0, le=1_000_000_000),
+    "budget": Bounds(
+        gt=0,
+        le=1_000_000,
+        description="Memory budget in percent of the float32 full table N·d·4 "
+        "(2.0 = 2%): sets the method's size to the largest that fits (contract/budget.py).",
+    ),
+    "budget_bytes": Bounds(
+        ge=1, le=2**50, description="Memory budget in bytes of the published embedding arrays (instead of budget)."
+    ),
     "valid_fraction": Bounds(ge=0, lt=1),
     "seed": Bounds(ge=0, le=2**32 - 1),
     "device": Bounds(pattern=r"^(auto|cpu|mps|cuda(:[0-9]{1,2})?)$"),
@@ -120,6 +131,8 @@ class _TrainParamsBase(BaseModel):
             raise ValueError(f"served_terms ({values['served_terms']}) must not exceed m_c ({values['m_c']})")
         if values["served_terms"] not in (None, values["t_c"]) and values["served_fit"] != "reassign":
             raise ValueError("served_terms other than t_c needs served_fit='reassign'")
+        if values.get("budget") is not None and values.get("budget_bytes") is not None:
+            raise ValueError("give a memory budget as budget (percent) or budget_bytes, not both")
         return self
 
 

@@ -120,6 +120,22 @@ class Footprint(_Open):
     compression_ratio_serving_bytes: float | None = None
 
 
+class BudgetReport(_Open):
+    """A memory budget a run was sized for (``TrainConfig.budget`` / ``budget_bytes``, see contract/budget.py):
+    the budget in bytes, the knob it set and its value, the planned embedding bytes at that value and at the next
+    value up, and the embedding bytes the published arrays actually have (``Footprint.embedding_bytes``)."""
+
+    budget_bytes: int
+    budget_percent: float | None = None  # when given as a percentage of full_table_bytes
+    full_table_bytes: int  # N·d·4 at the requested d (the reference a percentage refers to)
+    knob: str
+    value: int
+    sizes: dict[str, int] = Field(default_factory=dict)  # every TrainConfig size the budget set
+    planned_bytes: int
+    next_planned_bytes: int | None = None  # at value + 1 (None: value is the largest size tried)
+    achieved_bytes: int | None = None
+
+
 class FileEntry(_Open):
     bytes: int
     sha256: str
@@ -138,6 +154,9 @@ class Manifest(_Open):
     shape: Shape = Field(default_factory=Shape)
     w_cr: float | None = None
     soft_lambda: float | None = None
+    hash_seed: int | None = None  # hash: the seed of the entity -> row hash
+    qr_combine: str | None = None  # qr: "mult" or "sum"
+    budget: BudgetReport | None = None  # set when the run was sized for a memory budget
     metrics: ModelMetrics = Field(default_factory=ModelMetrics)
     info: dict[str, Any] = Field(default_factory=dict)
     footprint: Footprint | None = None

@@ -15,6 +15,7 @@ Entity rows are users ``0..n_users-1`` then items ``n_users..N-1`` (N = n_users 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -79,6 +80,7 @@ COMMON_COMPONENTS: dict[str, tuple[str, ...]] = {
     "id_maps": ("user_ids", "item_ids"),
     "graph": ("graph_indptr", "graph_indices", "heldout_indptr", "heldout_indices"),
 }
+MAX_PLANNED_DIM = 4096  # the largest embedding size a budget may choose (POST /train's bound on dim)
 SHAPE_KEYS = ("n_users", "n_items", "d", "m_c", "t_c", "m_r", "t_r")
 # Arrays any method may store: learned per-item score offsets (TrainConfig.biases), added to h_u·h_i when serving.
 # Validated when present, counted as embedding bytes (component "biases") and as parameters (Footprint.params_total).
@@ -152,6 +154,28 @@ class MethodSpec:
         """H_full (N, d) float32 recomputed from the layer-0 arrays and the stored graph, as the trainer did."""
         raise NotImplementedError
 
+    # ---- sizing without training (contract/budget.py): what the arrays would be for a config on N entities ----
+    exact_only: ClassVar[bool] = False  # no compressed form and no stored (N, d) table: every mode serves exact
+    budget_knob: ClassVar[str] = ""  # the TrainConfig field a memory budget sets (the largest value that fits)
+
+    def knob_range(self, config: Any, n_entities: int) -> tuple[int, int]:
+        """Smallest and largest value of :attr:`budget_knob` worth trying on N entities (bytes are
+        non-decreasing in the knob over this range)."""
+        raise NotImplementedError
+
+    def sized(self, config: Any, value: int) -> dict[str, Any]:
+        """The TrainConfig fields to set for knob value ``value`` (the knob and any size derived from it)."""
+        return {self.budget_knob: value}
+
+    def planned_dims(self, config: Any, n_users: int, n_items: int) -> dict[str, int]:
+        """The named dimensions (see :meth:`dims`) that training ``config`` on these entities gives."""
+        n = n_users + n_items
+        return {"n_users": n_users, "n_items": n_items, "N": n, "n_users+1": n_users + 1, "d": int(config.dim)}
+
+    def planned_lengths(self, dims: Mapping[str, int]) -> dict[str, int]:
+        """Upper bounds on the lengths of this method's arrays whose shape has a free (None) axis."""
+        return {}
+
 
 REGISTRY: dict[str, MethodSpec] = {}
 
@@ -208,6 +232,11 @@ class UDSpec(MethodSpec):
         graph = _graph(arrays, manifest)
         return reconstruct.exact_ud(graph, arrays["E"], _layers(manifest))
 
+    budget_knob = "dim"
+
+    def knob_range(self, config: Any, n_entities: int) -> tuple[int, int]:
+        return 1, MAX_PLANNED_DIM
+
 
 @register
 class LegcfSpec(MethodSpec):
@@ -261,6 +290,16 @@ class LegcfSpec(MethodSpec):
         """Layer 0 = [S^c·E^c; E^c] on Eq. 13's graph."""
         graph = _graph(arrays, manifest)
         return reconstruct.exact_legcf(graph, arrays["S_c_idx"], arrays["S_c_w"], arrays["E_c"], _layers(manifest))
+
+    budget_knob = "m_c"
+
+    def knob_range(self, config: Any, n_entities: int) -> tuple[int, int]:
+        low = max(int(config.t_c), int(config.terms_served))  # m_c holds t_c trained and t_s served distinct rows
+        return low, max(low, n_entities)
+
+    def planned_dims(self, config: Any, n_users: int, n_items: int) -> dict[str, int]:
+        dims = super().planned_dims(config, n_users, n_items)
+        return {**dims, "m_c": int(config.m_c), "t_c": int(config.t_c), "t_s": int(config.terms_served)}
 
 
 @register
@@ -335,6 +374,133 @@ class C2FSpec(LegcfSpec):
             _layers(manifest),
             forward=str(manifest.config.get("fine_forward", "paper")) if manifest.config else "paper",
         )
+
+    def sized(self, config: Any, value: int) -> dict[str, Any]:
+        """m_c = ``value`` and m_r in the configured m_r : m_c ratio (at least t_r)."""
+        m_r = max(int(config.t_r), round(value * int(config.m_r) / max(1, int(config.m_c))))
+        return {"m_c": value, "m_r": m_r}
+
+    def planned_dims(self, config: Any, n_users: int, n_items: int) -> dict[str, int]:
+        dims = super().planned_dims(config, n_users, n_items)
+        return {**dims, "m_r": int(config.m_r), "m_r+1": int(config.m_r) + 1, "t_r": int(config.t_r)}
+
+    def planned_lengths(self, dims: Mapping[str, int]) -> dict[str, int]:
+        """S_λ(E^r)'s non-zeros are not known before training: at most all m_r·d of them."""
+        nnz = dims["m_r"] * dims["d"]
+        return {"E_r_indices": nnz, "E_r_data": nnz}
+
+
+def auto_hash_buckets(value: int, n_entities: int) -> int:
+    """``TrainConfig.hash_buckets`` resolved on N entities: the value, or ceil(N/16) rows for 0."""
+    return int(value) if value > 0 else max(1, -(-n_entities // 16))
+
+
+def auto_qr_buckets(value: int, n_entities: int) -> int:
+    """``TrainConfig.qr_buckets`` (rows m of the remainder table) resolved on N entities: the value, or
+    ceil(sqrt(N)) for 0 (about the fewest rows in total, m + ceil(N/m))."""
+    return int(value) if value > 0 else max(1, math.isqrt(max(0, n_entities - 1)) + 1)
+
+
+@register
+class HashSpec(MethodSpec):
+    """``hash``: the hashing trick. Every entity (users and items in one shared space) is mapped by a fixed seeded
+    hash (:func:`contract.reconstruct.hash_buckets`, seed in the manifest's ``hash_seed``) to one of B rows of a
+    trainable table; layer 0 = that row, propagated by LightGCN. Only the (B, d) table is stored."""
+
+    name = "hash"
+    description = "hashing trick: B shared rows (LightGCN)"
+    arrays = {"hash_table": real_array("B", "d")}
+    components = {"hash_table": ("hash_table",)}
+    table = "hash_table"
+    compressed = False
+    exact_only = True
+    exact_fields = ("hash_seed",)
+    budget_knob = "hash_buckets"
+
+    def dims(self, arrays: Mapping[str, np.ndarray]) -> dict[str, int]:
+        return {**super().dims(arrays), "B": _dim(arrays, "hash_table", 0)}
+
+    def params_paper(self, dims: Mapping[str, int]) -> int:
+        """B·d."""
+        return dims["B"] * dims["d"]
+
+    def footprint_extras(self, arrays: Mapping[str, np.ndarray], dims: Mapping[str, int]) -> dict[str, Any]:
+        return {"e_r_nnz": 0, "hash_buckets": dims["B"]}
+
+    def manifest_fields(self, config: Any) -> dict[str, Any]:
+        return {**super().manifest_fields(config), "hash_seed": int(config.seed)}
+
+    def exact_embeddings(self, arrays: Mapping[str, np.ndarray], manifest: Manifest) -> np.ndarray:
+        """Layer 0 = table[h(i)] on the plain interaction graph (as UD)."""
+        if manifest.hash_seed is None:
+            raise MethodError("exact reconstruction of a hash model needs hash_seed in the manifest")
+        graph = _graph(arrays, manifest)
+        table = arrays["hash_table"]
+        buckets = reconstruct.hash_buckets(graph.shape[0] + graph.shape[1], table.shape[0], int(manifest.hash_seed))
+        return reconstruct.exact_ud(graph, table[buckets], _layers(manifest))
+
+    def knob_range(self, config: Any, n_entities: int) -> tuple[int, int]:
+        return 1, max(1, n_entities)
+
+    def planned_dims(self, config: Any, n_users: int, n_items: int) -> dict[str, int]:
+        dims = super().planned_dims(config, n_users, n_items)
+        return {**dims, "B": auto_hash_buckets(int(config.hash_buckets), dims["N"])}
+
+
+@register
+class QRSpec(MethodSpec):
+    """``qr``: the quotient-remainder trick (Shi et al., KDD'20). Entity i (users and items in one space) has
+    layer 0 = Q[i // m] ⊙ R[i % m] (or Q[i // m] + R[i % m], manifest ``qr_combine``), propagated by LightGCN;
+    Q has ceil(N/m) rows, R has m rows, and every entity gets a distinct pair of rows."""
+
+    name = "qr"
+    description = "quotient-remainder trick: Q[i//m] * R[i%m] (LightGCN)"
+    arrays = {"qr_Q": real_array("qr_q", "d"), "qr_R": real_array("qr_m", "d")}
+    components = {"qr_tables": ("qr_Q", "qr_R")}
+    table = "qr_R"
+    compressed = False
+    exact_only = True
+    exact_fields = ("qr_combine",)
+    budget_knob = "qr_buckets"
+
+    def dims(self, arrays: Mapping[str, np.ndarray]) -> dict[str, int]:
+        return {**super().dims(arrays), "qr_q": _dim(arrays, "qr_Q", 0), "qr_m": _dim(arrays, "qr_R", 0)}
+
+    def check_arrays(self, arrays: Mapping[str, np.ndarray], dims: Mapping[str, int]) -> None:
+        m = dims["qr_m"]
+        if m < 1 or dims["qr_q"] != -(-dims["N"] // m):
+            raise MethodError(
+                f"qr_Q has {dims['qr_q']} rows and qr_R {m}: expected ceil(N/m) quotient rows for N={dims['N']}"
+            )
+
+    def params_paper(self, dims: Mapping[str, int]) -> int:
+        """(rows_Q + rows_R)·d."""
+        return (dims["qr_q"] + dims["qr_m"]) * dims["d"]
+
+    def footprint_extras(self, arrays: Mapping[str, np.ndarray], dims: Mapping[str, int]) -> dict[str, Any]:
+        return {"e_r_nnz": 0, "qr_quotient_rows": dims["qr_q"], "qr_remainder_rows": dims["qr_m"]}
+
+    def manifest_fields(self, config: Any) -> dict[str, Any]:
+        return {**super().manifest_fields(config), "qr_combine": str(config.qr_combine)}
+
+    def exact_embeddings(self, arrays: Mapping[str, np.ndarray], manifest: Manifest) -> np.ndarray:
+        """Layer 0 = Q[i // m] ⊙ R[i % m] (or +) on the plain interaction graph (as UD)."""
+        if manifest.qr_combine is None:
+            raise MethodError("exact reconstruction of a qr model needs qr_combine in the manifest")
+        graph = _graph(arrays, manifest)
+        n = graph.shape[0] + graph.shape[1]
+        X0 = reconstruct.qr_layer0(arrays["qr_Q"], arrays["qr_R"], n, str(manifest.qr_combine))
+        return reconstruct.exact_ud(graph, X0, _layers(manifest))
+
+    def knob_range(self, config: Any, n_entities: int) -> tuple[int, int]:
+        """m from ceil(sqrt(N)) (about the fewest rows, m + ceil(N/m)) to N (Q one row): over this range the
+        total rows never decrease with m, and R, the hashing-trick-like table, gets the most rows that fit."""
+        return auto_qr_buckets(0, n_entities), max(1, n_entities)
+
+    def planned_dims(self, config: Any, n_users: int, n_items: int) -> dict[str, int]:
+        dims = super().planned_dims(config, n_users, n_items)
+        m = auto_qr_buckets(int(config.qr_buckets), dims["N"])
+        return {**dims, "qr_m": m, "qr_q": -(-dims["N"] // m)}
 
 
 METHODS: tuple[str, ...] = tuple(REGISTRY)

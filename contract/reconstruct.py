@@ -223,3 +223,49 @@ def released_fine_step(
         return np.vstack([h_full, h_c, h_f]).astype(np.float32)
 
     return step
+
+
+# splitmix64 (Steele et al. 2014): its increment and finaliser constants. Array arithmetic on uint64 wraps
+# modulo 2^64 silently, which is what the hash needs; the same numpy code runs in the trainer and the service.
+_SPLITMIX_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_SPLITMIX_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_SPLITMIX_M2 = np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix_finalise(z: np.ndarray) -> np.ndarray:
+    z = (z ^ (z >> np.uint64(30))) * _SPLITMIX_M1
+    z = (z ^ (z >> np.uint64(27))) * _SPLITMIX_M2
+    return z ^ (z >> np.uint64(31))
+
+
+def hash_buckets(n_entities: int, buckets: int, seed: int) -> np.ndarray:
+    """The hashing trick's fixed map: entity row i (users then items, one shared space) -> bucket in [0, buckets).
+
+    splitmix64 of the state ``mix(seed) + (i + 1)·γ`` modulo ``buckets``: deterministic for (n, buckets, seed) on
+    every platform, so the artifact stores only the seed. Returns (n_entities,) int64."""
+    if buckets < 1:
+        raise ValueError(f"buckets must be >= 1, got {buckets}")
+    offset = _splitmix_finalise(np.array([seed % 2**64], dtype=np.uint64))
+    state = np.arange(1, n_entities + 1, dtype=np.uint64) * _SPLITMIX_GAMMA + offset
+    return (_splitmix_finalise(state) % np.uint64(buckets)).astype(np.int64)
+
+
+def qr_rows(n_entities: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The quotient-remainder trick's map (Shi et al., KDD'20): entity i -> (i // m, i % m), the rows of the
+    quotient table Q (ceil(N/m) rows) and the remainder table R (m rows). Every entity gets a distinct pair.
+    Returns two (n_entities,) int64 arrays."""
+    if m < 1:
+        raise ValueError(f"the remainder table needs m >= 1 rows, got {m}")
+    i = np.arange(n_entities, dtype=np.int64)
+    return i // m, i % m
+
+
+def qr_layer0(Q: np.ndarray, R: np.ndarray, n_entities: int, combine: str) -> np.ndarray:
+    """Layer-0 entity embeddings of the QR trick: Q[i // m] ⊙ R[i % m] ("mult") or Q[i // m] + R[i % m] ("sum").
+    Q: (ceil(N/m), d), R: (m, d) -> (N, d) float32."""
+    q, r = qr_rows(n_entities, R.shape[0])
+    if combine == "mult":
+        return np.asarray(Q[q] * R[r], dtype=np.float32)
+    if combine == "sum":
+        return np.asarray(Q[q] + R[r], dtype=np.float32)
+    raise ValueError(f"qr combine must be 'mult' or 'sum', got {combine!r}")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -44,6 +44,8 @@ from rq.registry import (
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
+from contract.budget import check_possible
+from contract.config import TrainConfig
 from contract.jobspec import CANCEL_KEY, JOB_FUNC, TrainParams
 from contract.methods import METHODS, get_spec
 from service.redact import relative_to, scrub
@@ -88,6 +90,15 @@ class TrainRequest(BaseModel):
     def _registered(cls, value: str) -> str:
         get_spec(value)
         return value
+
+    @model_validator(mode="after")
+    def _budget_possible(self) -> TrainRequest:
+        """A memory budget the method cannot meet on any dataset is refused here (422), before a worker loads the
+        data; one that does not fit the actual dataset fails the job with the same kind of message."""
+        params = self.job_params()
+        if params.get("budget") is not None or params.get("budget_bytes") is not None:
+            check_possible(TrainConfig.from_dict({**params, "method": self.method}))
+        return self
 
     def job_params(self) -> dict[str, Any]:
         """The parameters the client set explicitly (JSON-able); TrainConfig supplies the rest."""

@@ -124,7 +124,10 @@ class FootprintResponse(BaseModel):
     model_version: str
     method: str
     serving_mode: str = Field(description="Configured mode: compressed or exact.")
-    scoring: str = Field(description="What the scorer actually reads: 'compressed' (S_c + H_meta) or 'dense'.")
+    scoring: str = Field(
+        description="What the scorer actually reads: 'compressed' (S_c + H_meta) or 'dense' (an (N, d) table: "
+        "ud's stored one, or reconstructed at load in exact mode and, in every mode, for hash and qr)."
+    )
     n_users: int
     n_items: int
     d: int

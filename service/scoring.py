@@ -11,7 +11,10 @@ Two serving modes:
   (``top_n``), and the memory it touches is the items' S^c rows (n_items·t_c·8 bytes) plus one (n_items,) float32
   score vector.
 * ``exact``: ``H_full`` is recomputed once at load by :func:`contract.methods.exact_embeddings` and scored
-  densely.  Methods without a compressed form (ud) are scored densely from their stored table in compressed mode.
+  densely.  Methods without a compressed form are scored densely in compressed mode: ud from its stored table; the
+  equal-memory baselines hash and qr (``spec.exact_only``) store no (N, d) table and no compressed form, so they
+  are served exactly in both modes (LightGCN gives every entity its own propagated vector, so the shared rows alone
+  are not the served embeddings): small on disk, an (N, d) table in memory once loaded.
 
 Stored dtypes (:mod:`contract.dtypes`): arithmetic runs in float32.  A float16 codebook ``H_meta`` (m_c × d, small)
 is upcast once at load (reported in ``memory_bytes``, so bytes in memory exceed bytes stored by m_c·d·4); float16
@@ -198,9 +201,10 @@ class CompressedScorer:
 
 def make_scorer(artifact: Artifact, mode: ServingMode) -> Scorer:
     """The scorer for ``artifact`` in serving ``mode``: exact mode reconstructs H_full at load and scores densely;
-    compressed mode scores from the served assignment when the method has one, else from its dense table."""
+    compressed mode scores from the served assignment when the method has one, else from its stored dense table,
+    else (``spec.exact_only``: hash, qr) as exact mode does."""
     a = artifact.arrays
-    if mode == "exact":
+    if mode == "exact" or artifact.spec.exact_only:  # hash, qr: no compressed form and no stored (N, d) table
         manifest = artifact.manifest
         missing = [f for f in artifact.spec.exact_fields if getattr(manifest, f, None) is None]
         if manifest.shape.layers is None or missing:

@@ -30,8 +30,10 @@ def make_arrays(
     t_r: int = 2,
     seen_per_user: int = 2,
     seed: int = 0,
+    buckets: int = 4,
 ) -> dict[str, np.ndarray]:
-    """A random, valid artifact array set. Users see ``seen_per_user`` graph items and one held-out item."""
+    """A random, valid artifact array set. Users see ``seen_per_user`` graph items and one held-out item.
+    ``buckets``: hash's B, qr's m (rows of the remainder table)."""
     rng = np.random.default_rng(seed)
     n = n_users + n_items
     graph_rows, heldout_rows = [], []
@@ -52,6 +54,13 @@ def make_arrays(
     if method == "ud":
         arrays["E"] = rng.standard_normal((n, d)).astype(np.float32)
         arrays["H_full"] = rng.standard_normal((n, d)).astype(np.float32)
+        return arrays
+    if method == "hash":
+        arrays["hash_table"] = rng.standard_normal((buckets, d)).astype(np.float32)
+        return arrays
+    if method == "qr":
+        arrays["qr_Q"] = rng.standard_normal((-(-n // buckets), d)).astype(np.float32)
+        arrays["qr_R"] = rng.standard_normal((buckets, d)).astype(np.float32)
         return arrays
     arrays["S_c_idx"] = np.stack([rng.choice(m_c, size=t_c, replace=False) for _ in range(n)]).astype(np.int32)
     arrays["S_c_w"] = rng.uniform(0.1, 1.0, (n, t_c)).astype(np.float32)
@@ -87,6 +96,10 @@ def make_manifest(method: str = "c2f", *, layers: int = 2, w_cr: float = 0.5, **
             "timings": {"fit_seconds": 1.0},
         },
     }
+    if method == "hash":
+        manifest["hash_seed"] = 11
+    if method == "qr":
+        manifest["qr_combine"] = "mult"
     manifest.update(extra)
     return manifest
 

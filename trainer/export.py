@@ -23,13 +23,14 @@ import torch
 
 from contract.artifact import publish, read_manifest, version_path
 from contract.config import TrainConfig
-from contract.dtypes import as_float32, index_dtype, store_float
+from contract.dtypes import as_float32, store_float, target_dtype
+from contract.footprint import footprint
 from contract.manifest import DatasetInfo, EvaluationSample, Manifest, ModelMetrics, Shape, SplitMetrics, TrainedMetrics
 from contract.methods import exact_embeddings, get_spec
 from contract.reconstruct import assignment_matrix, compressed_embeddings
 from trainer.data import InteractionData
 from trainer.evaluate import evaluate
-from trainer.models import UD, Coarse, Fine
+from trainer.models import UD, Coarse, Fine, Hashed, QuotientRemainder
 from trainer.train import TrainedModel
 
 
@@ -119,21 +120,21 @@ def served_assignment(
     return idx.astype(np.int32), weights, codebook.astype(np.float32)
 
 
-# Index arrays and the dimension whose rows they index: stored as contract.dtypes.index_dtype(that dimension).
-INDEX_BOUNDS = {"S_c_idx": "m_c", "S_c_idx_served": "m_c", "S_r_idx": "m_r", "E_r_indices": "d"}
-
-
 def store_dtypes(arrays: dict[str, np.ndarray], method: str, store_dtype: str) -> dict[str, np.ndarray]:
-    """``arrays`` in their stored types: index arrays in the smallest unsigned type that holds their bound
-    (INDEX_BOUNDS), the method's real embedding arrays (those the contract accepts as float16) in ``store_dtype``.
+    """``arrays`` in their stored types (:func:`contract.dtypes.target_dtype`): index arrays in the smallest unsigned
+    type that holds their bound, the method's real embedding arrays (those the contract accepts as float16) in
+    ``store_dtype``.
     ValueError naming the array when a value does not fit float16."""
     spec = get_spec(method)
     dims = spec.dims(arrays)
     out = dict(arrays)
     for name, want in spec.required_arrays().items():
-        if name in INDEX_BOUNDS:
-            out[name] = arrays[name].astype(index_dtype(dims[INDEX_BOUNDS[name]]))
-        elif "float16" in want.also:
+        target = target_dtype(name, want.accepts, dims, store_dtype)
+        if target is None:
+            continue
+        if target.kind in "iu":
+            out[name] = arrays[name].astype(target)
+        else:
             try:
                 out[name] = store_float(arrays[name], store_dtype)
             except ValueError as exc:
@@ -165,6 +166,13 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
     if isinstance(model, UD):
         arrays["H_full"] = H_full
         arrays["E"] = model.E.detach().cpu().numpy().astype(np.float32)
+        return store_dtypes(arrays, trained.config.method, trained.config.store_dtype)
+    if isinstance(model, Hashed):
+        arrays["hash_table"] = model.table.detach().cpu().numpy().astype(np.float32)
+        return store_dtypes(arrays, trained.config.method, trained.config.store_dtype)
+    if isinstance(model, QuotientRemainder):
+        arrays["qr_Q"] = model.Q.detach().cpu().numpy().astype(np.float32)
+        arrays["qr_R"] = model.R.detach().cpu().numpy().astype(np.float32)
         return store_dtypes(arrays, trained.config.method, trained.config.store_dtype)
     coarse = trained.coarse
     assert coarse is not None
@@ -237,6 +245,8 @@ def served_metrics(
     bias = arrays.get("item_bias")
     exact = _evaluate_numpy(exact_embeddings(arrays, manifest), data, bias, users, "test (served exact)")
     spec = get_spec(manifest.method)
+    if spec.exact_only:  # hash, qr: the service serves exactly in both modes
+        return {"compressed": SplitMetrics(test=exact), "exact": SplitMetrics(test=exact)}
     if not spec.compressed:  # compressed mode scores the stored dense table (float16 when stored so)
         stored = _evaluate_numpy(as_float32(arrays[spec.table]), data, bias, users, "test (served compressed)")
         return {"compressed": SplitMetrics(test=stored), "exact": SplitMetrics(test=exact)}
@@ -305,7 +315,7 @@ def build_manifest(trained: TrainedModel, data: InteractionData) -> Manifest:
             layers=config.layers,
             **fields["shape"],
         ),
-        w_cr=fields["w_cr"],
+        **{key: value for key, value in fields.items() if key != "shape"},  # w_cr, hash_seed, qr_combine
         soft_lambda=float(model.soft_lambda) if isinstance(model, Fine) else None,
         metrics=ModelMetrics(
             trained=TrainedMetrics(
@@ -326,6 +336,13 @@ def export(trained: TrainedModel, data: InteractionData, out_root: str | Path) -
     t0 = time.perf_counter()
     arrays = build_arrays(trained, data)
     manifest = build_manifest(trained, data)
+    if trained.budget is not None:
+        achieved = footprint(arrays, trained.config.method).embedding_bytes
+        if achieved > trained.budget.budget_bytes:  # the plan counts what publishing counts: a bug, never publish
+            raise RuntimeError(
+                f"the sized model has {achieved} embedding bytes, over its budget of {trained.budget.budget_bytes}"
+            )
+        manifest.budget = trained.budget.report(achieved)
     manifest.metrics.served = served_metrics(arrays, manifest, data, trained.test_users)
     manifest.metrics.timings["export_seconds"] = time.perf_counter() - t0
     Path(out_root).mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class EpochRecord:
     """One line of training history."""
 
-    stage: str  # "ud" | "coarse" | "fine"
+    stage: str  # "coarse" | "fine", or the single-phase method ("ud", "hash", "qr")
     phase: int  # 1: fixed assignment, 2: with assignment updates
     epoch: int  # epoch within the stage, from 1
     loss: float

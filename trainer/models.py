@@ -1,4 +1,5 @@
-"""The three embedding models: UD (full table), Coarse (LEGCF, §3.1) and Fine (C2F, §3.2).
+"""The embedding models: UD (full table), Coarse (LEGCF, §3.1), Fine (C2F, §3.2) and the equal-memory baselines
+Hashed (the hashing trick) and QuotientRemainder (the QR trick).
 
 LightGCN propagation is linear, so for the meta-embedding models the propagated embeddings are a fixed matrix
 times the trainable codebook while the assignments are fixed: with layer 0 X0 = B·E (B sparse, Eq. 4/19),
@@ -15,12 +16,12 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from contract.reconstruct import assignment_matrix, expanded_adjacency
+from contract.reconstruct import assignment_matrix, expanded_adjacency, hash_buckets, qr_rows
 from trainer.graph import propagate, propagate_columns, to_torch_csr
 
 
 class EmbeddingModel(nn.Module):
-    """Common interface of the three models (what fit.py and export.py rely on).
+    """Common interface of the models (what fit.py and export.py rely on).
 
     With item biases (``enable_item_bias``) a score is h_u·h_i + b_i; :meth:`scoring_embeddings` folds b_i into
     the embeddings ([h_u, 1]·[h_i, b_i]) so that ranking code needs no special case.
@@ -105,6 +106,91 @@ class UD(EmbeddingModel):
     @torch.no_grad()
     def full_embeddings(self) -> torch.Tensor:
         return self._propagated()
+
+
+def _uniform(shape: tuple[int, int], bound: float, generator: torch.Generator) -> torch.Tensor:
+    return (torch.rand(shape, generator=generator) * 2.0 - 1.0) * bound
+
+
+class SharedRows(EmbeddingModel):
+    """Equal-memory baselines whose layer 0 is read from small shared tables (no per-entity parameters), propagated
+    by LightGCN on the plain interaction graph every batch as UD is (layer 0 is not a fixed sparse matrix times
+    one codebook for qr's product, and a dense (N, B) operator would not be small).
+
+    Initialisation: every entity's layer-0 entries get the variance UD's Xavier init gives them (uniform with
+    bound a = sqrt(6 / (N + d))), so the baselines start at UD's scale."""
+
+    def __init__(self, graph: sp.csr_matrix, dim: int, layers: int, device: torch.device) -> None:
+        super().__init__()
+        self.n_entities = graph.shape[0] + graph.shape[1]
+        self.n_users = graph.shape[0]
+        self.layers = layers
+        self.entity_bound = float(np.sqrt(6.0 / (self.n_entities + dim)))
+        self.adj = to_torch_csr(expanded_adjacency(graph), device)
+
+    def layer0(self) -> torch.Tensor:
+        """X0 (N, d): every entity's layer-0 embedding, differentiable in the tables."""
+        raise NotImplementedError
+
+    def batch_embeddings(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        X0 = self.layer0()
+        return propagate(self.adj, X0, self.layers)[rows], X0[rows].pow(2).sum(1)
+
+    @torch.no_grad()
+    def full_embeddings(self) -> torch.Tensor:
+        return propagate(self.adj, self.layer0(), self.layers)
+
+
+class Hashed(SharedRows):
+    """The hashing trick: entity i (users then items, one shared space) reads row h(i) of a (B, d) table, h the
+    seeded hash of ``contract.reconstruct.hash_buckets`` (the service recomputes it from the seed)."""
+
+    def __init__(
+        self, graph: sp.csr_matrix, buckets: int, dim: int, layers: int, device: torch.device, seed: int = 0
+    ) -> None:
+        super().__init__(graph, dim, layers, device)
+        generator = torch.Generator().manual_seed(seed)
+        self.table = nn.Parameter(_uniform((buckets, dim), self.entity_bound, generator).to(device))
+        self.rows = torch.from_numpy(hash_buckets(self.n_entities, buckets, seed)).to(device)
+
+    def layer0(self) -> torch.Tensor:
+        return self.table[self.rows]
+
+
+class QuotientRemainder(SharedRows):
+    """The quotient-remainder trick (Shi et al., KDD'20): entity i reads Q[i // m] and R[i % m] (Q: ceil(N/m) rows,
+    R: m rows) combined by element-wise product ("mult") or sum ("sum").
+
+    Init: "mult" draws both tables uniform with bound sqrt(a·sqrt(3)), so the product has the variance a²/3 of a
+    uniform(−a, a) entry; "sum" draws both with bound a/sqrt(2), so the sum has it."""
+
+    def __init__(
+        self,
+        graph: sp.csr_matrix,
+        m: int,
+        dim: int,
+        layers: int,
+        device: torch.device,
+        combine: str = "mult",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(graph, dim, layers, device)
+        if combine not in ("mult", "sum"):
+            raise ValueError(f"qr combine must be 'mult' or 'sum', got {combine!r}")
+        self.combine = combine
+        q, r = qr_rows(self.n_entities, m)
+        n_q = -(-self.n_entities // m)
+        a = self.entity_bound
+        bound = float(np.sqrt(a * np.sqrt(3.0))) if combine == "mult" else a / float(np.sqrt(2.0))
+        generator = torch.Generator().manual_seed(seed)
+        self.Q = nn.Parameter(_uniform((n_q, dim), bound, generator).to(device))
+        self.R = nn.Parameter(_uniform((m, dim), bound, generator).to(device))
+        self.q_rows = torch.from_numpy(q).to(device)
+        self.r_rows = torch.from_numpy(r).to(device)
+
+    def layer0(self) -> torch.Tensor:
+        Q, R = self.Q[self.q_rows], self.R[self.r_rows]
+        return Q * R if self.combine == "mult" else Q + R
 
 
 class Coarse(EmbeddingModel):

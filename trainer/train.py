@@ -1,4 +1,5 @@
-"""Train one method on loaded data: UD, LEGCF (coarse stage, Algorithm 1) or C2F (coarse then fine, Algorithm 2)."""
+"""Train one method on loaded data: UD, LEGCF (coarse stage, Algorithm 1), C2F (coarse then fine, Algorithm 2), or
+the equal-memory baselines hash and qr (one phase, as UD)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from contract.budget import Plan, size_for_budget
 from contract.config import TrainConfig
-from contract.methods import COARSE_METHODS
+from contract.methods import COARSE_METHODS, auto_hash_buckets, auto_qr_buckets
 from trainer.assignment import (
     bridging_assignment,
     fine_assignment_init,
@@ -26,7 +28,7 @@ from trainer.data import InteractionData
 from trainer.distributed import Distributed, from_environment
 from trainer.fine import init_fine_codebook, lambda_for_sparsity, nonzero_fraction, select_coarse_rows
 from trainer.fit import Progress, Trainer
-from trainer.models import UD, Coarse, EmbeddingModel, Fine
+from trainer.models import UD, Coarse, EmbeddingModel, Fine, Hashed, QuotientRemainder
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class TrainedModel:
     coarse_test: dict[str, float] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     distributed: Distributed | None = None  # this process's place in a torchrun launch, None otherwise
+    budget: Plan | None = None  # the sizes a memory budget chose (config holds them already)
     # the users test figures are computed on (the same for trained and served metrics) and what the manifest
     # records about the validation and test samples
     test_users: np.ndarray | None = None
@@ -63,6 +66,8 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
 
     Under ``torchrun`` every rank calls this; see :mod:`trainer.distributed` for how the work is divided.
     """
+    # a memory budget sets the method's size knob now that N is known (BudgetError when nothing fits)
+    config, budget = size_for_budget(config, data.n_users, data.n_items)
     torch.manual_seed(config.seed)
     distributed = from_environment(config.device)
     device = distributed.device if distributed is not None else resolve_device(config.device)
@@ -105,21 +110,23 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
             coarse_test=coarse_test,
             info=info,
             distributed=distributed,
+            budget=budget,
             test_users=trainer.test_users,
             evaluation=trainer.evaluation_samples(),
         )
 
-    if config.method == "ud":
+    if config.method in SINGLE_PHASE:
+        stage = config.method
         t0 = time.perf_counter()
-        ud = UD(data.train, config.dim, config.layers, device, seed=config.seed)
+        single = single_phase_model(data, config, device)
         if config.biases:
-            ud.enable_item_bias()
+            single.enable_item_bias()
         trainer.run_phase(
-            ud, stage="ud", phase=1, lr=config.lr, max_epochs=config.epochs, patience=config.patience_for("coarse")
+            single, stage=stage, phase=1, lr=config.lr, max_epochs=config.epochs, patience=config.patience_for("coarse")
         )
-        timings["ud_seconds"] = time.perf_counter() - t0
-        _record_update_seconds(trainer, "ud", timings)
-        return finish(ud, None, trainer.kept_valid("ud"), None)
+        timings[f"{stage}_seconds"] = time.perf_counter() - t0
+        _record_update_seconds(trainer, stage, timings)
+        return finish(single, None, trainer.kept_valid(stage), None)
 
     if config.coarse_from:
         coarse = load_coarse(data, config, device)
@@ -156,6 +163,24 @@ def kept_stage(
     if not config.fine_fallback or coarse_valid is None or fine_valid is None:
         return "fine"
     return "coarse" if fine_valid[config.criterion] < coarse_valid[config.criterion] else "fine"
+
+
+SINGLE_PHASE = ("ud", "hash", "qr")
+"""Methods trained in one phase of plain BPR (no assignments): a full table or the equal-memory baselines."""
+
+
+def single_phase_model(data: InteractionData, config: TrainConfig, device: torch.device) -> EmbeddingModel:
+    """The UD, Hashed or QuotientRemainder model of ``config`` on the training graph."""
+    n_entities = data.n_users + data.n_items
+    if config.method == "hash":
+        buckets = auto_hash_buckets(config.hash_buckets, n_entities)
+        return Hashed(data.train, buckets, config.dim, config.layers, device, seed=config.seed)
+    if config.method == "qr":
+        m = auto_qr_buckets(config.qr_buckets, n_entities)
+        return QuotientRemainder(
+            data.train, m, config.dim, config.layers, device, combine=config.qr_combine, seed=config.seed
+        )
+    return UD(data.train, config.dim, config.layers, device, seed=config.seed)
 
 
 def _check_ranks_agree(trainer: Trainer, model: EmbeddingModel) -> None:

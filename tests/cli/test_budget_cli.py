@@ -1,0 +1,45 @@
+"""`c2f train --budget 10%` / `--budget-bytes 2MB`: sizes the method to fit, reports it, and refuses clearly."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+
+
+def _train(dataset, out, *args: str):
+    return CliRunner().invoke(app, ["train", str(dataset), "--out", str(out), *args])
+
+
+def test_budget_sizes_and_is_recorded(synthetic_lightgcn_dir, tmp_path):
+    # 1000 entities, d = 16: full table 64,000 bytes; 10% = 6,400 bytes = 200 rows of 16 float16 values
+    args = ["--method", "hash", "--dim", "16", "--epochs", "1", "--budget", "10%", "-p", "biases=false"]
+    outcome = _train(synthetic_lightgcn_dir, tmp_path, *args)
+    assert outcome.exit_code == 0, outcome.output
+    assert "budget: 6400 bytes -> hash_buckets=200, embedding bytes 6400 (next size up: 6432)" in outcome.output
+    version = (tmp_path / "LATEST").read_text().strip()
+    manifest = json.loads((tmp_path / "versions" / version / "manifest.json").read_text())
+    assert manifest["budget"]["budget_percent"] == 10.0 and manifest["config"]["hash_buckets"] == 200
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # d = 128, t_c = 2: 8·t_c bytes an entity of assignments (uint16, float16) and 4 an item of item biases
+        (["--method", "legcf", "--budget", "2%"], "needs on any dataset (3.516%)"),
+        (["--method", "qr", "--dim", "16", "--budget-bytes", "1000"], "smallest qr model on 600 users and 400 items"),
+        (["--method", "hash", "--budget", "2%", "--budget-bytes", "2MB"], "not both"),
+        (["--method", "hash", "--budget-bytes", "2XB"], "a byte budget looks like 2MB"),
+        (["--method", "hash", "--budget", "lots"], "a percentage budget looks like 2%"),
+    ],
+)
+def test_impossible_or_malformed_budgets_exit_with_the_reason(synthetic_lightgcn_dir, tmp_path, args, message):
+    outcome = _train(synthetic_lightgcn_dir, tmp_path, "--epochs", "1", *args)
+    assert outcome.exit_code == 2, outcome.output
+    text = " ".join(re.sub("[│╭╮╰╯─]", " ", outcome.output).split())  # the error box wraps long lines
+    assert message in text
+    assert not (tmp_path / "LATEST").exists()

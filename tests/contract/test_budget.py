@@ -1,0 +1,240 @@
+"""Memory budgets (contract/budget.py): parsing, sizing that fits with the next size up not fitting, plans counted
+exactly as published footprints count, and clear refusals of budgets nothing can meet."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from contract.budget import (
+    BudgetError,
+    bytes_at,
+    check_possible,
+    parse_bytes,
+    parse_percent,
+    plan,
+    size_for_budget,
+)
+from contract.config import TrainConfig
+from contract.dtypes import target_dtype
+from contract.footprint import footprint, planned_array_bytes, planned_embedding_bytes
+from contract.methods import METHODS, get_spec
+from contract.reconstruct import hash_buckets
+from tests.fixtures import make_arrays
+
+# planted-data sized: 600 users, 400 items, d = 32; the full float32 table is 1000·32·4 = 128,000 bytes
+N_USERS, N_ITEMS, D = 600, 400, 32
+
+
+def config(method: str, **values: object) -> TrainConfig:
+    """A config on d = 32 without item biases (given explicitly where they matter); stored dtypes as defaulted:
+    float16 reals and uint16 indices."""
+    return TrainConfig(**{"method": method, "dim": D, "biases": False, **values})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("2MB", 2_000_000), ("2mb", 2_000_000), ("1.5MiB", 1_572_864), ("512", 512), ("512 B", 512), ("3kB", 3000)],
+)
+def test_parse_bytes(text: str, value: int) -> None:
+    assert parse_bytes(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "MB", "2XB", "-1MB", "0", "0.1", "2%", "1e3"])
+def test_parse_bytes_refuses(text: str) -> None:
+    with pytest.raises(BudgetError):
+        parse_bytes(text)
+
+
+def test_parse_percent() -> None:
+    assert parse_percent("2%") == 2.0 and parse_percent(" 0.5 % ") == 0.5 and parse_percent("3") == 3.0
+    for bad in ("", "two%", "0%", "-1%", "nan%", "inf"):
+        with pytest.raises(BudgetError):
+            parse_percent(bad)
+
+
+def test_budget_and_budget_bytes_are_exclusive_and_positive() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        config("hash", budget=2.0, budget_bytes=1000)
+    for bad in ({"budget": 0.0}, {"budget": -1.0}, {"budget_bytes": 0}):
+        with pytest.raises(ValueError, match="positive"):
+            config("hash", **bad)
+
+
+def test_hand_computed_sizes_at_ten_and_fifty_percent() -> None:
+    """10% of 128,000 = 12,800 bytes; 50% = 64,000 bytes. float16 rows of d = 32 are 64 bytes (float32: 128)."""
+    assert plan(config("hash", budget=10.0), N_USERS, N_ITEMS).value == 200  # type: ignore[union-attr]
+    assert plan(config("hash", budget=10.0, store_dtype="float32"), N_USERS, N_ITEMS).value == 100  # type: ignore[union-attr]
+    # item biases are stored float32 (400 · 4 = 1,600 bytes): (12,800 − 1,600) / 64 = 175 rows
+    assert plan(config("hash", budget=10.0, biases=True), N_USERS, N_ITEMS).value == 175  # type: ignore[union-attr]
+    # qr: m + ceil(1000 / m) <= 200 rows -> m = 194 (194 + 6); m = 195 needs 195 + 6 = 201
+    assert plan(config("qr", budget=10.0), N_USERS, N_ITEMS).value == 194  # type: ignore[union-attr]
+    # float32: <= 100 rows -> m = 88 (88 + 12); m = 89 needs 89 + 12 = 101
+    assert plan(config("qr", budget=10.0, store_dtype="float32"), N_USERS, N_ITEMS).value == 88  # type: ignore[union-attr]
+    # ud stores E and H_full: 2·1000·d'·2 <= 64,000 -> d' = 16
+    assert plan(config("ud", budget=50.0), N_USERS, N_ITEMS).value == 16  # type: ignore[union-attr]
+    # legcf: 4 assignment arrays of 1000·t_c·2 bytes (t_c = 2: 16,000) + E_c and H_meta (2·m_c·32·2) <= 64,000
+    assert plan(config("legcf", budget=50.0), N_USERS, N_ITEMS).value == 375  # type: ignore[union-attr]
+    # served_terms = 4: the served pair is 1000·4·(2 + 2) bytes: 8,000 + 16,000 + 128·m_c <= 64,000 -> m_c = 312
+    assert plan(config("legcf", budget=50.0, served_terms=4), N_USERS, N_ITEMS).value == 312  # type: ignore[union-attr]
+    # c2f (t_r = 4): legcf's + S_r (m_c·t_r·(2 + 2)) + E^r at most dense (m_r·d·(2 + 2) + (m_r + 1)·8),
+    # m_r = round(m_c / 3)
+    c2f = plan(config("c2f", budget_bytes=64_000, t_r=4), N_USERS, N_ITEMS)
+    assert c2f is not None
+    m_c, m_r = c2f.sizes["m_c"], c2f.sizes["m_r"]
+    assert m_r == round(m_c * 100 / 300)
+
+    def c2f_bytes(m_c: int, m_r: int) -> int:
+        return 16_000 + 2 * m_c * 32 * 2 + m_c * 4 * 4 + m_r * 32 * 4 + (m_r + 1) * 8
+
+    assert c2f_bytes(m_c, m_r) == c2f.planned_bytes <= 64_000 < c2f_bytes(m_c + 1, round((m_c + 1) / 3))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    "budget", [{"budget": 7.0}, {"budget": 40.0}, {"budget": 130.0}, {"budget_bytes": 50_000}, {"budget_bytes": 9_999}]
+)
+def test_sizes_fit_and_the_next_size_up_does_not(method: str, budget: dict[str, float]) -> None:
+    cfg = config(method, **budget)
+    try:
+        chosen = plan(cfg, N_USERS, N_ITEMS)
+    except BudgetError:  # then even the smallest size is over budget
+        low = {"ud": 1, "legcf": 2, "c2f": 2, "hash": 1, "qr": 32}[method]
+        assert bytes_at(cfg, low, N_USERS, N_ITEMS) > (budget.get("budget_bytes") or 1280 * budget["budget"])
+        return
+    assert chosen is not None
+    limit = budget.get("budget_bytes") or math.floor(128_000 * budget["budget"] / 100)
+    assert chosen.budget_bytes == limit
+    assert chosen.planned_bytes <= limit
+    assert chosen.next_planned_bytes is None or chosen.next_planned_bytes > limit
+    assert bytes_at(cfg, chosen.value + 1, N_USERS, N_ITEMS) > limit or chosen.next_planned_bytes is None
+    sized, same = size_for_budget(cfg, N_USERS, N_ITEMS)
+    assert same == chosen
+    assert planned_embedding_bytes(method, sized, N_USERS, N_ITEMS) == chosen.planned_bytes
+
+
+def _stored(arrays: dict[str, np.ndarray], method: str, store_dtype: str) -> dict[str, np.ndarray]:
+    """Fixture arrays (float32, int32) in the dtypes an export stores (contract.dtypes.target_dtype)."""
+    spec = get_spec(method)
+    dims = spec.dims(arrays)
+    out = dict(arrays)
+    for name, want in spec.arrays.items():
+        target = target_dtype(name, want.accepts, dims, store_dtype)
+        if target is not None:
+            out[name] = arrays[name].astype(target)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("method", "sizes", "arrays_kwargs"),
+    [
+        ("ud", {"dim": 6}, {"d": 6}),
+        ("legcf", {"m_c": 7, "t_c": 3}, {"m_c": 7, "t_c": 3}),
+        ("hash", {"hash_buckets": 9}, {"buckets": 9}),
+        ("qr", {"qr_buckets": 5}, {"buckets": 5}),
+        ("qr", {"qr_buckets": 0}, {"buckets": 4}),  # auto: ceil(sqrt(16)) = 4
+    ],
+)
+@pytest.mark.parametrize(("biases", "store_dtype"), [(False, "float16"), (True, "float16"), (True, "float32")])
+def test_a_plan_counts_what_the_published_footprint_counts(
+    method: str, sizes: dict[str, int], arrays_kwargs: dict[str, int], biases: bool, store_dtype: str
+) -> None:
+    """Planned bytes per array equal the nbytes of stored arrays of those sizes, and the embedding bytes equal
+    footprint()'s, for every method whose sizes are known before training."""
+    cfg = TrainConfig(
+        method=method,
+        **{"dim": 4, **sizes},
+        biases=biases,
+        store_dtype=store_dtype,  # type: ignore[arg-type]
+    )
+    arrays = _stored(make_arrays(method, n_users=6, n_items=10, **{"d": 4, **arrays_kwargs}), method, store_dtype)
+    if biases:
+        arrays["item_bias"] = np.zeros(10, np.float32)
+    planned = planned_array_bytes(method, cfg, 6, 10)
+    assert planned == {name: arrays[name].nbytes for name in planned}
+    assert planned_embedding_bytes(method, cfg, 6, 10) == footprint(arrays, method).embedding_bytes
+
+
+def test_c2f_plans_its_sparse_fine_codebook_at_the_dense_bound() -> None:
+    cfg = TrainConfig(method="c2f", dim=4, m_c=5, t_c=2, m_r=3, t_r=2, biases=False)
+    arrays = _stored(make_arrays("c2f", n_users=6, n_items=10, d=4, m_c=5, t_c=2, m_r=3, t_r=2), "c2f", "float16")
+    nnz = len(arrays["E_r_data"])
+    assert nnz < 3 * 4 and arrays["E_r_data"].dtype == np.float16 and arrays["E_r_indices"].dtype == np.uint16
+    published = footprint(arrays, "c2f").embedding_bytes
+    assert planned_embedding_bytes("c2f", cfg, 6, 10) == published + (3 * 4 - nnz) * (2 + 2)
+
+
+def test_a_budget_below_the_smallest_model_is_refused_with_the_sizes() -> None:
+    # legcf's four (N, t_c) assignment arrays alone are (2 + 2)·2·t_c = 8·t_c bytes an entity: 3.125% of d = 128
+    # float32 values at t_c = 2 (item biases, float32, add 4 bytes an item)
+    cfg = TrainConfig(method="legcf", budget=2.0, biases=False)
+    with pytest.raises(BudgetError) as caught:
+        plan(cfg, N_USERS, N_ITEMS)
+    message = str(caught.value)
+    assert "smallest legcf model on 600 users and 400 items" in message
+    assert "at m_c=2, d=128" in message and "2% of the float32 full table" in message
+    # qr's fewest rows, 32 + 32 of 128 float16 values, are 16,384 bytes, over 10,240; ud at d = 1 and hash fit
+    assert "methods with a size that fits: ud, hash" in message
+    with pytest.raises(BudgetError, match=r"smallest legcf model at d=128 needs on any dataset \(3\.125"):
+        check_possible(cfg)
+    with pytest.raises(BudgetError, match="no method has a size that fits"):
+        plan(config("hash", budget_bytes=60), N_USERS, N_ITEMS)  # one row of 32 float16 values is 64 bytes
+
+
+def test_check_possible_refuses_only_what_no_dataset_allows() -> None:
+    check_possible(TrainConfig(method="hash", budget=1e-6, biases=False))  # B = 1 row of a huge N is tiny
+    check_possible(TrainConfig(method="legcf", budget=3.2, biases=False))
+    # 4 bytes an item of item biases, half the entities: +1/256 of the full table
+    check_possible(TrainConfig(method="hash", budget=0.4, biases=True))
+    with pytest.raises(BudgetError, match=r"smallest hash model at d=128 needs on any dataset \(0\.39"):
+        check_possible(TrainConfig(method="hash", budget=0.38, biases=True))
+    check_possible(TrainConfig(method="hash", budget_bytes=256, biases=False))  # one row of d = 128 float16
+    check_possible(TrainConfig(method="hash"))  # no budget
+    with pytest.raises(BudgetError, match="255 bytes is below the smallest hash model"):
+        check_possible(TrainConfig(method="hash", budget_bytes=255, biases=False))
+    with pytest.raises(BudgetError, match="smallest legcf model"):
+        check_possible(TrainConfig(method="legcf", budget=3.1, biases=False))
+    with pytest.raises(BudgetError, match="smallest ud model"):
+        check_possible(
+            TrainConfig(method="ud", budget=0.7, biases=False)
+        )  # E and H_full at d = 1, float16: 4/512 = 0.78%
+
+
+def test_no_budget_plans_nothing() -> None:
+    cfg = config("c2f")
+    assert plan(cfg, N_USERS, N_ITEMS) is None
+    assert size_for_budget(cfg, N_USERS, N_ITEMS) == (cfg, None)
+
+
+def _splitmix64(z: int) -> int:
+    """splitmix64's finaliser in plain Python integers (the reference the numpy version must match)."""
+    mask = 2**64 - 1
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+def test_hash_buckets_are_fixed_seeded_and_spread() -> None:
+    """The map is part of the artifact format (the service recomputes it from the seed): splitmix64 of
+    mix(seed) + (i + 1)·γ, computed here in plain integers; seed-dependent and about uniform."""
+    seed, buckets = 11, 5
+    reference = [_splitmix64((_splitmix64(seed) + (i + 1) * 0x9E3779B97F4A7C15) % 2**64) % buckets for i in range(200)]
+    assert hash_buckets(200, buckets, seed).tolist() == reference
+    assert hash_buckets(8, 5, 11).tolist() == PINNED_HASH
+    assert not np.array_equal(hash_buckets(1000, 50, 1), hash_buckets(1000, 50, 2))
+    counts = np.bincount(hash_buckets(100_000, 50, 3), minlength=50)
+    assert counts.min() > 1800 and counts.max() < 2200  # expected 2000 a bucket, sd ≈ 44
+
+
+PINNED_HASH = [3, 0, 0, 2, 4, 2, 3, 1]
+
+
+def test_sized_configs_keep_everything_else() -> None:
+    cfg = config("c2f", budget=60.0, m_c=30, m_r=10, t_r=3, lr=0.05)
+    sized, chosen = size_for_budget(cfg, N_USERS, N_ITEMS)
+    assert chosen is not None
+    changed = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(sized, f.name)}
+    assert changed <= {"m_c", "m_r"} and sized.lr == 0.05 and sized.m_r == max(3, round(sized.m_c / 3))
