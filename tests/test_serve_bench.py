@@ -48,6 +48,10 @@ def test_dense_and_faiss_baselines_agree_with_exact_mode(artifact_root):
     exact = Recommender(art, "exact")
     table = exact.user_embeddings(np.arange(art.n_users))
     items = exact.item_embeddings(np.arange(art.n_items))
+    bias = art.arrays.get("item_bias")  # the service scores h_u·h_i + b_i: fold b_i in as [h_u, 1]·[h_i, b_i]
+    if bias is not None:
+        table = np.hstack([table, np.ones((len(table), 1), np.float32)])
+        items = np.hstack([items, np.asarray(bias, np.float32)[:, None]])
     dense = bench.DenseBaseline(np.vstack([table, items]), art.n_users, seen)
     for u in (0, 7, 42):
         assert set(dense.recommend(u, 5).tolist()) == set(exact.recommend(u, 5)[0].tolist())
