@@ -28,6 +28,14 @@ def _private_and_rss_kb(pid: int) -> tuple[int, int]:
     return fields["Private_Clean"] + fields["Private_Dirty"], fields["Rss"]
 
 
+def _ready(base: str) -> bool:
+    """/health/ready answers 200; False while nothing listens yet (the server processes start after the fork)."""
+    try:
+        return httpx.get(f"{base}/health/ready", timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def _versions(base: str, count: int) -> set[str]:
     """Model versions answered over ``count`` fresh connections (spread over the server processes)."""
     seen = set()
@@ -61,7 +69,7 @@ def test_forked_servers_share_memory_restart_and_follow_swaps(artifact_root: Pat
             return kids if len(kids) == 2 else None
 
         children = wait_for(two_servers, 60, "two server processes")
-        wait_for(lambda: httpx.get(f"{base}/health/ready", timeout=5).status_code == 200, 60, "readiness")
+        wait_for(lambda: _ready(base), 60, "readiness")
         assert _versions(base, 10) == {first}
         # Forked after the load: most of a server process's pages (interpreter, imports, the model) are its parent's.
         for child in children:
