@@ -75,6 +75,10 @@ class TrainConfig:
     # the manifest (metrics.evaluation).
     valid_users: int = 20_000
     test_users: int = 100_000
+    # wall-clock cap on the run's training: once this many seconds of training (test monitoring excluded) have
+    # passed, the current phase ends after its epoch and no further phase starts (None: no cap). With
+    # validation the best evaluated state is still the one kept; without it (protocol lightgcn), the last.
+    time_limit: float | None = None
     patience_coarse: int | None = None
     patience_fine: int | None = None
     # a learned per-item score offset added to h_u·h_i (the released code's entity biases; a per-user offset

@@ -84,6 +84,11 @@ PARAM_BOUNDS: dict[str, Bounds] = {
     "budget_bytes": Bounds(
         ge=1, le=2**50, description="Memory budget in bytes of the published embedding arrays (instead of budget)."
     ),
+    "time_limit": Bounds(
+        gt=0,
+        le=30 * 86_400,
+        description="Seconds of training after which the run stops its phases and publishes what it kept.",
+    ),
     "valid_fraction": Bounds(ge=0, lt=1),
     "seed": Bounds(ge=0, le=2**32 - 1),
     "device": Bounds(pattern=r"^(auto|cpu|mps|cuda(:[0-9]{1,2})?)$"),

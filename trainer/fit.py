@@ -82,6 +82,7 @@ class Trainer:
     criterion: str = CRITERION  # the validation metric early stopping follows
     monitor_every: int = 0  # evaluate the test set every k epochs for a time-to-quality curve (0: never)
     monitor_seconds: float = 0.0
+    time_limit: float | None = None  # training seconds (monitoring excluded) after which every phase stops
     # sizes of the seeded user samples that validation and test evaluations read (0: every user with truth items)
     valid_sample: int = 0
     test_sample: int = 0
@@ -207,6 +208,8 @@ class Trainer:
         state kept is always one whose validation figures are known. Without validation data every epoch is kept.
         """
         patience = self.patience if patience is None else patience
+        if self.out_of_time():
+            max_epochs = 0  # the run's time is spent: the phase keeps its starting state
         if self.dist is not None:
             self.dist.broadcast_parameters(model)
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
@@ -245,9 +248,14 @@ class Trainer:
             record.elapsed = time.perf_counter() - self.started - self.monitor_seconds
             self.history.append(record)
             self._report(record, bar)
+            out_of_time = self.out_of_time()
+            if out_of_time and record.valid is None and start_valid is not None:
+                record.valid = self.validate(model)  # the last state competes before the phase ends
             if record.valid is None:
                 if start_valid is None:  # no validation data at all: the latest state is the one kept
                     best_state, best_epoch = model.snapshot(), epoch
+                if out_of_time:
+                    break
                 continue  # an epoch between evaluations never replaces an evaluated state
             score = record.valid[self.criterion]
             if start_valid is not None and score > start_valid[self.criterion]:
@@ -259,6 +267,8 @@ class Trainer:
                 bad_evals += 1
                 if bad_evals >= patience:
                     break
+            if out_of_time:
+                break
         bar.close()
         model.restore(best_state)
         result = PhaseResult(
@@ -273,6 +283,12 @@ class Trainer:
         )
         self.phases.append(result)
         return result
+
+    def out_of_time(self) -> bool:
+        """Whether the run's training seconds (test monitoring excluded) have reached ``time_limit``."""
+        if self.time_limit is None:
+            return False
+        return time.perf_counter() - self.started - self.monitor_seconds >= self.time_limit
 
     def kept_valid(self, stage: str) -> dict[str, float] | None:
         """Validation figures of the state a stage ended with: its last phase's kept state (which may be the

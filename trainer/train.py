@@ -83,6 +83,7 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         dist=distributed,
         criterion=config.criterion,
         monitor_every=config.monitor_every,
+        time_limit=config.time_limit,
         valid_sample=config.valid_users,
         test_sample=config.test_users,
     )

@@ -108,3 +108,27 @@ def test_reported_validation_is_the_kept_state_s_when_no_fine_epoch_beats_the_st
     assert trained.valid == evaluate(H[: data.n_users], H[data.n_users :], data.valid, [data.train], users=sample)
     fine_phases = [p for p in trained.info["phases"] if p["stage"] == "fine"]
     assert all(p["best_epoch"] == 0 and p["improved_epochs"] == 0 for p in fine_phases)
+
+
+def test_a_time_limit_ends_the_phase_evaluates_its_last_state_and_skips_later_phases(synthetic_lightgcn_dir):
+    data = load_dataset(str(synthetic_lightgcn_dir))
+    trainer = Trainer(data, batch_size=1024, negatives=1, reg=1e-4, eval_every=5, patience=50, seed=0)
+    model = _coarse(data)
+    calls = [0]
+
+    def slow_epoch() -> None:  # the run's clock passes the limit during the third epoch
+        calls[0] += 1
+        if calls[0] == 3:
+            trainer.time_limit = trainer_seconds() - 1.0
+
+    def trainer_seconds() -> float:
+        import time
+
+        return time.perf_counter() - trainer.started - trainer.monitor_seconds
+
+    result = trainer.run_phase(model, stage="coarse", phase=1, lr=1e-2, max_epochs=40, after_epoch=slow_epoch)
+    assert result.epochs == 3
+    last = trainer.history[-1]
+    assert last.epoch == 3 and last.valid is not None  # not an evaluation epoch (every 5), evaluated anyway
+    later = trainer.run_phase(model, stage="coarse", phase=2, lr=1e-2, max_epochs=40)
+    assert later.epochs == 0 and later.best_epoch == 0
