@@ -11,16 +11,19 @@ FastAPI would validate again; ``response_model`` still documents the shape.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.routing import APIRoute
 
 from service.deps import ModelDep, SettingsDep
 from service.encoding import FastJSONResponse
 from service.errors import UNKNOWN_USER, invalid, unknown_user
 from service.registry import LoadedModel
 from service.schemas import BatchRecommendRequest, BatchRecommendResponse, ErrorResponse, RecommendResponse
+from service.settings import Settings
 
 router = APIRouter(tags=["recommend"])
 
@@ -69,12 +72,6 @@ def scored(model: LoadedModel, idx: np.ndarray, scores: np.ndarray) -> list[dict
     return [{"item_id": i, "score": s} for i, s in zip(ids, scores.tolist(), strict=True)]
 
 
-@router.get(
-    "/recommend/{user_id}",
-    response_model=RecommendResponse,
-    responses=_ERRORS,
-    summary="Top-n items for a user",
-)
 async def recommend(
     model: ModelDep,
     settings: SettingsDep,
@@ -89,6 +86,20 @@ async def recommend(
         Query(description="'popular': unknown users get the most popular items (strategy 'popular')."),
     ] = None,
 ) -> FastJSONResponse:
+    return answer(model, settings, user_id, n, exclude_seen, exclude, fallback)
+
+
+def answer(
+    model: LoadedModel,
+    settings: Settings,
+    user_id: str,
+    n: int,
+    exclude_seen: bool,
+    exclude: list[str] | None,
+    fallback: str | None,
+) -> FastJSONResponse:
+    """The body of ``GET /recommend/{user_id}`` once its parameters are parsed (by FastAPI or by
+    :class:`HandParsedRoute`)."""
     check_n(n, settings.max_n)
     excl, ignored = resolve_items(model, split_ids(exclude, settings.max_exclude))
     rec = model.recommender
@@ -110,6 +121,75 @@ async def recommend(
             "ignored_exclude": ignored,
         }
     )
+
+
+# Query values FastAPI (pydantic, lax mode) reads as these booleans; anything else goes to the full path, which
+# answers exactly as before (422 for a bad value).
+_BOOLS = {"true": True, "1": True, "false": False, "0": False}
+_KNOWN_QUERY = frozenset(("n", "exclude_seen", "exclude", "fallback"))
+
+
+def _hand_parse(request: Request) -> tuple[int, bool, list[str] | None, str | None] | None:
+    """``(n, exclude_seen, exclude, fallback)`` for a plainly well-formed query string, else None.
+
+    None sends the request through FastAPI's own parameter solving and validation (errors, odd spellings of
+    booleans, repeated scalar parameters), so the hand parser only has to be right about the requests it accepts."""
+    n, exclude_seen, fallback = 20, True, None
+    exclude: list[str] | None = None
+    seen: set[str] = set()
+    for key, value in request.query_params.multi_items():
+        if key == "exclude":
+            exclude = [*(exclude or []), value]
+            continue
+        if key in seen or key not in _KNOWN_QUERY:
+            if key in _KNOWN_QUERY:
+                return None
+            continue  # FastAPI ignores unknown parameters too
+        seen.add(key)
+        if key == "n":
+            if not value.isascii() or not value.isdigit() or len(value) > 9:
+                return None
+            n = int(value)
+        elif key == "exclude_seen":
+            if value not in _BOOLS:
+                return None
+            exclude_seen = _BOOLS[value]
+        elif value == "popular":
+            fallback = value
+        else:
+            return None
+    return n, exclude_seen, exclude, fallback
+
+
+class HandParsedRoute(APIRoute):
+    """``GET /recommend/{user_id}``: FastAPI documents it from :func:`recommend`'s signature and handles every
+    unusual request through it, but a plainly well-formed request skips FastAPI's dependency solving and parameter
+    validation (about half of the app's CPU per request, measured in process with cProfile) for a hand parser of
+    the four query parameters; both paths then run :func:`answer`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        full = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            model = request.app.state.registry.current
+            parsed = _hand_parse(request) if model is not None else None
+            if parsed is None:
+                return await full(request)
+            request.scope.setdefault("state", {})["model_version"] = model.version  # for the access log
+            return answer(model, request.app.state.settings, request.path_params["user_id"], *parsed)
+
+        return handler
+
+
+router.add_api_route(
+    "/recommend/{user_id}",
+    recommend,
+    methods=["GET"],
+    response_model=RecommendResponse,
+    responses=_ERRORS,
+    summary="Top-n items for a user",
+    route_class_override=HandParsedRoute,
+)
 
 
 @router.post(
