@@ -101,7 +101,10 @@ class UD(EmbeddingModel):
         return propagate(self.adj, self.E, self.layers)
 
     def batch_embeddings(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._propagated()[rows], self.E[rows].pow(2).sum(1)
+        # index_select, and the squared norms of all N rows gathered as scalars, rather than two (b, d) fancy-index
+        # gathers: the gathers of a (3 × 65,536)-row batch were ~15% of a UD step on Gowalla (0.57 → 0.45 s for
+        # gather + backward, one thread)
+        return self._propagated().index_select(0, rows), self.E.pow(2).sum(1).index_select(0, rows)
 
     @torch.no_grad()
     def full_embeddings(self) -> torch.Tensor:
@@ -134,7 +137,7 @@ class SharedRows(EmbeddingModel):
 
     def batch_embeddings(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         X0 = self.layer0()
-        return propagate(self.adj, X0, self.layers)[rows], X0[rows].pow(2).sum(1)
+        return propagate(self.adj, X0, self.layers).index_select(0, rows), X0.pow(2).sum(1).index_select(0, rows)
 
     @torch.no_grad()
     def full_embeddings(self) -> torch.Tensor:
