@@ -104,6 +104,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "c2f-b": {"method": "c2f", **PAPER_FINE, "biases": True, **MEASURE_FINE},
     "c2f-released": {"method": "c2f", **RELEASED_FINE, "biases": True, **MEASURE_FINE},
     "c2f-released-nob": {"method": "c2f", **RELEASED_FINE, "biases": False, **MEASURE_FINE},
+    # the ablations (paper Fig. 4) of the fine stage that trains: the released mechanics with item biases
+    "c2f-released-A": {"method": "c2f", **RELEASED_FINE, "biases": True, "ablation": "A", **MEASURE_FINE},
+    "c2f-released-B": {"method": "c2f", **RELEASED_FINE, "biases": True, "ablation": "B", **MEASURE_FINE},
+    "c2f-released-C": {"method": "c2f", **RELEASED_FINE, "biases": True, "ablation": "C", **MEASURE_FINE},
+    "c2f-released-D": {"method": "c2f", **RELEASED_FINE, "biases": True, "ablation": "D", **MEASURE_FINE},
     "c2f-random-rows": {"method": "c2f", **PAPER_FINE, "fine_rows": "random", **MEASURE_FINE},
     "c2f-reconstruction": {"method": "c2f", **PAPER_FINE, "fine_init": "reconstruction", **MEASURE_FINE},
     "c2f-A": {"method": "c2f", **PAPER_FINE, "ablation": "A", **MEASURE_FINE},
