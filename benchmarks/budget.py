@@ -1,0 +1,211 @@
+"""Equal-memory table: every method sized by ``--budget`` to the same bytes, served R@20 / N@20 against served bytes.
+
+    python benchmarks/budget.py --out /tmp/budget                                   # Gowalla, the full grid
+    python benchmarks/budget.py --dataset DIR --budgets 2,5 --methods ud,hash --out /tmp/b   # a subset
+    python benchmarks/budget.py --render /tmp/budget/results/*.json --png budget.png  # table + Pareto plot again
+
+For each budget (percent of the float32 full table N·d·4 at d = 128) and each method, one run (three at the budget
+of ``--seeds-at``, default 2%) of the same ``train_and_publish`` that ``c2f train --budget`` runs, each in its own
+subprocess. A method that cannot meet a budget (legcf/c2f below ~3.1% at d = 128: their per-entity index and weight
+alone cost that much) is recorded as "does not fit" with the trainer's reason, not trained.
+
+Each point: x = the published embedding bytes (what the service holds to score, at the stored dtypes; the manifest's
+``budget.achieved_bytes``), y = served Recall@20 and NDCG@20 in the compressed serving mode (test.txt, full ranking).
+The table marks the Pareto-optimal points (no other point has fewer bytes and a higher served R@20); the PNG plots
+them on a log byte axis with the full table's R@20 (``--ceiling``, or a ``ud`` run at 100%) as the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_gowalla import GOWALLA, mean_std  # noqa: E402
+
+BUDGETS = (0.5, 1.0, 2.0, 5.0, 10.0)
+METHODS = ("ud", "hash", "qr", "legcf", "c2f")
+SEEDS = (2024, 2025, 2026)
+# what every run shares: the paper's d = 128 (the reference the percentages refer to) and our protocol
+BASE: dict[str, Any] = {"dim": 128, "store_dtype": "float16"}
+
+
+def run_one(method: str, budget: float, seed: int, dataset: str, out: str, extra: dict[str, Any], path: str) -> None:
+    """Train one (method, budget, seed) point in this process and write its figures as JSON."""
+    from contract.budget import BudgetError
+    from contract.config import TrainConfig
+    from trainer.pipeline import train_and_publish
+
+    values = {**BASE, **extra, "method": method, "budget": budget, "seed": seed}
+    result: dict[str, Any] = {"method": method, "budget": budget, "seed": seed, "config": values}
+    start = time.perf_counter()
+    try:
+        published = train_and_publish(dataset, TrainConfig.from_dict(values), out)
+    except BudgetError as exc:
+        result["fits"] = False
+        result["reason"] = str(exc)
+    else:
+        manifest = published.manifest.model_dump()
+        report = manifest.get("budget") or {}
+        result.update(
+            fits=True,
+            version=published.version,
+            sizes=report.get("sizes", {}),
+            budget_bytes=report.get("budget_bytes"),
+            bytes=report.get("achieved_bytes") or manifest["footprint"]["embedding_bytes"],
+            full_table_bytes=report.get("full_table_bytes"),
+            trained=manifest["metrics"]["trained"]["test"],
+            served=manifest["metrics"]["served"]["compressed"]["test"],
+        )
+    result["wall_seconds"] = time.perf_counter() - start
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(path).write_text(json.dumps(result, indent=2, default=float))
+
+
+def pareto(points: list[tuple[float, float]]) -> set[int]:
+    """Indices of the points (bytes, recall) that no other point beats with fewer or equal bytes and higher
+    recall."""
+    keep = set()
+    best = -np.inf
+    for i in sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1])):
+        if points[i][1] > best:
+            keep.add(i)
+            best = points[i][1]
+    return keep
+
+
+def _mean(runs: list[dict[str, Any]], where: str, key: str) -> float:
+    return float(np.mean([r[where][key] for r in runs]))
+
+
+def _cell(runs: list[dict[str, Any]], where: str, key: str) -> str:
+    return mean_std([float(r[where][key]) for r in runs])
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """One row per (budget, method): served figures mean ± std over seeds, bytes, Pareto mark."""
+    groups: dict[tuple[float, str], list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((float(r["budget"]), r["method"]), []).append(r)
+    keys = sorted(groups, key=lambda k: (k[0], METHODS.index(k[1]) if k[1] in METHODS else 99, k[1]))
+    fitted = [k for k in keys if groups[k][0].get("fits")]
+    points = [(float(groups[k][0]["bytes"]), _mean(groups[k], "served", "recall@20")) for k in fitted]
+    front = {fitted[i] for i in pareto(points)}
+    lines = [
+        "| budget | method | seeds | sizes | embedding bytes | % of full table | served R@20 | served N@20 "
+        "| trained R@20 | Pareto | s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in keys:
+        runs = sorted(groups[key], key=lambda r: r["seed"])
+        budget, method = key
+        seeds = ",".join(str(r["seed"]) for r in runs)
+        if not runs[0].get("fits"):
+            lines.append(f"| {budget:g}% | {method} | {seeds} | does not fit | | | | | | | |")
+            continue
+        first = runs[0]
+        sizes = ", ".join(f"{k}={v}" for k, v in first.get("sizes", {}).items())
+        share = 100.0 * first["bytes"] / first["full_table_bytes"] if first.get("full_table_bytes") else float("nan")
+        lines.append(
+            f"| {budget:g}% | {method} | {seeds} | {sizes} | {first['bytes']:,} | {share:.2f}% | "
+            f"{_cell(runs, 'served', 'recall@20')} | {_cell(runs, 'served', 'ndcg@20')} | "
+            f"{_cell(runs, 'trained', 'recall@20')} | {'yes' if key in front else ''} | "
+            f"{np.mean([r['wall_seconds'] for r in runs]):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(results: list[dict[str, Any]], png: str, ceiling: float | None) -> None:
+    """Served R@20 against embedding bytes (log x), one series per method, the Pareto front as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fitted = [r for r in results if r.get("fits")]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method in sorted({r["method"] for r in fitted}, key=lambda m: METHODS.index(m) if m in METHODS else 99):
+        mine = [r for r in fitted if r["method"] == method]
+        ax.scatter([r["bytes"] for r in mine], [r["served"]["recall@20"] for r in mine], label=method, s=24)
+    points = [(float(r["bytes"]), float(r["served"]["recall@20"])) for r in fitted]
+    front = sorted((points[i] for i in pareto(points)), key=lambda p: p[0])
+    if front:
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="grey", lw=1, label="Pareto front")
+    if ceiling is not None:
+        ax.axhline(ceiling, color="black", ls="--", lw=1, label=f"full table R@20 {ceiling:.4f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("served embedding bytes (stored dtypes)")
+    ax.set_ylabel("served Recall@20 (compressed mode)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default=str(GOWALLA))
+    parser.add_argument("--budgets", default=",".join(f"{b:g}" for b in BUDGETS), help="percent of the full table")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--seeds-at", default="2", help="budgets (percent) that run all three seeds")
+    parser.add_argument("--max-epochs", type=int, default=300, help="cap per phase (early stopping decides below)")
+    parser.add_argument("--param", action="append", default=[], help="extra TrainConfig key=JSON for every run")
+    parser.add_argument("--out", help="artifact root; results go to OUT/results")
+    parser.add_argument("--render", nargs="+", help="only build the table (and --png) from these result files")
+    parser.add_argument("--png", help="write the Pareto plot here")
+    parser.add_argument("--ceiling", type=float, help="the full table's R@20, drawn as the ceiling")
+    parser.add_argument("--run", help=argparse.SUPPRESS)
+    parser.add_argument("--budget", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    extra = {k: json.loads(v) for k, _, v in (p.partition("=") for p in args.param)}
+    if args.run:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        extra["epochs"] = args.max_epochs
+        run_one(args.run, args.budget, args.seed, args.dataset, args.out, extra, args.result)
+        return
+    if args.render:
+        results = [json.loads(Path(p).read_text()) for p in args.render]
+    else:
+        if not args.out:
+            raise SystemExit("--out is required to train")
+        results_dir = Path(args.out) / "results"
+        results_dir.mkdir(parents=True, exist_ok=True)
+        all_seeds = {float(b) for b in args.seeds_at.split(",") if b}
+        results = []
+        for budget in (float(b) for b in args.budgets.split(",")):
+            for method in args.methods.split(","):
+                for seed in SEEDS if budget in all_seeds else SEEDS[:1]:
+                    path = results_dir / f"{method}-{budget:g}pct-seed{seed}.json"
+                    command = [sys.executable, __file__, "--run", method, "--budget", str(budget)]
+                    command += ["--seed", str(seed), "--result", str(path), "--dataset", args.dataset]
+                    command += ["--out", args.out, "--max-epochs", str(args.max_epochs)]
+                    for p in args.param:
+                        command += ["--param", p]
+                    print(f"== {method} at {budget:g}% seed {seed} -> {path}", flush=True)
+                    subprocess.run(command, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
+                    results.append(json.loads(path.read_text()))
+    ceiling = args.ceiling
+    if ceiling is None:
+        full = [r for r in results if r.get("fits") and r["method"] == "ud" and float(r["budget"]) >= 100]
+        ceiling = float(np.mean([r["served"]["recall@20"] for r in full])) if full else None
+    print(table(results))
+    if args.png:
+        plot(results, args.png, ceiling)
+        print(f"wrote {args.png}")
+
+
+if __name__ == "__main__":
+    main()

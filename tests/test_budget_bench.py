@@ -1,0 +1,82 @@
+"""benchmarks/budget.py: the Pareto marking, the table, the plot, and one tiny end-to-end point (no quality figure is
+asserted here: the budget study's figures live in BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_bench():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("budget_bench", ROOT / "benchmarks" / "budget.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["budget_bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+
+def _point(method: str, budget: float, seed: int, nbytes: int, recall: float) -> dict:
+    metrics = {"recall@20": recall, "ndcg@20": recall / 2}
+    return {
+        "method": method,
+        "budget": budget,
+        "seed": seed,
+        "fits": True,
+        "sizes": {"dim": 4},
+        "bytes": nbytes,
+        "full_table_bytes": 100_000,
+        "trained": metrics,
+        "served": metrics,
+        "wall_seconds": 1.0,
+    }
+
+
+def test_pareto_keeps_the_points_nothing_beats_with_fewer_bytes() -> None:
+    points = [(100, 0.10), (200, 0.09), (200, 0.12), (50, 0.05), (400, 0.12), (300, 0.15)]
+    assert bench.pareto(points) == {3, 0, 2, 5}
+
+
+def test_table_marks_the_front_averages_seeds_and_lists_what_does_not_fit() -> None:
+    results = [
+        _point("ud", 2, 2024, 2_000, 0.10),
+        _point("ud", 2, 2025, 2_000, 0.12),
+        _point("hash", 2, 2024, 1_900, 0.05),
+        _point("hash", 5, 2024, 4_900, 0.08),  # more bytes than ud at 2% and worse: not on the front
+        {"method": "legcf", "budget": 2, "seed": 2024, "fits": False, "reason": "no"},
+    ]
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in bench.table(results).splitlines()[2:]}
+    assert "0.1100 ± 0.0141" in rows[("2%", "ud")] and rows[("2%", "ud")].rstrip(" |").split("|")[-2].strip() == "yes"
+    assert "| yes |" in rows[("2%", "hash")]
+    assert "| yes |" not in rows[("5%", "hash")]
+    assert "does not fit" in rows[("2%", "legcf")]
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    png = tmp_path / "pareto.png"
+    bench.plot([_point("ud", 2, 2024, 2_000, 0.1), _point("hash", 2, 2024, 1_000, 0.05)], str(png), ceiling=0.2)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_point_end_to_end_records_bytes_within_the_budget(tmp_path: Path, synthetic_lightgcn_dir: Path) -> None:
+    out = tmp_path / "art"
+    command = [sys.executable, str(ROOT / "benchmarks" / "budget.py"), "--dataset", str(synthetic_lightgcn_dir)]
+    command += ["--budgets", "20", "--methods", "ud", "--seeds-at", "", "--max-epochs", "2", "--out", str(out)]
+    command += ["--param", "dim=16", "--param", "batch_size=1024"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (result_file,) = (out / "results").glob("*.json")
+    result = json.loads(result_file.read_text())
+    assert result["fits"] and result["method"] == "ud" and result["seed"] == 2024
+    assert 0 < result["bytes"] <= result["budget_bytes"] == int(0.2 * result["full_table_bytes"])
+    assert 0.0 <= result["served"]["recall@20"] <= 1.0
+    assert "| 20% | ud | 2024 |" in done.stdout
