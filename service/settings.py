@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         "text", description="'json': one JSON object per log line (timestamp, level, logger, message, fields)."
     )
     access_log: bool = Field(True, description="Log one line per HTTP request (request id, version, latency).")
+    budget_results: Path | None = Field(
+        None,
+        description="benchmarks/budget.py's results directory: the status page plots its points and the served "
+        "model's (served R@20 against embedding bytes).",
+    )
 
     # Request limits (every one answers a JSON 4xx when exceeded)
     max_body_bytes: int = Field(1024 * 1024, ge=1, description="Largest request body; larger: 413.")

@@ -17,10 +17,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from contract.artifact import ArtifactError, version_path
 from contract.footprint import human_bytes
 from contract.manifest import Footprint, Manifest, ModelMetrics
+from service import budget_plot
 from service.errors import NOT_FOUND, ApiError
 from service.offload import Busy
 from service.redact import scrub
@@ -177,6 +179,23 @@ async def recent_jobs(request: Request, settings: Any) -> tuple[list[dict[str, A
     return out, None
 
 
+def budget_context(directory: Path, model: Any) -> dict[str, Any] | None:
+    """The equal-memory plot (service/budget_plot.py) with the served model's point: its embedding bytes and its
+    served Recall@20 in the mode it is served in (trained, when the manifest has no served figure)."""
+    served = None
+    if model is not None:
+        metrics = model.artifact.manifest.metrics
+        mode = getattr(model.recommender, "mode", "compressed")
+        test = metrics.test(mode) or metrics.test("trained")
+        if test.get("recall@20") is not None:
+            served = {
+                "bytes": int(model.artifact.footprint.embedding_bytes),
+                "recall": float(test["recall@20"]),
+                "version": model.version,
+            }
+    return budget_plot.geometry(budget_plot.read_points(Path(directory)), served)
+
+
 @router.get("/", response_class=HTMLResponse, summary="Status page: served model, footprint, metrics, jobs")
 async def status_page(request: Request) -> HTMLResponse:
     state = request.app.state
@@ -228,6 +247,8 @@ async def status_page(request: Request) -> HTMLResponse:
             chart_height=chart_height,
             metrics=metrics_table(manifest),
         )
+    if settings is not None and settings.budget_results is not None:
+        context["budget_plot"] = await run_in_threadpool(budget_context, settings.budget_results, model)
     jobs, jobs_error = await recent_jobs(request, settings)
     context.update(jobs=jobs, jobs_error=jobs_error)
     return TEMPLATES.TemplateResponse(request, "status.html", context)

@@ -144,6 +144,37 @@ def test_page_renders_model_footprint_metrics(artifact_root):
     assert 'id="jobs-unavailable"' in page
 
 
+def _budget_run(directory: Path, method: str, budget: float, nbytes: int, recall: float, fits: bool = True) -> None:
+    run = {"method": method, "budget": budget, "seed": 2024, "fits": fits}
+    if fits:
+        run.update(bytes=nbytes, served={"recall@20": recall, "ndcg@20": recall / 2})
+    (directory / f"{method}-{budget:g}pct-seed2024.json").write_text(__import__("json").dumps(run))
+
+
+def test_page_plots_the_budget_benchmark_with_the_served_model(artifact_root, tmp_path):
+    root, version = artifact_root
+    results = tmp_path / "budget-results"
+    results.mkdir()
+    _budget_run(results, "ud", 2, 20_000, 0.10)
+    _budget_run(results, "hash", 2, 19_000, 0.05)
+    _budget_run(results, "legcf", 2, 0, 0.0, fits=False)  # "does not fit": no point
+    (results / "garbage.json").write_text("{not json")  # skipped, never an error
+    with TestClient(create_app(_settings(root))) as client:
+        assert 'id="budget"' not in client.get("/").text  # not configured: no section
+    with TestClient(create_app(_settings(root, budget_results=results))) as client:
+        page = client.get("/").text
+        fp = client.get("/footprint").json()
+    assert page.count('class="budget-point"') == 2
+    served = re.search(r'<circle id="budget-served" cx="([\d.]+)" cy="([\d.]+)"', page)
+    assert served, "the served model's point is drawn"
+    assert f"served {version}: R@20 {SERVED['recall@20']:.4f}" in page
+    # x is log bytes: the served model (its embedding bytes) sits left or right of the ud point accordingly
+    ud_x = float(re.search(r'cx="([\d.]+)" cy="[\d.]+" r="4" fill="#4e79a7"', page).group(1))
+    assert (float(served.group(1)) > ud_x) == (fp["embedding_bytes"] > 20_000)
+    with TestClient(create_app(_settings(root, budget_results=tmp_path / "missing"))) as client:
+        assert "No budget benchmark results found." in client.get("/").text
+
+
 def test_page_without_model(tmp_path):
     root = tmp_path / "empty"
     with TestClient(create_app(_settings(root))) as client:
