@@ -3,26 +3,17 @@ asserted here: the budget study's figures live in BENCHMARKS.md)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.fixtures import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_bench():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("budget_bench", ROOT / "benchmarks" / "budget.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["budget_bench"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_benchmark("budget")
 
 
 def _point(method: str, budget: float, seed: int, nbytes: int, recall: float) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from contract.artifact import load_artifact
 from contract.config import TrainConfig
 from service.scoring import Recommender
+from tests.fixtures import load_benchmark
 from trainer.pipeline import train_and_publish
 from trainer.synthetic import planted_communities, write_lightgcn_dir
 
@@ -20,16 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY: dict[str, Any] = dict(method="c2f", dim=16, m_c=16, m_r=4, t_r=2, d_r=8, epochs=2, batch_size=1024, seed=3)
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("serve_bench", ROOT / "benchmarks" / "serve_bench.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["serve_bench"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_benchmark("serve_bench")
 
 
 @pytest.fixture(scope="module")
