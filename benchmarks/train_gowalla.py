@@ -134,6 +134,8 @@ COMPARISONS = (
     ("c2f-released", "ctl-biases"),
     ("c2f-released", "legcf400-b"),
     ("c2f-released", "legcf410-b"),
+    ("c2f-released-D", "legcf410-b"),
+    ("c2f-released-D", "c2f-released"),
     ("c2f-released-nob", "legcf410"),
     ("c2f-released-nob", "legcf"),
     ("ctl-coarse", "legcf"),
