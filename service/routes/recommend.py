@@ -147,8 +147,8 @@ def _hand_parse(request: Request) -> tuple[int, bool, list[str] | None, str | No
             continue  # FastAPI ignores unknown parameters too
         seen.add(key)
         if key == "n":
-            if not value.isascii() or not value.isdigit() or len(value) > 9:
-                return None
+            if not value.isascii() or not value.isdigit() or len(value) > 9 or int(value) < 1:
+                return None  # n < 1 is FastAPI's Query(ge=1) error, answered by its path
             n = int(value)
         elif key == "exclude_seen":
             if value not in _BOOLS:
