@@ -43,7 +43,10 @@ def test_scenarios_run_and_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert r["ok"], (name, r)
         assert r["requests"] > 0 and r["errors"] == 0, (name, r)
         assert r["p99_ms"] is not None
-    assert results["corrupt_publish"]["detect"]["detected"] == 2
+    # every kind is published once, then more while the scenario's second lasts: how many depends on the machine's
+    # speed, but every broken publish is detected
+    detect = results["corrupt_publish"]["detect"]
+    assert detect["detected"] == detect["events"] >= 2
     assert set(results["corrupt_publish"]["detect_by_kind"]) == {"flipped_bytes", "dotdot_latest"}
     assert results["hostile"]["hostile_requests"] > 0
     for name in ("redis_frozen", "redis_stopped"):
