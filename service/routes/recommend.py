@@ -135,11 +135,11 @@ def _hand_parse(request: Request) -> tuple[int, bool, list[str] | None, str | No
     None sends the request through FastAPI's own parameter solving and validation (errors, odd spellings of
     booleans, repeated scalar parameters), so the hand parser only has to be right about the requests it accepts."""
     n, exclude_seen, fallback = 20, True, None
-    exclude: list[str] | None = None
+    exclude: list[str] = []
     seen: set[str] = set()
     for key, value in request.query_params.multi_items():
         if key == "exclude":
-            exclude = [*(exclude or []), value]
+            exclude.append(value)
             continue
         if key in seen or key not in _KNOWN_QUERY:
             if key in _KNOWN_QUERY:
@@ -158,7 +158,7 @@ def _hand_parse(request: Request) -> tuple[int, bool, list[str] | None, str | No
             fallback = value
         else:
             return None
-    return n, exclude_seen, exclude, fallback
+    return n, exclude_seen, exclude or None, fallback
 
 
 class HandParsedRoute(APIRoute):
