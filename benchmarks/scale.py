@@ -538,17 +538,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = [run_size(args, int(u)) for u in args.users.split(",")]
-    report = {
-        "command": "python benchmarks/scale.py " + " ".join(argv),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(),
-        "results": results,
-        "exponents": exponents(results),
-    }
-    (out / "scale.json").write_text(json.dumps(report, indent=2, default=float))
-    table = markdown(results)
-    (out / "scale.md").write_text(table + "\n")
+    results: list[dict[str, Any]] = []
+    table = ""
+    for users in args.users.split(","):
+        # Written after every size, so that a long run's smaller sizes survive if a larger one is stopped.
+        results.append(run_size(args, int(users)))
+        report = {
+            "command": "python benchmarks/scale.py " + " ".join(argv),
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(),
+            "results": results,
+            "exponents": exponents(results),
+        }
+        (out / "scale.json").write_text(json.dumps(report, indent=2, default=float))
+        table = markdown(results)
+        (out / "scale.md").write_text(table + "\n")
     print(table)
     return 0
 
