@@ -112,6 +112,48 @@ def test_fine_factorised_embeddings_equal_eq_17_to_22():
     np.testing.assert_allclose(e0.detach().numpy(), (X0[rows.numpy()] ** 2).sum(1), rtol=1e-4, atol=1e-5)
 
 
+def _grad_of_square(x: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor:
+    """d(sum x²)/d wrt, zeros where x does not depend on it."""
+    if not x.requires_grad:
+        return torch.zeros_like(wrt)
+    (g,) = torch.autograd.grad(x.pow(2).sum(), wrt, retain_graph=True, allow_unused=True)
+    return torch.zeros_like(wrt) if g is None else g
+
+
+def test_fine_layer0_gathered_per_batch_equals_the_dense_c0_plus_b_r_f_with_gradients():
+    """entity_layer0 (S^c's t_c terms per row) against the dense definition C0 + B_r·F it replaces, both forwards."""
+    from contract.reconstruct import assignment_matrix
+
+    graph = random_graph()
+    coarse = coarse_model(graph)
+    n, m_r, w_cr = coarse.n_entities, 4, 0.3
+    rng = np.random.default_rng(1)
+    E_r = rng.standard_normal((m_r, 8)).astype(np.float32)
+    S_r_idx = np.stack([np.arange(6) % m_r, (np.arange(6) + 1) % m_r], axis=1)
+    S_r_w = rng.random((6, 2)).astype(np.float32)
+    S_c = assignment_matrix(coarse.S_c_idx, coarse.S_c_w, 6).toarray()
+    S_r = assignment_matrix(S_r_idx, S_r_w, m_r).toarray()
+    E_c = coarse.E_c.detach()
+    rows = torch.tensor([0, 3, 29, 30, n - 1])
+    for forward in ("paper", "released"):
+        fine = Fine(
+            graph, coarse, E_r, S_r_idx, S_r_w, w_cr=w_cr, soft_lambda=0.2, layers=2, device=CPU, forward=forward
+        )
+        F = fine.fine_rows()
+        got = fine.entity_layer0(rows, F)
+        if forward == "paper":
+            C0 = torch.from_numpy(S_c).float() @ ((1 - w_cr) * E_c)
+            B_r = w_cr * torch.from_numpy(S_c @ S_r).float()
+        else:
+            C0 = torch.tanh(torch.from_numpy(S_c).float() @ E_c)
+            B_r = torch.zeros(n, m_r)
+        want = C0[rows] + B_r[rows] @ F
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        grad_got, grad_want = _grad_of_square(got, fine.E_r), _grad_of_square(want, fine.E_r)
+        torch.testing.assert_close(grad_got, grad_want, rtol=1e-5, atol=1e-6)
+        assert forward == "released" or grad_got.abs().sum() > 0  # the paper's entity rows do depend on E_r
+
+
 def test_zero_lambda_trains_every_fine_entry_and_positive_lambda_only_the_live_ones():
     """Ablation C (λ = 0): the zero-padded entries of E^r must learn too; with λ > 0 the dead zone gets no gradient."""
     graph = random_graph()
