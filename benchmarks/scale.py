@@ -485,6 +485,28 @@ def run_size(args: argparse.Namespace, n_users: int) -> dict[str, Any]:
     return size
 
 
+def merge_reports(paths: list[Path], out: Path) -> int:
+    """OUT/scale.json and OUT/scale.md from the sizes of several reports, in order of users."""
+    sizes: dict[int, dict[str, Any]] = {}
+    commands = []
+    for path in paths:
+        report = json.loads(path.read_text())
+        commands.append(f"{report['command']}  # {report['date']}")
+        for size in report["results"]:
+            merged = sizes.setdefault(size["n_users"], {**size, "train": []})
+            runs = {run["method"]: run for run in merged["train"]}
+            runs.update({run["method"]: run for run in size["train"]})
+            merged.update({k: v for k, v in size.items() if k != "train"})
+            merged["train"] = list(runs.values())
+    results = [sizes[n] for n in sorted(sizes)]
+    report = {"commands": commands, "machine": machine(), "results": results, "exponents": exponents(results)}
+    (out / "scale.json").write_text(json.dumps(report, indent=2, default=float))
+    table = markdown(results)
+    (out / "scale.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -535,9 +557,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torchrun", type=int, default=0, help="also train under torchrun with K CPU ranks")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--out", required=True, help="directory for data, artifacts and results")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="SCALE_JSON",
+        help="run nothing: one table and the growth exponents from the sizes of several earlier scale.json files "
+        "(a later file's run of the same size and method replaces an earlier one)",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        return merge_reports([Path(p) for p in args.merge], out)
     results: list[dict[str, Any]] = []
     table = ""
     for users in args.users.split(","):

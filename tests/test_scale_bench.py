@@ -74,3 +74,27 @@ def test_tiny_run_records_every_phase(tmp_path: Path, capsys: pytest.CaptureFixt
     table = (tmp_path / "scale.md").read_text()
     assert "| 2000 |" in table and "recommend p50 ms" in table
     assert table.strip() in capsys.readouterr().out
+    _check_merge(tmp_path, report)
+
+
+def _check_merge(tmp_path: Path, report: dict) -> None:
+    """--merge: sizes of two reports in one table, with growth exponents; a later run of a size replaces it."""
+    (size,) = report["results"]
+    bigger = json.loads(json.dumps(size))
+    bigger["n_users"] = 4000
+    for run in bigger["train"]:
+        run["n_users"], run["n_interactions"] = 4000, run["n_interactions"] * 2
+        run["total_seconds"] *= 2
+        run["peak_rss_mb"] *= 1.5
+    bigger["serve"]["n_interactions"] = size["n_interactions"] * 2
+    bigger["n_interactions"] = size["n_interactions"] * 2
+    rerun = json.loads(json.dumps(size))
+    rerun["train"][0]["total_seconds"] = size["train"][0]["total_seconds"] / 2
+    for name, sizes in (("a.json", [bigger, size]), ("b.json", [rerun])):
+        (tmp_path / name).write_text(json.dumps({**report, "results": sizes}))
+    out = tmp_path / "merged"
+    assert bench.main(["--out", str(out), "--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    merged = json.loads((out / "scale.json").read_text())
+    assert [s["n_users"] for s in merged["results"]] == [2000, 4000]
+    assert merged["results"][0]["train"][0]["total_seconds"] == rerun["train"][0]["total_seconds"]
+    assert "legcf total time" in merged["exponents"] and "legcf peak RSS 0.58" in merged["exponents"]
