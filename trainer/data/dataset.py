@@ -30,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from trainer.data import idmap, split
+from trainer.data.memory import release_freed_memory
 from trainer.data.readers import (
     LIGHTGCN_FILES,
     DatasetError,
@@ -115,9 +116,13 @@ def load_dataset(
     if fmt is not None:
         if not source.exists(source.path):
             raise DatasetError(f"{uri}: not found")
-        return _load_table(source, fmt, seed=seed, valid_fraction=valid_fraction, valid_from=valid_from)
+        data = _load_table(source, fmt, seed=seed, valid_fraction=valid_fraction, valid_from=valid_from)
+        release_freed_memory()  # the reader's temporaries, cached by the allocators (trainer/data/memory.py)
+        return data
     if _find(source, "train.txt") is not None:
-        return _load_lightgcn(source, seed=seed, valid_fraction=valid_fraction, valid_from=valid_from)
+        data = _load_lightgcn(source, seed=seed, valid_fraction=valid_fraction, valid_from=valid_from)
+        release_freed_memory()
+        return data
     if source.fs is not None and source.exists(source.path) and not source.isfile(source.path):
         raise DatasetError(f"{uri}: directory without train.txt (not a LightGCN dataset)")
     if source.exists(source.path):
