@@ -376,6 +376,20 @@ def _encode_vocabulary(codes: np.ndarray, vocab: np.ndarray, name: str, role: st
     return inverse.reshape(-1).astype(np.int64)[codes], ids
 
 
+def _encode_arrow_ids(col: Any, name: str, role: str, line: Callable[[int], int]) -> tuple[np.ndarray, np.ndarray]:
+    """An Arrow id column (no nulls; plain or dictionary-typed) -> (codes (n,) int64, sorted ids): dictionary-encoded
+    in Arrow, so only the distinct ids ever become Python strings."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(col.type):  # encode its values afresh
+        col = col.cast(col.type.value_type)
+    encoded = pc.dictionary_encode(col.combine_chunks())
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    vocab = encoded.dictionary.to_numpy(zero_copy_only=False)
+    return _encode_vocabulary(codes, vocab, name, role, line)
+
+
 def _read_parquet(data: bytes, name: str) -> TableColumns:
     """Parquet through pyarrow: id columns are dictionary-encoded in Arrow (integer codes per row, a Python string
     per *distinct* id only), so a table of tens of millions of rows never becomes per-row Python objects."""
@@ -399,12 +413,7 @@ def _read_parquet(data: bytes, name: str) -> TableColumns:
         if col.null_count:
             first = int(pc.index(pc.is_null(col), True).as_py())
             raise DatasetError(f"{name}:{row(first)}: empty {role} id")
-        if pa.types.is_dictionary(col.type):
-            col = col.cast(col.type.value_type)
-        encoded = pc.dictionary_encode(col.combine_chunks())
-        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        vocab = encoded.dictionary.to_numpy(zero_copy_only=False)
-        return _encode_vocabulary(codes, vocab, name, role, row)
+        return _encode_arrow_ids(col, name, role, row)
 
     def numbers(role: str) -> np.ndarray | None:
         if role not in columns:
@@ -466,10 +475,7 @@ def _read_csv_arrow(data: bytes, name: str, fmt: str) -> TableColumns | None:
         return int(pos) + 2  # header on line 1, no blank lines
 
     def ids(role: str) -> tuple[np.ndarray, np.ndarray]:
-        encoded = pc.dictionary_encode(table.column(columns[role]).combine_chunks())
-        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        vocab = encoded.dictionary.to_numpy(zero_copy_only=False)
-        return _encode_vocabulary(codes, vocab, name, role, line_of)
+        return _encode_arrow_ids(table.column(columns[role]), name, role, line_of)
 
     def numbers(role: str) -> np.ndarray | None:
         if role not in columns:
