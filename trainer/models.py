@@ -308,6 +308,8 @@ class Fine(EmbeddingModel):
         self.n_entities = coarse.n_entities
         self.n_users = coarse.n_users
         self.S_c_idx, self.S_c_w = coarse.S_c_idx, coarse.S_c_w
+        self.Sc_idx_t = torch.from_numpy(np.asarray(self.S_c_idx, np.int64)).to(device)  # frozen: set once
+        self.Sc_w_t = torch.from_numpy(np.asarray(self.S_c_w, np.float32)).to(device)
         self.E_c = coarse.E_c.detach().clone()
         self.m_c, self.m_r = self.E_c.shape[0], E_r.shape[0]
         self.w_cr, self.soft_lambda, self.layers, self.device = w_cr, soft_lambda, layers, device
@@ -355,8 +357,6 @@ class Fine(EmbeddingModel):
             self.H_const = propagate(adj, C0.to(self.device), self.layers, step)
         del C0, C0_np  # the entity rows of layer 0 are gathered per batch (:meth:`entity_layer0`)
         self.P = propagate_columns(adj, fine_part, self.layers, step)
-        self.Sc_idx_t = torch.from_numpy(np.asarray(self.S_c_idx, np.int64)).to(self.device)
-        self.Sc_w_t = torch.from_numpy(np.asarray(self.S_c_w, np.float32)).to(self.device)
 
     def _released_step(self, adj: torch.Tensor, S_c: sp.csr_matrix, S_r: sp.csr_matrix):
         """One propagation step of the released code: h = Â^r·h, then with raw S^c, S^r and gate g = w_cr:
