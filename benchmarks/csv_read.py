@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,24 +31,16 @@ def write_csv(path: Path, rows: int, seed: int = 0) -> None:
     path.write_text("user,item\n" + "\n".join(lines.tolist()) + "\n")
 
 
-def high_water_mb() -> float:
-    """This process's peak RSS (MiB) from /proc's VmHWM: unlike ru_maxrss it does not carry the parent's peak over
-    fork and exec."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def measure(path: str, reader: str) -> dict[str, float]:
     import trainer.data.readers as readers
+    from benchmarks.scale import peak_rss_mb  # VmHWM: a subprocess's own peak, not its parent's
 
     data = Path(path).read_bytes()
-    base = high_water_mb()
+    base = peak_rss_mb()
     start = time.perf_counter()
     table = getattr(readers, reader)(data, Path(path).name, "csv")
     seconds = time.perf_counter() - start
-    peak = high_water_mb() - base
+    peak = peak_rss_mb() - base
     return {"seconds": seconds, "peak_rss_above_bytes_mb": peak, "rows": float(len(table.users))}
 
 

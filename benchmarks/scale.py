@@ -48,7 +48,15 @@ if str(ROOT) not in sys.path:
 
 
 def peak_rss_mb() -> float:
-    """This process's high-water resident set (MiB; Linux reports ru_maxrss in KiB)."""
+    """This process's high-water resident set (MiB), from /proc's VmHWM: ru_maxrss, the fallback where /proc is
+    absent, carries the parent's peak over fork and exec (a worker forked by a parent that peaked at 218 MB reported
+    218 MB with a VmHWM of 13 MB), which would hide a worker's own peak below the parent's."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
