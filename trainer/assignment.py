@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 
 from contract.reconstruct import assignment_matrix
+from trainer.data.memory import release_freed_memory
 
 # elements of one block of a (rows x codebook) temporary: 2**24 float32 = 64 MiB
 _BLOCK_ELEMENTS = 1 << 24
@@ -26,28 +27,41 @@ def metis_parts(graph: sp.csr_matrix, n_parts: int, seed: int = 0) -> np.ndarray
     n = n_users + n_items
     if n_parts <= 1:
         return np.zeros(n, dtype=np.int64)
-    coo = sp.csr_matrix(graph).tocoo()
-    sym = sp.coo_matrix(
-        (
-            np.ones(2 * coo.nnz, dtype=np.int8),
-            (np.concatenate([coo.row, coo.col + n_users]), np.concatenate([coo.col + n_users, coo.row])),
-        ),
-        shape=(n, n),
-    ).tocsr()
-    sym.sum_duplicates()
+    xadj, adjncy = bipartite_adjacency(graph)
     try:
         import pymetis
 
         options = pymetis.Options(seed=seed)
-        adjacency = pymetis.CSRAdjacency(sym.indptr.astype(np.int64), sym.indices.astype(np.int64))
+        adjacency = pymetis.CSRAdjacency(xadj, adjncy)
         _, parts = pymetis.part_graph(n_parts, adjacency, options=options)
         result = np.asarray(parts, dtype=np.int64)
+        del adjacency, xadj, adjncy
+        # METIS's freed work arrays stay cached in malloc's heap: 300 MB of RSS at 390k nodes (benchmarks/scale.py's
+        # 300k-user table), about 1 GB at a million users, that the next phase would otherwise carry
+        release_freed_memory()
         if result.shape == (n,) and result.max() < n_parts:
             return result
     except Exception:  # pragma: no cover - METIS refuses degenerate graphs; a random split is the fallback
         pass
     rng = np.random.default_rng(seed)
     return rng.permutation(np.arange(n) % n_parts).astype(np.int64)
+
+
+def bipartite_adjacency(graph: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """METIS's CSR arrays of the symmetric user-item graph [[0, G], [Gᵀ, 0]] (users then items; sorted neighbour
+    lists, no self loops): xadj (N + 1,) and adjncy (2·nnz,), int64 (pymetis's index type, so it reads them
+    without a copy). Built from G and Gᵀ directly: no (2·nnz) COO triplets and no int32 copies beside the int64
+    ones (about 0.3 GB at a million users)."""
+    n_users = graph.shape[0]
+    G = sp.csr_matrix(graph, copy=True)
+    G.sum_duplicates()  # sorted, distinct neighbours
+    GT = G.T.tocsr()
+    GT.sum_duplicates()
+    xadj = np.concatenate([G.indptr.astype(np.int64), G.nnz + GT.indptr[1:].astype(np.int64)])
+    adjncy = np.empty(G.nnz + GT.nnz, dtype=np.int64)
+    np.add(G.indices, n_users, out=adjncy[: G.nnz], casting="unsafe")
+    adjncy[G.nnz :] = GT.indices
+    return xadj, adjncy
 
 
 def metis_assignment(

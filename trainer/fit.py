@@ -142,8 +142,10 @@ class Trainer:
     ) -> dict[str, float]:
         """Full-ranking metrics of the model's scores (item biases included) against ``truth``, over ``users``
         (all users with truth items when None)."""
-        emb_users, emb_items = model.scoring_embeddings()
-        return evaluate(emb_users, emb_items, truth, exclude, users=users, progress=progress)
+        H = model.full_embeddings()
+        n = model.n_users
+        bias = None if model.item_bias is None else model.item_bias.detach()
+        return evaluate(H[:n], H[n:], truth, exclude, users=users, progress=progress, item_bias=bias)
 
     def train_epoch(
         self, model: EmbeddingModel, optimizer: torch.optim.Optimizer, batch_size: int | None = None

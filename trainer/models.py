@@ -17,14 +17,13 @@ import torch
 from torch import nn
 
 from contract.reconstruct import assignment_matrix, expanded_adjacency, hash_buckets, qr_rows
-from trainer.graph import propagate, propagate_columns, to_torch_csr
+from trainer.graph import DenseColumns, propagate, propagate_columns, to_torch_csr
 
 
 class EmbeddingModel(nn.Module):
     """Common interface of the models (what fit.py and export.py rely on).
 
-    With item biases (``enable_item_bias``) a score is h_u·h_i + b_i; :meth:`scoring_embeddings` folds b_i into
-    the embeddings ([h_u, 1]·[h_i, b_i]) so that ranking code needs no special case.
+    With item biases (``enable_item_bias``) a score is h_u·h_i + b_i (``evaluate``'s ``item_bias``).
     """
 
     n_entities: int
@@ -46,17 +45,6 @@ class EmbeddingModel(nn.Module):
         """b_i for item indices (any shape, 0-based items), or None without biases."""
         return None if self.item_bias is None else self.item_bias[items]
 
-    @torch.no_grad()
-    def scoring_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(users (n_users, d'), items (n_items, d')) whose dot products are the model's scores; d' = d + 1 with
-        item biases."""
-        H = self.full_embeddings()
-        users, items = H[: self.n_users], H[self.n_users :]
-        if self.item_bias is None:
-            return users, items
-        ones = torch.ones(users.shape[0], 1, device=users.device, dtype=users.dtype)
-        return torch.cat([users, ones], 1), torch.cat([items, self.item_bias.detach()[:, None]], 1)
-
     def _bias_state(self) -> dict:
         return {} if self.item_bias is None else {"item_bias": self.item_bias.detach().clone()}
 
@@ -74,6 +62,10 @@ class EmbeddingModel(nn.Module):
     def full_embeddings(self) -> torch.Tensor:
         """H_full (N, d): the propagated embeddings of every user and item."""
         raise NotImplementedError
+
+    def release_operator(self) -> None:
+        """Drop the precomputed propagation operators while the model is not trained or evaluated (the next use
+        rebuilds them); models without any keep everything."""
 
     def snapshot(self) -> dict:
         """Everything needed to restore the model's current state (parameters and assignments)."""
@@ -236,8 +228,19 @@ class Coarse(EmbeddingModel):
         self.idx_t = torch.from_numpy(self.S_c_idx).to(self.device)
         self.w_t = torch.from_numpy(self.S_c_w).to(self.device)
 
+    def release_operator(self) -> None:
+        """Drop P (the stage's largest array: 1.56 GB at 1.3M entities, m_c = 300) while the model is not trained
+        or evaluated: during the fine stage, which reads only E_c and S^c, and during export once H_full and
+        H_meta are taken. The next use rebuilds it."""
+        self.P = torch.empty(0)
+
+    def _operator(self) -> torch.Tensor:
+        if self.P.numel() == 0:
+            self.set_assignment(self.S_c_idx, self.S_c_w)
+        return self.P
+
     def batch_embeddings(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.P.index_select(0, rows) @ self.E_c
+        h = self._operator().index_select(0, rows) @ self.E_c
         # ||Σ_j w_j E_c[i_j]||² = Σ_jk w_j w_k G[i_j, i_k] with G = E_c·E_cᵀ (m_c × m_c): gathers t² scalars per row
         # instead of t vectors of d, which makes the backward pass several times cheaper.
         gram = (self.E_c @ self.E_c.T).reshape(-1)
@@ -249,12 +252,12 @@ class Coarse(EmbeddingModel):
 
     @torch.no_grad()
     def full_embeddings(self) -> torch.Tensor:
-        return self.P[: self.n_entities] @ self.E_c
+        return self._operator()[: self.n_entities] @ self.E_c
 
     @torch.no_grad()
     def meta_embeddings(self) -> torch.Tensor:
         """H_meta (m_c, d): the propagated codebook nodes (Eq. 7)."""
-        return self.P[self.n_entities :] @ self.E_c
+        return self._operator()[self.n_entities :] @ self.E_c
 
     def snapshot(self) -> dict:
         return {
@@ -343,19 +346,27 @@ class Fine(EmbeddingModel):
         S_r = assignment_matrix(self.S_r_idx, self.S_r_w, self.m_r)
         E_c = self.E_c.cpu().numpy()
         eye_c, eye_r = sp.identity(self.m_c, format="csr"), sp.identity(self.m_r, format="csr")
+        zeros_r = np.zeros((self.m_r, E_c.shape[1]), np.float32)
         if self.forward_kind == "released":
-            C0_np = np.vstack([np.tanh(S_c @ E_c), (1.0 - self.w_cr) * E_c, np.zeros((self.m_r, E_c.shape[1]))])
+
+            def layer0_columns(cols: slice) -> np.ndarray:
+                E = E_c[:, cols]
+                return np.vstack([np.tanh(S_c @ E), (1.0 - self.w_cr) * E, zeros_r[:, cols]])
+
             fine_part = sp.vstack([sp.csr_matrix((self.n_entities, self.m_r)), self.w_cr * S_r, eye_r])
             step = self._released_step(adj, S_c, S_r)
         else:
-            coarse_part = sp.vstack([S_c, eye_c, sp.csr_matrix((self.m_r, self.m_c))])
-            C0_np = coarse_part @ ((1.0 - self.w_cr) * E_c)
+            coarse_part = sp.vstack([S_c, eye_c, sp.csr_matrix((self.m_r, self.m_c))], format="csr")
+
+            def layer0_columns(cols: slice) -> np.ndarray:
+                return coarse_part @ ((1.0 - self.w_cr) * E_c[:, cols])
+
             fine_part = sp.vstack([self.w_cr * (S_c @ S_r), self.w_cr * S_r, eye_r])
             step = None
-        C0 = torch.from_numpy(np.asarray(C0_np, np.float32))
-        with torch.no_grad():
-            self.H_const = propagate(adj, C0.to(self.device), self.layers, step)
-        del C0, C0_np  # the entity rows of layer 0 are gathered per batch (:meth:`entity_layer0`)
+        # C0 (N + m_c + m_r, d) is made and propagated a block of columns at a time, never whole: at a million users
+        # and d = 128, C0 and the running layer sums would be about 3 GB beside the 0.7 GB result
+        C0 = DenseColumns(self.n_entities + self.m_c + self.m_r, E_c.shape[1], layer0_columns)
+        self.H_const = propagate_columns(adj, C0, self.layers, step)
         self.P = propagate_columns(adj, fine_part, self.layers, step)
 
     def _released_step(self, adj: torch.Tensor, S_c: sp.csr_matrix, S_r: sp.csr_matrix):
@@ -386,15 +397,27 @@ class Fine(EmbeddingModel):
             return torch.tanh(torch.einsum("bt,btd->bd", w, self.E_c[idx]))
         return torch.einsum("bt,btd->bd", w, self._refine(F)[idx])
 
+    def release_operator(self) -> None:
+        """Drop H_const and P ((N + m) × (d + m_r) floats) until the next use rebuilds them (export, once it has
+        taken H_full and H_meta)."""
+        self.P = self.H_const = torch.empty(0)
+
+    def _operators(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.P.numel() == 0:
+            self.set_assignment(self.S_r_idx, self.S_r_w)
+        return self.H_const, self.P
+
     def batch_embeddings(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         F = self.fine_rows()
         e0 = self.entity_layer0(rows, F)
-        return self.H_const[rows] + self.P[rows] @ F, e0.pow(2).sum(1)
+        H_const, P = self._operators()
+        return H_const[rows] + P[rows] @ F, e0.pow(2).sum(1)
 
     @torch.no_grad()
     def all_nodes(self) -> torch.Tensor:
         """H^r (N + m_c + m_r, d) (Eq. 21)."""
-        return self.H_const + self.P @ self.fine_rows()
+        H_const, P = self._operators()
+        return (P @ self.fine_rows()).add_(H_const)  # one (N + m, d) array, not two
 
     @torch.no_grad()
     def full_embeddings(self) -> torch.Tensor:

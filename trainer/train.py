@@ -141,6 +141,7 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         return finish(coarse, coarse, trainer.kept_valid("coarse"), None)
     coarse_test = trainer.test_metrics(coarse, "test (coarse)")
     coarse_valid = trainer.validate(coarse)
+    coarse.release_operator()  # the fine stage reads only E_c and S^c; a coarse fallback rebuilds P
     fine = train_fine(data, config, trainer, coarse, device, timings, info)
     stage = kept_stage(coarse_valid, trainer.kept_valid("fine"), config)
     info["stage_kept"] = {
@@ -233,8 +234,10 @@ def train_coarse(
     timings["coarse_init_seconds"] = time.perf_counter() - t0
 
     def update() -> None:
-        H_full, H_meta = coarse.full_embeddings(), coarse.meta_embeddings()
-        S = pinv_assignment(H_full, H_meta, config.t_c, normalise=not config.raw_assignment)
+        # H_full (N, d) is gone before set_assignment builds the new P (no local keeps it alive)
+        S = pinv_assignment(
+            coarse.full_embeddings(), coarse.meta_embeddings(), config.t_c, normalise=not config.raw_assignment
+        )
         coarse.set_assignment(*trainer.agree(*S))
 
     two_phases(trainer, coarse, "coarse", config, update, config.f_c, None, timings)
@@ -319,14 +322,15 @@ def train_fine(
     info["fine_rows"] = rows.tolist()
     info["fine_nonzero_init"] = nonzero_fraction(fine.thresholded().detach().cpu().numpy())
 
-    def update() -> None:
+    def next_assignment() -> tuple[np.ndarray, np.ndarray]:
         H = fine.all_nodes()
         n, m_c = fine.n_entities, fine.m_c
         if config.ablation == "D":
-            S = similarity_assignment(H[n : n + m_c], H[n + m_c :], config.t_r, weights=config.fine_sr)
-        else:
-            S = bridging_assignment(H[:n], H[n : n + m_c], H[n + m_c :], config.t_r, weights=config.fine_sr)
-        fine.set_assignment(*trainer.agree(*S))
+            return similarity_assignment(H[n : n + m_c], H[n + m_c :], config.t_r, weights=config.fine_sr)
+        return bridging_assignment(H[:n], H[n : n + m_c], H[n + m_c :], config.t_r, weights=config.fine_sr)
+
+    def update() -> None:
+        fine.set_assignment(*trainer.agree(*next_assignment()))  # H (N + m, d) is freed before the rebuild
 
     # λ given: fixed (Eq. 16 as written). λ not given: chosen for target_nonzero at init, then either kept
     # (lambda_schedule "fixed", as the released code's fixed λ) or re-chosen after every epoch so that S_λ(E^r)

@@ -5,6 +5,7 @@ import scipy.sparse as sp
 import torch
 
 from trainer.assignment import (
+    bipartite_adjacency,
     bridging_assignment,
     fine_assignment_init,
     metis_assignment,
@@ -34,6 +35,18 @@ def test_metis_recovers_disconnected_blocks():
         block = np.concatenate([parts[b * 20 : (b + 1) * 20], parts[n_users + b * 15 : n_users + (b + 1) * 15]])
         assert len(set(block.tolist())) == 1, "a connected block was split"
     assert len(set(parts.tolist())) == 4
+
+
+def test_bipartite_adjacency_is_the_symmetric_user_item_graph() -> None:
+    rng = np.random.default_rng(3)
+    dense = (rng.random((9, 7)) < 0.3).astype(np.float32)
+    graph = sp.csr_matrix(dense)
+    xadj, adjncy = bipartite_adjacency(graph)
+    full = np.zeros((16, 16), np.float32)
+    full[:9, 9:], full[9:, :9] = dense, dense.T
+    expected = sp.csr_matrix(full)
+    assert xadj.dtype == adjncy.dtype == np.int64
+    assert np.array_equal(xadj, expected.indptr) and np.array_equal(adjncy, expected.indices)
 
 
 def test_metis_assignment_gives_each_part_a_distinct_meta_embedding_and_t_nonzeros():

@@ -12,7 +12,7 @@ import torch
 import trainer.assignment as assignment
 from contract.reconstruct import assignment_matrix, compressed_embeddings, expanded_adjacency
 from trainer.export import refit_weights
-from trainer.graph import propagate, propagate_columns, to_torch_csr
+from trainer.graph import DenseColumns, propagate, propagate_columns, to_torch_csr
 
 
 def _graph(seed: int = 0, n_users: int = 40, n_items: int = 30) -> sp.csr_matrix:
@@ -42,6 +42,27 @@ def test_propagate_columns_equals_dense_propagation(block: int) -> None:
     blocked = propagate_columns(adj, B, 3, block=block)
     assert blocked.shape == dense.shape
     torch.testing.assert_close(blocked, dense, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("block", [1, 3, 64])
+def test_propagate_columns_of_a_dense_source_made_per_block_equals_propagating_it_whole(block: int) -> None:
+    """The fine stage's H_const: a layer 0 like tanh(S·E) made a block of columns at a time is the same layer 0."""
+    graph = _graph(3)
+    n = sum(graph.shape)
+    rng = np.random.default_rng(4)
+    S = sp.random(n, 6, density=0.3, format="csr", random_state=5, dtype=np.float32)
+    E = rng.standard_normal((6, 7)).astype(np.float32)
+    adj = to_torch_csr(expanded_adjacency(graph), torch.device("cpu"))
+    asked: list[slice] = []
+
+    def columns(cols: slice) -> np.ndarray:
+        asked.append(cols)
+        return np.tanh(S @ E[:, cols])
+
+    blocked = propagate_columns(adj, DenseColumns(n, 7, columns), 3, block=block)
+    dense = propagate(adj, torch.from_numpy(np.tanh(S @ E).astype(np.float32)), 3)
+    torch.testing.assert_close(blocked, dense, rtol=1e-6, atol=1e-7)
+    assert len(asked) == -(-7 // block) and all(c.stop - c.start <= block for c in asked)
 
 
 def test_projections_in_row_blocks_equal_the_whole_product(monkeypatch: pytest.MonkeyPatch) -> None:

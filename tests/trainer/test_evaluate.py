@@ -148,6 +148,26 @@ def test_matches_reference_on_random_data() -> None:
     assert merged == evaluate(users, items, truth, [train, valid], ks=(1, 3, 10, 20))
 
 
+def test_item_bias_is_added_to_every_users_scores() -> None:
+    rng = np.random.default_rng(1)
+    n_users, n_items, d = 31, 47, 5
+    users = rng.standard_normal((n_users, d)).astype(np.float32)
+    items = rng.standard_normal((n_items, d)).astype(np.float32)
+    bias = (3.0 * rng.standard_normal(n_items)).astype(np.float32)  # large enough to reorder the rankings
+    dense = rng.random((n_users, n_items))
+    train = sp.csr_matrix((dense < 0.2).astype(np.float32))
+    truth = sp.csr_matrix(((dense >= 0.2) & (dense < 0.3)).astype(np.float32))
+    ks = (1, 5, 10)
+    ref = evaluate_numpy_reference(users @ items.T + bias[None, :], truth, train, ks=ks)
+    for chunk in (4, 4096):
+        got = evaluate(users, items, truth, train, ks=ks, chunk_size=chunk, item_bias=bias)
+        for key in metric_keys(ks):
+            assert got[key] == pytest.approx(ref[key], abs=1e-9), (chunk, key)
+    assert got != evaluate(users, items, truth, train, ks=ks)  # the bias did change the figures
+    with pytest.raises(ValueError, match="item_bias"):
+        evaluate(users, items, truth, train, ks=ks, item_bias=bias[:-1])
+
+
 @pytest.mark.gowalla
 @pytest.mark.slow
 def test_gowalla_sized_timing(gowalla_dir: Path) -> None:

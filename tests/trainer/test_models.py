@@ -87,6 +87,15 @@ def test_coarse_factorised_embeddings_equal_full_propagation_with_gradients():
     torch.testing.assert_close(model.meta_embeddings(), H[n:].detach(), rtol=1e-4, atol=1e-5)
 
 
+def test_coarse_operator_released_during_the_fine_stage_is_rebuilt_on_next_use():
+    model = coarse_model(random_graph())
+    before = model.full_embeddings().clone()
+    model.release_operator()
+    assert model.P.numel() == 0  # the (N + m_c, m_c) array is not held
+    torch.testing.assert_close(model.full_embeddings(), before)
+    assert model.P.shape == (model.n_entities + model.m_c, model.m_c)
+
+
 def test_fine_factorised_embeddings_equal_eq_17_to_22():
     graph = random_graph()
     coarse = coarse_model(graph)
