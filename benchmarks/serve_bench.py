@@ -804,6 +804,29 @@ def recommend_paths(user_ids: Sequence[str], n: int = 20) -> list[str]:
     return [f"/recommend/{urllib.parse.quote(str(u), safe='')}?n={n}" for u in user_ids]
 
 
+def gc_pauses(base: str) -> dict[str, float]:
+    """The server's garbage-collector pauses so far (``c2f_python_gc_pause_seconds`` on /metrics): count, total
+    seconds, how many took over 10 ms, and the longest."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out = {"count": 0.0, "seconds": 0.0, "over_10ms": 0.0, "max_seconds": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "c2f_python_gc_pause_seconds_count":
+                out["count"] += sample.value
+            elif sample.name == "c2f_python_gc_pause_seconds_sum":
+                out["seconds"] += sample.value
+            elif sample.name == "c2f_python_gc_pause_seconds_bucket" and sample.labels.get("le") == "0.01":
+                out["over_10ms"] -= sample.value
+            elif sample.name == "c2f_python_gc_pause_seconds_bucket" and sample.labels.get("le") == "+Inf":
+                out["over_10ms"] += sample.value
+            elif sample.name == "c2f_python_gc_pause_max_seconds":
+                out["max_seconds"] = sample.value
+    return out
+
+
 def http_bench(
     artifact_root: str | Path,
     user_ids: Sequence[str],
@@ -827,9 +850,15 @@ def http_bench(
         progress(f"http: server ready at {base} in {out['ready_seconds']:.1f} s; warm-up")
         asyncio.run(closed_loop(base, paths, concurrency=2, duration=min(2.0, closed_duration)))
         progress(f"http: open loop {rate:.0f} req/s for {duration:.0f} s")
+        gc_before = gc_pauses(base)
         with cpu_meter(proc.pid) as cpu:
             out["open"] = asyncio.run(open_loop(base, paths, rate=rate, duration=duration))
         out["open"].update(cpu.per_request(out["open"]["sent"]))
+        # the server's collector pauses during the open loop: a p99/max stall with none over 10 ms is not the GC's
+        gc_after = gc_pauses(base)
+        out["open"]["server_gc"] = {key: gc_after[key] - gc_before[key] for key in ("count", "seconds", "over_10ms")}
+        out["open"]["server_gc"]["max_seconds_since_start"] = gc_after["max_seconds"]
+        progress(f"http: server GC during the open loop: {out['open']['server_gc']}")
         out["rss_after_open_mb"] = rss_mb(proc.pid)
         progress(f"http: closed loop, {concurrency} connections, {closed_duration:.0f} s")
         closed = None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -14,6 +17,8 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contract.manifest import Footprint
@@ -25,12 +30,70 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+GC_PAUSE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class GcPauses(Collector):
+    """How long the garbage collector stops the process, by generation: one ``gc.callbacks`` hook per process (the
+    collector is process-wide), read by every app's registry. A latency stall that lines up with a long pause here
+    is the collector's; one that does not is elsewhere (the event loop, the machine).
+
+    No lock: the hook runs inside a collection, and a lock held by ``collect()`` while it allocates could be asked
+    for again by the collection that allocation starts (a deadlock); a lost increment under a race is harmless."""
+
+    def __init__(self, buckets: tuple[float, ...] = GC_PAUSE_BUCKETS) -> None:
+        self.buckets = buckets
+        self.counts = [[0] * (len(buckets) + 1) for _ in range(3)]  # per generation, per bucket (+Inf last)
+        self.sums = [0.0, 0.0, 0.0]
+        self.max_seconds = 0.0
+        self._started = 0.0
+        self._installed = False
+
+    def install(self) -> None:
+        if not self._installed:
+            gc.callbacks.append(self._hook)
+            self._installed = True
+
+    def _hook(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        elapsed = time.perf_counter() - self._started
+        generation = min(int(info.get("generation", 2)), 2)
+        slot = next((i for i, bound in enumerate(self.buckets) if elapsed <= bound), len(self.buckets))
+        self.counts[generation][slot] += 1
+        self.sums[generation] += elapsed
+        self.max_seconds = max(self.max_seconds, elapsed)
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(
+            "c2f_python_gc_pause_seconds",
+            "Garbage collector pauses of this process, by generation.",
+            labels=["generation"],
+        )
+        for generation in range(3):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*self.buckets, float("inf")), self.counts[generation], strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            family.add_metric([str(generation)], buckets, self.sums[generation])
+        yield family
+        yield GaugeMetricFamily(
+            "c2f_python_gc_pause_max_seconds", "Longest garbage collector pause of this process.", self.max_seconds
+        )
+
+
+GC_PAUSES = GcPauses()  # the one hook of this process; each ServiceMetrics registers it in its own registry
+
+
 class ServiceMetrics:
     """Request latency by route, model footprint gauges, model version info and reload counters."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
+        GC_PAUSES.install()
+        self.registry.register(GC_PAUSES)
         self.request_latency = Histogram(
             "c2f_http_request_duration_seconds",
             "HTTP request latency by route template, method and status code.",

@@ -112,6 +112,9 @@ def test_http_bench_against_c2f_serve(artifact_root):
     assert opened["p99_ms"] >= opened["p50_ms"] > 0 and opened["server_cpu_ms_per_req"] > 0
     assert closed["ok"] > 0 and closed["achieved_rps"] > 0 and closed["client"] == "asyncio"
     assert http["rss_ready_mb"] > 10 and http["rss_after_mb"] > 10
+    gc_open = opened["server_gc"]  # read from the server's /metrics around the open loop
+    assert gc_open["count"] >= 0 and gc_open["over_10ms"] <= gc_open["count"]
+    assert gc_open["max_seconds_since_start"] > 0  # the load's gc.collect() at least
     text = bench.render_markdown(
         command="x",
         machine=bench.machine_info(),
