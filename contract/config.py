@@ -79,6 +79,11 @@ class TrainConfig:
     # passed, the current phase ends after its epoch and no further phase starts (None: no cap). With
     # validation the best evaluated state is still the one kept; without it (protocol lightgcn), the last.
     time_limit: float | None = None
+    # learning rate over a phase: "constant", or "linear" decay from lr to 0 over the run's budget (the fraction of
+    # time_limit spent, or without a time limit the fraction of the phase's max epochs run), set before each epoch.
+    # For a fixed budget, decaying to zero is what lets a large early lr settle: UD-64 on Gowalla under LightGCN's
+    # protocol plateaued near R@20 0.170 with a constant lr 1e-2 (BENCHMARKS.md, "UD-64 in one hour").
+    lr_schedule: Literal["constant", "linear"] = "constant"
     patience_coarse: int | None = None
     patience_fine: int | None = None
     # a learned per-item score offset added to h_u·h_i (the released code's entity biases; a per-user offset
@@ -173,6 +178,8 @@ class TrainConfig:
         percent_bad = self.budget is not None and not self.budget > 0
         if percent_bad or (self.budget_bytes is not None and self.budget_bytes < 1):
             raise ValueError("a memory budget must be positive")
+        if self.lr_schedule not in ("constant", "linear"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'linear'; got {self.lr_schedule!r}")
         if self.store_dtype not in STORE_DTYPES:
             raise ValueError(f"store_dtype must be one of {', '.join(STORE_DTYPES)}; got {self.store_dtype!r}")
         if self.served_terms is not None:

@@ -83,6 +83,7 @@ class Trainer:
     monitor_every: int = 0  # evaluate the test set every k epochs for a time-to-quality curve (0: never)
     monitor_seconds: float = 0.0
     time_limit: float | None = None  # training seconds (monitoring excluded) after which every phase stops
+    lr_schedule: str = "constant"  # "linear": lr decays to 0 over the time limit (or the phase's max epochs)
     # sizes of the seeded user samples that validation and test evaluations read (0: every user with truth items)
     valid_sample: int = 0
     test_sample: int = 0
@@ -230,6 +231,8 @@ class Trainer:
         i = -1
         for i in bar:
             epoch = first_epoch + i
+            for group in optimizer.param_groups:
+                group["lr"] = lr * self.lr_factor(i, max_epochs)
             t0 = time.perf_counter()
             loss = self.train_epoch(model, optimizer, batch_size)
             if after_epoch is not None:
@@ -285,6 +288,17 @@ class Trainer:
         )
         self.phases.append(result)
         return result
+
+    def lr_factor(self, epoch_index: int, max_epochs: int) -> float:
+        """The multiplier of the phase's lr for its epoch ``epoch_index`` (0-based): 1 for a constant schedule; for
+        "linear", 1 − the budget spent so far (training seconds / time_limit, or epoch_index / max_epochs)."""
+        if self.lr_schedule == "constant":
+            return 1.0
+        if self.time_limit is not None:
+            spent = (time.perf_counter() - self.started - self.monitor_seconds) / self.time_limit
+        else:
+            spent = epoch_index / max(max_epochs, 1)
+        return max(0.0, 1.0 - spent)
 
     def out_of_time(self) -> bool:
         """Whether the run's training seconds (test monitoring excluded) have reached ``time_limit``."""

@@ -84,6 +84,7 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         criterion=config.criterion,
         monitor_every=config.monitor_every,
         time_limit=config.time_limit,
+        lr_schedule=config.lr_schedule,
         valid_sample=config.valid_users,
         test_sample=config.test_users,
     )

@@ -132,3 +132,57 @@ def test_a_time_limit_ends_the_phase_evaluates_its_last_state_and_skips_later_ph
     assert last.epoch == 3 and last.valid is not None  # not an evaluation epoch (every 5), evaluated anyway
     later = trainer.run_phase(model, stage="coarse", phase=2, lr=1e-2, max_epochs=40)
     assert later.epochs == 0 and later.best_epoch == 0
+
+
+def test_linear_lr_schedule_decays_to_zero_over_the_phase_or_the_time_limit(synthetic_lightgcn_dir, monkeypatch):
+    data = load_dataset(str(synthetic_lightgcn_dir))
+    seen: list[float] = []
+
+    def record_lr(self, model, optimizer, batch_size=None):  # type: ignore[no-untyped-def]
+        seen.append(optimizer.param_groups[0]["lr"])
+        return 0.5
+
+    monkeypatch.setattr(Trainer, "train_epoch", record_lr)
+    constant = Trainer(data, batch_size=1024, negatives=1, reg=1e-4, eval_every=1, patience=99, seed=0)
+    constant.run_phase(_coarse(data), stage="coarse", phase=1, lr=0.02, max_epochs=4)
+    assert seen == [0.02] * 4
+    seen.clear()
+    linear = Trainer(
+        data, batch_size=1024, negatives=1, reg=1e-4, eval_every=1, patience=99, seed=0, lr_schedule="linear"
+    )
+    linear.run_phase(_coarse(data), stage="coarse", phase=1, lr=0.02, max_epochs=4)
+    assert seen == [0.02, 0.015, 0.01, 0.005]
+    # with a time limit, the fraction of it spent: a clock that has spent half of it halves the lr
+    timed = Trainer(
+        data,
+        batch_size=1024,
+        negatives=1,
+        reg=1e-4,
+        eval_every=1,
+        patience=99,
+        seed=0,
+        lr_schedule="linear",
+        time_limit=100.0,
+    )
+    timed.started -= 50.0
+    assert 0.49 < timed.lr_factor(0, 4) <= 0.5
+    timed.started -= 60.0
+    assert timed.lr_factor(0, 4) == 0.0
+
+
+def test_lr_schedule_is_checked_and_reaches_the_trainer(synthetic_lightgcn_dir, monkeypatch):
+    import pytest
+
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="cosine")  # type: ignore[arg-type]
+    data = load_dataset(str(synthetic_lightgcn_dir))
+    schedules: list[str] = []
+    original = Trainer.lr_factor
+
+    def spy(self, epoch_index, max_epochs):  # type: ignore[no-untyped-def]
+        schedules.append(self.lr_schedule)
+        return original(self, epoch_index, max_epochs)
+
+    monkeypatch.setattr(Trainer, "lr_factor", spy)
+    train(data, TrainConfig(method="ud", dim=8, epochs=2, lr_schedule="linear", device="cpu"))
+    assert schedules == ["linear", "linear"]
