@@ -32,9 +32,10 @@ def to_torch_csr(adj: sp.csr_matrix, device: torch.device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _layer_mean(adj: torch.Tensor, X0: torch.Tensor, layers: int) -> torch.Tensor:
-    """(1/(L+1))·Σ_l Â^l·X0 with one running total updated in place (no autograd graph)."""
-    total = X0.clone()
+def _layer_mean(adj: torch.Tensor, X0: torch.Tensor, layers: int, overwrite: bool = False) -> torch.Tensor:
+    """(1/(L+1))·Σ_l Â^l·X0 with one running total updated in place (no autograd graph). ``overwrite``: X0 is the
+    caller's scratch and becomes the total (one (n, k) array less at the peak)."""
+    total = X0 if overwrite else X0.clone()
     current = X0
     for _ in range(layers):
         current = torch.sparse.mm(adj, current)
@@ -119,7 +120,12 @@ def propagate_columns(
         cols = slice(start, min(k, start + block))
         if isinstance(X0, DenseColumns):
             dense = np.asarray(X0.block(cols), dtype=np.float32)
+            if dense.base is not None:  # a view of someone's array (e.g. E[:, cols]): never overwrite it
+                dense = dense.copy()
         else:
-            dense = np.asarray(X0[:, cols].todense(), dtype=np.float32)
-        out[:, cols] = propagate(adj, torch.from_numpy(dense).to(device), layers, step)
+            dense = X0[:, cols].toarray()  # float32, a new array
+        block_t = torch.from_numpy(dense).to(device)  # this call's own scratch: the layer sum may overwrite it
+        out[:, cols] = (
+            _layer_mean(adj, block_t, layers, overwrite=True) if step is None else propagate(adj, block_t, layers, step)
+        )
     return out

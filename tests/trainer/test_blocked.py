@@ -63,6 +63,12 @@ def test_propagate_columns_of_a_dense_source_made_per_block_equals_propagating_i
     dense = propagate(adj, torch.from_numpy(np.tanh(S @ E).astype(np.float32)), 3)
     torch.testing.assert_close(blocked, dense, rtol=1e-6, atol=1e-7)
     assert len(asked) == -(-7 // block) and all(c.stop - c.start <= block for c in asked)
+    # a source that hands out views of its own array keeps that array: the blocks are scratch, copies of views
+    X = np.tanh(S @ E).astype(np.float32)
+    kept = X.copy()
+    by_views = propagate_columns(adj, DenseColumns(n, 7, lambda cols: X[:, cols]), 3, block=block)
+    torch.testing.assert_close(by_views, dense, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(X, kept)
 
 
 def test_projections_in_row_blocks_equal_the_whole_product(monkeypatch: pytest.MonkeyPatch) -> None:
