@@ -154,6 +154,9 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
     if stage == "coarse":
         # the published model is the coarse stage: a legcf artifact (its manifest says why in info["stage_kept"])
         log.warning("fine stage validates below its coarse stage (%s): publishing the coarse stage", info["stage_kept"])
+        # the fine operators (H_const and P: 1.2 GB at a million users) go before the test and export rebuild the
+        # coarse P: holding both was the peak of benchmarks/scale.py's 1M-user c2f run
+        fine.release_operator()
         return finish(coarse, coarse, coarse_valid, coarse_test, dataclasses.replace(config, method="legcf"))
     return finish(fine, coarse, trainer.kept_valid("fine"), coarse_test)
 

@@ -156,7 +156,13 @@ def test_a_fine_stage_that_validates_below_its_coarse_stage_publishes_the_coarse
         return {k: v - 1.0 for k, v in figures.items()} if stage == "fine" and figures else figures
 
     monkeypatch.setattr(Trainer, "kept_valid", worse_fine)
+    from trainer.models import Fine
+
+    released: list[int] = []  # the discarded fine stage's operators are dropped before the coarse P is rebuilt
+    release = Fine.release_operator
+    monkeypatch.setattr(Fine, "release_operator", lambda self: (released.append(self.P.numel()), release(self)))
     model = _from(legcf, synthetic_lightgcn_dir, tmp_path, method="c2f", epochs=3)
+    assert len(released) == 1 and released[0] > 0
     m = model.manifest.model_dump()
     assert m["method"] == "legcf" and model.version.endswith("-legcf")
     kept = m["info"]["stage_kept"]
