@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from trainer.data import InteractionData
+from trainer.data.memory import release_freed_memory
 from trainer.distributed import Distributed
 from trainer.evaluate import eligible_users, evaluate, sample_users
 from trainer.models import EmbeddingModel
@@ -146,7 +147,10 @@ class Trainer:
         H = model.full_embeddings()
         n = model.n_users
         bias = None if model.item_bias is None else model.item_bias.detach()
-        return evaluate(H[:n], H[n:], truth, exclude, users=users, progress=progress, item_bias=bias)
+        result = evaluate(H[:n], H[n:], truth, exclude, users=users, progress=progress, item_bias=bias)
+        del H
+        release_freed_memory()  # the evaluation's buffers, cached by malloc (trainer/data/memory.py)
+        return result
 
     def train_epoch(
         self, model: EmbeddingModel, optimizer: torch.optim.Optimizer, batch_size: int | None = None

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from contract.reconstruct import assignment_matrix, expanded_adjacency, hash_buckets, qr_rows
+from trainer.data.memory import release_freed_memory
 from trainer.graph import DenseColumns, propagate, propagate_columns, to_torch_csr
 
 
@@ -227,6 +228,8 @@ class Coarse(EmbeddingModel):
         self.P = propagate_columns(adj, B, self.layers)  # (N + m_c, m_c), never a dense B beside it
         self.idx_t = torch.from_numpy(self.S_c_idx).to(self.device)
         self.w_t = torch.from_numpy(self.S_c_w).to(self.device)
+        del adj, B
+        release_freed_memory()  # the build's temporaries, cached by malloc (trainer/data/memory.py)
 
     def release_operator(self) -> None:
         """Drop P (the stage's largest array: 1.56 GB at 1.3M entities, m_c = 300) while the model is not trained
@@ -368,6 +371,8 @@ class Fine(EmbeddingModel):
         C0 = DenseColumns(self.n_entities + self.m_c + self.m_r, E_c.shape[1], layer0_columns)
         self.H_const = propagate_columns(adj, C0, self.layers, step)
         self.P = propagate_columns(adj, fine_part, self.layers, step)
+        del adj, adj_np, step, C0, fine_part
+        release_freed_memory()
 
     def _released_step(self, adj: torch.Tensor, S_c: sp.csr_matrix, S_r: sp.csr_matrix):
         """One propagation step of the released code: h = Â^r·h, then with raw S^c, S^r and gate g = w_cr:

@@ -11,7 +11,6 @@ from contract.artifact import version_path
 from contract.config import TrainConfig
 from contract.manifest import Manifest
 from trainer.data import load_dataset
-from trainer.data.memory import cap_allocator_cache
 from trainer.export import export
 from trainer.fit import Progress
 from trainer.train import train
@@ -53,7 +52,6 @@ def train_and_publish(
                 }
             )
 
-    cap_allocator_cache()  # freed blocks of 1 MiB and more leave the process (trainer/data/memory.py)
     report("loading")
     t0 = time.perf_counter()
     data = load_dataset(

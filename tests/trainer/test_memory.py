@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 import trainer.data.dataset as dataset
-from trainer.data.memory import cap_allocator_cache, release_freed_memory
+from trainer.data.memory import release_freed_memory
 
 
 def _rss_mb() -> float:
@@ -39,29 +39,20 @@ def test_load_dataset_releases_after_reading(tmp_path: Path, monkeypatch: pytest
     assert calls == [1]
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
-def test_capped_allocator_returns_freed_mid_sized_blocks_at_once() -> None:
-    # a freed 30 MB block raises glibc's dynamic mmap threshold to 30 MB; the cap pins it at 1 MiB instead
-    assert cap_allocator_cache()
-    big = np.ones(30 << 17)
-    del big
-    blocks, kept = [], []
-    for _ in range(40):  # 4 MiB blocks interleaved with small live ones: heap holes that no trim of the top frees
-        blocks.append(np.ones(4 << 17))
-        kept.append(np.ones(2000))
-    full = _rss_mb()
-    del blocks
-    assert full - _rss_mb() > 100, (full, _rss_mb())
+def test_evaluations_and_operator_builds_hand_their_temporaries_back(synthetic_lightgcn_dir, monkeypatch) -> None:
+    import torch
 
+    import trainer.fit as fit
+    import trainer.models as models
+    from trainer.assignment import metis_assignment, metis_parts
 
-def test_train_and_publish_caps_the_allocator(monkeypatch: pytest.MonkeyPatch) -> None:
-    import trainer.pipeline as pipeline
-
-    calls = []
-    monkeypatch.setattr(pipeline, "cap_allocator_cache", lambda: calls.append(1))
-    monkeypatch.setattr(pipeline, "load_dataset", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("stop here")))
-    from contract.config import TrainConfig
-
-    with pytest.raises(RuntimeError, match="stop here"):
-        pipeline.train_and_publish("unused", TrainConfig(), "unused")
-    assert calls == [1]
+    calls: list[str] = []
+    monkeypatch.setattr(fit, "release_freed_memory", lambda: calls.append("evaluate"))
+    monkeypatch.setattr(models, "release_freed_memory", lambda: calls.append("build"))
+    data = dataset.load_dataset(str(synthetic_lightgcn_dir))
+    idx, w = metis_assignment(metis_parts(data.train, 4, seed=0), 4, 2, 0.7, seed=0)
+    model = models.Coarse(data.train, idx, w, 4, 8, 2, torch.device("cpu"))
+    assert calls == ["build"]
+    trainer = fit.Trainer(data, batch_size=512, negatives=1, reg=1e-4, eval_every=1, patience=1, seed=0)
+    trainer.validate(model)
+    assert calls == ["build", "evaluate"]

@@ -1,30 +1,26 @@
-"""Handing freed memory back to the operating system: after a large, short-lived allocation (reading a dataset),
-and, for a training run, by keeping glibc's malloc from caching freed mid-sized blocks at all.
+"""Handing freed memory back to the operating system after a large, short-lived allocation: reading a dataset, and
+in training after METIS, each evaluation and each operator build.
 
 Reading a table leaves most of what it allocated cached in the allocators, not in use: pyarrow's pool keeps freed
 blocks and glibc's malloc keeps freed pages in its arenas. Measured on the 300,000-user table of
 ``benchmarks/scale.py`` (3.99M rows): RSS 783 MB after ``load_dataset``, 607 MB after the Arrow pool's
 ``release_unused``, 373 MB after ``malloc_trim(0)``: 410 MB that training would otherwise carry to its peak.
+
+Trimming at these boundaries rather than fixing malloc's mmap threshold low: with a 1 MiB threshold (every freed
+block of 1 MiB or more unmapped at once) benchmarks/scale.py's 100,000-user c2f run peaked at 1,075 MB instead of
+1,307 MB, but its epochs took 20.2 s instead of 13.6 s and its operator builds 22.9 s instead of 13.4 s (one run
+each, on a machine shared with two other benchmarks): every batch tensor then comes in fresh pages.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 
-# glibc mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-# Blocks of at least this size are mmap'd, so freeing them returns them to the OS at once. glibc's default starts at
-# 128 KiB but raises itself up to 32 MiB as big blocks are freed, after which every block below that comes from the
-# heap and stays cached once freed: a training run's evaluation buffers, batch tensors and METIS's work arrays then
-# ratchet RSS up phase after phase. Measured on benchmarks/scale.py's 100,000-user table (c2f, one epoch per
-# phase): peak RSS 1,424 MB with glibc's defaults, 1,144 MB with these two thresholds fixed.
-MMAP_THRESHOLD_BYTES = 1 << 20
-TRIM_THRESHOLD_BYTES = 16 << 20
 
-
+@functools.cache  # find_library runs ldconfig in a subprocess: once per process, not at every trim
 def _libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
@@ -32,19 +28,6 @@ def _libc() -> ctypes.CDLL | None:
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
-
-
-def cap_allocator_cache() -> bool:
-    """Fix glibc malloc's mmap and trim thresholds (``MMAP_THRESHOLD_BYTES``, ``TRIM_THRESHOLD_BYTES``) for this
-    process, so that freed blocks of 1 MiB and more go back to the OS; True when set (glibc only)."""
-    libc = _libc()
-    mallopt = getattr(libc, "mallopt", None) if libc is not None else None
-    if mallopt is None:  # not glibc (musl, macOS): nothing to set
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
-    )
 
 
 def release_freed_memory() -> None:
