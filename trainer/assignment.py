@@ -36,8 +36,7 @@ def metis_parts(graph: sp.csr_matrix, n_parts: int, seed: int = 0) -> np.ndarray
         _, parts = pymetis.part_graph(n_parts, adjacency, options=options)
         result = np.asarray(parts, dtype=np.int64)
         del adjacency, xadj, adjncy
-        # METIS's freed work arrays stay cached in malloc's heap: 300 MB of RSS at 390k nodes (benchmarks/scale.py's
-        # 300k-user table), about 1 GB at a million users, that the next phase would otherwise carry
+        # METIS's freed work arrays stay cached in malloc's heap, where the next phase would carry them to its peak
         release_freed_memory()
         if result.shape == (n,) and result.max() < n_parts:
             return result
