@@ -174,9 +174,12 @@ class Trainer:
             b, k = neg.shape
             rows = torch.from_numpy(np.concatenate([users, pos + n_users, neg.reshape(-1) + n_users])).to(device)
             h, sq = model.batch_embeddings(rows)
-            h_u, h_p, h_n = h[:b], h[b : 2 * b], h[2 * b :].view(b, k, -1)
+            # split, not three slices: a slice's backward writes its gradient into a zero-filled array of all 3b
+            # rows, three times over
+            h_u, h_p, h_n = h.split([b, b, b * k])
+            h_n = h_n.view(b, k, -1)
             pos_score = (h_u * h_p).sum(-1, keepdim=True)
-            neg_score = torch.einsum("bd,bkd->bk", h_u, h_n)
+            neg_score = (h_u.unsqueeze(1) * h_n).sum(-1)  # (b, k); a batched matmul of 1-row matrices is slower
             if model.item_bias is not None:
                 pos_t = torch.from_numpy(pos).to(device)
                 neg_t = torch.from_numpy(neg).to(device)

@@ -1,0 +1,73 @@
+"""Where a training epoch's time goes, for the single-phase methods (UD, hashing, QR) on a LightGCN dataset.
+
+    OMP_NUM_THREADS=1 python benchmarks/train_step.py ../shared/data/gowalla --method ud --dim 64 --batch 65536
+
+Prints, as medians over ``--repeats`` runs after one warm-up: seconds per training epoch (``Trainer.train_epoch``,
+everything a real epoch does), the sampler's share of it (a whole epoch of BPR triplets drawn alone), and one sparse
+product Â·X over the (N, d) table two ways: ``torch.sparse.mm`` (a new, zero-filled result each call) and
+``torch.addmm(out=, beta=0)`` into an existing array (what ``trainer.graph`` uses). A micro-benchmark behind the
+choices in ``trainer/graph.py``, ``trainer/fit.py`` and ``trainer/sampling.py``, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+
+def median_seconds(run: Callable[[], object], repeats: int) -> float:
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", help="a LightGCN dataset directory (train.txt, test.txt)")
+    parser.add_argument("--method", choices=["ud", "hash", "qr"], default="ud")
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=65536)
+    parser.add_argument("--negatives", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="epochs timed (sparse products: 5x as many)")
+    args = parser.parse_args()
+
+    from contract.config import TrainConfig
+    from trainer.data import load_dataset
+    from trainer.fit import Trainer
+    from trainer.train import single_phase_model
+
+    torch.manual_seed(0)
+    data = load_dataset(args.data, valid_fraction=0.0)
+    config = TrainConfig(method=args.method, dim=args.dim, batch_size=args.batch, negatives=args.negatives)
+    model = single_phase_model(data, config, torch.device("cpu"))
+    trainer = Trainer(
+        data, batch_size=args.batch, negatives=args.negatives, reg=config.reg, eval_every=1, patience=1, seed=0
+    )
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    n = data.n_users + data.n_items
+    print(f"{args.method} d={args.dim} batch={args.batch} N={n} nnz={data.train.nnz} threads={torch.get_num_threads()}")
+
+    epoch = median_seconds(lambda: trainer.train_epoch(model, optimizer), args.repeats)
+    sampling = median_seconds(lambda: list(trainer.sampler.epoch(args.batch)), args.repeats)
+    adj = model.adj
+    x = torch.randn(n, args.dim)
+    out = torch.empty_like(x)
+    with torch.no_grad():
+        fresh = median_seconds(lambda: torch.sparse.mm(adj, x), 5 * args.repeats)
+        into = median_seconds(lambda: torch.addmm(out, adj, x, beta=0.0, out=out), 5 * args.repeats)
+    batches = -(-data.train.nnz // args.batch)
+    print(f"epoch: {epoch:.2f} s ({batches} batches, {epoch / batches * 1000:.0f} ms each)")
+    print(f"sampling alone: {sampling:.3f} s per epoch")
+    print(f"sparse product: torch.sparse.mm {fresh * 1000:.1f} ms, addmm(out=) {into * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

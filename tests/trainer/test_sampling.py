@@ -1,0 +1,41 @@
+"""trainer.sampling: BPR triplets against a brute-force set of the training pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from trainer.sampling import BPRSampler
+
+
+def _train(seed: int = 0, n_users: int = 40, n_items: int = 25) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((n_users, n_items)) < 0.3).astype(np.float32)
+    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = 1.0
+    return sp.csr_matrix(dense)
+
+
+def test_is_positive_agrees_with_the_set_of_training_pairs_in_any_query_order_and_shape() -> None:
+    train = _train()
+    sampler = BPRSampler(train)
+    pairs = set(zip(*train.nonzero(), strict=True))
+    rng = np.random.default_rng(1)
+    users = rng.integers(0, train.shape[0], (500, 3))
+    items = rng.integers(0, train.shape[1], (500, 3))
+    found = sampler.is_positive(users, items)
+    assert found.shape == (500, 3)
+    expected = np.array([(u, i) in pairs for u, i in zip(users.ravel(), items.ravel(), strict=True)]).reshape(500, 3)
+    assert found.any() and not found.all()
+    np.testing.assert_array_equal(found, expected)
+
+
+def test_an_epoch_covers_every_interaction_once_with_negatives_that_are_not_positives() -> None:
+    train = _train(2)
+    sampler = BPRSampler(train, negatives=4, seed=3)
+    pairs = set(zip(*train.nonzero(), strict=True))
+    seen = []
+    for users, pos, neg in sampler.epoch(batch_size=64):
+        assert neg.shape == (len(users), 4)
+        assert not any((u, i) in pairs for u, row in zip(users, neg, strict=True) for i in row)
+        seen.extend(zip(users, pos, strict=True))
+    assert len(seen) == train.nnz and set(seen) == pairs
