@@ -6,7 +6,8 @@ Prints, as medians over ``--repeats`` runs after one warm-up: seconds per traini
 everything a real epoch does), the sampler's share of it (a whole epoch of BPR triplets drawn alone), and one sparse
 product Â·X over the (N, d) table two ways: ``torch.sparse.mm`` (a new, zero-filled result each call) and
 ``torch.addmm(out=, beta=0)`` into an existing array (what ``trainer.graph`` uses). A micro-benchmark behind the
-choices in ``trainer/graph.py``, ``trainer/fit.py`` and ``trainer/sampling.py``, not a test.
+choices in ``trainer/graph.py``, ``trainer/fit.py`` and ``trainer/sampling.py``, not a test. ``--profile`` also
+prints torch.profiler's table of one more epoch (operators by self CPU time).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=65536)
     parser.add_argument("--negatives", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3, help="epochs timed (sparse products: 5x as many)")
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler's operator table of one epoch")
     args = parser.parse_args()
 
     from contract.config import TrainConfig
@@ -67,6 +69,12 @@ def main() -> None:
     print(f"epoch: {epoch:.2f} s ({batches} batches, {epoch / batches * 1000:.0f} ms each)")
     print(f"sampling alone: {sampling:.3f} s per epoch")
     print(f"sparse product: torch.sparse.mm {fresh * 1000:.1f} ms, addmm(out=) {into * 1000:.1f} ms")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            trainer.train_epoch(model, optimizer)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 if __name__ == "__main__":
