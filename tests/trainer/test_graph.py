@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 import torch
 
@@ -39,3 +40,19 @@ def test_propagation_leaves_its_input_untouched_and_columns_agree() -> None:
     assert torch.equal(X0, before)
     by_columns = propagate_columns(adj, sp.csr_matrix(X0.numpy()), 2, block=2)
     torch.testing.assert_close(by_columns, whole, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layers", [0, 1, 2, 4])
+def test_every_depth_matches_dense_powers_with_the_scratch_arrays_taking_turns(layers: int) -> None:
+    adj_sp = expanded_adjacency(_graph(2))
+    dense = torch.from_numpy(adj_sp.toarray())
+    X0 = torch.randn(50, 4)
+    powers, current = [X0], X0
+    for _ in range(layers):
+        current = dense @ current
+        powers.append(current)
+    expected = torch.stack(powers).mean(0)
+    adj = to_torch_csr(adj_sp, torch.device("cpu"))
+    torch.testing.assert_close(propagate(adj, X0, layers), expected, rtol=1e-5, atol=1e-6)
+    by_columns = propagate_columns(adj, sp.csr_matrix(X0.numpy()), layers, block=3)
+    torch.testing.assert_close(by_columns, expected, rtol=1e-5, atol=1e-6)
