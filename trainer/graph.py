@@ -39,7 +39,7 @@ def _layer_mean(adj: torch.Tensor, X0: torch.Tensor, layers: int, overwrite: boo
     # two scratch arrays written in turn by addmm(out=, beta=0) instead of a new array per layer from
     # torch.sparse.mm, which zero-fills and converts its result: 13.0 against 19.7 ms per product on Gowalla
     # (N = 70,839, d = 64, one thread; benchmarks/train_step.py)
-    scratch = (torch.empty_like(X0), torch.empty_like(X0)) if layers > 0 else ()
+    scratch = [torch.empty_like(X0) for _ in range(min(layers, 2))]
     current = X0
     for layer in range(layers):
         out = scratch[layer % 2]
@@ -53,7 +53,7 @@ class _SymmetricLayerMean(torch.autograd.Function):
     """P·x with P = (1/(L+1))·Σ_l Â^l for a symmetric Â. P is symmetric too, so the gradient w.r.t. x is P·g: the
     backward pass is one more layer mean, with no per-layer tensors kept for autograd and no graph of additions.
     Measured on Gowalla (N = 70,839, d = 64, L = 3, one thread): a forward + backward of a UD batch took 0.43 s
-    against 0.52 s through per-layer autograd (the six sparse products, ~0.07 s each, are the floor)."""
+    against 0.52 s through per-layer autograd (the six sparse products are the floor: benchmarks/train_step.py)."""
 
     @staticmethod
     def forward(ctx: Any, adj: torch.Tensor, x: torch.Tensor, layers: int) -> torch.Tensor:

@@ -35,10 +35,10 @@ class BPRSampler:
         # the queries sorted first: numpy's search narrows each from the previous one, so sorted queries walk the
         # keys once instead of a cache-missing binary search each
         order = np.argsort(keys)
-        pos = np.searchsorted(self.keys, keys[order])
-        pos = np.minimum(pos, len(self.keys) - 1)
+        queries = keys[order]
+        pos = np.minimum(np.searchsorted(self.keys, queries), len(self.keys) - 1)
         found = np.empty(len(keys), dtype=bool)
-        found[order] = self.keys[pos] == keys[order]
+        found[order] = self.keys[pos] == queries
         return found.reshape(np.shape(items))
 
     def negatives_for(self, users: np.ndarray) -> np.ndarray:
