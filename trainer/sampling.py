@@ -31,7 +31,9 @@ class BPRSampler:
 
     def is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Boolean array, same shape as ``items``: whether (user, item) is a training interaction."""
-        keys = (users * self.n_items + items).ravel()
+        keys = np.asarray(users * self.n_items + items)
+        shape = keys.shape  # the broadcast shape of users and items, as before the queries were sorted
+        keys = keys.ravel()
         # the queries sorted first: numpy's search narrows each from the previous one, so sorted queries walk the
         # keys once instead of a cache-missing binary search each
         order = np.argsort(keys)
@@ -39,7 +41,7 @@ class BPRSampler:
         pos = np.minimum(np.searchsorted(self.keys, queries), len(self.keys) - 1)
         found = np.empty(len(keys), dtype=bool)
         found[order] = self.keys[pos] == queries
-        return found.reshape(np.shape(items))
+        return found.reshape(shape)
 
     def negatives_for(self, users: np.ndarray) -> np.ndarray:
         """(len(users), k) int64 items that are not training positives of their user (almost surely)."""

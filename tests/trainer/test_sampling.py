@@ -39,3 +39,9 @@ def test_an_epoch_covers_every_interaction_once_with_negatives_that_are_not_posi
         assert not any((u, i) in pairs for u, row in zip(users, neg, strict=True) for i in row)
         seen.extend(zip(users, pos, strict=True))
     assert len(seen) == train.nnz and set(seen) == pairs
+
+
+def test_is_positive_takes_the_broadcast_shape_of_users_and_items() -> None:
+    train = _train(4)
+    found = BPRSampler(train).is_positive(np.arange(train.shape[0])[:, None], np.arange(train.shape[1])[None, :])
+    np.testing.assert_array_equal(found, train.toarray() > 0)
