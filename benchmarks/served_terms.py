@@ -2,13 +2,16 @@
 
     python benchmarks/served_terms.py                       # planted communities (trainer/synthetic.py defaults)
     python benchmarks/served_terms.py --dataset /path/gowalla --param epochs=300   # a real dataset (hours on CPU)
+    python benchmarks/served_terms.py --methods legcf,ud --pq 0,4,8   # with a product-quantized part (pq_subspaces)
 
 Trains each method once (``--methods``, TrainConfig defaults plus ``--param key=value``; on planted data the small
 configuration of tests/trainer/test_train.py), then exports it once per (``served_terms``, ``store_dtype``) pair
-with trainer/export.py's own code and prints a markdown table: the trained Recall@20 (full propagation), the
-compressed (served) and exact Recall@20 computed from the stored arrays, served / trained, the compressed serving
-bytes (S_c_idx_served + S_c_w_served + H_meta as stored) against the float32 full table, all embedding bytes, and
-the export seconds.
+with trainer/export.py's own code, once per (``served_terms``, ``store_dtype``, ``pq_subspaces``) triple (methods
+without a sparse form, ud, hash and qr, once per (``store_dtype``, ``pq_subspaces``): pq 0 is their stored table or
+exact mode), and prints a markdown table: the trained Recall@20 (full propagation), the compressed (served) and
+exact Recall@20 computed from the stored arrays, served / trained, the compressed serving bytes (everything
+compressed scoring reads, as stored: S_c_idx_served + S_c_w_served + H_meta, plus pq_codes + pq_codebooks) against
+the float32 full table, all embedding bytes, and the export seconds.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 from contract.config import TrainConfig
 from contract.footprint import footprint
+from contract.methods import get_spec
 from trainer.data import InteractionData, load_dataset
 from trainer.export import build_arrays, build_manifest, served_metrics
 from trainer.synthetic import planted_communities, write_lightgcn_dir
@@ -41,9 +45,12 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def variant_row(trained: TrainedModel, data: InteractionData, terms: int, store_dtype: str) -> dict[str, Any]:
-    """Export ``trained`` with ``terms`` served terms stored as ``store_dtype``; the figures of one table row."""
-    config = dataclasses.replace(trained.config, served_terms=terms, store_dtype=store_dtype)
+def variant_row(
+    trained: TrainedModel, data: InteractionData, terms: int | None, store_dtype: str, pq: int = 0
+) -> dict[str, Any]:
+    """Export ``trained`` with ``terms`` served terms (None: as trained) and ``pq`` product-quantized codes stored
+    as ``store_dtype``; the figures of one table row."""
+    config = dataclasses.replace(trained.config, served_terms=terms, store_dtype=store_dtype, pq_subspaces=pq)
     variant = dataclasses.replace(trained, config=config)
     t0 = time.perf_counter()
     arrays = build_arrays(variant, data)
@@ -67,6 +74,7 @@ def main() -> None:
     parser.add_argument("--methods", default="legcf,c2f")
     parser.add_argument("--terms", default="2,4,8")
     parser.add_argument("--dtypes", default="float32,float16")
+    parser.add_argument("--pq", default="0", help="pq_subspaces values (0: none)")
     parser.add_argument("-p", "--param", action="append", default=[], help="TrainConfig key=value (repeatable)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
@@ -83,22 +91,27 @@ def main() -> None:
         base[key] = parse_value(value)
     print(f"data: {data.n_users} users, {data.n_items} items; config: {base}")
     print(
-        "| method | served terms | store dtype | trained R@20 | served R@20 | served / trained | exact R@20 "
-        "| serving bytes | × smaller than float32 table | embedding bytes | export s |"
+        "| method | served terms | pq codes | store dtype | trained R@20 | served R@20 | served / trained "
+        "| exact R@20 | serving bytes | × smaller than float32 table | embedding bytes | export s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for method in args.methods.split(","):
         trained = train(data, TrainConfig.from_dict({**base, "method": method}))
         trained_r20 = float(trained.test["recall@20"])
-        for terms in (int(t) for t in args.terms.split(",")):
-            for store_dtype in args.dtypes.split(","):
-                r = variant_row(trained, data, terms, store_dtype)
-                print(
-                    f"| {method} | {terms} | {store_dtype} | {trained_r20:.4f} | {r['served']:.4f} "
-                    f"| {r['served'] / trained_r20:.1%} | {r['exact']:.4f} | {r['serving_bytes']:,} "
-                    f"| {r['ratio']:.1f} | {r['embedding_bytes']:,} | {r['seconds']:.1f} |",
-                    flush=True,
-                )
+        sparse = get_spec(method).compressed
+        all_terms: list[int | None] = [int(t) for t in args.terms.split(",")] if sparse else [None]
+        for terms in all_terms:
+            for pq in (int(p) for p in args.pq.split(",")):
+                for store_dtype in args.dtypes.split(","):
+                    r = variant_row(trained, data, terms, store_dtype, pq)
+                    serving = "-" if r["serving_bytes"] is None else f"{r['serving_bytes']:,}"
+                    ratio = "-" if r["ratio"] is None else f"{r['ratio']:.1f}"
+                    print(
+                        f"| {method} | {terms or '-'} | {pq} | {store_dtype} | {trained_r20:.4f} | {r['served']:.4f} "
+                        f"| {r['served'] / trained_r20:.1%} | {r['exact']:.4f} | {serving} "
+                        f"| {ratio} | {r['embedding_bytes']:,} | {r['seconds']:.1f} |",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

@@ -205,6 +205,7 @@ def _validate(arrays: Mapping[str, np.ndarray], manifest: Manifest, spec: Method
     check_csr(arrays, "graph", dims["n_users"], dims["n_items"])
     check_csr(arrays, "heldout", dims["n_users"], dims["n_items"])
     spec.check_arrays(arrays, dims)
+    spec.check_served_pq(arrays, dims)
     declared = manifest.shape
     for key in SHAPE_KEYS:
         value = getattr(declared, key)

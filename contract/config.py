@@ -157,6 +157,11 @@ class TrainConfig:
     # exact mode for N·(index + weight) more bytes each; other than t_c needs served_fit="reassign" (the terms are
     # picked by matching pursuit, trainer/export.py)
     served_terms: int | None = None
+    # a product-quantized part of the served vectors (trainer/quantize.py): pq_subspaces uint8 codes an entity
+    # (bytes per entity) plus pq_subspaces × 256 × d/pq_subspaces codebook values; 0: none. Methods with the sparse
+    # form above quantize what it leaves (the residual H_full − S·H_meta); the others (ud, hash, qr) their whole
+    # propagated vectors, which gives them a compressed serving mode (BENCHMARKS.md, "Product-quantized serving")
+    pq_subspaces: int = 0
     # stored type of the embedding arrays (weights, codebooks, tables): float16 halves them and is computed in
     # float32 everywhere; indices are always stored in the smallest unsigned type that holds their bound
     # (contract/dtypes.py). float16 is the default because it served the same Recall@20 as float32 on planted data
@@ -192,6 +197,11 @@ class TrainConfig:
                     f"served_terms ({self.served_terms}) other than t_c ({self.t_c}) needs served_fit='reassign' "
                     f"(the {self.served_fit!r} fit keeps the trained t_c indices); got served_fit={self.served_fit!r}"
                 )
+
+        if isinstance(self.pq_subspaces, bool) or not isinstance(self.pq_subspaces, int) or self.pq_subspaces < 0:
+            raise ValueError(f"pq_subspaces must be 0 (none) or a positive integer; got {self.pq_subspaces!r}")
+        if self.pq_subspaces and self.dim % self.pq_subspaces:
+            raise ValueError(f"pq_subspaces ({self.pq_subspaces}) must divide dim ({self.dim})")
 
     @property
     def terms_served(self) -> int:

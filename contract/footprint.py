@@ -9,7 +9,7 @@ import numpy as np
 
 from contract.dtypes import dtype_names, target_dtype
 from contract.manifest import Footprint
-from contract.methods import COMMON_COMPONENTS, OPTIONAL_ARRAYS, MethodSpec, get_spec
+from contract.methods import COMMON_COMPONENTS, OPTIONAL_ARRAYS, PQ_ARRAYS, MethodSpec, get_spec
 
 
 def params_paper(
@@ -53,7 +53,8 @@ def embedding_bytes_of(components: Mapping[str, int]) -> int:
 
 
 def planned_array_bytes(method: str, config: Any, n_users: int, n_items: int) -> dict[str, int]:
-    """Bytes of each embedding array (and ``item_bias`` when ``config.biases``) that training ``config`` on
+    """Bytes of each embedding array (and ``item_bias`` when ``config.biases``, the product-quantized part when
+    ``config.pq_subspaces``) that training ``config`` on
     ``n_users`` + ``n_items`` entities would publish, from the spec's symbolic shapes and stored itemsizes; no
     training: the stored dtypes follow :func:`contract.dtypes.target_dtype` (``config.store_dtype``, compact
     indices), as the trainer's export does. Free-length arrays (c2f's sparse E^r) count at their upper bound
@@ -66,7 +67,12 @@ def planned_array_bytes(method: str, config: Any, n_users: int, n_items: int) ->
         name: (want, target_dtype(name, want.accepts, dims, config.store_dtype)) for name, want in spec.arrays.items()
     }
     if config.biases:
-        wanted.update({name: (want, None) for name, want in OPTIONAL_ARRAYS.items()})
+        wanted["item_bias"] = (OPTIONAL_ARRAYS["item_bias"], None)
+    if getattr(config, "pq_subspaces", 0):  # trainer/quantize.py: 256 centroids a subspace
+        pq_m = int(config.pq_subspaces)
+        dims = {**dims, "pq_m": pq_m, "pq_k": 256, "pq_w": dims["d"] // pq_m}
+        wanted["pq_codes"] = (OPTIONAL_ARRAYS["pq_codes"], None)
+        wanted["pq_codebooks"] = (OPTIONAL_ARRAYS["pq_codebooks"], np.dtype(config.store_dtype))
     out: dict[str, int] = {}
     for name, (want, stored) in wanted.items():
         itemsize = stored.itemsize if stored is not None else want.itemsize
@@ -95,8 +101,9 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
     does not count but a model that has them needs) and
     ``compression_ratio_bytes = full_table_bytes / embedding_bytes`` where ``embedding_bytes`` counts every
     stored embedding array (everything except id maps and the seen-items graph).  ``compressed_serving_bytes``
-    is what compressed-mode scoring reads (S_c_idx_served, S_c_w_served, H_meta).  Bytes are as stored: a float16
-    or uint16 array counts 2 bytes an entry (``dtypes`` names each array's type); the full table stays float32.
+    is what compressed-mode scoring reads (S_c_idx_served, S_c_w_served, H_meta, and pq_codes, pq_codebooks when
+    present).  Bytes are as stored: a float16 or uint16 array counts 2 bytes an entry (``dtypes`` names each
+    array's type); the full table stays float32.
     """
     spec = get_spec(method)
     dims = spec.dims(arrays)
@@ -130,8 +137,26 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
         full_table_bytes=full_bytes,
         compression_ratio_params=full_params / (params + params_biases) if params else None,
         compression_ratio_bytes=full_bytes / embedding_bytes if embedding_bytes else None,
-        **spec.footprint_extras(arrays, dims),
+        **served_form_extras(spec, arrays, dims),
     )
+
+
+def served_form_extras(spec: MethodSpec, arrays: Mapping[str, np.ndarray], dims: Mapping[str, int]) -> dict[str, Any]:
+    """The method's footprint extras, with the compressed serving form named: "sparse" (S_c_idx_served,
+    S_c_w_served, H_meta), "pq" (pq_codes, pq_codebooks; methods without a sparse form) or "sparse+pq" (both,
+    summed); compressed serving bytes count every array the form reads."""
+    extras = spec.footprint_extras(arrays, dims)
+    sparse = extras.get("compressed_serving_bytes")
+    if "pq_m" not in dims:
+        return {**extras, "served_form": "sparse"} if sparse is not None else extras
+    serving = (sparse or 0) + sum(int(arrays[name].nbytes) for name in PQ_ARRAYS)
+    return {
+        **extras,
+        "served_form": "pq" if sparse is None else "sparse+pq",
+        "pq_subspaces": dims["pq_m"],
+        "compressed_serving_bytes": serving,
+        "compression_ratio_serving_bytes": dims["N"] * dims["d"] * 4 / serving,
+    }
 
 
 def human_bytes(n: float | None) -> str:

@@ -59,6 +59,7 @@ PARAM_BOUNDS: dict[str, Bounds] = {
     "m_c": Bounds(ge=1, le=10_000_000),
     "t_c": Bounds(ge=1, le=1024),
     "served_terms": Bounds(ge=1, le=1024),
+    "pq_subspaces": Bounds(ge=0, le=4096),
     "w_star": Bounds(gt=0, le=1),
     "f_c": Bounds(ge=1, le=10_000),
     "m_r": Bounds(ge=1, le=10_000_000),
@@ -136,6 +137,8 @@ class _TrainParamsBase(BaseModel):
             raise ValueError(f"served_terms ({values['served_terms']}) must not exceed m_c ({values['m_c']})")
         if values["served_terms"] not in (None, values["t_c"]) and values["served_fit"] != "reassign":
             raise ValueError("served_terms other than t_c needs served_fit='reassign'")
+        if values["pq_subspaces"] and values["dim"] % values["pq_subspaces"]:
+            raise ValueError(f"pq_subspaces ({values['pq_subspaces']}) must divide dim ({values['dim']})")
         if values.get("budget") is not None and values.get("budget_bytes") is not None:
             raise ValueError("give a memory budget as budget (percent) or budget_bytes, not both")
         return self

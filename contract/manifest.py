@@ -116,6 +116,8 @@ class Footprint(_Open):
     e_r_density: float | None = None
     params_sparse_E_r: int | None = None
     served_terms: int | None = None  # (index, weight) terms per entity of the compressed serving form
+    served_form: str | None = None  # "sparse" (served_terms terms), "pq" (pq_subspaces uint8 codes) or "sparse+pq"
+    pq_subspaces: int | None = None
     compressed_serving_bytes: int | None = None
     compression_ratio_serving_bytes: float | None = None
 

@@ -52,7 +52,8 @@ class ArraySpec:
 
     def expected(self) -> str:
         """The accepted dtypes in words, for error messages (``"int32, uint16 or uint32"``)."""
-        base = {"U": "str (<U)", "i": f"int{8 * (self.itemsize or 0)}", "f": f"float{8 * (self.itemsize or 0)}"}
+        bits = 8 * (self.itemsize or 0)
+        base = {"U": "str (<U)", "i": f"int{bits}", "u": f"uint{bits}", "f": f"float{bits}"}
         names = [base[self.kind], *self.also]
         return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
@@ -84,8 +85,17 @@ MAX_PLANNED_DIM = 4096  # the largest embedding size a budget may choose (POST /
 SHAPE_KEYS = ("n_users", "n_items", "d", "m_c", "t_c", "m_r", "t_r")
 # Arrays any method may store: learned per-item score offsets (TrainConfig.biases), added to h_u·h_i when serving.
 # Validated when present, counted as embedding bytes (component "biases") and as parameters (Footprint.params_total).
-OPTIONAL_ARRAYS: dict[str, ArraySpec] = {"item_bias": ArraySpec("f", 4, ("n_items",))}
-OPTIONAL_COMPONENTS: dict[str, tuple[str, ...]] = {"biases": ("item_bias",)}
+# And the product-quantized part of the served vectors (TrainConfig.pq_subspaces, trainer/quantize.py): pq_m uint8
+# codes an entity into pq_m codebooks of pq_k centroids of pq_w = d / pq_m values. When present, compressed mode
+# serves the sparse form plus the decoded codes (legcf, c2f: the codes quantize the sparse form's residual) or the
+# decoded codes alone (methods without a sparse form).
+OPTIONAL_ARRAYS: dict[str, ArraySpec] = {
+    "item_bias": ArraySpec("f", 4, ("n_items",)),
+    "pq_codes": ArraySpec("u", 1, ("N", "pq_m")),
+    "pq_codebooks": real_array("pq_m", "pq_k", "pq_w"),
+}
+OPTIONAL_COMPONENTS: dict[str, tuple[str, ...]] = {"biases": ("item_bias",), "pq": ("pq_codes", "pq_codebooks")}
+PQ_ARRAYS = ("pq_codes", "pq_codebooks")
 
 
 def _dim(arrays: Mapping[str, np.ndarray], name: str, axis: int) -> int:
@@ -132,7 +142,23 @@ class MethodSpec:
         dims["N"] = dims["n_users"] + dims["n_items"]
         dims["n_users+1"] = dims["n_users"] + 1
         dims["d"] = _dim(arrays, self.table, 1)
+        if any(name in arrays for name in PQ_ARRAYS):
+            if not all(name in arrays for name in PQ_ARRAYS):
+                raise MethodError("the product-quantized serving form needs both pq_codes and pq_codebooks")
+            dims["pq_m"] = _dim(arrays, "pq_codebooks", 0)
+            dims["pq_k"] = _dim(arrays, "pq_codebooks", 1)
+            dims["pq_w"] = _dim(arrays, "pq_codebooks", 2)
         return dims
+
+    def check_served_pq(self, arrays: Mapping[str, np.ndarray], dims: Mapping[str, int]) -> None:
+        """The product-quantized form, when present: pq_m·pq_w = d and every code below pq_k (≤ 256)."""
+        if "pq_m" not in dims:
+            return
+        if dims["pq_m"] * dims["pq_w"] != dims["d"]:
+            raise MethodError(f"pq_codebooks cover pq_m·pq_w = {dims['pq_m'] * dims['pq_w']} values, not d={dims['d']}")
+        if not 1 <= dims["pq_k"] <= 256:
+            raise MethodError(f"pq_codebooks has {dims['pq_k']} centroids a subspace; uint8 codes need 1..256")
+        check_index_range(arrays, "pq_codes", dims["pq_k"], "pq_k")
 
     def check_arrays(self, arrays: Mapping[str, np.ndarray], dims: Mapping[str, int]) -> None:
         """Index-range checks beyond names, dtypes and shapes (MethodError on the first problem)."""

@@ -156,6 +156,21 @@ def compressed_embeddings(
     return out
 
 
+def pq_embeddings(codes: np.ndarray, codebooks: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Product-quantized vectors: row r is the concatenation over subspaces m of codebooks[m, codes[r, m]].
+
+    codes (N, M) uint8, codebooks (M, K, d/M) -> (len(rows), d) float32, in the quantizer's rotated basis (dot
+    products and norms as in the original one; see trainer/quantize.py)."""
+    if rows is not None:
+        codes = codes[rows]
+    M, _, width = codebooks.shape
+    books = np.asarray(codebooks, dtype=np.float32)
+    out = np.empty((codes.shape[0], M * width), dtype=np.float32)
+    for m in range(M):
+        out[:, m * width : (m + 1) * width] = books[m][codes[:, m]]
+    return out
+
+
 def sparse_fine_codebook(arrays: Mapping[str, np.ndarray], m_r: int, d: int) -> np.ndarray:
     """Dense (m_r, d) view of the thresholded fine codebook S_λ(E^r) stored as CSR arrays."""
     matrix = sp.csr_matrix(

@@ -125,8 +125,9 @@ class FootprintResponse(BaseModel):
     method: str
     serving_mode: str = Field(description="Configured mode: compressed or exact.")
     scoring: str = Field(
-        description="What the scorer actually reads: 'compressed' (S_c + H_meta) or 'dense' (an (N, d) table: "
-        "ud's stored one, or reconstructed at load in exact mode and, in every mode, for hash and qr)."
+        description="What the scorer actually reads: 'compressed' (S_c + H_meta), 'pq' (product-quantized codes "
+        "and codebooks) or 'dense' (an (N, d) table: ud's stored one, or reconstructed at load in exact mode and, "
+        "in every mode, for hash and qr)."
     )
     n_users: int
     n_items: int
@@ -147,6 +148,10 @@ class FootprintResponse(BaseModel):
     embedding_bytes: int
     compressed_serving_bytes: int | None = None
     served_terms: int | None = Field(None, description="(index, weight) terms per entity of the compressed form.")
+    served_form: str | None = Field(
+        None, description="'sparse' (served_terms terms), 'pq' (pq_subspaces codes) or 'sparse+pq' (their sum)."
+    )
+    pq_subspaces: int | None = Field(None, description="uint8 codes per entity of the product-quantized form.")
     params_paper: int = Field(description="Embedding parameters in the paper's convention (Table 3).")
     e_r_nnz: int
     full_table_params: int

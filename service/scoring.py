@@ -22,8 +22,13 @@ weights are upcast per request only for the few rows a request reads.  A float16
 scored in item chunks of bounded size, each upcast on the fly, so memory stays at the stored bytes and a request
 allocates nothing proportional to the catalogue beyond its score vector.  uint16/uint32 indices are used as stored.
 
-Each is a scorer (:class:`CompressedScorer`, :class:`DenseScorer`) chosen once at load by :func:`make_scorer`;
-:class:`Recommender` adds id maps, masks and top-n on top of whichever it got.
+* ``compressed`` with a product-quantized part (``TrainConfig.pq_subspaces``): each entity also has M uint8 codes;
+  a query builds an (M·K,) lookup table and an item's score gains the sum of its M entries
+  (:class:`ProductQuantizedScorer`, on top of the sparse form for legcf/c2f, alone for ud, hash and qr):
+  O(n_items·M) more per user, the items' codes (as a CSR one-hot, n_items·M·8 bytes) touched.
+
+Each is a scorer (:class:`CompressedScorer`, :class:`DenseScorer`, :class:`ProductQuantizedScorer`) chosen once at
+load by :func:`make_scorer`; :class:`Recommender` adds id maps, masks and top-n on top of whichever it got.
 
 Item/user indices are 0-based within their kind (items 0..n_items-1), as in the artifact's CSR arrays.
 """
@@ -34,12 +39,13 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol, get_args
 
 import numpy as np
+import scipy.sparse as sp
 
 from contract.artifact import Artifact, ArtifactError
 from contract.dtypes import as_float32
 from contract.idmap import IdMap
 from contract.methods import exact_embeddings
-from contract.reconstruct import assignment_matrix, compressed_embeddings
+from contract.reconstruct import assignment_matrix, compressed_embeddings, pq_embeddings
 from service.settings import ServingMode
 
 MODES: tuple[str, ...] = get_args(ServingMode)
@@ -100,7 +106,7 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 class Scorer(Protocol):
     """How a recommender reads embeddings and scores items: dense (an (N, d) table) or compressed (S^c, H_meta)."""
 
-    kind: str  # "dense" | "compressed": what the scorer reads (GET /footprint's ``scoring``)
+    kind: str  # "dense" | "compressed" | "pq" | "compressed+pq": what the scorer reads (GET /footprint's ``scoring``)
     item_norms: np.ndarray  # (n_items,) float32 norms of the served item vectors (cosine similarity)
 
     def user_embeddings(self, user_indices: np.ndarray) -> np.ndarray: ...
@@ -199,11 +205,79 @@ class CompressedScorer:
         return out
 
 
+class ProductQuantizedScorer:
+    """Scores from the product-quantized part of the served vectors (``pq_codes``, ``pq_codebooks``;
+    trainer/quantize.py), added to a sparse form's (``base``, legcf/c2f) or alone (methods without one).
+
+    ``codes: (N, M)`` uint8, ``codebooks: (M, K, w)`` with M·w = d. For a query v the score of item i is
+    Σ_m codebooks[m, codes[i, m]]·v_m (v_m: v's m-th block of w values): a (M·K,) lookup table per query, then a
+    gather of M values per item, run as a CSR product of the items' one-hot codes (n_items × M·K, M ones a row)
+    with the table. O(M·K·w + n_items·M) per query on top of the base's. Alone, the vectors are in the
+    quantizer's rotated basis, which leaves every dot product and norm as it was."""
+
+    def __init__(
+        self, codes: np.ndarray, codebooks: np.ndarray, n_users: int, base: CompressedScorer | None = None
+    ) -> None:
+        self.kind = "pq" if base is None else "compressed+pq"
+        self._base = base
+        self._codes = codes
+        self._n_users = n_users
+        self._books = as_float32(codebooks)  # (M, K, w): M·K·w = K·d values, upcast once
+        self._books_upcast = codebooks.dtype != np.float32
+        M, K, _ = codebooks.shape
+        items = np.asarray(codes[n_users:], dtype=np.int32) + np.arange(M, dtype=np.int32) * K
+        n_items = items.shape[0]
+        indptr = np.arange(0, (n_items + 1) * M, M, dtype=np.int32)
+        self._items_onehot = sp.csr_matrix(
+            (np.ones(n_items * M, dtype=np.float32), items.ravel(), indptr), shape=(n_items, M * K)
+        )
+        self.item_norms = np.empty(n_items, dtype=np.float32)
+        step = max(1, _CHUNK_ELEMENTS // max(1, M * codebooks.shape[2]))
+        for start in range(0, n_items, step):
+            rows = np.arange(start, min(n_items, start + step))
+            self.item_norms[start : start + len(rows)] = np.linalg.norm(self.item_embeddings(rows), axis=1)
+
+    def _vectors(self, rows: np.ndarray, base: np.ndarray | None) -> np.ndarray:
+        decoded = pq_embeddings(self._codes, self._books, rows)
+        return decoded if base is None else base + decoded
+
+    def user_embeddings(self, user_indices: np.ndarray) -> np.ndarray:
+        base = None if self._base is None else self._base.user_embeddings(user_indices)
+        return self._vectors(np.asarray(user_indices), base)
+
+    def item_embeddings(self, item_indices: np.ndarray) -> np.ndarray:
+        base = None if self._base is None else self._base.item_embeddings(item_indices)
+        return self._vectors(np.asarray(item_indices) + self._n_users, base)
+
+    def scores_for_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        M, K, w = self._books.shape
+        blocks = vectors.reshape(vectors.shape[0], M, w).astype(np.float32, copy=False)
+        table = np.einsum("mkw,bmw->mkb", self._books, blocks).reshape(M * K, -1)  # (M·K, B) lookup
+        scores = np.ascontiguousarray(np.asarray(self._items_onehot @ table, dtype=np.float32).T)
+        if self._base is not None:
+            scores += self._base.scores_for_vectors(vectors)
+        return scores
+
+    def memory_bytes(self) -> dict[str, int]:
+        S = self._items_onehot
+        out = {**(self._base.memory_bytes() if self._base is not None else {})}
+        out["item_codes_csr"] = int(S.data.nbytes + S.indices.nbytes + S.indptr.nbytes)
+        if self._books_upcast:
+            out["pq_codebooks_float32"] = int(self._books.nbytes)
+        return out
+
+
 def make_scorer(artifact: Artifact, mode: ServingMode) -> Scorer:
     """The scorer for ``artifact`` in serving ``mode``: exact mode reconstructs H_full at load and scores densely;
-    compressed mode scores from the served assignment when the method has one, else from its stored dense table,
-    else (``spec.exact_only``: hash, qr) as exact mode does."""
+    compressed mode scores from the product-quantized form when the artifact has one, else from the served
+    assignment when the method has one, else from its stored dense table, else (``spec.exact_only``: hash, qr) as
+    exact mode does."""
     a = artifact.arrays
+    if mode == "compressed" and "pq_codes" in a:  # the product-quantized part, alone or on the sparse form
+        base = None
+        if artifact.spec.compressed:
+            base = CompressedScorer(a["S_c_idx_served"], a["S_c_w_served"], a["H_meta"], artifact.n_users)
+        return ProductQuantizedScorer(a["pq_codes"], a["pq_codebooks"], artifact.n_users, base)
     if mode == "exact" or artifact.spec.exact_only:  # hash, qr: no compressed form and no stored (N, d) table
         manifest = artifact.manifest
         missing = [f for f in artifact.spec.exact_fields if getattr(manifest, f, None) is None]

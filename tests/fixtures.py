@@ -81,6 +81,23 @@ def make_arrays(
     return arrays
 
 
+def with_pq(
+    arrays: dict[str, np.ndarray], subspaces: int = 2, centroids: int = 8, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """``arrays`` plus a random product-quantized serving form (pq_codes (N, M) uint8, pq_codebooks (M, K, d/M))
+    for its N entities and d (read off user_ids, item_ids and the method's table)."""
+    from contract.methods import get_spec
+
+    rng = np.random.default_rng(seed)
+    n = len(arrays["user_ids"]) + len(arrays["item_ids"])
+    table = {"H_full", "H_meta", "hash_table", "qr_R"} & set(arrays)
+    d = arrays[sorted(table)[0]].shape[1] if table else get_spec("ud").dims(arrays)["d"]
+    out = dict(arrays)
+    out["pq_codes"] = rng.integers(0, centroids, (n, subspaces)).astype(np.uint8)
+    out["pq_codebooks"] = rng.standard_normal((subspaces, centroids, d // subspaces)).astype(np.float32)
+    return out
+
+
 def make_manifest(method: str = "c2f", *, layers: int = 2, w_cr: float = 0.5, **extra: Any) -> dict[str, Any]:
     manifest: dict[str, Any] = {
         "method": method,

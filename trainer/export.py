@@ -27,10 +27,11 @@ from contract.dtypes import as_float32, store_float, target_dtype
 from contract.footprint import footprint
 from contract.manifest import DatasetInfo, EvaluationSample, Manifest, ModelMetrics, Shape, SplitMetrics, TrainedMetrics
 from contract.methods import exact_embeddings, get_spec
-from contract.reconstruct import assignment_matrix, compressed_embeddings
+from contract.reconstruct import assignment_matrix, compressed_embeddings, pq_embeddings
 from trainer.data import InteractionData
 from trainer.evaluate import evaluate
 from trainer.models import UD, Coarse, Fine, Hashed, QuotientRemainder
+from trainer.quantize import fit_pq
 from trainer.train import TrainedModel
 
 
@@ -157,7 +158,28 @@ def _csr_arrays(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
 
 
 def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.ndarray]:
-    """The model.npz arrays of the artifact contract for the trained method."""
+    """The model.npz arrays of the artifact contract for the trained method, with the product-quantized part of the
+    served vectors when ``pq_subspaces`` > 0 (trainer/quantize.py): for methods with the sparse serving form it
+    quantizes what that form leaves, H_full − S·H_meta as stored (in the original basis, so that the two parts
+    add up); for the others the propagated vectors themselves (in the eigen-allocated rotated basis)."""
+    arrays, H_full = _method_arrays(trained, data)
+    config = trained.config
+    if config.pq_subspaces:
+        if get_spec(config.method).compressed:
+            sparse = compressed_embeddings(
+                arrays["S_c_idx_served"], as_float32(arrays["S_c_w_served"]), as_float32(arrays["H_meta"])
+            )
+            target, rotation = H_full - sparse, np.eye(H_full.shape[1], dtype=np.float32)
+        else:
+            target, rotation = H_full, None
+        arrays["pq_codes"], arrays["pq_codebooks"] = fit_pq(
+            target, config.pq_subspaces, seed=config.seed, store_dtype=config.store_dtype, rotation=rotation
+        )
+    return arrays
+
+
+def _method_arrays(trained: TrainedModel, data: InteractionData) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The method's arrays (stored types) and the propagated H_full (N, d) float32 they were built from."""
     arrays: dict[str, np.ndarray] = {
         "user_ids": np.asarray(data.user_ids).astype(str),
         "item_ids": np.asarray(data.item_ids).astype(str),
@@ -172,14 +194,14 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
     if isinstance(model, UD):
         arrays["H_full"] = H_full
         arrays["E"] = model.E.detach().cpu().numpy().astype(np.float32)
-        return store_dtypes(arrays, trained.config.method, trained.config.store_dtype)
+        return store_dtypes(arrays, trained.config.method, trained.config.store_dtype), H_full
     if isinstance(model, Hashed):
         arrays["hash_table"] = model.table.detach().cpu().numpy().astype(np.float32)
-        return store_dtypes(arrays, trained.config.method, trained.config.store_dtype)
+        return store_dtypes(arrays, trained.config.method, trained.config.store_dtype), H_full
     if isinstance(model, QuotientRemainder):
         arrays["qr_Q"] = model.Q.detach().cpu().numpy().astype(np.float32)
         arrays["qr_R"] = model.R.detach().cpu().numpy().astype(np.float32)
-        return store_dtypes(arrays, trained.config.method, trained.config.store_dtype)
+        return store_dtypes(arrays, trained.config.method, trained.config.store_dtype), H_full
     coarse = trained.coarse
     assert coarse is not None
     if isinstance(model, Fine):
@@ -217,7 +239,7 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
         H_meta=H_meta_served.astype(np.float32),
         E_c=coarse.E_c.detach().cpu().numpy().astype(np.float32),
     )
-    return store_dtypes(arrays, config.method, config.store_dtype)
+    return store_dtypes(arrays, config.method, config.store_dtype), H_full
 
 
 def _evaluate_numpy(
@@ -253,6 +275,12 @@ def served_metrics(
     bias = arrays.get("item_bias")
     exact = _evaluate_numpy(exact_embeddings(arrays, manifest), data, bias, users, "test (served exact)")
     spec = get_spec(manifest.method)
+    if "pq_codes" in arrays and not spec.compressed:  # the product-quantized vectors are what compressed mode serves
+        decoded = pq_embeddings(arrays["pq_codes"], arrays["pq_codebooks"])
+        return {
+            "compressed": SplitMetrics(test=_evaluate_numpy(decoded, data, bias, users, "test (served compressed)")),
+            "exact": SplitMetrics(test=exact),
+        }
     if spec.exact_only:  # hash, qr: the service serves exactly in both modes
         return {"compressed": SplitMetrics(test=exact), "exact": SplitMetrics(test=exact)}
     if not spec.compressed:  # compressed mode scores the stored dense table (float16 when stored so)
@@ -261,6 +289,8 @@ def served_metrics(
     compressed = compressed_embeddings(
         arrays["S_c_idx_served"], as_float32(arrays["S_c_w_served"]), as_float32(arrays["H_meta"])
     )
+    if "pq_codes" in arrays:  # the sparse form plus the quantized residual
+        compressed += pq_embeddings(arrays["pq_codes"], arrays["pq_codebooks"])
     return {
         "compressed": SplitMetrics(test=_evaluate_numpy(compressed, data, bias, users, "test (served compressed)")),
         "exact": SplitMetrics(test=exact),

@@ -42,6 +42,8 @@ async def get_footprint(model: ModelDep) -> FootprintResponse:
         embedding_bytes=fp.embedding_bytes,
         compressed_serving_bytes=fp.compressed_serving_bytes,
         served_terms=fp.served_terms,
+        served_form=fp.served_form,
+        pq_subspaces=fp.pq_subspaces,
         params_paper=fp.params_paper,
         e_r_nnz=fp.e_r_nnz,
         full_table_params=fp.full_table_params,

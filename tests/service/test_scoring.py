@@ -296,3 +296,43 @@ def test_float16_memory_is_reported(artifact_root: Path) -> None:
             assert derived["H_meta_float32"] == 20 * 16 * 4
         else:  # a float16 dense table is never copied
             assert "H_meta_float32" not in derived and "exact_H_full" not in derived
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the product-quantized serving form (pq_codes, pq_codebooks): compressed mode scores from it, for any method
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["ud", "legcf", "hash"])
+def test_pq_form_scores_are_the_decoded_dot_products(artifact_root: Path, method: str) -> None:
+    from contract.reconstruct import compressed_embeddings, pq_embeddings
+    from tests.fixtures import with_pq
+
+    arrays = with_pq(make_arrays(method, n_users=12, n_items=40, d=8, seed=3), subspaces=4, centroids=16, seed=4)
+    rec = Recommender(_load(artifact_root, method, arrays=arrays), "compressed")
+    decoded = pq_embeddings(arrays["pq_codes"], arrays["pq_codebooks"])
+    if method == "legcf":  # the codes quantize the sparse form's residual: the two parts add up
+        assert rec.scoring == "compressed+pq"
+        decoded += compressed_embeddings(arrays["S_c_idx_served"], arrays["S_c_w_served"], arrays["H_meta"])
+    else:
+        assert rec.scoring == "pq"
+    users, items = decoded[:12], decoded[12:]
+    np.testing.assert_allclose(rec.user_scores([0, 5, 11]), users[[0, 5, 11]] @ items.T, rtol=1e-5, atol=1e-5)
+    idx, _ = rec.recommend(5, 40, exclude_seen=False)
+    assert idx.tolist() == np.argsort(-(users[5] @ items.T), kind="stable").tolist()
+    cosine = (items @ items[3]) / (np.linalg.norm(items, axis=1) * np.linalg.norm(items[3]) + 1e-12)
+    cosine[3] = -np.inf
+    assert rec.similar_items(3, 5)[0].tolist() == np.argsort(-cosine, kind="stable")[:5].tolist()
+    assert "item_codes_csr" in rec.memory_bytes()
+    assert ("item_assignments_csr" in rec.memory_bytes()) == (method == "legcf")
+    exact = Recommender(_load(artifact_root / "x", method, arrays=arrays), "exact")  # exact mode ignores the form
+    assert exact.scoring == "dense"
+
+
+def test_pq_form_with_float16_codebooks(artifact_root: Path) -> None:
+    from tests.fixtures import with_pq
+
+    arrays = with_pq(make_arrays("legcf", n_users=5, n_items=30, d=8), subspaces=2, centroids=16)
+    wide = Recommender(_load(artifact_root, "legcf", arrays=dict(arrays)), "compressed")
+    arrays["pq_codebooks"] = arrays["pq_codebooks"].astype(np.float16)
+    small = Recommender(_load(artifact_root / "h", "legcf", arrays=arrays), "compressed")
+    np.testing.assert_allclose(small.user_scores([1, 2]), wide.user_scores([1, 2]), rtol=2e-2, atol=2e-2)
+    assert small.memory_bytes()["pq_codebooks_float32"] == 2 * 16 * 4 * 4
