@@ -25,7 +25,7 @@ allocates nothing proportional to the catalogue beyond its score vector.  uint16
 * ``compressed`` with a product-quantized part (``TrainConfig.pq_subspaces``): each entity also has M uint8 codes;
   a query builds an (M·K,) lookup table and an item's score gains the sum of its M entries
   (:class:`ProductQuantizedScorer`, on top of the sparse form for legcf/c2f, alone for ud, hash and qr):
-  O(n_items·M) more per user, the items' codes (as a CSR one-hot, n_items·M·8 bytes) touched.
+  O(n_items·M) more per user, the items' codes (a subspace-major uint8 copy, n_items·M bytes) touched.
 
 Each is a scorer (:class:`CompressedScorer`, :class:`DenseScorer`, :class:`ProductQuantizedScorer`) chosen once at
 load by :func:`make_scorer`; :class:`Recommender` adds id maps, masks and top-n on top of whichever it got.
@@ -39,7 +39,6 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol, get_args
 
 import numpy as np
-import scipy.sparse as sp
 
 from contract.artifact import Artifact, ArtifactError
 from contract.dtypes import as_float32
@@ -210,10 +209,12 @@ class ProductQuantizedScorer:
     trainer/quantize.py), added to a sparse form's (``base``, legcf/c2f) or alone (methods without one).
 
     ``codes: (N, M)`` uint8, ``codebooks: (M, K, w)`` with M·w = d. For a query v the score of item i is
-    Σ_m codebooks[m, codes[i, m]]·v_m (v_m: v's m-th block of w values): a (M·K,) lookup table per query, then a
-    gather of M values per item, run as a CSR product of the items' one-hot codes (n_items × M·K, M ones a row)
-    with the table. O(M·K·w + n_items·M) per query on top of the base's. Alone, the vectors are in the
-    quantizer's rotated basis, which leaves every dot product and norm as it was."""
+    Σ_m codebooks[m, codes[i, m]]·v_m (v_m: v's m-th block of w values): an (M, K) lookup table per query, then
+    one gather of n_items values per subspace from the items' codes, held subspace-major as uint8 (n_items·M bytes:
+    what is stored). O(M·K·w + n_items·M) per query on top of the base's. Not a CSR product of one-hot codes (as
+    the sparse form runs): that would hold 8 bytes per code, 8× the stored codes, where this form's point is
+    memory. Alone, the vectors are in the quantizer's rotated basis, which leaves every dot product and norm as it
+    was."""
 
     def __init__(
         self, codes: np.ndarray, codebooks: np.ndarray, n_users: int, base: CompressedScorer | None = None
@@ -224,13 +225,9 @@ class ProductQuantizedScorer:
         self._n_users = n_users
         self._books = as_float32(codebooks)  # (M, K, w): M·K·w = K·d values, upcast once
         self._books_upcast = codebooks.dtype != np.float32
-        M, K, _ = codebooks.shape
-        items = np.asarray(codes[n_users:], dtype=np.int32) + np.arange(M, dtype=np.int32) * K
-        n_items = items.shape[0]
-        indptr = np.arange(0, (n_items + 1) * M, M, dtype=np.int32)
-        self._items_onehot = sp.csr_matrix(
-            (np.ones(n_items * M, dtype=np.float32), items.ravel(), indptr), shape=(n_items, M * K)
-        )
+        M = codebooks.shape[0]
+        self._item_codes = np.ascontiguousarray(codes[n_users:].T)  # (M, n_items) uint8: one gather per subspace
+        n_items = self._item_codes.shape[1]
         self.item_norms = np.empty(n_items, dtype=np.float32)
         step = max(1, _CHUNK_ELEMENTS // max(1, M * codebooks.shape[2]))
         for start in range(0, n_items, step):
@@ -250,18 +247,19 @@ class ProductQuantizedScorer:
         return self._vectors(np.asarray(item_indices) + self._n_users, base)
 
     def scores_for_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        M, K, w = self._books.shape
+        M, _, w = self._books.shape
         blocks = vectors.reshape(vectors.shape[0], M, w).astype(np.float32, copy=False)
-        table = np.einsum("mkw,bmw->mkb", self._books, blocks).reshape(M * K, -1)  # (M·K, B) lookup
-        scores = np.ascontiguousarray(np.asarray(self._items_onehot @ table, dtype=np.float32).T)
+        table = np.einsum("mkw,bmw->mbk", self._books, blocks)  # (M, B, K): each block against its centroids
+        scores = np.take(table[0], self._item_codes[0], axis=1)  # (B, n_items)
+        for m in range(1, M):  # over subspaces (M ≤ d), each a vectorised gather over all items
+            scores += np.take(table[m], self._item_codes[m], axis=1)
         if self._base is not None:
             scores += self._base.scores_for_vectors(vectors)
         return scores
 
     def memory_bytes(self) -> dict[str, int]:
-        S = self._items_onehot
         out = {**(self._base.memory_bytes() if self._base is not None else {})}
-        out["item_codes_csr"] = int(S.data.nbytes + S.indices.nbytes + S.indptr.nbytes)
+        out["item_codes_by_subspace"] = int(self._item_codes.nbytes)
         if self._books_upcast:
             out["pq_codebooks_float32"] = int(self._books.nbytes)
         return out

@@ -99,24 +99,26 @@ def fit_pq(
     store_dtype: str = "float32",
     rotation: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Quantize H (N, d) with ``subspaces`` (M, dividing d) sub-quantizers of 256 centroids in the eigen-allocated
-    rotated basis. The centroids are fitted on a seeded sample of at most ``sample`` rows (all of them when N is
-    smaller); every row is then encoded against the centroids as stored (``store_dtype``, float16 rounding included).
-    Returns (codes (N, M) uint8, codebooks (M, 256, d/M) in ``store_dtype``; unused centroids are zero)."""
+    """Quantize H (N, d) with ``subspaces`` (M, dividing d) sub-quantizers of 256 centroids in the basis
+    ``rotation`` ((d, d) orthogonal; None: the eigen-allocated one; the identity keeps H's own basis, which decoded
+    vectors added to others need). The centroids are fitted on a seeded sample of at most ``sample`` rows (all of
+    them when N is smaller); every row is then encoded against the centroids as stored (``store_dtype``, float16
+    rounding included). Returns (codes (N, M) uint8, codebooks (M, 256, d/M) in ``store_dtype``; unused centroids
+    are zero)."""
     N, d = H.shape
     if subspaces < 1 or d % subspaces:
         raise ValueError(f"pq_subspaces must divide d = {d}; got {subspaces}")
     rng = np.random.default_rng(seed)
+    train = H if sample >= N else H[np.sort(rng.choice(N, size=sample, replace=False))]
     if rotation is None:
-        rotation = eigen_allocated_rotation(H if sample >= N else H[rng.choice(N, sample, replace=False)], subspaces)
+        rotation = eigen_allocated_rotation(train, subspaces)
     width = d // subspaces
-    train_rows = np.arange(N) if sample >= N else np.sort(rng.choice(N, size=sample, replace=False))
     codebooks = np.zeros((subspaces, CENTROIDS, width), dtype=np.dtype(store_dtype))
     codes = np.empty((N, subspaces), dtype=np.uint8)
     for m in range(subspaces):
         block = slice(m * width, (m + 1) * width)
         sub_rotation = rotation[:, block]
-        centroids = store_float(kmeans(H[train_rows] @ sub_rotation, CENTROIDS, iters, rng), store_dtype)
+        centroids = store_float(kmeans(train @ sub_rotation, CENTROIDS, iters, rng), store_dtype)
         codebooks[m, : centroids.shape[0]] = centroids
         centroids = centroids.astype(np.float32)
         for start in range(0, N, 262144):  # encode every row, a block at a time (the rotated block is N × d/M)

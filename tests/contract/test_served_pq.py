@@ -74,3 +74,15 @@ def test_planned_bytes_count_the_form() -> None:
 def test_bad_settings_give_clear_errors(values: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TrainConfig.from_dict(values)
+
+
+def test_post_train_accepts_and_bounds_the_setting() -> None:
+    from pydantic import ValidationError
+
+    from contract.jobspec import TrainParams
+
+    assert TrainParams.model_validate({"pq_subspaces": 8}).pq_subspaces == 8  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError, match=r"pq_subspaces \(3\) must divide dim \(64\)"):
+        TrainParams.model_validate({"pq_subspaces": 3, "dim": 64})
+    with pytest.raises(ValidationError, match="greater than or equal to 0"):
+        TrainParams.model_validate({"pq_subspaces": -2})

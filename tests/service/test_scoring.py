@@ -321,7 +321,7 @@ def test_pq_form_scores_are_the_decoded_dot_products(artifact_root: Path, method
     cosine = (items @ items[3]) / (np.linalg.norm(items, axis=1) * np.linalg.norm(items[3]) + 1e-12)
     cosine[3] = -np.inf
     assert rec.similar_items(3, 5)[0].tolist() == np.argsort(-cosine, kind="stable")[:5].tolist()
-    assert "item_codes_csr" in rec.memory_bytes()
+    assert rec.memory_bytes()["item_codes_by_subspace"] == 40 * 4  # one byte a code: as stored
     assert ("item_assignments_csr" in rec.memory_bytes()) == (method == "legcf")
     exact = Recommender(_load(artifact_root / "x", method, arrays=arrays), "exact")  # exact mode ignores the form
     assert exact.scoring == "dense"
