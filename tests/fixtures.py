@@ -86,12 +86,9 @@ def with_pq(
 ) -> dict[str, np.ndarray]:
     """``arrays`` plus a random product-quantized serving form (pq_codes (N, M) uint8, pq_codebooks (M, K, d/M))
     for its N entities and d (read off user_ids, item_ids and the method's table)."""
-    from contract.methods import get_spec
-
     rng = np.random.default_rng(seed)
     n = len(arrays["user_ids"]) + len(arrays["item_ids"])
-    table = {"H_full", "H_meta", "hash_table", "qr_R"} & set(arrays)
-    d = arrays[sorted(table)[0]].shape[1] if table else get_spec("ud").dims(arrays)["d"]
+    d = arrays[next(name for name in ("H_full", "H_meta", "hash_table", "qr_R") if name in arrays)].shape[1]
     out = dict(arrays)
     out["pq_codes"] = rng.integers(0, centroids, (n, subspaces)).astype(np.uint8)
     out["pq_codebooks"] = rng.standard_normal((subspaces, centroids, d // subspaces)).astype(np.float32)

@@ -169,7 +169,8 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
             sparse = compressed_embeddings(
                 arrays["S_c_idx_served"], as_float32(arrays["S_c_w_served"]), as_float32(arrays["H_meta"])
             )
-            target, rotation = H_full - sparse, np.eye(H_full.shape[1], dtype=np.float32)
+            # the residual in the decoded sparse vectors' own buffer: one (N, d) float32 temporary, not two
+            target, rotation = np.subtract(H_full, sparse, out=sparse), np.eye(H_full.shape[1], dtype=np.float32)
         else:
             target, rotation = H_full, None
         arrays["pq_codes"], arrays["pq_codebooks"] = fit_pq(
