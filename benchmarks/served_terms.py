@@ -85,16 +85,17 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.WARNING)
 
-    if args.dataset is None:
-        users, items, _, _ = planted_communities()
-        data = load_dataset(str(write_lightgcn_dir(Path(tempfile.mkdtemp()) / "planted", users, items)))
-        base: dict[str, Any] = dict(PLANTED)
-    else:
-        data = load_dataset(args.dataset)
-        base = {}
+    base: dict[str, Any] = dict(PLANTED) if args.dataset is None else {}
     for item in args.param:
         key, _, value = item.partition("=")
         base[key] = parse_value(value)
+    # the validation split as training would make it (seed, valid_fraction, valid_from; the protocol presets)
+    split = TrainConfig.from_dict(base)
+    uri = args.dataset
+    if uri is None:
+        users, items, _, _ = planted_communities()
+        uri = str(write_lightgcn_dir(Path(tempfile.mkdtemp()) / "planted", users, items))
+    data = load_dataset(uri, seed=split.seed, valid_fraction=split.valid_fraction, valid_from=split.valid_from)
     print(f"data: {data.n_users} users, {data.n_items} items; config: {base}")
     print(
         "| method | served terms | pq codes | store dtype | trained R@20 | served R@20 | served / trained "
