@@ -159,8 +159,9 @@ def compressed_embeddings(
 def pq_embeddings(codes: np.ndarray, codebooks: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
     """Product-quantized vectors: row r is the concatenation over subspaces m of codebooks[m, codes[r, m]].
 
-    codes (N, M) uint8, codebooks (M, K, d/M) -> (len(rows), d) float32, in the quantizer's rotated basis (dot
-    products and norms as in the original one; see trainer/quantize.py)."""
+    codes (N, M) uint8, codebooks (M, K, d/M) -> (len(rows), d) float32, in the basis the codes were fitted in
+    (trainer/quantize.py: the original one for a sparse form's residual, else a rotation of it that keeps dot
+    products and norms)."""
     if rows is not None:
         codes = codes[rows]
     M, _, width = codebooks.shape
