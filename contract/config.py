@@ -160,7 +160,8 @@ class TrainConfig:
     # a product-quantized part of the served vectors (trainer/quantize.py): pq_subspaces uint8 codes an entity
     # (bytes per entity) plus pq_subspaces × 256 × d/pq_subspaces codebook values; 0: none. Methods with the sparse
     # form above quantize what it leaves (the residual H_full − S·H_meta); the others (ud, hash, qr) their whole
-    # propagated vectors, which gives them a compressed serving mode (BENCHMARKS.md, "Product-quantized serving on Gowalla")
+    # propagated vectors, which gives them a compressed serving mode (BENCHMARKS.md, "Product-quantized serving on
+    # Gowalla")
     pq_subspaces: int = 0
     # stored type of the embedding arrays (weights, codebooks, tables): float16 halves them and is computed in
     # float32 everywhere; indices are always stored in the smallest unsigned type that holds their bound
