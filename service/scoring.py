@@ -166,7 +166,10 @@ class CompressedScorer:
 
     kind = "compressed"
 
-    def __init__(self, S_idx: np.ndarray, S_w: np.ndarray, H_meta: np.ndarray, n_users: int) -> None:
+    def __init__(
+        self, S_idx: np.ndarray, S_w: np.ndarray, H_meta: np.ndarray, n_users: int, *, item_norms: bool = True
+    ) -> None:
+        """``item_norms=False``: skip the items' norms (a scorer that adds to these vectors computes its own)."""
         # A float16 codebook is upcast once (m_c × d: small, and every request multiplies with all of it).
         self._H_meta_upcast = H_meta.dtype != np.float32
         self._S_idx, self._S_w, self._H_meta = S_idx, S_w, as_float32(H_meta)
@@ -175,7 +178,7 @@ class CompressedScorer:
         # The items' rows of S^c as CSR (n_items × m_c, t_c entries a row): S_items @ q is exactly the gather
         # Σ_j w[i, j]·q[idx[i, j]], done in C.  Same size as the items' S_c_idx/S_c_w_served rows.
         self._items_S = assignment_matrix(S_idx[n_users:], S_w[n_users:], H_meta.shape[0])
-        self.item_norms = self._compressed_item_norms()
+        self.item_norms = self._compressed_item_norms() if item_norms else np.empty(0, dtype=np.float32)
 
     def _compressed_item_norms(self) -> np.ndarray:
         norms = np.empty(self._n_items, dtype=np.float32)
@@ -274,7 +277,8 @@ def make_scorer(artifact: Artifact, mode: ServingMode) -> Scorer:
     if mode == "compressed" and "pq_codes" in a:  # the product-quantized part, alone or on the sparse form
         base = None
         if artifact.spec.compressed:
-            base = CompressedScorer(a["S_c_idx_served"], a["S_c_w_served"], a["H_meta"], artifact.n_users)
+            served = (a["S_c_idx_served"], a["S_c_w_served"], a["H_meta"])
+            base = CompressedScorer(*served, artifact.n_users, item_norms=False)  # norms are of the summed vectors
         return ProductQuantizedScorer(a["pq_codes"], a["pq_codebooks"], artifact.n_users, base)
     if mode == "exact" or artifact.spec.exact_only:  # hash, qr: no compressed form and no stored (N, d) table
         manifest = artifact.manifest
