@@ -35,7 +35,7 @@ Item/user indices are 0-based within their kind (items 0..n_items-1), as in the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, get_args
 
 import numpy as np
@@ -53,6 +53,17 @@ _CHUNK_ELEMENTS = 1 << 22  # temporaries of at most ~16 MB float32
 
 
 _GROUP_SIZE = 64  # top_n's prefilter: entries per group
+
+
+def _item_norms(item_embeddings: Callable[[np.ndarray], np.ndarray], n_items: int, row_values: int) -> np.ndarray:
+    """(n_items,) float32 norms of ``item_embeddings(rows)``, a block of rows at a time (``row_values``: what one
+    row's reconstruction gathers), so the temporaries stay within ~16 MB."""
+    norms = np.empty(n_items, dtype=np.float32)
+    step = max(1, _CHUNK_ELEMENTS // max(1, row_values))
+    for start in range(0, n_items, step):
+        rows = np.arange(start, min(n_items, start + step))
+        norms[start : start + len(rows)] = np.linalg.norm(item_embeddings(rows), axis=1)
+    return norms
 
 
 def _prefilter(scores: np.ndarray, n: int) -> np.ndarray | None:
@@ -178,16 +189,10 @@ class CompressedScorer:
         # The items' rows of S^c as CSR (n_items × m_c, t_c entries a row): S_items @ q is exactly the gather
         # Σ_j w[i, j]·q[idx[i, j]], done in C.  Same size as the items' S_c_idx/S_c_w_served rows.
         self._items_S = assignment_matrix(S_idx[n_users:], S_w[n_users:], H_meta.shape[0])
-        self.item_norms = self._compressed_item_norms() if item_norms else np.empty(0, dtype=np.float32)
-
-    def _compressed_item_norms(self) -> np.ndarray:
-        norms = np.empty(self._n_items, dtype=np.float32)
-        step = max(1, _CHUNK_ELEMENTS // max(1, self._H_meta.shape[1] * self._S_idx.shape[1]))
-        for start in range(0, self._n_items, step):
-            rows = np.arange(self._n_users + start, self._n_users + min(self._n_items, start + step))
-            emb = compressed_embeddings(self._S_idx, self._S_w, self._H_meta, rows)
-            norms[start : start + len(rows)] = np.linalg.norm(emb, axis=1)
-        return norms
+        row_values = self._H_meta.shape[1] * S_idx.shape[1]
+        self.item_norms = (
+            _item_norms(self.item_embeddings, self._n_items, row_values) if item_norms else np.empty(0, np.float32)
+        )
 
     def user_embeddings(self, user_indices: np.ndarray) -> np.ndarray:
         return compressed_embeddings(self._S_idx, self._S_w, self._H_meta, user_indices)
@@ -228,14 +233,9 @@ class ProductQuantizedScorer:
         self._n_users = n_users
         self._books = as_float32(codebooks)  # (M, K, w): M·K·w = K·d values, upcast once
         self._books_upcast = codebooks.dtype != np.float32
-        M = codebooks.shape[0]
         self._item_codes = np.ascontiguousarray(codes[n_users:].T)  # (M, n_items) uint8: one gather per subspace
-        n_items = self._item_codes.shape[1]
-        self.item_norms = np.empty(n_items, dtype=np.float32)
-        step = max(1, _CHUNK_ELEMENTS // max(1, M * codebooks.shape[2]))
-        for start in range(0, n_items, step):
-            rows = np.arange(start, min(n_items, start + step))
-            self.item_norms[start : start + len(rows)] = np.linalg.norm(self.item_embeddings(rows), axis=1)
+        row_values = codes.shape[1] * self._books.shape[2]  # M·w = d values a decoded row
+        self.item_norms = _item_norms(self.item_embeddings, self._item_codes.shape[1], row_values)
 
     def _vectors(self, rows: np.ndarray, base: np.ndarray | None) -> np.ndarray:
         decoded = pq_embeddings(self._codes, self._books, rows)

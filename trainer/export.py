@@ -166,9 +166,7 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
     config = trained.config
     if config.pq_subspaces:
         if get_spec(config.method).compressed:
-            sparse = compressed_embeddings(
-                arrays["S_c_idx_served"], as_float32(arrays["S_c_w_served"]), as_float32(arrays["H_meta"])
-            )
+            sparse = _sparse_served(arrays)
             # the residual in the decoded sparse vectors' own buffer: one (N, d) float32 temporary, not two
             target, rotation = np.subtract(H_full, sparse, out=sparse), np.eye(H_full.shape[1], dtype=np.float32)
         else:
@@ -265,6 +263,27 @@ def _evaluate_numpy(
     )
 
 
+def _sparse_served(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """(N, d) float32 vectors of the sparse serving form as stored: Σ_j w_j·H_meta[idx_j]."""
+    return compressed_embeddings(
+        arrays["S_c_idx_served"], as_float32(arrays["S_c_w_served"]), as_float32(arrays["H_meta"])
+    )
+
+
+def compressed_vectors(arrays: Mapping[str, np.ndarray], method: str) -> np.ndarray | None:
+    """(N, d) float32 vectors compressed mode serves, as the service's scorers read them: the sparse form plus the
+    decoded codes when present (legcf, c2f), the codes alone (others with codes), the stored table (ud);
+    None where compressed mode serves exactly (hash, qr without codes)."""
+    spec = get_spec(method)
+    codes = pq_embeddings(arrays["pq_codes"], arrays["pq_codebooks"]) if "pq_codes" in arrays else None
+    if spec.compressed:
+        sparse = _sparse_served(arrays)
+        return sparse if codes is None else np.add(sparse, codes, out=sparse)
+    if codes is not None:
+        return codes
+    return None if spec.exact_only else as_float32(arrays[spec.table])
+
+
 def served_metrics(
     arrays: Mapping[str, np.ndarray],
     manifest: Manifest,
@@ -275,27 +294,9 @@ def served_metrics(
     trained figures' test sample, so that all three are paired on the same users; None: every test user)."""
     bias = arrays.get("item_bias")
     exact = _evaluate_numpy(exact_embeddings(arrays, manifest), data, bias, users, "test (served exact)")
-    spec = get_spec(manifest.method)
-    if "pq_codes" in arrays and not spec.compressed:  # the product-quantized vectors are what compressed mode serves
-        decoded = pq_embeddings(arrays["pq_codes"], arrays["pq_codebooks"])
-        return {
-            "compressed": SplitMetrics(test=_evaluate_numpy(decoded, data, bias, users, "test (served compressed)")),
-            "exact": SplitMetrics(test=exact),
-        }
-    if spec.exact_only:  # hash, qr: the service serves exactly in both modes
-        return {"compressed": SplitMetrics(test=exact), "exact": SplitMetrics(test=exact)}
-    if not spec.compressed:  # compressed mode scores the stored dense table (float16 when stored so)
-        stored = _evaluate_numpy(as_float32(arrays[spec.table]), data, bias, users, "test (served compressed)")
-        return {"compressed": SplitMetrics(test=stored), "exact": SplitMetrics(test=exact)}
-    compressed = compressed_embeddings(
-        arrays["S_c_idx_served"], as_float32(arrays["S_c_w_served"]), as_float32(arrays["H_meta"])
-    )
-    if "pq_codes" in arrays:  # the sparse form plus the quantized residual
-        compressed += pq_embeddings(arrays["pq_codes"], arrays["pq_codebooks"])
-    return {
-        "compressed": SplitMetrics(test=_evaluate_numpy(compressed, data, bias, users, "test (served compressed)")),
-        "exact": SplitMetrics(test=exact),
-    }
+    vectors = compressed_vectors(arrays, manifest.method)
+    compressed = exact if vectors is None else _evaluate_numpy(vectors, data, bias, users, "test (served compressed)")
+    return {"compressed": SplitMetrics(test=compressed), "exact": SplitMetrics(test=exact)}
 
 
 def plot_curve(history: list[dict[str, Any]]) -> bytes:
