@@ -3,6 +3,7 @@
     python benchmarks/budget.py --out /tmp/budget                                   # Gowalla, the full grid
     python benchmarks/budget.py --dataset DIR --budgets 2,5 --methods ud,hash --out /tmp/b   # a subset
     python benchmarks/budget.py --render /tmp/budget/results/*.json --png budget.png  # table + Pareto plot again
+    python benchmarks/budget.py --counts served --methods ud+pq,legcf --out /tmp/served   # what serving holds
 
 For each budget (percent of the float32 full table N·d·4 at d = 128) and each method, one run (three at the budget
 of ``--seeds-at``, default 2%) of the same ``train_and_publish`` that ``c2f train --budget`` runs, each in its own
@@ -13,6 +14,11 @@ Each point: x = the published embedding bytes (what the service holds to score, 
 ``budget.achieved_bytes``), y = served Recall@20 and NDCG@20 in the compressed serving mode (test.txt, full ranking).
 The table marks the Pareto-optimal points (no other point has fewer bytes and a higher served R@20); the PNG plots
 them on a log byte axis with the full table's R@20 (``--ceiling``, or a ``ud`` run at 100%) as the ceiling.
+
+``--counts served`` sizes every point by what compressed serving holds instead (``TrainConfig.budget_counts``:
+the served form, hash/qr's rebuilt float32 table; not exact mode's layer-0 arrays, which the service frees), and
+the method ``ud+pq`` (or ``hash+pq``, ``qr+pq``) is that method served from product-quantized codes, the budget
+choosing their number. Points counted differently get separate Pareto fronts.
 """
 
 from __future__ import annotations
@@ -40,14 +46,24 @@ SEEDS = (2024, 2025, 2026)
 BASE: dict[str, Any] = {"dim": 128, "store_dtype": "float16"}
 
 
-def run_one(method: str, budget: float, seed: int, dataset: str, out: str, extra: dict[str, Any], path: str) -> None:
-    """Train one (method, budget, seed) point in this process and write its figures as JSON."""
+def method_values(label: str) -> dict[str, Any]:
+    """TrainConfig values of a method label: ``ud`` -> ud; ``ud+pq`` -> ud served from product-quantized codes (a
+    served budget sets their number; 8 divides d = 128 and only marks the form)."""
+    method, _, form = label.partition("+")
+    if form not in ("", "pq"):
+        raise SystemExit(f"unknown served form {form!r} in {label!r} (expected METHOD or METHOD+pq)")
+    return {"method": method, **({"pq_subspaces": 8} if form else {})}
+
+
+def run_one(label: str, budget: float, seed: int, dataset: str, out: str, extra: dict[str, Any], path: str) -> None:
+    """Train one (method label, budget, seed) point in this process and write its figures as JSON."""
     from contract.budget import BudgetError
     from contract.config import TrainConfig
     from trainer.pipeline import train_and_publish
 
-    values = {**BASE, **extra, "method": method, "budget": budget, "seed": seed}
-    result: dict[str, Any] = {"method": method, "budget": budget, "seed": seed, "config": values}
+    values = {**BASE, **extra, **method_values(label), "budget": budget, "seed": seed}
+    counts = values.get("budget_counts", "stored")
+    result: dict[str, Any] = {"method": label, "budget": budget, "seed": seed, "counts": counts, "config": values}
     start = time.perf_counter()
     try:
         published = train_and_publish(dataset, TrainConfig.from_dict(values), out)
@@ -63,6 +79,8 @@ def run_one(method: str, budget: float, seed: int, dataset: str, out: str, extra
             sizes=report.get("sizes", {}),
             budget_bytes=report.get("budget_bytes"),
             bytes=report.get("achieved_bytes") or manifest["footprint"]["embedding_bytes"],
+            embedding_bytes=manifest["footprint"]["embedding_bytes"],
+            serving_memory_bytes=manifest["footprint"].get("serving_memory_bytes"),
             full_table_bytes=report.get("full_table_bytes"),
             trained=manifest["metrics"]["trained"]["test"],
             served=manifest["metrics"]["served"]["compressed"]["test"],
@@ -92,32 +110,39 @@ def _cell(runs: list[dict[str, Any]], where: str, key: str) -> str:
     return mean_std([float(r[where][key]) for r in runs])
 
 
+def _counts(result: dict[str, Any]) -> str:
+    """What a point's bytes count: "stored" (every stored embedding array) or "served" (what serving holds)."""
+    return str(result.get("counts", "stored"))
+
+
 def table(results: list[dict[str, Any]]) -> str:
     """One row per (budget, method): served figures mean ± std over seeds, bytes, Pareto mark."""
     groups: dict[tuple[float, str], list[dict[str, Any]]] = {}
     for r in results:
         groups.setdefault((float(r["budget"]), r["method"]), []).append(r)
     keys = sorted(groups, key=lambda k: (k[0], METHODS.index(k[1]) if k[1] in METHODS else 99, k[1]))
-    fitted = [k for k in keys if groups[k][0].get("fits")]
-    points = [(float(groups[k][0]["bytes"]), _mean(groups[k], "served", "recall@20")) for k in fitted]
-    front = {fitted[i] for i in pareto(points)}
+    front = set()
+    for counts in {_counts(runs[0]) for runs in groups.values()}:  # one front per way of counting bytes
+        fitted = [k for k in keys if groups[k][0].get("fits") and _counts(groups[k][0]) == counts]
+        points = [(float(groups[k][0]["bytes"]), _mean(groups[k], "served", "recall@20")) for k in fitted]
+        front |= {fitted[i] for i in pareto(points)}
     lines = [
-        "| budget | method | seeds | sizes | embedding bytes | % of full table | served R@20 | served N@20 "
+        "| budget | method | seeds | sizes | bytes counted | bytes | % of full table | served R@20 | served N@20 "
         "| trained R@20 | Pareto | s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in keys:
         runs = sorted(groups[key], key=lambda r: r["seed"])
         budget, method = key
         seeds = ",".join(str(r["seed"]) for r in runs)
         if not runs[0].get("fits"):
-            lines.append(f"| {budget:g}% | {method} | {seeds} | does not fit | | | | | | | |")
+            lines.append(f"| {budget:g}% | {method} | {seeds} | does not fit | {_counts(runs[0])} | | | | | | | |")
             continue
         first = runs[0]
         sizes = ", ".join(f"{k}={v}" for k, v in first.get("sizes", {}).items())
         share = 100.0 * first["bytes"] / first["full_table_bytes"] if first.get("full_table_bytes") else float("nan")
         lines.append(
-            f"| {budget:g}% | {method} | {seeds} | {sizes} | {first['bytes']:,} | {share:.2f}% | "
+            f"| {budget:g}% | {method} | {seeds} | {sizes} | {_counts(first)} | {first['bytes']:,} | {share:.2f}% | "
             f"{_cell(runs, 'served', 'recall@20')} | {_cell(runs, 'served', 'ndcg@20')} | "
             f"{_cell(runs, 'trained', 'recall@20')} | {'yes' if key in front else ''} | "
             f"{np.mean([r['wall_seconds'] for r in runs]):.0f} |"
@@ -134,17 +159,24 @@ def plot(results: list[dict[str, Any]], png: str, ceiling: float | None) -> None
 
     fitted = [r for r in results if r.get("fits")]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method in sorted({r["method"] for r in fitted}, key=lambda m: METHODS.index(m) if m in METHODS else 99):
-        mine = [r for r in fitted if r["method"] == method]
-        ax.scatter([r["bytes"] for r in mine], [r["served"]["recall@20"] for r in mine], label=method, s=24)
-    points = [(float(r["bytes"]), float(r["served"]["recall@20"])) for r in fitted]
-    front = sorted((points[i] for i in pareto(points)), key=lambda p: p[0])
-    if front:
-        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="grey", lw=1, label="Pareto front")
+    series = sorted(
+        {(r["method"], _counts(r)) for r in fitted},
+        key=lambda k: (k[1], METHODS.index(k[0]) if k[0] in METHODS else 99, k[0]),
+    )
+    for method, counts in series:
+        mine = [r for r in fitted if r["method"] == method and _counts(r) == counts]
+        label = method if counts == "stored" else f"{method} (served bytes)"
+        ax.scatter([r["bytes"] for r in mine], [r["served"]["recall@20"] for r in mine], label=label, s=24)
+    for counts, style in (("stored", "-"), ("served", ":")):  # one front per way of counting bytes
+        points = [(float(r["bytes"]), float(r["served"]["recall@20"])) for r in fitted if _counts(r) == counts]
+        front = sorted((points[i] for i in pareto(points)), key=lambda p: p[0])
+        if front:
+            xs, ys = [p[0] for p in front], [p[1] for p in front]
+            ax.step(xs, ys, where="post", color="grey", ls=style, lw=1, label=f"Pareto front ({counts} bytes)")
     if ceiling is not None:
         ax.axhline(ceiling, color="black", ls="--", lw=1, label=f"full table R@20 {ceiling:.4f}")
     ax.set_xscale("log")
-    ax.set_xlabel("served embedding bytes (stored dtypes)")
+    ax.set_xlabel("embedding bytes at stored dtypes (stored arrays, or what serving holds)")
     ax.set_ylabel("served Recall@20 (compressed mode)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
@@ -161,6 +193,9 @@ def main() -> None:
     parser.add_argument("--seeds-at", default="2", help="budgets (percent) that run all three seeds")
     parser.add_argument("--max-epochs", type=int, default=300, help="cap per phase (early stopping decides below)")
     parser.add_argument("--param", action="append", default=[], help="extra TrainConfig key=JSON for every run")
+    parser.add_argument(
+        "--counts", choices=("stored", "served"), default="stored", help="what a budget counts (budget_counts)"
+    )
     parser.add_argument("--out", help="artifact root; results go to OUT/results")
     parser.add_argument("--render", nargs="+", help="only build the table (and --png) from these result files")
     parser.add_argument("--png", help="write the Pareto plot here")
@@ -171,6 +206,7 @@ def main() -> None:
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     extra = {k: json.loads(v) for k, _, v in (p.partition("=") for p in args.param)}
+    extra["budget_counts"] = args.counts
     if args.run:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         extra["epochs"] = args.max_epochs
@@ -188,12 +224,14 @@ def main() -> None:
         for budget in (float(b) for b in args.budgets.split(",")):
             for method in args.methods.split(","):
                 for seed in SEEDS if budget in all_seeds else SEEDS[:1]:
-                    path = results_dir / f"{method}-{budget:g}pct-seed{seed}.json"
+                    suffix = "-served" if args.counts == "served" else ""
+                    path = results_dir / f"{method}-{budget:g}pct-seed{seed}{suffix}.json"
                     command = [sys.executable, __file__, "--run", method, "--budget", str(budget)]
                     command += ["--seed", str(seed), "--result", str(path), "--dataset", args.dataset]
                     command += ["--out", args.out, "--max-epochs", str(args.max_epochs)]
                     for p in args.param:
                         command += ["--param", p]
+                    command += ["--counts", args.counts]
                     print(f"== {method} at {budget:g}% seed {seed} -> {path}", flush=True)
                     subprocess.run(command, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
                     results.append(json.loads(path.read_text()))

@@ -125,7 +125,8 @@ def train(
     if report is not None:
         typer.echo(
             f"budget: {report.budget_bytes} bytes -> {report.knob}={report.value}, "
-            f"embedding bytes {report.achieved_bytes} (next size up: {report.next_planned_bytes})"
+            f"{'served' if report.counts == 'served' else 'embedding'} bytes {report.achieved_bytes} "
+            f"(next size up: {report.next_planned_bytes})"
         )
 
 

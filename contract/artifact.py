@@ -25,9 +25,10 @@ import re
 import secrets
 import shutil
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -89,14 +90,22 @@ class Artifact:
     def n_entities(self) -> int:
         return self.n_users + self.n_items
 
-    @property
+    @cached_property
     def d(self) -> int:
         return int(self.arrays[self.spec.table].shape[1])
 
-    @property
+    @cached_property
     def footprint(self) -> Footprint:
-        """The footprint recomputed from the arrays as loaded (see :func:`contract.footprint.footprint`)."""
+        """The footprint computed from the arrays as loaded (see :func:`contract.footprint.footprint`)."""
         return footprint(self.arrays, self.method)
+
+    def holding(self, names: Collection[str]) -> Artifact:
+        """This version holding only the arrays in ``names``: what a server keeps once its scorer holds its own
+        references, so arrays no serving mode reads (ud's layer-0 E, legcf's trained S^c and E^c, a full table
+        served from codes) are freed. ``d`` and ``footprint`` stay those of every array as loaded."""
+        held = Artifact(self.path, self.manifest, {n: a for n, a in self.arrays.items() if n in names})
+        held.__dict__.update(d=self.d, footprint=self.footprint)  # cached_property's own cache
+        return held
 
 
 def required_arrays(method: str) -> dict[str, tuple[str, int | None, tuple[str | None, ...]]]:

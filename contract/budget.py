@@ -8,6 +8,12 @@ itemsizes, the same grouping the published footprint uses. Each method names the
 ``budget_knob``: ud d, legcf m_c, c2f m_c with m_r in the configured ratio, hash B, qr m); bytes never decrease
 with it, so a binary search finds the largest value that fits.
 
+``TrainConfig.budget_counts="served"`` counts instead what compressed serving holds to score
+(:attr:`contract.manifest.Footprint.serving_memory_bytes`, planned by
+:func:`contract.footprint.planned_serving_bytes`): the served form, not exact mode's layer-0 arrays, which the
+service frees. legcf and c2f keep their knob; ud, hash and qr are sized by d, or by their number of
+product-quantized codes when ``pq_subspaces`` > 0 (their compressed form is then the codes alone).
+
 Pure functions over a TrainConfig and the entity counts; used by the trainer (sizing after the data is loaded), by
 the CLI and by ``POST /train`` (:func:`check_possible`: refuse, before the data is known, a budget that no dataset
 could meet).
@@ -18,13 +24,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from contract.config import TrainConfig
-from contract.footprint import human_bytes, planned_embedding_bytes
+from contract.footprint import human_bytes, planned_embedding_bytes, planned_serving_bytes
 from contract.manifest import BudgetReport
-from contract.methods import REGISTRY, get_spec
+from contract.methods import MAX_PLANNED_DIM, REGISTRY, get_spec
 
 LARGEST_PLANNED_N = 2**40
 """Entities of the largest dataset :func:`check_possible` allows for (a percentage is easiest to meet there)."""
@@ -77,17 +84,48 @@ def budget_bytes_for(config: TrainConfig, n_entities: int) -> int | None:
     return None
 
 
+def _counts_served_codes(config: TrainConfig) -> bool:
+    """A served budget on a method whose compressed form is its product-quantized codes alone (ud, hash, qr)."""
+    return config.budget_counts == "served" and not get_spec(config.method).compressed
+
+
+def knob_of(config: TrainConfig) -> str:
+    """The TrainConfig field a budget on ``config`` sets: the method's own knob, except under a served budget for
+    methods without a sparse form, where what serving holds depends only on d (ud's H_full, the (N, d) table hash
+    and qr rebuild) or, with codes, on their number (``pq_subspaces``)."""
+    if _counts_served_codes(config):
+        return "pq_subspaces" if config.pq_subspaces else "dim"
+    return get_spec(config.method).budget_knob
+
+
+def knob_values(config: TrainConfig, n_entities: int) -> Sequence[int]:
+    """The values of :func:`knob_of` worth trying on N entities, increasing; bytes never decrease along them."""
+    if _counts_served_codes(config):
+        if config.pq_subspaces:  # codes must split d evenly
+            return [m for m in range(1, int(config.dim) + 1) if int(config.dim) % m == 0]
+        return range(1, MAX_PLANNED_DIM + 1)
+    low, high = get_spec(config.method).knob_range(config, n_entities)
+    return range(low, high + 1)
+
+
+def sized(config: TrainConfig, value: int) -> dict[str, Any]:
+    """The TrainConfig fields a budget sets for knob value ``value``."""
+    if _counts_served_codes(config):
+        return {knob_of(config): value}
+    return get_spec(config.method).sized(config, value)
+
+
 def bytes_at(config: TrainConfig, value: int, n_users: int, n_items: int) -> int:
-    """Planned embedding bytes of ``config.method`` with its budget knob at ``value``."""
-    spec = get_spec(config.method)
-    sized = dataclasses.replace(config, **spec.sized(config, value))
-    return planned_embedding_bytes(config.method, sized, n_users, n_items)
+    """Planned bytes of ``config.method`` with its budget knob at ``value``: every stored embedding array, or what
+    compressed serving holds (``budget_counts``)."""
+    planned = planned_serving_bytes if config.budget_counts == "served" else planned_embedding_bytes
+    return planned(config.method, dataclasses.replace(config, **sized(config, value)), n_users, n_items)
 
 
 @dataclass(frozen=True)
 class Plan:
     """The sizes a budget chose: ``sizes`` (TrainConfig fields) with the knob at ``value``; ``planned_bytes`` fit
-    ``budget_bytes`` and ``next_planned_bytes`` (value + 1; None at the top of the range) do not."""
+    ``budget_bytes`` and ``next_planned_bytes`` (the next value tried; None at the top of the range) do not."""
 
     method: str
     knob: str
@@ -98,6 +136,7 @@ class Plan:
     budget_bytes: int
     budget_percent: float | None
     full_table_bytes: int
+    counts: str  # TrainConfig.budget_counts
 
     def report(self, achieved_bytes: int | None = None) -> BudgetReport:
         """The manifest's record of this plan and the bytes the published arrays have."""
@@ -111,13 +150,13 @@ class Plan:
             planned_bytes=self.planned_bytes,
             next_planned_bytes=self.next_planned_bytes,
             achieved_bytes=achieved_bytes,
+            counts=self.counts,
         )
 
 
 def smallest_bytes(config: TrainConfig, n_users: int, n_items: int) -> int:
-    """Planned embedding bytes of ``config.method`` at the bottom of its knob's range."""
-    low, _ = get_spec(config.method).knob_range(config, n_users + n_items)
-    return bytes_at(config, low, n_users, n_items)
+    """Planned bytes of ``config.method`` at the bottom of its knob's range."""
+    return bytes_at(config, knob_values(config, n_users + n_items)[0], n_users, n_items)
 
 
 def _describe(config: TrainConfig, budget: int, full: int) -> str:
@@ -144,33 +183,35 @@ def plan(config: TrainConfig, n_users: int, n_items: int) -> Plan | None:
     budget = budget_bytes_for(config, n_users + n_items)
     if budget is None:
         return None
-    spec = get_spec(config.method)
     full = full_table_bytes(config, n_users + n_items)
-    low, high = spec.knob_range(config, n_users + n_items)
-    smallest = bytes_at(config, low, n_users, n_items)
+    values = knob_values(config, n_users + n_items)
+    smallest = bytes_at(config, values[0], n_users, n_items)
+    knob, counted = knob_of(config), "served" if config.budget_counts == "served" else "stored embedding"
     if smallest > budget:
         raise BudgetError(
             f"{_describe(config, budget, full)} is below the smallest {config.method} model on "
-            f"{n_users} users and {n_items} items: {smallest} bytes ({human_bytes(smallest)}) at "
-            f"{spec.budget_knob}={low}, d={config.dim}; {_alternatives(config, budget, n_users, n_items)}"
+            f"{n_users} users and {n_items} items: {smallest} {counted} bytes ({human_bytes(smallest)}) at "
+            f"{knob}={values[0]}, d={config.dim}; {_alternatives(config, budget, n_users, n_items)}"
         )
-    while low < high:  # invariant: bytes_at(low) fits; find the largest value that fits
+    low, high = 0, len(values) - 1
+    while low < high:  # invariant: values[low] fits; find the largest value that fits
         mid = (low + high + 1) // 2
-        if bytes_at(config, mid, n_users, n_items) <= budget:
+        if bytes_at(config, values[mid], n_users, n_items) <= budget:
             low = mid
         else:
             high = mid - 1
-    _, top = spec.knob_range(config, n_users + n_items)
+    value = values[low]
     return Plan(
         method=config.method,
-        knob=spec.budget_knob,
-        value=low,
-        sizes=spec.sized(config, low),
-        planned_bytes=bytes_at(config, low, n_users, n_items),
-        next_planned_bytes=bytes_at(config, low + 1, n_users, n_items) if low < top else None,
+        knob=knob,
+        value=value,
+        sizes=sized(config, value),
+        planned_bytes=bytes_at(config, value, n_users, n_items),
+        next_planned_bytes=bytes_at(config, values[low + 1], n_users, n_items) if low + 1 < len(values) else None,
         budget_bytes=budget,
         budget_percent=config.budget,
         full_table_bytes=full,
+        counts=config.budget_counts,
     )
 
 

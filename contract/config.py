@@ -141,6 +141,12 @@ class TrainConfig:
     # N·d·4 (2.0 = 2%) or a number of bytes, not both
     budget: float | None = None
     budget_bytes: int | None = None
+    # what a budget counts: "stored", every embedding array the artifact stores (exact mode's layer-0 arrays
+    # too: what is shipped); "served", what compressed serving holds to score (Footprint.serving_memory_bytes: the
+    # served form, the (N, d) float32 table hash and qr rebuild at load, item biases). Under "served" a method
+    # without a sparse form and with pq_subspaces > 0 is sized by its number of codes (the largest divisor of dim
+    # that fits), and one without codes by dim
+    budget_counts: Literal["stored", "served"] = "stored"
     # ablations (paper Fig. 4): A random E^r init, B no SparsePCA, C no soft thresholding, D codebook-only S^r
     ablation: Literal["none", "A", "B", "C", "D"] = "none"
     # data and protocol (see PROTOCOLS)
@@ -184,6 +190,8 @@ class TrainConfig:
         percent_bad = self.budget is not None and not self.budget > 0
         if percent_bad or (self.budget_bytes is not None and self.budget_bytes < 1):
             raise ValueError("a memory budget must be positive")
+        if self.budget_counts not in ("stored", "served"):
+            raise ValueError(f"budget_counts must be 'stored' or 'served'; got {self.budget_counts!r}")
         if self.lr_schedule not in ("constant", "linear"):
             raise ValueError(f"lr_schedule must be 'constant' or 'linear'; got {self.lr_schedule!r}")
         if self.store_dtype not in STORE_DTYPES:

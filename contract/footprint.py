@@ -85,6 +85,23 @@ def planned_array_bytes(method: str, config: Any, n_users: int, n_items: int) ->
     return out
 
 
+def serving_memory_bytes(spec: MethodSpec, per_array: Mapping[str, int], n_entities: int, d: int) -> int:
+    """Bytes compressed-mode serving holds to score (:attr:`Footprint.serving_memory_bytes`): the arrays
+    :meth:`MethodSpec.served_arrays` names at their stored dtypes, or the (N, d) float32 table hash and qr rebuild
+    at load, plus item biases. The service frees every other array once its scorer is built
+    (``service/scoring.py``); small float16 codebooks it upcasts (H_meta, pq_codebooks) count as stored."""
+    names = spec.served_arrays(per_array.keys())
+    held = n_entities * d * 4 if names is None else sum(per_array[name] for name in names)
+    return held + per_array.get("item_bias", 0)
+
+
+def planned_serving_bytes(method: str, config: Any, n_users: int, n_items: int) -> int:
+    """:attr:`Footprint.serving_memory_bytes` that training ``config`` would publish (see
+    :func:`planned_array_bytes`)."""
+    per_array = planned_array_bytes(method, config, n_users, n_items)
+    return serving_memory_bytes(get_spec(method), per_array, n_users + n_items, int(config.dim))
+
+
 def planned_embedding_bytes(method: str, config: Any, n_users: int, n_items: int) -> int:
     """:attr:`Footprint.embedding_bytes` that training ``config`` would publish (see :func:`planned_array_bytes`):
     the same grouping as :func:`footprint`, so a plan and the published artifact are counted alike."""
@@ -102,8 +119,9 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
     ``compression_ratio_bytes = full_table_bytes / embedding_bytes`` where ``embedding_bytes`` counts every
     stored embedding array (everything except id maps and the seen-items graph).  ``compressed_serving_bytes``
     is what compressed-mode scoring reads (S_c_idx_served, S_c_w_served, H_meta, and pq_codes, pq_codebooks when
-    present).  Bytes are as stored: a float16 or uint16 array counts 2 bytes an entry (``dtypes`` names each
-    array's type); the full table stays float32.
+    present); ``serving_memory_bytes`` what compressed-mode serving holds, for every method
+    (:func:`serving_memory_bytes`).  Bytes are as stored: a float16 or uint16 array counts 2 bytes an entry
+    (``dtypes`` names each array's type); the full table stays float32.
     """
     spec = get_spec(method)
     dims = spec.dims(arrays)
@@ -137,6 +155,7 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
         full_table_bytes=full_bytes,
         compression_ratio_params=full_params / (params + params_biases) if params else None,
         compression_ratio_bytes=full_bytes / embedding_bytes if embedding_bytes else None,
+        serving_memory_bytes=serving_memory_bytes(spec, per_array, n_entities, d),
         **served_form_extras(spec, arrays, dims),
     )
 

@@ -120,12 +120,16 @@ class Footprint(_Open):
     pq_subspaces: int | None = None
     compressed_serving_bytes: int | None = None
     compression_ratio_serving_bytes: float | None = None
+    # what compressed-mode serving holds to score, every method (contract/footprint.py serving_memory_bytes):
+    # the served form or stored table, hash/qr's rebuilt float32 (N, d) table, item biases; None in old manifests
+    serving_memory_bytes: int | None = None
 
 
 class BudgetReport(_Open):
     """A memory budget a run was sized for (``TrainConfig.budget`` / ``budget_bytes``, see contract/budget.py):
     the budget in bytes, the knob it set and its value, the planned embedding bytes at that value and at the next
-    value up, and the embedding bytes the published arrays actually have (``Footprint.embedding_bytes``)."""
+    value up, and the bytes the published arrays actually have (``Footprint.embedding_bytes``, or
+    ``Footprint.serving_memory_bytes`` when ``counts`` is "served")."""
 
     budget_bytes: int
     budget_percent: float | None = None  # when given as a percentage of full_table_bytes
@@ -136,6 +140,7 @@ class BudgetReport(_Open):
     planned_bytes: int
     next_planned_bytes: int | None = None  # at value + 1 (None: value is the largest size tried)
     achieved_bytes: int | None = None
+    counts: str = "stored"  # TrainConfig.budget_counts: what the bytes count ("stored" or "served")
 
 
 class FileEntry(_Open):

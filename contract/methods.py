@@ -16,7 +16,7 @@ Entity rows are users ``0..n_users-1`` then items ``n_users..N-1`` (N = n_users 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -123,6 +123,7 @@ class MethodSpec:
     compressed: ClassVar[bool]  # True: scorable from S_c_idx_served, S_c_w_served, H_meta without an (N, d) table
     exact_fields: ClassVar[tuple[str, ...]] = ()  # manifest fields exact reconstruction needs besides shape.layers
     has_coarse_stage: ClassVar[bool] = False  # stores E_c and S^c (a c2f run may reuse it: TrainConfig.coarse_from)
+    serving_arrays: ClassVar[tuple[str, ...]] = ()  # the sparse form compressed scoring reads (when ``compressed``)
 
     # ----------------------------------------------------------------------------------------------------------
     def required_arrays(self) -> dict[str, ArraySpec]:
@@ -159,6 +160,17 @@ class MethodSpec:
         if not 1 <= dims["pq_k"] <= 256:
             raise MethodError(f"pq_codebooks has {dims['pq_k']} centroids a subspace; uint8 codes need 1..256")
         check_index_range(arrays, "pq_codes", dims["pq_k"], "pq_k")
+
+    def served_arrays(self, present: Collection[str]) -> tuple[str, ...] | None:
+        """The embedding arrays compressed-mode serving holds to score, for an artifact with the array names
+        ``present``: the product-quantized form (on the sparse form for methods that have one), else the sparse
+        form, else the stored (N, d) table; None when it holds an (N, d) float32 table it rebuilds at load
+        (``exact_only``: hash, qr). Item biases, held by every form, are not listed."""
+        if all(name in present for name in PQ_ARRAYS):
+            return (*(self.serving_arrays if self.compressed else ()), *PQ_ARRAYS)
+        if self.compressed:
+            return self.serving_arrays
+        return None if self.exact_only else (self.table,)
 
     def check_arrays(self, arrays: Mapping[str, np.ndarray], dims: Mapping[str, int]) -> None:
         """Index-range checks beyond names, dtypes and shapes (MethodError on the first problem)."""

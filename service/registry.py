@@ -104,8 +104,11 @@ class ModelRegistry:
             raise ArtifactError(f"manifest model_version {artifact.version!r} does not match directory {version!r}")
         recommender = Recommender(artifact, self.mode)
         recommender.smoke_test()
-        return LoadedModel(
-            artifact=artifact, recommender=recommender, loaded_at=_now(), load_seconds=time.perf_counter() - start
+        return LoadedModel(  # the recommender's artifact: only the arrays serving reads stay referenced
+            artifact=recommender.artifact,
+            recommender=recommender,
+            loaded_at=_now(),
+            load_seconds=time.perf_counter() - start,
         )
 
     def _signature(self, version: str) -> tuple[tuple[str, int, int], ...]:

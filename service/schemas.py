@@ -138,15 +138,20 @@ class FootprintResponse(BaseModel):
     dtypes: dict[str, str] = Field(
         default_factory=dict, description="Each array's stored dtype (float16/uint16 when stored compactly)."
     )
-    total_bytes: int = Field(description="All artifact arrays in memory.")
-    loaded_bytes: int = Field(description="total_bytes + derived.")
+    total_bytes: int = Field(description="All artifact arrays as stored.")
+    loaded_bytes: int = Field(description="= in_memory_bytes.")
     stored_bytes: int = Field(description="Bytes of the artifact's arrays as stored (their dtypes), = total_bytes.")
     in_memory_bytes: int = Field(
-        description="Bytes the served model holds: the stored arrays plus what the scorer derives at load "
-        "(e.g. a float16 codebook upcast to float32), = loaded_bytes."
+        description="Bytes the served model holds: the stored arrays its serving mode reads (the others are freed "
+        "at load) plus what the scorer derives at load (e.g. a float16 codebook upcast to float32)."
     )
     embedding_bytes: int
     compressed_serving_bytes: int | None = None
+    serving_memory_bytes: int | None = Field(
+        None,
+        description="Bytes compressed serving holds to score, every method: the served form or stored table (the "
+        "float32 (N, d) table hash and qr rebuild), item biases; arrays only exact mode reads are freed at load.",
+    )
     served_terms: int | None = Field(None, description="(index, weight) terms per entity of the compressed form.")
     served_form: str | None = Field(
         None, description="'sparse' (served_terms terms), 'pq' (pq_subspaces codes) or 'sparse+pq' (their sum)."

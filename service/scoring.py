@@ -43,7 +43,7 @@ import numpy as np
 from contract.artifact import Artifact, ArtifactError
 from contract.dtypes import as_float32
 from contract.idmap import IdMap
-from contract.methods import exact_embeddings
+from contract.methods import COMMON_ARRAYS, exact_embeddings
 from contract.reconstruct import assignment_matrix, compressed_embeddings, pq_embeddings
 from service.settings import ServingMode
 
@@ -229,25 +229,24 @@ class ProductQuantizedScorer:
     ) -> None:
         self.kind = "pq" if base is None else "compressed+pq"
         self._base = base
-        self._codes = codes
-        self._n_users = n_users
+        self._user_codes = np.array(codes[:n_users])  # (n_users, M) uint8: a copy, so the stored (N, M) is freed
         self._books = as_float32(codebooks)  # (M, K, w): M·K·w = K·d values, upcast once
         self._books_upcast = codebooks.dtype != np.float32
         self._item_codes = np.ascontiguousarray(codes[n_users:].T)  # (M, n_items) uint8: one gather per subspace
         row_values = codes.shape[1] * self._books.shape[2]  # M·w = d values a decoded row
         self.item_norms = _item_norms(self.item_embeddings, self._item_codes.shape[1], row_values)
 
-    def _vectors(self, rows: np.ndarray, base: np.ndarray | None) -> np.ndarray:
-        decoded = pq_embeddings(self._codes, self._books, rows)
+    def _vectors(self, codes: np.ndarray, rows: np.ndarray, base: np.ndarray | None) -> np.ndarray:
+        decoded = pq_embeddings(codes, self._books, rows)
         return decoded if base is None else base + decoded
 
     def user_embeddings(self, user_indices: np.ndarray) -> np.ndarray:
         base = None if self._base is None else self._base.user_embeddings(user_indices)
-        return self._vectors(np.asarray(user_indices), base)
+        return self._vectors(self._user_codes, np.asarray(user_indices), base)
 
     def item_embeddings(self, item_indices: np.ndarray) -> np.ndarray:
         base = None if self._base is None else self._base.item_embeddings(item_indices)
-        return self._vectors(np.asarray(item_indices) + self._n_users, base)
+        return self._vectors(self._item_codes.T, np.asarray(item_indices), base)  # (n_items, M) view: no copy
 
     def scores_for_vectors(self, vectors: np.ndarray) -> np.ndarray:
         M, _, w = self._books.shape
@@ -263,6 +262,7 @@ class ProductQuantizedScorer:
     def memory_bytes(self) -> dict[str, int]:
         out = {**(self._base.memory_bytes() if self._base is not None else {})}
         out["item_codes_by_subspace"] = int(self._item_codes.nbytes)
+        out["user_codes"] = int(self._user_codes.nbytes)
         if self._books_upcast:
             out["pq_codebooks_float32"] = int(self._books.nbytes)
         return out
@@ -298,6 +298,23 @@ def make_scorer(artifact: Artifact, mode: ServingMode) -> Scorer:
     return DenseScorer(a[artifact.spec.table], artifact.n_users, derived=False)
 
 
+def stored_arrays_kept(artifact: Artifact, mode: ServingMode) -> set[str]:
+    """The stored arrays the scorer :func:`make_scorer` builds keeps as loaded (not copies): the sparse form's
+    indices and weights, a float32 codebook (a float16 one is upcast into a copy), ud's stored table; the
+    codes are re-laid out and an exact-mode table is rebuilt, so neither keeps a stored array."""
+    a = artifact.arrays
+
+    def as_loaded(name: str) -> set[str]:  # a float32 array is used as it is; any other dtype is upcast (a copy)
+        return {name} if a[name].dtype == np.float32 else set()
+
+    if mode == "exact" or (artifact.spec.exact_only and "pq_codes" not in a):
+        return set()
+    kept = as_loaded("pq_codebooks") if "pq_codes" in a else set()
+    if artifact.spec.compressed:
+        return kept | {"S_c_idx_served", "S_c_w_served"} | as_loaded("H_meta")
+    return kept if "pq_codes" in a else {artifact.spec.table}
+
+
 class Recommender:
     """Scores users against items (and items against items) for one loaded artifact.
 
@@ -328,6 +345,10 @@ class Recommender:
         # (n_items,) learned per-item score offsets (TrainConfig.biases), added to every user's scores; None without
         self._item_bias: np.ndarray | None = a.get("item_bias")
         self.scorer: Scorer = make_scorer(artifact, mode)  # type: ignore[arg-type]  # checked against MODES above
+        # what serving holds: the id maps, graph and biases the recommender reads, the stored arrays the scorer
+        # keeps; every other array (exact mode's layer-0 arrays, a full table served from codes) is freed once the
+        # caller drops the artifact as loaded, and self.artifact.arrays is what stays in memory of the stored ones
+        self.artifact = artifact.holding({*COMMON_ARRAYS, "item_bias", *stored_arrays_kept(artifact, mode)})  # type: ignore[arg-type]
         self.scoring: str = self.scorer.kind
         self._item_norms = self.scorer.item_norms
 

@@ -71,3 +71,29 @@ def test_one_point_end_to_end_records_bytes_within_the_budget(tmp_path: Path, sy
     assert 0 < result["bytes"] <= result["budget_bytes"] == int(0.2 * result["full_table_bytes"])
     assert 0.0 <= result["served"]["recall@20"] <= 1.0
     assert "| 20% | ud | 2024 |" in done.stdout
+
+
+def test_points_counted_differently_get_separate_fronts() -> None:
+    served = {**_point("ud+pq", 2, 2024, 5_000, 0.09), "counts": "served"}
+    results = [_point("ud", 2, 2024, 2_000, 0.10), _point("hash", 5, 2024, 4_900, 0.08), served]
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in bench.table(results).splitlines()[2:]}
+    # worse and larger than the stored ud point, but the only served point: on its own front
+    assert "| served | 5,000 |" in rows[("2%", "ud+pq")] and "| yes |" in rows[("2%", "ud+pq")]
+    assert "| stored | 2,000 |" in rows[("2%", "ud")] and "| yes |" not in rows[("5%", "hash")]
+    assert bench.method_values("ud+pq") == {"method": "ud", "pq_subspaces": 8}
+    assert bench.method_values("legcf") == {"method": "legcf"}
+
+
+def test_a_served_point_end_to_end_sizes_the_codes(tmp_path: Path, synthetic_lightgcn_dir: Path) -> None:
+    out = tmp_path / "art"
+    command = [sys.executable, str(ROOT / "benchmarks" / "budget.py"), "--dataset", str(synthetic_lightgcn_dir)]
+    command += ["--budgets", "30", "--methods", "ud+pq", "--seeds-at", "", "--max-epochs", "2", "--out", str(out)]
+    command += ["--param", "dim=16", "--param", "batch_size=1024", "--counts", "served"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (result_file,) = (out / "results").glob("*-served.json")
+    result = json.loads(result_file.read_text())
+    # 1000 entities, d = 16: 19,200 bytes hold 1000·M codes + 8,192 of float16 codebooks + 1,600 of item biases
+    assert result["fits"] and result["counts"] == "served" and result["sizes"] == {"pq_subspaces": 8}
+    assert result["bytes"] == result["serving_memory_bytes"] == 8_000 + 8_192 + 1_600 < result["embedding_bytes"]
+    assert "| 30% | ud+pq | 2024 | pq_subspaces=8 | served |" in done.stdout

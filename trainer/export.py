@@ -377,10 +377,14 @@ def export(trained: TrainedModel, data: InteractionData, out_root: str | Path) -
     arrays = build_arrays(trained, data)
     manifest = build_manifest(trained, data)
     if trained.budget is not None:
-        achieved = footprint(arrays, trained.config.method).embedding_bytes
+        published = footprint(arrays, trained.config.method)
+        served = trained.budget.counts == "served"
+        achieved = published.serving_memory_bytes if served else published.embedding_bytes
+        assert achieved is not None  # footprint() always computes both
         if achieved > trained.budget.budget_bytes:  # the plan counts what publishing counts: a bug, never publish
             raise RuntimeError(
-                f"the sized model has {achieved} embedding bytes, over its budget of {trained.budget.budget_bytes}"
+                f"the sized model has {achieved} {'served' if served else 'embedding'} bytes, over its budget of "
+                f"{trained.budget.budget_bytes}"
             )
         manifest.budget = trained.budget.report(achieved)
     manifest.metrics.served = served_metrics(arrays, manifest, data, trained.test_users)

@@ -19,9 +19,10 @@ router = APIRouter(tags=["footprint"])
 )
 async def get_footprint(model: ModelDep) -> FootprintResponse:
     artifact, rec = model.artifact, model.recommender
-    fp = artifact.footprint  # recomputed from the arrays as loaded
+    fp = artifact.footprint  # of every array as loaded
     derived = rec.memory_bytes()
-    in_memory = fp.total_bytes + sum(derived.values())
+    kept = sum(int(arr.nbytes) for arr in artifact.arrays.values())  # the stored arrays serving keeps
+    in_memory = kept + sum(derived.values())
     metrics = artifact.manifest.metrics
     return FootprintResponse(
         model_version=model.version,
@@ -41,6 +42,7 @@ async def get_footprint(model: ModelDep) -> FootprintResponse:
         in_memory_bytes=in_memory,
         embedding_bytes=fp.embedding_bytes,
         compressed_serving_bytes=fp.compressed_serving_bytes,
+        serving_memory_bytes=fp.serving_memory_bytes,
         served_terms=fp.served_terms,
         served_form=fp.served_form,
         pq_subspaces=fp.pq_subspaces,

@@ -20,10 +20,10 @@ from contract.budget import (
 )
 from contract.config import TrainConfig
 from contract.dtypes import target_dtype
-from contract.footprint import footprint, planned_array_bytes, planned_embedding_bytes
+from contract.footprint import footprint, planned_array_bytes, planned_embedding_bytes, planned_serving_bytes
 from contract.methods import METHODS, get_spec
 from contract.reconstruct import hash_buckets
-from tests.fixtures import make_arrays
+from tests.fixtures import make_arrays, with_pq
 
 # planted-data sized: 600 users, 400 items, d = 32; the full float32 table is 1000·32·4 = 128,000 bytes
 N_USERS, N_ITEMS, D = 600, 400, 32
@@ -156,6 +156,53 @@ def test_a_plan_counts_what_the_published_footprint_counts(
     planned = planned_array_bytes(method, cfg, 6, 10)
     assert planned == {name: arrays[name].nbytes for name in planned}
     assert planned_embedding_bytes(method, cfg, 6, 10) == footprint(arrays, method).embedding_bytes
+    assert planned_serving_bytes(method, cfg, 6, 10) == footprint(arrays, method).serving_memory_bytes
+    coded = dataclasses.replace(cfg, pq_subspaces=2)  # the product-quantized form, counted alike
+    arrays = with_pq(arrays, subspaces=2, centroids=256)
+    arrays["pq_codebooks"] = arrays["pq_codebooks"].astype(store_dtype)
+    assert planned_serving_bytes(method, coded, 6, 10) == footprint(arrays, method).serving_memory_bytes
+    assert planned_embedding_bytes(method, coded, 6, 10) == footprint(arrays, method).embedding_bytes
+
+
+def test_serving_memory_is_what_compressed_scoring_holds() -> None:
+    """Hand-computed on 6 users, 10 items, d = 4, float32 fixture arrays: ud holds H_full (not E), legcf its served
+    pair and H_meta (not the trained pair and E_c), hash the float32 (N, d) table it rebuilds; codes replace a
+    table and add to a sparse form."""
+    n, d = 16, 4
+    ud, legcf, hashed = (make_arrays(m, n_users=6, n_items=10, d=d) for m in ("ud", "legcf", "hash"))
+    assert footprint(ud, "ud").serving_memory_bytes == n * d * 4
+    served = sum(legcf[k].nbytes for k in ("S_c_idx_served", "S_c_w_served", "H_meta"))
+    assert footprint(legcf, "legcf").serving_memory_bytes == served < footprint(legcf, "legcf").embedding_bytes
+    assert footprint(hashed, "hash").serving_memory_bytes == n * d * 4 > footprint(hashed, "hash").embedding_bytes
+    pq_bytes = n * 2 + 2 * 8 * 2 * 4  # (N, M) uint8 codes, (M, K, d/M) float32 codebooks
+    assert footprint(with_pq(hashed, 2, 8), "hash").serving_memory_bytes == pq_bytes
+    assert footprint(with_pq(legcf, 2, 8), "legcf").serving_memory_bytes == served + pq_bytes
+    legcf["item_bias"] = np.zeros(10, np.float32)
+    assert footprint(legcf, "legcf").serving_memory_bytes == served + 40
+
+
+def test_served_budgets_size_what_serving_holds() -> None:
+    """budget_counts="served", hand-computed on 1,000 entities at d = 32 (float16, no biases)."""
+    served = {"budget_counts": "served"}
+    # ud holds H_full only: 1000·d·2 <= 64,000 -> d = 32 (stored counts E too: 16)
+    assert plan(config("ud", budget=50.0, **served), N_USERS, N_ITEMS).value == 32  # type: ignore[union-attr]
+    # with codes the knob is their number, a divisor of d: 1000·M + M·256·(32/M)·2 = 1000·M + 16,384 <= 20,000
+    # -> M = 2 (18,384); the next divisor, 4, is 20,384
+    coded = plan(config("ud", budget_bytes=20_000, pq_subspaces=8, **served), N_USERS, N_ITEMS)
+    assert coded is not None and coded.knob == "pq_subspaces" and coded.sizes == {"pq_subspaces": 2}
+    assert (coded.planned_bytes, coded.next_planned_bytes, coded.counts) == (18_384, 20_384, "served")
+    # hash and qr rebuild a float32 (N, d) table whatever their buckets: 1000·d·4 <= 12,800 -> d = 3
+    assert plan(config("hash", budget=10.0, **served), N_USERS, N_ITEMS).sizes == {"dim": 3}  # type: ignore[union-attr]
+    # legcf's served pair 1000·2·(2 + 2) + H_meta 64·m_c <= 12,800 -> m_c = 75; stored counts the trained pair
+    # and E_c too, which do not fit in 12,800 at any m_c
+    assert plan(config("legcf", budget=10.0, **served), N_USERS, N_ITEMS).value == 75  # type: ignore[union-attr]
+    with pytest.raises(BudgetError, match="below the smallest legcf model"):
+        plan(config("legcf", budget=10.0), N_USERS, N_ITEMS)
+    # one code an entity (1,000 bytes) and its codebook (16,384) are the smallest coded ud
+    with pytest.raises(BudgetError, match=r"17384 served bytes .* at pq_subspaces=1, d=32"):
+        plan(config("ud", budget_bytes=16_000, pq_subspaces=8, **served), N_USERS, N_ITEMS)
+    with pytest.raises(ValueError, match="budget_counts"):
+        config("ud", budget_counts="shipped")
 
 
 def test_c2f_plans_its_sparse_fine_codebook_at_the_dense_bound() -> None:

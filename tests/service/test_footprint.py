@@ -86,7 +86,10 @@ def test_footprint_endpoint(artifact_root: Path, make_client) -> None:  # type: 
     assert body["serving_mode"] == "compressed" and body["scoring"] == "compressed"
     assert body["components"] == stored["components"] and body["params_paper"] == stored["params_paper"]
     assert body["full_table_bytes"] == 16 * 4 * 4
-    assert body["loaded_bytes"] == body["total_bytes"] + sum(body["derived"].values())
+    # compressed serving keeps the served pair and the float32 H_meta of the stored arrays, not layer 0's
+    layer0 = ("E_c", "E_r_data", "E_r_indices", "E_r_indptr", "S_r_idx", "S_r_w", "S_c_idx", "S_c_w")
+    kept = body["total_bytes"] - sum(body["arrays"][name] for name in layer0)
+    assert body["loaded_bytes"] == kept + sum(body["derived"].values())
     assert body["metrics"]["trained"] == manifest["metrics"]["trained"]
     assert body["metrics"]["served"] == manifest["metrics"]["served"]
     assert body["process_rss_bytes"] > 1_000_000
@@ -122,4 +125,7 @@ def test_footprint_endpoint_reports_stored_and_in_memory_bytes(artifact_root: Pa
     assert body["compressed_serving_bytes"] == 16 * 2 * (2 + 2) + 5 * 4 * 2 and body["served_terms"] == 2
     # in memory: the stored arrays plus the float32 codebook upcast at load (and the other derived structures)
     assert body["derived"]["H_meta_float32"] == 5 * 4 * 4
-    assert body["in_memory_bytes"] == body["loaded_bytes"] == body["stored_bytes"] + sum(body["derived"].values())
+    # in memory: the stored arrays compressed serving keeps (not the trained assignment, E_c or the float16 H_meta
+    # it upcast) plus what the scorer derived
+    kept = body["stored_bytes"] - sum(body["arrays"][name] for name in ("S_c_idx", "S_c_w", "E_c", "H_meta"))
+    assert body["in_memory_bytes"] == body["loaded_bytes"] == kept + sum(body["derived"].values())

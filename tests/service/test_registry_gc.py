@@ -20,7 +20,7 @@ def test_swap_frees_the_old_model_without_unfreezing(artifact_root: Path, monkey
     old = registry.current
     assert old is not None
     refs = [weakref.ref(x) for x in (old, old.recommender, old.recommender.scorer, old.artifact, old.artifact.manifest)]
-    refs.append(weakref.ref(old.artifact.arrays["H_meta"]))
+    refs.append(weakref.ref(old.artifact.arrays["graph_indices"]))
     del old
 
     def unfreeze() -> None:  # would put every object a forked process shares back under the collector

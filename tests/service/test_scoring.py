@@ -336,3 +336,34 @@ def test_pq_form_with_float16_codebooks(artifact_root: Path) -> None:
     small = Recommender(_load(artifact_root / "h", "legcf", arrays=arrays), "compressed")
     np.testing.assert_allclose(small.user_scores([1, 2]), wide.user_scores([1, 2]), rtol=2e-2, atol=2e-2)
     assert small.memory_bytes()["pq_codebooks_float32"] == 2 * 16 * 4 * 4
+
+
+@pytest.mark.parametrize(
+    ("method", "pq", "freed"),
+    [
+        ("ud", False, {"E"}),  # compressed mode scores the stored H_full; the layer-0 table is exact mode's
+        ("ud", True, {"E", "H_full", "pq_codes"}),  # a full table served from codes: neither table stays
+        ("legcf", False, {"S_c_idx", "S_c_w", "E_c"}),  # the trained assignment and layer-0 codebook
+    ],
+)
+def test_a_served_model_frees_the_arrays_its_scorer_does_not_read(
+    artifact_root: Path, method: str, pq: bool, freed: set[str]
+) -> None:
+    import gc
+    import weakref
+
+    from tests.fixtures import with_pq
+
+    arrays = make_arrays(method, n_users=12, n_items=40, d=8, seed=3)
+    arrays = with_pq(arrays, subspaces=4, centroids=16, seed=4) if pq else arrays
+    loaded = _load(artifact_root, method, arrays=arrays)
+    footprint, d = loaded.footprint, loaded.d
+    refs = {name: weakref.ref(loaded.arrays[name]) for name in loaded.arrays}
+    rec = Recommender(loaded, "compressed")
+    expected = rec.user_scores([0, 3])
+    del loaded
+    gc.collect()
+    assert {name for name, ref in refs.items() if ref() is None} == freed
+    assert set(rec.artifact.arrays) == set(refs) - freed  # what the served artifact lists is what stays in memory
+    assert rec.artifact.footprint == footprint and rec.artifact.d == d  # still those of the version as published
+    np.testing.assert_array_equal(rec.user_scores([0, 3]), expected)
