@@ -117,10 +117,10 @@ def _counts(result: dict[str, Any]) -> str:
 
 def table(results: list[dict[str, Any]]) -> str:
     """One row per (budget, method): served figures mean ± std over seeds, bytes, Pareto mark."""
-    groups: dict[tuple[float, str], list[dict[str, Any]]] = {}
-    for r in results:
-        groups.setdefault((float(r["budget"]), r["method"]), []).append(r)
-    keys = sorted(groups, key=lambda k: (k[0], METHODS.index(k[1]) if k[1] in METHODS else 99, k[1]))
+    groups: dict[tuple[float, str, str], list[dict[str, Any]]] = {}
+    for r in results:  # a method counted both ways is two rows
+        groups.setdefault((float(r["budget"]), r["method"], _counts(r)), []).append(r)
+    keys = sorted(groups, key=lambda k: (k[0], k[2] != "stored", METHODS.index(k[1]) if k[1] in METHODS else 99, k[1]))
     front = set()
     for counts in {_counts(runs[0]) for runs in groups.values()}:  # one front per way of counting bytes
         fitted = [k for k in keys if groups[k][0].get("fits") and _counts(groups[k][0]) == counts]
@@ -133,7 +133,7 @@ def table(results: list[dict[str, Any]]) -> str:
     ]
     for key in keys:
         runs = sorted(groups[key], key=lambda r: r["seed"])
-        budget, method = key
+        budget, method, _ = key
         seeds = ",".join(str(r["seed"]) for r in runs)
         if not runs[0].get("fits"):
             lines.append(f"| {budget:g}% | {method} | {seeds} | does not fit | {_counts(runs[0])} | | | | | | | |")

@@ -82,6 +82,8 @@ def test_points_counted_differently_get_separate_fronts() -> None:
     assert "| stored | 2,000 |" in rows[("2%", "ud")] and "| yes |" not in rows[("5%", "hash")]
     assert bench.method_values("ud+pq") == {"method": "ud", "pq_subspaces": 8}
     assert bench.method_values("legcf") == {"method": "legcf"}
+    both = bench.table([_point("ud", 2, 2024, 2_000, 0.10), {**_point("ud", 2, 2024, 1_000, 0.09), "counts": "served"}])
+    assert len(both.splitlines()) == 4  # the same method counted both ways: two rows
 
 
 def test_a_served_point_end_to_end_sizes_the_codes(tmp_path: Path, synthetic_lightgcn_dir: Path) -> None:

@@ -56,12 +56,13 @@ _COMPONENT_LABELS = {
 
 
 def footprint_bars(fp: Footprint) -> list[dict[str, Any]]:
-    """The bars of the footprint chart: the float32 full table and what the compressed model stores/reads."""
+    """The bars of the footprint chart: the float32 full table, what the model stores and what compressed serving
+    holds (the served form, a rebuilt table, item biases)."""
     full = fp.full_table_bytes
     rows: list[tuple[str, str, int | None, str]] = [
         ("full", "float32 full table (N×d)", full, "full"),
         ("embedding", "stored embedding arrays", fp.embedding_bytes, "model"),
-        ("serving", "read by compressed scoring", fp.compressed_serving_bytes, "serving"),
+        ("serving", "held by compressed serving", fp.serving_memory_bytes, "serving"),
     ]
     biggest = max(v for _, _, v, _ in rows if v is not None) or 1
     bars = []

@@ -126,7 +126,7 @@ def test_page_renders_model_footprint_metrics(artifact_root):
     assert bars == {
         "full": fp["full_table_bytes"],
         "embedding": fp["embedding_bytes"],
-        "serving": fp["compressed_serving_bytes"],
+        "serving": fp["serving_memory_bytes"],
     }
     for name, size in fp["components"].items():
         assert f'data-component="{name}">{size}<' in page
