@@ -22,7 +22,8 @@ COLOURS = {"ud": "#4e79a7", "hash": "#f28e2b", "qr": "#e15759", "legcf": "#76b7b
 
 
 def read_points(directory: Path) -> list[dict[str, Any]]:
-    """``[{"method", "budget", "bytes", "recall"}]`` of the fitted runs in ``directory`` (unreadable files skipped)."""
+    """``[{"method", "budget", "bytes", "recall", "counts"}]`` of the fitted runs in ``directory`` (unreadable
+    files skipped)."""
     points: list[dict[str, Any]] = []
     files = sorted(directory.glob("*.json"))[:MAX_FILES] if directory.is_dir() else []
     for path in files:
@@ -37,6 +38,7 @@ def read_points(directory: Path) -> list[dict[str, Any]]:
                         "budget": float(run["budget"]),
                         "bytes": int(run["bytes"]),
                         "recall": float(run["served"]["recall@20"]),
+                        "counts": str(run.get("counts", "stored")),  # bytes stored, or held by serving
                     }
                 )
         except (OSError, ValueError, KeyError, TypeError):

@@ -181,8 +181,12 @@ async def recent_jobs(request: Request, settings: Any) -> tuple[list[dict[str, A
 
 
 def budget_context(directory: Path, model: Any) -> dict[str, Any] | None:
-    """The equal-memory plot (service/budget_plot.py) with the served model's point: its embedding bytes and its
-    served Recall@20 in the mode it is served in (trained, when the manifest has no served figure)."""
+    """The equal-memory plot (service/budget_plot.py) with the served model's point: its bytes counted as the
+    benchmark's points count them (what serving holds when every point was sized by ``--counts served``, else its
+    stored embedding bytes) and its served Recall@20 in the mode it is served in (trained, when the manifest has
+    no served figure)."""
+    points = budget_plot.read_points(Path(directory))
+    counting_served = bool(points) and all(p["counts"] == "served" for p in points)
     served = None
     if model is not None:
         metrics = model.artifact.manifest.metrics
@@ -190,11 +194,14 @@ def budget_context(directory: Path, model: Any) -> dict[str, Any] | None:
         test = metrics.test(mode) or metrics.test("trained")
         if test.get("recall@20") is not None:
             served = {
-                "bytes": int(model.artifact.footprint.embedding_bytes),
+                "bytes": int(
+                    (model.artifact.footprint.serving_memory_bytes if counting_served else None)
+                    or model.artifact.footprint.embedding_bytes
+                ),
                 "recall": float(test["recall@20"]),
                 "version": model.version,
             }
-    return budget_plot.geometry(budget_plot.read_points(Path(directory)), served)
+    return budget_plot.geometry(points, served)
 
 
 @router.get("/", response_class=HTMLResponse, summary="Status page: served model, footprint, metrics, jobs")

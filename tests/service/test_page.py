@@ -175,6 +175,26 @@ def test_page_plots_the_budget_benchmark_with_the_served_model(artifact_root, tm
         assert "No budget benchmark results found." in client.get("/").text
 
 
+def test_served_counted_results_place_the_model_at_what_serving_holds(artifact_root, tmp_path):
+    root, _ = artifact_root
+    with TestClient(create_app(_settings(root))) as client:
+        fp = client.get("/footprint").json()
+    assert fp["serving_memory_bytes"] < fp["embedding_bytes"]
+    middle = (fp["serving_memory_bytes"] + fp["embedding_bytes"]) // 2  # a point between the two countings
+    for counts, left_of_it in (("stored", False), ("served", True)):
+        results = tmp_path / counts
+        results.mkdir()
+        _budget_run(results, "ud", 2, middle, 0.10)
+        _budget_run(results, "hash", 2, 10, 0.05)
+        for path in results.glob("*.json"):
+            path.write_text(path.read_text()[:-1] + f', "counts": "{counts}"}}')
+        with TestClient(create_app(_settings(root, budget_results=results))) as client:
+            page = client.get("/").text
+        served = re.search(r'<circle id="budget-served" cx="([\d.]+)"', page)
+        ud_x = float(re.search(r'cx="([\d.]+)" cy="[\d.]+" r="4" fill="#4e79a7"', page).group(1))
+        assert served is not None and (float(served.group(1)) < ud_x) == left_of_it, counts
+
+
 def test_page_without_model(tmp_path):
     root = tmp_path / "empty"
     with TestClient(create_app(_settings(root))) as client:
