@@ -150,6 +150,31 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def paired(results: list[dict[str, Any]], first: str, second: str) -> list[str]:
+    """Per budget where both methods ran on the same seeds (≥ 2): served R@20 of ``first`` minus ``second``, mean
+    over seeds, and the paired t-test's p-value (scipy's ttest_rel), as Table 4 of the paper reports."""
+    from scipy import stats
+
+    lines = []
+    for budget in sorted({float(r["budget"]) for r in results}):
+        runs = {
+            (r["method"], r["seed"]): float(r["served"]["recall@20"])
+            for r in results
+            if r.get("fits") and float(r["budget"]) == budget
+        }
+        seeds = sorted(s for m, s in runs if m == first and (second, s) in runs)
+        if len(seeds) < 2:
+            continue
+        x = np.array([runs[(first, s)] for s in seeds])
+        y = np.array([runs[(second, s)] for s in seeds])
+        p = float(stats.ttest_rel(x, y).pvalue) if np.any(x != y) else 1.0
+        lines.append(
+            f"{budget:g}%: served R@20 {first} − {second} = {np.mean(x - y):+.4f} over seeds "
+            f"{','.join(map(str, seeds))} (paired t-test p = {p:.3g})"
+        )
+    return lines
+
+
 def plot(results: list[dict[str, Any]], png: str, ceiling: float | None) -> None:
     """Served R@20 against embedding bytes (log x), one series per method, the Pareto front as a line."""
     import matplotlib
@@ -200,6 +225,7 @@ def main() -> None:
     parser.add_argument("--render", nargs="+", help="only build the table (and --png) from these result files")
     parser.add_argument("--png", help="write the Pareto plot here")
     parser.add_argument("--ceiling", type=float, help="the full table's R@20, drawn as the ceiling")
+    parser.add_argument("--paired", help="A,B: served R@20 of method A against B over their common seeds")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--budget", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -240,6 +266,9 @@ def main() -> None:
         full = [r for r in results if r.get("fits") and r["method"] == "ud" and float(r["budget"]) >= 100]
         ceiling = float(np.mean([r["served"]["recall@20"] for r in full])) if full else None
     print(table(results))
+    if args.paired:
+        first, _, second = args.paired.partition(",")
+        print("\n".join(paired(results, first, second)))
     if args.png:
         plot(results, args.png, ceiling)
         print(f"wrote {args.png}")

@@ -99,3 +99,11 @@ def test_a_served_point_end_to_end_sizes_the_codes(tmp_path: Path, synthetic_lig
     assert result["fits"] and result["counts"] == "served" and result["sizes"] == {"pq_subspaces": 8}
     assert result["bytes"] == result["serving_memory_bytes"] == 8_000 + 8_192 + 1_600 < result["embedding_bytes"]
     assert "| 30% | ud+pq | 2024 | pq_subspaces=8 | served |" in done.stdout
+
+
+def test_paired_compares_two_methods_over_their_common_seeds() -> None:
+    results = [_point("legcf", 2, seed, 1_000, r) for seed, r in ((1, 0.13), (2, 0.14), (3, 0.135))]
+    results += [_point("ud+pq", 2, seed, 1_000, r) for seed, r in ((1, 0.10), (2, 0.12), (3, 0.11), (4, 0.2))]
+    (line,) = bench.paired(results, "legcf", "ud+pq")
+    assert line.startswith("2%: served R@20 legcf − ud+pq = +0.0250 over seeds 1,2,3 (paired t-test p = ")
+    assert bench.paired(results[:1] + results[3:], "legcf", "ud+pq") == []  # one common seed: no test
