@@ -3,6 +3,7 @@
     python benchmarks/scale.py --users 20000,50000 --per-user 13.3 --out /tmp/scale     # sizes by user count
     python benchmarks/scale.py --users 2000 --epochs 1 --methods legcf --out /tmp/s       # plumbing only
     python benchmarks/scale.py --users 20000 --torchrun 2 --out /tmp/s                   # + 2 CPU ranks' memory
+    python benchmarks/scale.py --users 20000 --torchrun 2 --torchrun-only --out /tmp/s    # only the 2 ranks
 
 For every size it
 
@@ -15,7 +16,7 @@ For every size it
 3. loads the last artifact into the service's ``Recommender`` (compressed mode, in process, its own subprocess):
    load seconds, RSS, and ``recommend(n=20)`` latency p50/p99 over random users;
 4. with ``--torchrun K``: the same training under ``torchrun --nproc-per-node=K`` on CPU processes, each rank's
-   peak RSS.
+   peak RSS and seconds (rank 0: per epoch too) (``--torchrun-only``: this alone, without steps 2 and 3).
 
 Results: ``OUT/scale.json`` (every figure) and a markdown table on stdout (``OUT/scale.md``), with the growth
 exponents (log-log least-squares slope vs interactions) when there are at least two sizes.
@@ -222,7 +223,7 @@ def train_worker(args: argparse.Namespace) -> dict[str, Any]:
     published = train_and_publish(args.dataset, config, args.artifacts)
     total = time.perf_counter() - started
     if os.environ.get("RANK", "0") != "0":
-        return {"rank": int(os.environ["RANK"]), "peak_rss_mb": peak_rss_mb()}
+        return {"rank": int(os.environ["RANK"]), "peak_rss_mb": peak_rss_mb(), "total_seconds": total}
     m = published.manifest
     timings = dict(m.metrics.timings)
     stats = m.dataset.stats
@@ -398,10 +399,14 @@ def markdown(results: list[dict[str, Any]]) -> str:
         tr = size.get("torchrun")
         if tr:
             ranks = ", ".join(f"rank {r['rank']} {r['peak_rss_mb']:.0f} MB" for r in tr["ranks"])
+            epochs = ", ".join(f"rank {r['rank']} {r['epoch']:.1f} s" for r in tr["ranks"] if "epoch" in r)
+            single = tr["single_peak_rss_mb"]
             lines.append("")
             lines.append(
                 f"torchrun {tr['nproc']} CPU processes at {size['n_users']} users ({tr['method']}): peak RSS {ranks}; "
-                f"single process {tr['single_peak_rss_mb']:.0f} MB; {tr['seconds']:.1f} s wall"
+                + (f"single process {single:.0f} MB; " if single is not None else "single process not run; ")
+                + (f"s/epoch {epochs}; " if epochs else "")
+                + f"{tr['seconds']:.1f} s wall"
             )
     exps = exponents(results)
     if exps:
@@ -456,6 +461,9 @@ def run_size(args: argparse.Namespace, n_users: int) -> dict[str, Any]:
         "train": [],
     }
     script = str(Path(__file__).resolve())
+    if args.torchrun_only:
+        size["torchrun"] = torchrun_size(args, data, params, None, out, n_users)
+        return size
     for method in args.methods.split(","):
         cmd = [sys.executable, script, "_train", "--dataset", str(data), "--method", method, "--params", params]
         cmd += ["--artifacts", str(out / f"artifacts-{n_users}")]
@@ -482,15 +490,24 @@ def run_size(args: argparse.Namespace, n_users: int) -> dict[str, Any]:
     )
     if args.torchrun > 1:
         method = args.methods.split(",")[0]
-        rank_dir = out / f"ranks-{n_users}"
-        rank_dir.mkdir(parents=True, exist_ok=True)
-        for old in rank_dir.glob("rank-*.json"):
-            old.unlink()
-        tr = torchrun_ranks(str(data), method, params, out / f"artifacts-tr-{n_users}", args.torchrun, rank_dir)
-        tr["method"] = method
-        tr["single_peak_rss_mb"] = next(r["peak_rss_mb"] for r in size["train"] if r["method"] == method)
-        size["torchrun"] = tr
+        single = next(r["peak_rss_mb"] for r in size["train"] if r["method"] == method)
+        size["torchrun"] = torchrun_size(args, data, params, single, out, n_users)
     return size
+
+
+def torchrun_size(
+    args: argparse.Namespace, data: Path, params: str, single_peak_rss_mb: float | None, out: Path, n_users: int
+) -> dict[str, Any]:
+    """The first method trained under ``torchrun --nproc-per-node=args.torchrun``: each rank's figures."""
+    method = args.methods.split(",")[0]
+    rank_dir = out / f"ranks-{n_users}"
+    rank_dir.mkdir(parents=True, exist_ok=True)
+    for old in rank_dir.glob("rank-*.json"):
+        old.unlink()
+    tr = torchrun_ranks(str(data), method, params, out / f"artifacts-tr-{n_users}", args.torchrun, rank_dir)
+    tr["method"] = method
+    tr["single_peak_rss_mb"] = single_peak_rss_mb
+    return tr
 
 
 def merge_reports(paths: list[Path], out: Path) -> int:
@@ -550,7 +567,10 @@ def main(argv: list[str] | None = None) -> int:
             rank = int(os.environ.get("RANK", "0"))
             result.setdefault("rank", rank)
             result["peak_rss_mb"] = peak_rss_mb()
-            Path(rank_dir, f"rank-{rank}.json").write_text(json.dumps({"rank": rank, "peak_rss_mb": peak_rss_mb()}))
+            rank_figures = {"rank": rank, "peak_rss_mb": result["peak_rss_mb"], "total": result["total_seconds"]}
+            if "timings" in result:  # rank 0 publishes, so only it has the manifest's timings
+                rank_figures["epoch"] = run_figures(result)["epoch"]
+            Path(rank_dir, f"rank-{rank}.json").write_text(json.dumps(rank_figures))
         print(json.dumps(result, default=float))
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -563,6 +583,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="{}", help="extra TrainConfig fields as a JSON object")
     parser.add_argument("--requests", type=int, default=200, help="recommend() calls timed per size")
     parser.add_argument("--torchrun", type=int, default=0, help="also train under torchrun with K CPU ranks")
+    parser.add_argument(
+        "--torchrun-only",
+        action="store_true",
+        help="with --torchrun: train only under torchrun (no single-process run, no serving)",
+    )
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--out", required=True, help="directory for data, artifacts and results")
     parser.add_argument(
@@ -573,6 +598,8 @@ def main(argv: list[str] | None = None) -> int:
         "(a later file's run of the same size and method replaces an earlier one)",
     )
     args = parser.parse_args(argv)
+    if args.torchrun_only and args.torchrun < 2:
+        parser.error("--torchrun-only needs --torchrun K with K >= 2")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.merge:

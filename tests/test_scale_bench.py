@@ -77,6 +77,26 @@ def test_tiny_run_records_every_phase(tmp_path: Path, capsys: pytest.CaptureFixt
     _check_merge(tmp_path, report)
 
 
+@pytest.mark.timeout(600)
+def test_torchrun_only_records_each_ranks_memory_and_epoch(tmp_path: Path) -> None:
+    params = json.dumps({"dim": 16, "m_c": 16, "batch_size": 2048, "valid_users": 300, "test_users": 300})
+    code = bench.main(
+        ["--users", "1500", "--per-user", "10", "--methods", "legcf", "--epochs", "1", "--torchrun", "2"]
+        + ["--torchrun-only", "--params", params, "--out", str(tmp_path)]
+    )
+    assert code == 0
+    (size,) = json.loads((tmp_path / "scale.json").read_text())["results"]
+    assert size["train"] == [] and "serve" not in size  # no single-process run
+    tr = size["torchrun"]
+    assert tr["nproc"] == 2 and tr["single_peak_rss_mb"] is None
+    assert sorted(r["rank"] for r in tr["ranks"]) == [0, 1]
+    assert all(r["peak_rss_mb"] > 0 and r["total"] > 0 for r in tr["ranks"])
+    assert tr["ranks"][0]["epoch"] > 0  # rank 0 publishes and has the timings
+    assert "single process not run" in (tmp_path / "scale.md").read_text()
+    with pytest.raises(SystemExit):
+        bench.main(["--users", "1500", "--torchrun-only", "--out", str(tmp_path)])
+
+
 def _check_merge(tmp_path: Path, report: dict) -> None:
     """--merge: sizes of two reports in one table, with growth exponents; a later run of a size replaces it."""
     (size,) = report["results"]
