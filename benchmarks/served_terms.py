@@ -3,6 +3,7 @@
     python benchmarks/served_terms.py                       # planted communities (trainer/synthetic.py defaults)
     python benchmarks/served_terms.py --dataset /path/gowalla --param epochs=300   # a real dataset (hours on CPU)
     python benchmarks/served_terms.py --methods legcf,ud --pq 0,4,8   # with a product-quantized part (pq_subspaces)
+    python benchmarks/served_terms.py --methods ud --pq 8 --item-norms on,off   # pq_item_norms both ways
 
 Trains each method once (``--methods``, TrainConfig defaults plus ``--param key=value``; on planted data the small
 configuration of tests/trainer/test_train.py), then exports it once per (``served_terms``, ``store_dtype``) pair
@@ -47,11 +48,22 @@ def parse_value(text: str) -> Any:
 
 
 def variant_row(
-    trained: TrainedModel, data: InteractionData, terms: int | None, store_dtype: str, pq: int = 0
+    trained: TrainedModel,
+    data: InteractionData,
+    terms: int | None,
+    store_dtype: str,
+    pq: int = 0,
+    item_norms: bool | None = None,
 ) -> dict[str, Any]:
     """Export ``trained`` with ``terms`` served terms (None: as trained) and ``pq`` product-quantized codes stored
-    as ``store_dtype``; the figures of one table row."""
-    config = dataclasses.replace(trained.config, served_terms=terms, store_dtype=store_dtype, pq_subspaces=pq)
+    as ``store_dtype`` (``item_norms``: ``pq_item_norms``); the figures of one table row."""
+    config = dataclasses.replace(
+        trained.config,
+        served_terms=terms,
+        store_dtype=store_dtype,  # type: ignore[arg-type]
+        pq_subspaces=pq,
+        pq_item_norms=item_norms,
+    )
     variant = dataclasses.replace(trained, config=config)
     t0 = time.perf_counter()
     arrays = build_arrays(variant, data)
@@ -71,6 +83,7 @@ def variant_row(
         "embedding_bytes": fp.embedding_bytes,
         "full_bytes": fp.full_table_bytes,
         "seconds": seconds,
+        "item_norms": "pq_item_scale" in arrays,
     }
 
 
@@ -81,6 +94,9 @@ def main() -> None:
     parser.add_argument("--terms", default="2,4,8")
     parser.add_argument("--dtypes", default="float32,float16")
     parser.add_argument("--pq", default="0", help="pq_subspaces values (0: none)")
+    parser.add_argument(
+        "--item-norms", default="auto", help="pq_item_norms values for rows with codes: auto (the default), on, off"
+    )
     parser.add_argument("-p", "--param", action="append", default=[], help="TrainConfig key=value (repeatable)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
@@ -98,10 +114,12 @@ def main() -> None:
     data = load_dataset(uri, seed=split.seed, valid_fraction=split.valid_fraction, valid_from=split.valid_from)
     print(f"data: {data.n_users} users, {data.n_items} items; config: {base}")
     print(
-        "| method | served terms | pq codes | store dtype | trained R@20 | served R@20 | served / trained "
+        "| method | served terms | pq codes | item norms | store dtype | trained R@20 | served R@20 | served / trained "
         "| exact R@20 | serving bytes | × smaller than float32 table | embedding bytes | export s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    norm_values = {"auto": None, "on": True, "off": False}
+    item_norms = [norm_values[v] for v in args.item_norms.split(",")]
     for method in args.methods.split(","):
         trained = train(data, TrainConfig.from_dict({**base, "method": method}))
         trained_r20 = float(trained.test["recall@20"])
@@ -109,16 +127,18 @@ def main() -> None:
         all_terms: list[int | None] = [int(t) for t in args.terms.split(",")] if sparse else [None]
         for terms in all_terms:
             for pq in (int(p) for p in args.pq.split(",")):
-                for store_dtype in args.dtypes.split(","):
-                    r = variant_row(trained, data, terms, store_dtype, pq)
-                    serving = "-" if r["serving_bytes"] is None else f"{r['serving_bytes']:,}"
-                    ratio = "-" if r["ratio"] is None else f"{r['ratio']:.1f}"
-                    print(
-                        f"| {method} | {terms or '-'} | {pq} | {store_dtype} | {trained_r20:.4f} | {r['served']:.4f} "
-                        f"| {r['served'] / trained_r20:.1%} | {r['exact']:.4f} | {serving} "
-                        f"| {ratio} | {r['embedding_bytes']:,} | {r['seconds']:.1f} |",
-                        flush=True,
-                    )
+                for norms in item_norms if pq else [None]:
+                    for store_dtype in args.dtypes.split(","):
+                        r = variant_row(trained, data, terms, store_dtype, pq, norms)
+                        serving = "-" if r["serving_bytes"] is None else f"{r['serving_bytes']:,}"
+                        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.1f}"
+                        print(
+                            f"| {method} | {terms or '-'} | {pq} | {'on' if r['item_norms'] else 'off'} "
+                            f"| {store_dtype} | {trained_r20:.4f} | {r['served']:.4f} "
+                            f"| {r['served'] / trained_r20:.1%} | {r['exact']:.4f} | {serving} "
+                            f"| {ratio} | {r['embedding_bytes']:,} | {r['seconds']:.1f} |",
+                            flush=True,
+                        )
 
 
 if __name__ == "__main__":

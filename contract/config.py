@@ -169,6 +169,11 @@ class TrainConfig:
     # propagated vectors, which gives them a compressed serving mode (BENCHMARKS.md, "Product-quantized serving on
     # Gowalla")
     pq_subspaces: int = 0
+    # with codes: store each item's scale (n_items values, store_dtype) that gives its served vector the norm of its
+    # exact one (contract/methods.py, pq_item_scale). None: on where the codes are the whole served form (ud, hash,
+    # qr), off on the sparse form (legcf, c2f), where on Gowalla it did not help (BENCHMARKS.md, "Item norms kept
+    # apart from the codes")
+    pq_item_norms: bool | None = None
     # stored type of the embedding arrays (weights, codebooks, tables): float16 halves them and is computed in
     # float32 everywhere; indices are always stored in the smallest unsigned type that holds their bound
     # (contract/dtypes.py). float16 is the default because it served the same Recall@20 as float32 on planted data
@@ -211,6 +216,18 @@ class TrainConfig:
             raise ValueError(f"pq_subspaces must be 0 (none) or a positive integer; got {self.pq_subspaces!r}")
         if self.pq_subspaces and self.dim % self.pq_subspaces:
             raise ValueError(f"pq_subspaces ({self.pq_subspaces}) must divide dim ({self.dim})")
+        if self.pq_item_norms is not None and not isinstance(self.pq_item_norms, bool):
+            raise ValueError(f"pq_item_norms must be true, false or null (automatic); got {self.pq_item_norms!r}")
+
+    @property
+    def item_norms_served(self) -> bool:
+        """Whether export stores ``pq_item_scale``: only with codes; ``pq_item_norms``, or when None, whether the
+        codes are the whole served form (a method without the sparse form)."""
+        if not self.pq_subspaces:
+            return False
+        if self.pq_item_norms is not None:
+            return self.pq_item_norms
+        return not get_spec(self.method).compressed
 
     @property
     def terms_served(self) -> int:

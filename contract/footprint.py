@@ -73,6 +73,8 @@ def planned_array_bytes(method: str, config: Any, n_users: int, n_items: int) ->
         dims = {**dims, "pq_m": pq_m, "pq_k": 256, "pq_w": dims["d"] // pq_m}
         wanted["pq_codes"] = (OPTIONAL_ARRAYS["pq_codes"], None)
         wanted["pq_codebooks"] = (OPTIONAL_ARRAYS["pq_codebooks"], np.dtype(config.store_dtype))
+        if getattr(config, "item_norms_served", False):
+            wanted["pq_item_scale"] = (OPTIONAL_ARRAYS["pq_item_scale"], np.dtype(config.store_dtype))
     out: dict[str, int] = {}
     for name, (want, stored) in wanted.items():
         itemsize = stored.itemsize if stored is not None else want.itemsize
@@ -168,7 +170,7 @@ def served_form_extras(spec: MethodSpec, arrays: Mapping[str, np.ndarray], dims:
     sparse = extras.get("compressed_serving_bytes")
     if "pq_m" not in dims:
         return {**extras, "served_form": "sparse"} if sparse is not None else extras
-    serving = (sparse or 0) + sum(int(arrays[name].nbytes) for name in PQ_ARRAYS)
+    serving = (sparse or 0) + sum(int(arrays[name].nbytes) for name in (*PQ_ARRAYS, "pq_item_scale") if name in arrays)
     return {
         **extras,
         "served_form": "pq" if sparse is None else "sparse+pq",

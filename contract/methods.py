@@ -88,13 +88,20 @@ SHAPE_KEYS = ("n_users", "n_items", "d", "m_c", "t_c", "m_r", "t_r")
 # And the product-quantized part of the served vectors (TrainConfig.pq_subspaces, trainer/quantize.py): pq_m uint8
 # codes an entity into pq_m codebooks of pq_k centroids of pq_w = d / pq_m values. When present, compressed mode
 # serves the sparse form plus the decoded codes (legcf, c2f: the codes quantize the sparse form's residual) or the
-# decoded codes alone (methods without a sparse form).
+# decoded codes alone (methods without a sparse form). With the codes, pq_item_scale (TrainConfig.pq_item_norms)
+# multiplies each item's served vector, so that it has the norm of the item's exact vector: quantization shrinks
+# norms unevenly, and an item's norm is much of its score (popularity, in LightGCN), while a user's norm scales all
+# of that user's scores alike and is left as it is.
 OPTIONAL_ARRAYS: dict[str, ArraySpec] = {
     "item_bias": ArraySpec("f", 4, ("n_items",)),
     "pq_codes": ArraySpec("u", 1, ("N", "pq_m")),
     "pq_codebooks": real_array("pq_m", "pq_k", "pq_w"),
+    "pq_item_scale": real_array("n_items"),
 }
-OPTIONAL_COMPONENTS: dict[str, tuple[str, ...]] = {"biases": ("item_bias",), "pq": ("pq_codes", "pq_codebooks")}
+OPTIONAL_COMPONENTS: dict[str, tuple[str, ...]] = {
+    "biases": ("item_bias",),
+    "pq": ("pq_codes", "pq_codebooks", "pq_item_scale"),
+}
 PQ_ARRAYS = ("pq_codes", "pq_codebooks")
 
 
@@ -143,7 +150,7 @@ class MethodSpec:
         dims["N"] = dims["n_users"] + dims["n_items"]
         dims["n_users+1"] = dims["n_users"] + 1
         dims["d"] = _dim(arrays, self.table, 1)
-        if any(name in arrays for name in PQ_ARRAYS):
+        if any(name in arrays for name in PQ_ARRAYS) or "pq_item_scale" in arrays:
             if not all(name in arrays for name in PQ_ARRAYS):
                 raise MethodError("the product-quantized serving form needs both pq_codes and pq_codebooks")
             dims["pq_m"] = _dim(arrays, "pq_codebooks", 0)
@@ -167,7 +174,8 @@ class MethodSpec:
         form, else the stored (N, d) table; None when it holds an (N, d) float32 table it rebuilds at load
         (``exact_only``: hash, qr). Item biases, held by every form, are not listed."""
         if all(name in present for name in PQ_ARRAYS):
-            return (*(self.serving_arrays if self.compressed else ()), *PQ_ARRAYS)
+            scale = ("pq_item_scale",) if "pq_item_scale" in present else ()
+            return (*(self.serving_arrays if self.compressed else ()), *PQ_ARRAYS, *scale)
         if self.compressed:
             return self.serving_arrays
         return None if self.exact_only else (self.table,)

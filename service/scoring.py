@@ -25,7 +25,8 @@ allocates nothing proportional to the catalogue beyond its score vector.  uint16
 * ``compressed`` with a product-quantized part (``TrainConfig.pq_subspaces``): each entity also has M uint8 codes;
   a query builds an (M·K,) lookup table and an item's score gains the sum of its M entries
   (:class:`ProductQuantizedScorer`, on top of the sparse form for legcf/c2f, alone for ud, hash and qr):
-  O(n_items·M) more per user, the items' codes (a subspace-major uint8 copy, n_items·M bytes) touched.
+  O(n_items·M) more per user, the items' codes (a subspace-major uint8 copy, n_items·M bytes) touched; with
+  ``pq_item_scale`` each item's score is then multiplied by its scale (its served vector brought to its exact norm).
 
 Each is a scorer (:class:`CompressedScorer`, :class:`DenseScorer`, :class:`ProductQuantizedScorer`) chosen once at
 load by :func:`make_scorer`; :class:`Recommender` adds id maps, masks and top-n on top of whichever it got.
@@ -225,10 +226,18 @@ class ProductQuantizedScorer:
     was."""
 
     def __init__(
-        self, codes: np.ndarray, codebooks: np.ndarray, n_users: int, base: CompressedScorer | None = None
+        self,
+        codes: np.ndarray,
+        codebooks: np.ndarray,
+        n_users: int,
+        base: CompressedScorer | None = None,
+        item_scale: np.ndarray | None = None,
     ) -> None:
+        """``item_scale``: (n_items,) ``pq_item_scale``, each item's served vector (base + codes) times it."""
         self.kind = "pq" if base is None else "compressed+pq"
         self._base = base
+        self._item_scale = None if item_scale is None else as_float32(item_scale)
+        self._item_scale_upcast = item_scale is not None and item_scale.dtype != np.float32
         self._user_codes = np.array(codes[:n_users])  # (n_users, M) uint8: a copy, so the stored (N, M) is freed
         self._books = as_float32(codebooks)  # (M, K, w): M·K·w = K·d values, upcast once
         self._books_upcast = codebooks.dtype != np.float32
@@ -246,7 +255,10 @@ class ProductQuantizedScorer:
 
     def item_embeddings(self, item_indices: np.ndarray) -> np.ndarray:
         base = None if self._base is None else self._base.item_embeddings(item_indices)
-        return self._vectors(self._item_codes.T, np.asarray(item_indices), base)  # (n_items, M) view: no copy
+        vectors = self._vectors(self._item_codes.T, np.asarray(item_indices), base)  # (n_items, M) view: no copy
+        if self._item_scale is not None:
+            vectors *= self._item_scale[item_indices, None]
+        return vectors
 
     def scores_for_vectors(self, vectors: np.ndarray) -> np.ndarray:
         M, _, w = self._books.shape
@@ -257,6 +269,8 @@ class ProductQuantizedScorer:
             scores += np.take(table[m], self._item_codes[m], axis=1)
         if self._base is not None:
             scores += self._base.scores_for_vectors(vectors)
+        if self._item_scale is not None:
+            scores *= self._item_scale
         return scores
 
     def memory_bytes(self) -> dict[str, int]:
@@ -265,6 +279,8 @@ class ProductQuantizedScorer:
         out["user_codes"] = int(self._user_codes.nbytes)
         if self._books_upcast:
             out["pq_codebooks_float32"] = int(self._books.nbytes)
+        if self._item_scale is not None and self._item_scale_upcast:
+            out["pq_item_scale_float32"] = int(self._item_scale.nbytes)
         return out
 
 
@@ -279,7 +295,7 @@ def make_scorer(artifact: Artifact, mode: ServingMode) -> Scorer:
         if artifact.spec.compressed:
             served = (a["S_c_idx_served"], a["S_c_w_served"], a["H_meta"])
             base = CompressedScorer(*served, artifact.n_users, item_norms=False)  # norms are of the summed vectors
-        return ProductQuantizedScorer(a["pq_codes"], a["pq_codebooks"], artifact.n_users, base)
+        return ProductQuantizedScorer(a["pq_codes"], a["pq_codebooks"], artifact.n_users, base, a.get("pq_item_scale"))
     if mode == "exact" or artifact.spec.exact_only:  # hash, qr: no compressed form and no stored (N, d) table
         manifest = artifact.manifest
         missing = [f for f in artifact.spec.exact_fields if getattr(manifest, f, None) is None]
@@ -309,7 +325,9 @@ def stored_arrays_kept(artifact: Artifact, mode: ServingMode) -> set[str]:
 
     if mode == "exact" or (artifact.spec.exact_only and "pq_codes" not in a):
         return set()
-    kept = as_loaded("pq_codebooks") if "pq_codes" in a else set()
+    kept: set[str] = set()
+    if "pq_codes" in a:
+        kept = as_loaded("pq_codebooks") | (as_loaded("pq_item_scale") if "pq_item_scale" in a else set())
     if artifact.spec.compressed:
         return kept | {"S_c_idx_served", "S_c_w_served"} | as_loaded("H_meta")
     return kept if "pq_codes" in a else {artifact.spec.table}

@@ -82,16 +82,19 @@ def make_arrays(
 
 
 def with_pq(
-    arrays: dict[str, np.ndarray], subspaces: int = 2, centroids: int = 8, seed: int = 0
+    arrays: dict[str, np.ndarray], subspaces: int = 2, centroids: int = 8, seed: int = 0, item_scale: bool = False
 ) -> dict[str, np.ndarray]:
     """``arrays`` plus a random product-quantized serving form (pq_codes (N, M) uint8, pq_codebooks (M, K, d/M))
-    for its N entities and d (read off user_ids, item_ids and the method's table)."""
+    for its N entities and d (read off user_ids, item_ids and the method's table); ``item_scale``: also a random
+    positive pq_item_scale (n_items,) float32."""
     rng = np.random.default_rng(seed)
     n = len(arrays["user_ids"]) + len(arrays["item_ids"])
     d = arrays[next(name for name in ("H_full", "H_meta", "hash_table", "qr_R") if name in arrays)].shape[1]
     out = dict(arrays)
     out["pq_codes"] = rng.integers(0, centroids, (n, subspaces)).astype(np.uint8)
     out["pq_codebooks"] = rng.standard_normal((subspaces, centroids, d // subspaces)).astype(np.float32)
+    if item_scale:
+        out["pq_item_scale"] = rng.uniform(0.5, 2.0, len(arrays["item_ids"])).astype(np.float32)
     return out
 
 

@@ -174,7 +174,27 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
         arrays["pq_codes"], arrays["pq_codebooks"] = fit_pq(
             target, config.pq_subspaces, seed=config.seed, store_dtype=config.store_dtype, rotation=rotation
         )
+        del target
+        if config.item_norms_served:
+            arrays["pq_item_scale"] = item_norm_scale(arrays, config.method, H_full, config.store_dtype)
     return arrays
+
+
+def item_norm_scale(
+    arrays: Mapping[str, np.ndarray], method: str, H_full: np.ndarray, store_dtype: str, chunk: int = 65536
+) -> np.ndarray:
+    """(n_items,) ``store_dtype`` ``pq_item_scale``: ‖exact item vector‖ / ‖served item vector‖ (1 where the served
+    vector is 0), so that each item is served at its exact norm. The items' served vectors are decoded a block of
+    ``chunk`` rows at a time."""
+    n_users = int(arrays["user_ids"].shape[0])
+    n_items = H_full.shape[0] - n_users
+    scale = np.ones(n_items, dtype=np.float32)
+    for start in range(0, n_items, chunk):
+        rows = np.arange(n_users + start, n_users + min(start + chunk, n_items))
+        served = np.linalg.norm(compressed_vectors(arrays, method, rows), axis=1)  # type: ignore[arg-type]
+        exact = np.linalg.norm(H_full[rows], axis=1)
+        np.divide(exact, served, out=scale[start : start + rows.size], where=served > 0)
+    return store_float(scale, store_dtype)
 
 
 def _method_arrays(trained: TrainedModel, data: InteractionData) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -263,25 +283,38 @@ def _evaluate_numpy(
     )
 
 
-def _sparse_served(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-    """(N, d) float32 vectors of the sparse serving form as stored: Σ_j w_j·H_meta[idx_j]."""
+def _sparse_served(arrays: Mapping[str, np.ndarray], rows: np.ndarray | None = None) -> np.ndarray:
+    """(N, d) float32 vectors of the sparse serving form as stored: Σ_j w_j·H_meta[idx_j] (``rows``: those only)."""
     return compressed_embeddings(
-        arrays["S_c_idx_served"], as_float32(arrays["S_c_w_served"]), as_float32(arrays["H_meta"])
+        arrays["S_c_idx_served"], as_float32(arrays["S_c_w_served"]), as_float32(arrays["H_meta"]), rows
     )
 
 
-def compressed_vectors(arrays: Mapping[str, np.ndarray], method: str) -> np.ndarray | None:
-    """(N, d) float32 vectors compressed mode serves, as the service's scorers read them: the sparse form plus the
-    decoded codes when present (legcf, c2f), the codes alone (others with codes), the stored table (ud);
+def compressed_vectors(
+    arrays: Mapping[str, np.ndarray], method: str, rows: np.ndarray | None = None
+) -> np.ndarray | None:
+    """(N, d) float32 vectors compressed mode serves (``rows``: (R,) entity indices, users then items: those
+    rows), as the service's scorers read them: the sparse form plus the decoded codes when present (legcf, c2f),
+    the codes alone (others with codes), items' rows times ``pq_item_scale`` when present, the stored table (ud);
     None where compressed mode serves exactly (hash, qr without codes)."""
     spec = get_spec(method)
-    codes = pq_embeddings(arrays["pq_codes"], arrays["pq_codebooks"]) if "pq_codes" in arrays else None
+    codes = pq_embeddings(arrays["pq_codes"], arrays["pq_codebooks"], rows) if "pq_codes" in arrays else None
     if spec.compressed:
-        sparse = _sparse_served(arrays)
-        return sparse if codes is None else np.add(sparse, codes, out=sparse)
-    if codes is not None:
-        return codes
-    return None if spec.exact_only else as_float32(arrays[spec.table])
+        sparse = _sparse_served(arrays, rows)
+        vectors = sparse if codes is None else np.add(sparse, codes, out=sparse)
+    elif codes is not None:
+        vectors = codes
+    elif spec.exact_only:
+        return None
+    else:
+        table = arrays[spec.table]
+        return as_float32(table if rows is None else table[rows])
+    if "pq_item_scale" in arrays:
+        n_users = int(arrays["user_ids"].shape[0])
+        entities = np.arange(vectors.shape[0]) if rows is None else np.asarray(rows)
+        items = entities >= n_users
+        vectors[items] *= as_float32(arrays["pq_item_scale"])[entities[items] - n_users, None]
+    return vectors
 
 
 def served_metrics(

@@ -28,17 +28,19 @@ def test_budget_sizes_and_is_recorded(synthetic_lightgcn_dir, tmp_path):
 
 def test_a_served_budget_sizes_a_full_table_served_from_codes(synthetic_lightgcn_dir, tmp_path):
     # 1000 entities, d = 16: 30% of 64,000 = 19,200 bytes of what serving holds; M uint8 codes an entity and
-    # M·256·(16/M) float16 codebook values: 1000·M + 8,192 -> M = 8 (16,192); the next divisor of 16 is 16 (24,192).
+    # M·256·(16/M) float16 codebook values, and the 400 items' float16 norm scales (pq_item_norms, on for ud):
+    # 1000·M + 8,192 + 800 -> M = 8 (16,992); the next divisor of 16 is 16 (24,992).
     # Stored counting would also count H_full and E (2·1000·16·2 = 64,000 bytes), which serving frees
     args = ["--method", "ud", "--dim", "16", "--epochs", "1", "--budget", "30%", "-p", "biases=false"]
     outcome = _train(synthetic_lightgcn_dir, tmp_path, *args, "-p", "budget_counts=served", "-p", "pq_subspaces=2")
     assert outcome.exit_code == 0, outcome.output
-    assert "budget: 19200 bytes -> pq_subspaces=8, served bytes 16192 (next size up: 24192)" in outcome.output
+    assert "budget: 19200 bytes -> pq_subspaces=8, served bytes 16992 (next size up: 24992)" in outcome.output
     version = (tmp_path / "LATEST").read_text().strip()
     manifest = json.loads((tmp_path / "versions" / version / "manifest.json").read_text())
     assert manifest["budget"]["counts"] == "served" and manifest["config"]["pq_subspaces"] == 8
-    assert manifest["footprint"]["serving_memory_bytes"] == 16_192 < manifest["footprint"]["embedding_bytes"]
+    assert manifest["footprint"]["serving_memory_bytes"] == 16_992 < manifest["footprint"]["embedding_bytes"]
     assert manifest["footprint"]["served_form"] == "pq"
+    assert manifest["footprint"]["arrays"]["pq_item_scale"] == 400 * 2  # float16, one an item
 
 
 @pytest.mark.parametrize(

@@ -158,8 +158,10 @@ def test_a_plan_counts_what_the_published_footprint_counts(
     assert planned_embedding_bytes(method, cfg, 6, 10) == footprint(arrays, method).embedding_bytes
     assert planned_serving_bytes(method, cfg, 6, 10) == footprint(arrays, method).serving_memory_bytes
     coded = dataclasses.replace(cfg, pq_subspaces=2)  # the product-quantized form, counted alike
-    arrays = with_pq(arrays, subspaces=2, centroids=256)
-    arrays["pq_codebooks"] = arrays["pq_codebooks"].astype(store_dtype)
+    arrays = with_pq(arrays, subspaces=2, centroids=256, item_scale=coded.item_norms_served)  # ud, hash, qr: on
+    for name in ("pq_codebooks", "pq_item_scale"):
+        if name in arrays:
+            arrays[name] = arrays[name].astype(store_dtype)
     assert planned_serving_bytes(method, coded, 6, 10) == footprint(arrays, method).serving_memory_bytes
     assert planned_embedding_bytes(method, coded, 6, 10) == footprint(arrays, method).embedding_bytes
 
@@ -186,11 +188,14 @@ def test_served_budgets_size_what_serving_holds() -> None:
     served = {"budget_counts": "served"}
     # ud holds H_full only: 1000·d·2 <= 64,000 -> d = 32 (stored counts E too: 16)
     assert plan(config("ud", budget=50.0, **served), N_USERS, N_ITEMS).value == 32  # type: ignore[union-attr]
-    # with codes the knob is their number, a divisor of d: 1000·M + M·256·(32/M)·2 = 1000·M + 16,384 <= 20,000
-    # -> M = 2 (18,384); the next divisor, 4, is 20,384
+    # with codes the knob is their number, a divisor of d: 1000·M + M·256·(32/M)·2 + the 400 items' float16
+    # norm scales (800) = 1000·M + 17,184 <= 20,000 -> M = 2 (19,184); the next divisor, 4, is 21,184
     coded = plan(config("ud", budget_bytes=20_000, pq_subspaces=8, **served), N_USERS, N_ITEMS)
     assert coded is not None and coded.knob == "pq_subspaces" and coded.sizes == {"pq_subspaces": 2}
-    assert (coded.planned_bytes, coded.next_planned_bytes, coded.counts) == (18_384, 20_384, "served")
+    assert (coded.planned_bytes, coded.next_planned_bytes, coded.counts) == (19_184, 21_184, "served")
+    # without the scales (pq_item_norms=false) 800 bytes fewer
+    bare = plan(config("ud", budget_bytes=20_000, pq_subspaces=8, pq_item_norms=False, **served), N_USERS, N_ITEMS)
+    assert bare is not None and (bare.planned_bytes, bare.next_planned_bytes) == (18_384, 20_384)
     # hash and qr rebuild a float32 (N, d) table whatever their buckets: 1000·d·4 <= 12,800 -> d = 3
     assert plan(config("hash", budget=10.0, **served), N_USERS, N_ITEMS).sizes == {"dim": 3}  # type: ignore[union-attr]
     # legcf's served pair 1000·2·(2 + 2) + H_meta 64·m_c <= 12,800 -> m_c = 75; stored counts the trained pair
@@ -198,8 +203,8 @@ def test_served_budgets_size_what_serving_holds() -> None:
     assert plan(config("legcf", budget=10.0, **served), N_USERS, N_ITEMS).value == 75  # type: ignore[union-attr]
     with pytest.raises(BudgetError, match="below the smallest legcf model"):
         plan(config("legcf", budget=10.0), N_USERS, N_ITEMS)
-    # one code an entity (1,000 bytes) and its codebook (16,384) are the smallest coded ud
-    with pytest.raises(BudgetError, match=r"17384 served bytes .* at pq_subspaces=1, d=32"):
+    # one code an entity (1,000 bytes), its codebook (16,384) and the items' scales (800) are the smallest coded ud
+    with pytest.raises(BudgetError, match=r"18184 served bytes .* at pq_subspaces=1, d=32"):
         plan(config("ud", budget_bytes=16_000, pq_subspaces=8, **served), N_USERS, N_ITEMS)
     with pytest.raises(ValueError, match="budget_counts"):
         config("ud", budget_counts="shipped")

@@ -46,10 +46,13 @@ def test_without_the_form_legcf_serves_sparse(artifact_root: Path) -> None:
         (lambda a: a.update(pq_codebooks=a["pq_codebooks"][:, :, :1]), "not d=4"),
         (lambda a: a.update(pq_codebooks=np.zeros((2, 300, 2), np.float32)), "uint8 codes need 1..256"),
         (lambda a: a["pq_codebooks"].__setitem__((0, 0, 0), np.nan), "pq_codebooks.*NaN"),
+        (lambda a: [a.pop("pq_codes"), a.pop("pq_codebooks")], "needs both pq_codes and pq_codebooks"),
+        (lambda a: a.update(pq_item_scale=a["pq_item_scale"][:-1]), "pq_item_scale.*expected n_items="),
+        (lambda a: a["pq_item_scale"].__setitem__(0, np.inf), "pq_item_scale.*infinite"),
     ],
 )
 def test_a_bad_form_is_never_published(artifact_root: Path, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
-    arrays = with_pq(make_arrays("legcf", d=4), subspaces=2, centroids=8)
+    arrays = with_pq(make_arrays("legcf", d=4), subspaces=2, centroids=8, item_scale=True)
     mutate(arrays)
     with pytest.raises(ArtifactError, match=message):
         build_artifact(artifact_root, "legcf", arrays=arrays)
@@ -62,6 +65,19 @@ def test_planned_bytes_count_the_form() -> None:
     assert planned["pq_codes"] == 3000 * 8
     assert planned["pq_codebooks"] == 8 * 256 * 8 * 2  # float16, the default store_dtype
     assert "pq_codes" not in planned_array_bytes("ud", TrainConfig(method="ud", dim=64), 1000, 2000)
+    assert planned["pq_item_scale"] == 2000 * 2  # codes alone: each item's float16 norm scale, by default
+    legcf = TrainConfig(method="legcf", dim=64, pq_subspaces=8)  # on the sparse form: off by default
+    assert "pq_item_scale" not in planned_array_bytes("legcf", legcf, 1000, 2000)
+    asked = TrainConfig(method="legcf", dim=64, pq_subspaces=8, pq_item_norms=True)
+    assert planned_array_bytes("legcf", asked, 1000, 2000)["pq_item_scale"] == 2000 * 2
+    assert not TrainConfig(method="ud", pq_item_norms=True).item_norms_served  # nothing to scale without codes
+
+
+def test_item_scales_count_with_the_form(artifact_root: Path) -> None:
+    arrays = with_pq(make_arrays("ud", d=4), subspaces=2, centroids=8, item_scale=True)
+    fp = load_artifact(version_path(artifact_root, build_artifact(artifact_root, "ud", arrays=arrays))).footprint
+    form = sum(arrays[n].nbytes for n in ("pq_codes", "pq_codebooks", "pq_item_scale"))
+    assert fp.components["pq"] == fp.compressed_serving_bytes == fp.serving_memory_bytes == form
 
 
 @pytest.mark.parametrize(
@@ -69,6 +85,7 @@ def test_planned_bytes_count_the_form() -> None:
     [
         ({"pq_subspaces": 7}, r"pq_subspaces \(7\) must divide dim \(128\)"),
         ({"pq_subspaces": -1}, "pq_subspaces must be 0 \\(none\\) or a positive integer"),
+        ({"pq_item_norms": "yes"}, "pq_item_norms must be true, false or null"),
     ],
 )
 def test_bad_settings_give_clear_errors(values: dict, message: str) -> None:

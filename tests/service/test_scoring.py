@@ -301,12 +301,14 @@ def test_float16_memory_is_reported(artifact_root: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # the product-quantized serving form (pq_codes, pq_codebooks): compressed mode scores from it, for any method
 # ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("scaled", [False, True], ids=["", "item-scale"])
 @pytest.mark.parametrize("method", ["ud", "legcf", "hash"])
-def test_pq_form_scores_are_the_decoded_dot_products(artifact_root: Path, method: str) -> None:
+def test_pq_form_scores_are_the_decoded_dot_products(artifact_root: Path, method: str, scaled: bool) -> None:
     from contract.reconstruct import compressed_embeddings, pq_embeddings
     from tests.fixtures import with_pq
 
-    arrays = with_pq(make_arrays(method, n_users=12, n_items=40, d=8, seed=3), subspaces=4, centroids=16, seed=4)
+    arrays = make_arrays(method, n_users=12, n_items=40, d=8, seed=3)
+    arrays = with_pq(arrays, subspaces=4, centroids=16, seed=4, item_scale=scaled)
     rec = Recommender(_load(artifact_root, method, arrays=arrays), "compressed")
     decoded = pq_embeddings(arrays["pq_codes"], arrays["pq_codebooks"])
     if method == "legcf":  # the codes quantize the sparse form's residual: the two parts add up
@@ -315,7 +317,10 @@ def test_pq_form_scores_are_the_decoded_dot_products(artifact_root: Path, method
     else:
         assert rec.scoring == "pq"
     users, items = decoded[:12], decoded[12:]
+    if scaled:  # each item's served vector (codes, plus the sparse form for legcf) times its scale
+        items = items * arrays["pq_item_scale"][:, None]
     np.testing.assert_allclose(rec.user_scores([0, 5, 11]), users[[0, 5, 11]] @ items.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(rec.item_embeddings(np.array([2, 7])), items[[2, 7]], rtol=1e-5, atol=1e-6)
     idx, _ = rec.recommend(5, 40, exclude_seen=False)
     assert idx.tolist() == np.argsort(-(users[5] @ items.T), kind="stable").tolist()
     cosine = (items @ items[3]) / (np.linalg.norm(items, axis=1) * np.linalg.norm(items[3]) + 1e-12)

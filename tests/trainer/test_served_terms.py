@@ -207,3 +207,47 @@ def test_a_product_quantized_residual_is_exported_and_measured(trained) -> None:
     # (seed 7: mean dot-product error 0.087 with the sparse form alone, 0.016 with the residual's 8 codes)
     assert errors["sparse+pq"] < 0.6 * errors["sparse"]
     assert served >= 0.95 * metrics["exact"].test["recall@20"]  # type: ignore[index]
+
+
+def _served_norms_match(arrays: dict[str, np.ndarray], method: str, exact: np.ndarray) -> None:
+    """Items' served vectors have their exact norms (to float16 rounding of the scale); users' are the codes'."""
+    from contract.reconstruct import pq_embeddings
+    from trainer.export import compressed_vectors
+
+    n = len(arrays["user_ids"])
+    served = compressed_vectors(arrays, method)
+    assert served is not None
+    np.testing.assert_allclose(np.linalg.norm(served[n:], axis=1), np.linalg.norm(exact[n:], axis=1), rtol=2e-3)
+    rows = np.arange(n, len(served), 7)  # the row-wise path decodes the same vectors
+    np.testing.assert_allclose(compressed_vectors(arrays, method, rows), served[rows], rtol=1e-6)  # type: ignore[arg-type]
+    if method == "ud":
+        decoded = pq_embeddings(arrays["pq_codes"], arrays["pq_codebooks"])
+        np.testing.assert_array_equal(served[:n], decoded[:n])
+
+
+def test_item_norms_are_kept_apart_from_the_codes_where_asked(trained) -> None:  # type: ignore[no-untyped-def]
+    """legcf: off by default (pq_item_norms=None on the sparse form), on when asked: one float16 scale an item
+    that brings each item's served vector (sparse + codes) to its exact norm."""
+    data, model = trained
+    exact = model.model.full_embeddings().cpu().numpy()
+    default, _ = _export(trained, pq_subspaces=8)
+    assert "pq_item_scale" not in default
+    arrays, metrics = _export(trained, pq_subspaces=8, pq_item_norms=True)
+    assert arrays["pq_item_scale"].shape == (data.n_items,) and arrays["pq_item_scale"].dtype == np.float16
+    _served_norms_match(arrays, "legcf", exact)
+    assert metrics["compressed"].test["recall@20"] > 0  # type: ignore[index]
+
+
+def test_a_table_served_from_codes_keeps_item_norms_by_default(synthetic_lightgcn_dir) -> None:  # type: ignore[no-untyped-def]
+    from trainer.data import load_dataset
+    from trainer.train import train
+
+    data = load_dataset(str(synthetic_lightgcn_dir))
+    config = TrainConfig(method="ud", dim=32, batch_size=1024, epochs=5, seed=7, pq_subspaces=4)
+    ud = train(data, config)
+    assert config.item_norms_served and not dataclasses.replace(config, pq_item_norms=False).item_norms_served
+    arrays, _ = _export((data, ud))
+    assert arrays["pq_item_scale"].dtype == np.float16
+    _served_norms_match(arrays, "ud", ud.model.full_embeddings().cpu().numpy())
+    bare, _ = _export((data, ud), pq_item_norms=False)
+    assert "pq_item_scale" not in bare
