@@ -233,11 +233,11 @@ class ProductQuantizedScorer:
         base: CompressedScorer | None = None,
         item_scale: np.ndarray | None = None,
     ) -> None:
-        """``item_scale``: (n_items,) ``pq_item_scale``, each item's served vector (base + codes) times it."""
+        """``item_scale``: (n_items,) ``pq_item_scale``, each item's served vector (base + codes) times it; used as
+        stored (a float16 one is upcast a buffer at a time inside the multiply, never copied whole)."""
         self.kind = "pq" if base is None else "compressed+pq"
         self._base = base
-        self._item_scale = None if item_scale is None else as_float32(item_scale)
-        self._item_scale_upcast = item_scale is not None and item_scale.dtype != np.float32
+        self._item_scale = item_scale
         self._user_codes = np.array(codes[:n_users])  # (n_users, M) uint8: a copy, so the stored (N, M) is freed
         self._books = as_float32(codebooks)  # (M, K, w): M·K·w = K·d values, upcast once
         self._books_upcast = codebooks.dtype != np.float32
@@ -279,8 +279,6 @@ class ProductQuantizedScorer:
         out["user_codes"] = int(self._user_codes.nbytes)
         if self._books_upcast:
             out["pq_codebooks_float32"] = int(self._books.nbytes)
-        if self._item_scale is not None and self._item_scale_upcast:
-            out["pq_item_scale_float32"] = int(self._item_scale.nbytes)
         return out
 
 
@@ -316,8 +314,8 @@ def make_scorer(artifact: Artifact, mode: ServingMode) -> Scorer:
 
 def stored_arrays_kept(artifact: Artifact, mode: ServingMode) -> set[str]:
     """The stored arrays the scorer :func:`make_scorer` builds keeps as loaded (not copies): the sparse form's
-    indices and weights, a float32 codebook (a float16 one is upcast into a copy), ud's stored table; the
-    codes are re-laid out and an exact-mode table is rebuilt, so neither keeps a stored array."""
+    indices and weights, a float32 codebook (a float16 one is upcast into a copy), the item scales, ud's stored
+    table; the codes are re-laid out and an exact-mode table is rebuilt, so neither keeps a stored array."""
     a = artifact.arrays
 
     def as_loaded(name: str) -> set[str]:  # a float32 array is used as it is; any other dtype is upcast (a copy)
@@ -327,7 +325,7 @@ def stored_arrays_kept(artifact: Artifact, mode: ServingMode) -> set[str]:
         return set()
     kept: set[str] = set()
     if "pq_codes" in a:
-        kept = as_loaded("pq_codebooks") | (as_loaded("pq_item_scale") if "pq_item_scale" in a else set())
+        kept = as_loaded("pq_codebooks") | ({"pq_item_scale"} & set(a))  # the scales are used as stored
     if artifact.spec.compressed:
         return kept | {"S_c_idx_served", "S_c_w_served"} | as_loaded("H_meta")
     return kept if "pq_codes" in a else {artifact.spec.table}

@@ -360,7 +360,9 @@ def test_a_served_model_frees_the_arrays_its_scorer_does_not_read(
     from tests.fixtures import with_pq
 
     arrays = make_arrays(method, n_users=12, n_items=40, d=8, seed=3)
-    arrays = with_pq(arrays, subspaces=4, centroids=16, seed=4) if pq else arrays
+    arrays = with_pq(arrays, subspaces=4, centroids=16, seed=4, item_scale=True) if pq else arrays
+    if pq:  # the item scales are used as stored, float16 included: they stay
+        arrays["pq_item_scale"] = arrays["pq_item_scale"].astype(np.float16)
     loaded = _load(artifact_root, method, arrays=arrays)
     footprint, d = loaded.footprint, loaded.d
     refs = {name: weakref.ref(loaded.arrays[name]) for name in loaded.arrays}
