@@ -4,6 +4,7 @@
     python benchmarks/served_terms.py --dataset /path/gowalla --param epochs=300   # a real dataset (hours on CPU)
     python benchmarks/served_terms.py --methods legcf,ud --pq 0,4,8   # with a product-quantized part (pq_subspaces)
     python benchmarks/served_terms.py --methods ud --pq 8 --item-norms on,off   # pq_item_norms both ways
+    python benchmarks/served_terms.py --summarize seed1.md seed2.md seed3.md   # mean ± std, on vs off paired
 
 Trains each method once (``--methods``, TrainConfig defaults plus ``--param key=value``; on planted data the small
 configuration of tests/trainer/test_train.py), then exports it once per (``served_terms``, ``store_dtype``) pair
@@ -87,6 +88,47 @@ def variant_row(
     }
 
 
+def summarize(paths: list[str]) -> list[str]:
+    """Several runs' tables (this script's stdout, one file a seed) -> per row kind (method, terms, codes, item
+    norms, dtype): served R@20 and served / trained, mean ± std over the files; and for each kind with codes, item
+    norms on minus off over the files that have both (paired t-test, scipy's ttest_rel)."""
+    import numpy as np
+    from scipy import stats
+
+    rows: dict[tuple[str, ...], list[tuple[int, float, float]]] = {}
+    for index, path in enumerate(paths):
+        for line in Path(path).read_text().splitlines():
+            cells = [c.strip() for c in line.split("|")[1:-1]]
+            if len(cells) != 13 or not cells[5].replace(".", "", 1).isdigit():
+                continue
+            served, trained = float(cells[6]), float(cells[5])
+            rows.setdefault(tuple(cells[:5]), []).append((index, served, served / trained))
+    out = ["| method | served terms | pq codes | item norms | store dtype | runs | served R@20 | served / trained |"]
+    out.append("|---|---|---|---|---|---|---|---|")
+    for key, values in rows.items():
+        r20 = np.array([v[1] for v in values])
+        share = np.array([v[2] for v in values])
+        ddof = 1 if len(values) > 1 else 0  # one run: std 0
+        out.append(
+            f"| {' | '.join(key)} | {len(values)} | {r20.mean():.4f} ± {r20.std(ddof=ddof):.4f} "
+            f"| {share.mean():.1%} ± {share.std(ddof=ddof):.1%} |"
+        )
+    for key, on in rows.items():
+        off = rows.get((*key[:3], "off", key[4]))
+        if key[3] != "on" or off is None:
+            continue
+        by_run = {v[0]: v[1] for v in off}
+        pairs = [(v[1], by_run[v[0]]) for v in on if v[0] in by_run]
+        if len(pairs) >= 2:
+            x, y = np.array(pairs).T
+            p = float(stats.ttest_rel(x, y).pvalue) if np.any(x != y) else 1.0
+            out.append(
+                f"{key[0]} pq {key[2]} ({key[4]}): served R@20 item norms on − off = {np.mean(x - y):+.4f} over "
+                f"{len(pairs)} runs (paired t-test p = {p:.3g})"
+            )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default=None, help="dataset URI or directory (default: planted communities)")
@@ -98,7 +140,11 @@ def main() -> None:
         "--item-norms", default="auto", help="pq_item_norms values for rows with codes: auto (the default), on, off"
     )
     parser.add_argument("-p", "--param", action="append", default=[], help="TrainConfig key=value (repeatable)")
+    parser.add_argument("--summarize", nargs="+", metavar="TABLE", help="run nothing: summarize earlier runs' tables")
     args = parser.parse_args()
+    if args.summarize:
+        print("\n".join(summarize(args.summarize)))
+        return
     logging.disable(logging.WARNING)
 
     base: dict[str, Any] = dict(PLANTED) if args.dataset is None else {}
