@@ -96,8 +96,9 @@ def test_a_served_point_end_to_end_sizes_the_codes(tmp_path: Path, synthetic_lig
     (result_file,) = (out / "results").glob("*-served.json")
     result = json.loads(result_file.read_text())
     # 1000 entities, d = 16: 19,200 bytes hold 1000·M codes + 8,192 of float16 codebooks + 1,600 of item biases
+    # + 800 of the 400 items' float16 norm scales (pq_item_norms, on for a table served from codes)
     assert result["fits"] and result["counts"] == "served" and result["sizes"] == {"pq_subspaces": 8}
-    assert result["bytes"] == result["serving_memory_bytes"] == 8_000 + 8_192 + 1_600 < result["embedding_bytes"]
+    assert result["bytes"] == result["serving_memory_bytes"] == 8_000 + 8_192 + 1_600 + 800 < result["embedding_bytes"]
     assert "| 30% | ud+pq | 2024 | pq_subspaces=8 | served |" in done.stdout
 
 
