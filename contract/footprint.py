@@ -9,7 +9,7 @@ import numpy as np
 
 from contract.dtypes import dtype_names, target_dtype
 from contract.manifest import Footprint
-from contract.methods import COMMON_COMPONENTS, OPTIONAL_ARRAYS, PQ_ARRAYS, MethodSpec, get_spec
+from contract.methods import COMMON_COMPONENTS, OPTIONAL_ARRAYS, OPTIONAL_COMPONENTS, MethodSpec, get_spec
 
 
 def params_paper(
@@ -170,7 +170,7 @@ def served_form_extras(spec: MethodSpec, arrays: Mapping[str, np.ndarray], dims:
     sparse = extras.get("compressed_serving_bytes")
     if "pq_m" not in dims:
         return {**extras, "served_form": "sparse"} if sparse is not None else extras
-    serving = (sparse or 0) + sum(int(arrays[name].nbytes) for name in (*PQ_ARRAYS, "pq_item_scale") if name in arrays)
+    serving = (sparse or 0) + sum(int(arrays[name].nbytes) for name in OPTIONAL_COMPONENTS["pq"] if name in arrays)
     return {
         **extras,
         "served_form": "pq" if sparse is None else "sparse+pq",

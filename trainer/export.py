@@ -284,10 +284,12 @@ def _evaluate_numpy(
 
 
 def _sparse_served(arrays: Mapping[str, np.ndarray], rows: np.ndarray | None = None) -> np.ndarray:
-    """(N, d) float32 vectors of the sparse serving form as stored: Σ_j w_j·H_meta[idx_j] (``rows``: those only)."""
-    return compressed_embeddings(
-        arrays["S_c_idx_served"], as_float32(arrays["S_c_w_served"]), as_float32(arrays["H_meta"]), rows
-    )
+    """(N, d) float32 vectors of the sparse serving form as stored: Σ_j w_j·H_meta[idx_j] (``rows``: those only;
+    their weights are picked before the upcast, so a block of rows never upcasts all N)."""
+    idx, w = arrays["S_c_idx_served"], arrays["S_c_w_served"]
+    if rows is not None:
+        idx, w = idx[rows], w[rows]
+    return compressed_embeddings(idx, as_float32(w), as_float32(arrays["H_meta"]))
 
 
 def compressed_vectors(
@@ -313,7 +315,7 @@ def compressed_vectors(
         n_users = int(arrays["user_ids"].shape[0])
         entities = np.arange(vectors.shape[0]) if rows is None else np.asarray(rows)
         items = entities >= n_users
-        vectors[items] *= as_float32(arrays["pq_item_scale"])[entities[items] - n_users, None]
+        vectors[items] *= as_float32(arrays["pq_item_scale"][entities[items] - n_users])[:, None]
     return vectors
 
 
