@@ -84,6 +84,12 @@ class TrainConfig:
     # For a fixed budget, decaying to zero is what lets a large early lr settle: UD-64 on Gowalla under LightGCN's
     # protocol plateaued near R@20 0.170 with a constant lr 1e-2 (BENCHMARKS.md, "UD-64 in one hour").
     lr_schedule: Literal["constant", "linear"] = "constant"
+    # the full table's (ud) layer-0 initialisation: None: Xavier uniform (LightGCN's paper, std ~0.005 for
+    # Gowalla's 70,839 × 64); a value: normal(0, init_std), what LightGCN's PyTorch code uses (0.1)
+    init_std: float | None = None
+    # BPR triplets an epoch (nnz of them): "interactions" draws each training pair once; "users" draws users
+    # uniformly and a positive of each uniformly, as LightGCN's code does (trainer/sampling.py)
+    sampling: Literal["interactions", "users"] = "interactions"
     patience_coarse: int | None = None
     patience_fine: int | None = None
     # a learned per-item score offset added to h_u·h_i (the released code's entity biases; a per-user offset
@@ -199,6 +205,10 @@ class TrainConfig:
             raise ValueError(f"budget_counts must be 'stored' or 'served'; got {self.budget_counts!r}")
         if self.lr_schedule not in ("constant", "linear"):
             raise ValueError(f"lr_schedule must be 'constant' or 'linear'; got {self.lr_schedule!r}")
+        if self.init_std is not None and not (isinstance(self.init_std, int | float) and self.init_std > 0):
+            raise ValueError(f"init_std must be a positive number or None; got {self.init_std!r}")
+        if self.sampling not in ("interactions", "users"):
+            raise ValueError(f"sampling must be 'interactions' or 'users'; got {self.sampling!r}")
         if self.store_dtype not in STORE_DTYPES:
             raise ValueError(f"store_dtype must be one of {', '.join(STORE_DTYPES)}; got {self.store_dtype!r}")
         if self.served_terms is not None:

@@ -85,6 +85,7 @@ class Trainer:
     monitor_seconds: float = 0.0
     time_limit: float | None = None  # training seconds (monitoring excluded) after which every phase stops
     lr_schedule: str = "constant"  # "linear": lr decays to 0 over the time limit (or the phase's max epochs)
+    sampling: str = "interactions"  # BPR triplets: "interactions" (each once an epoch) or "users" (trainer/sampling.py)
     # sizes of the seeded user samples that validation and test evaluations read (0: every user with truth items)
     valid_sample: int = 0
     test_sample: int = 0
@@ -94,7 +95,7 @@ class Trainer:
 
     def __post_init__(self) -> None:
         # The same seed on every rank: all ranks draw the same batches and take their own slice of each.
-        self.sampler = BPRSampler(self.data.train, self.negatives, seed=self.seed)
+        self.sampler = BPRSampler(self.data.train, self.negatives, seed=self.seed, by=self.sampling)
         # Fixed for the whole run: every epoch's validation reads the same users, so epochs compare like with like,
         # and every test evaluation (trained, served compressed, served exact, monitoring) reads the same users.
         self.valid_users = sample_users(self.data.valid, self.valid_sample, self.seed, stream=1)

@@ -77,16 +77,27 @@ class EmbeddingModel(nn.Module):
 
 
 class UD(EmbeddingModel):
-    """LightGCN with a full (N, d) embedding table, Xavier initialised."""
+    """LightGCN with a full (N, d) embedding table: Xavier uniform, or normal(0, ``init_std``) when given."""
 
-    def __init__(self, graph: sp.csr_matrix, dim: int, layers: int, device: torch.device, seed: int = 0):
+    def __init__(
+        self,
+        graph: sp.csr_matrix,
+        dim: int,
+        layers: int,
+        device: torch.device,
+        seed: int = 0,
+        init_std: float | None = None,
+    ):
         super().__init__()
         self.n_entities = graph.shape[0] + graph.shape[1]
         self.n_users = graph.shape[0]
         self.layers = layers
         generator = torch.Generator().manual_seed(seed)
         table = torch.empty(self.n_entities, dim)
-        nn.init.xavier_uniform_(table, generator=generator)
+        if init_std is None:
+            nn.init.xavier_uniform_(table, generator=generator)
+        else:
+            nn.init.normal_(table, std=init_std, generator=generator)
         self.E = nn.Parameter(table.to(device))
         self.adj = to_torch_csr(expanded_adjacency(graph), device)
 

@@ -85,6 +85,7 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         monitor_every=config.monitor_every,
         time_limit=config.time_limit,
         lr_schedule=config.lr_schedule,
+        sampling=config.sampling,
         valid_sample=config.valid_users,
         test_sample=config.test_users,
     )
@@ -186,7 +187,7 @@ def single_phase_model(data: InteractionData, config: TrainConfig, device: torch
         return QuotientRemainder(
             data.train, m, config.dim, config.layers, device, combine=config.qr_combine, seed=config.seed
         )
-    return UD(data.train, config.dim, config.layers, device, seed=config.seed)
+    return UD(data.train, config.dim, config.layers, device, seed=config.seed, init_std=config.init_std)
 
 
 def _check_ranks_agree(trainer: Trainer, model: EmbeddingModel) -> None:

@@ -186,3 +186,21 @@ def test_lr_schedule_is_checked_and_reaches_the_trainer(synthetic_lightgcn_dir, 
     monkeypatch.setattr(Trainer, "lr_factor", spy)
     train(data, TrainConfig(method="ud", dim=8, epochs=2, lr_schedule="linear", device="cpu"))
     assert schedules == ["linear", "linear"]
+
+
+def test_sampling_reaches_the_sampler(synthetic_lightgcn_dir, monkeypatch):
+    import trainer.fit as fit_module
+    from trainer.sampling import BPRSampler
+
+    data = load_dataset(str(synthetic_lightgcn_dir))
+    made: list[str] = []
+
+    class Spy(BPRSampler):
+        def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            super().__init__(*args, **kwargs)
+            made.append(self.by)
+
+    monkeypatch.setattr(fit_module, "BPRSampler", Spy)
+    train(data, TrainConfig(method="ud", dim=8, epochs=1, sampling="users", device="cpu"))
+    train(data, TrainConfig(method="ud", dim=8, epochs=1, device="cpu"))
+    assert made == ["users", "interactions"]

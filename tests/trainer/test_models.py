@@ -202,3 +202,30 @@ def test_exact_embeddings_reproduce_each_model():
     arrays.update(S_r_idx=S_r_idx, S_r_w=S_r_w, E_r_indptr=F.indptr, E_r_indices=F.indices, E_r_data=F.data)
     H = exact_embeddings(arrays, Manifest.model_validate({"method": "c2f", "shape": shape, "w_cr": 0.5}))
     np.testing.assert_allclose(H, fine.full_embeddings().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_ud_init_std_draws_a_normal_table_and_none_keeps_xavier():
+    import pytest
+
+    from contract.config import TrainConfig
+    from trainer.train import single_phase_model
+
+    graph = random_graph(n_users=300, n_items=200)
+    n = sum(graph.shape)
+    xavier = UD(graph, 16, 2, CPU, seed=3).E.detach()
+    assert float(xavier.abs().max()) <= (6.0 / (n + 16)) ** 0.5 + 1e-7  # Xavier uniform's bound
+    normal = UD(graph, 16, 2, CPU, seed=3, init_std=0.1).E.detach()
+    assert abs(float(normal.std()) - 0.1) < 0.005
+    assert abs(float(normal.mean())) < 0.005
+    assert float(normal.abs().max()) > 0.3  # a normal's tail, far outside Xavier's ±0.07 here
+    np.testing.assert_array_equal(normal, UD(graph, 16, 2, CPU, seed=3, init_std=0.1).E.detach())  # seeded
+    for bad in (0, -0.1, "0.1"):
+        with pytest.raises(ValueError, match="init_std"):
+            TrainConfig(method="ud", init_std=bad)  # type: ignore[arg-type]
+
+    class Data:  # what single_phase_model reads of a dataset
+        train = graph
+        n_users, n_items = graph.shape
+
+    built = single_phase_model(Data(), TrainConfig(method="ud", dim=16, layers=2, init_std=0.1), CPU)  # type: ignore[arg-type]
+    assert abs(float(built.E.detach().std()) - 0.1) < 0.005
