@@ -14,6 +14,8 @@ from typing import Any, Literal, get_args
 from contract.dtypes import STORE_DTYPES, StoreDtype
 from contract.methods import get_spec
 
+# how BPR triplets are drawn (trainer/sampling.py): each training pair once an epoch, or users uniformly
+Sampling = Literal["interactions", "users"]
 Criterion = Literal["recall@1", "ndcg@1", "recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20"]
 
 # Presets of the evaluation and optimisation protocol, applied under explicitly given values by ``from_dict``.
@@ -89,7 +91,7 @@ class TrainConfig:
     init_std: float | None = None
     # BPR triplets an epoch (nnz of them): "interactions" draws each training pair once; "users" draws users
     # uniformly and a positive of each uniformly, as LightGCN's code does (trainer/sampling.py)
-    sampling: Literal["interactions", "users"] = "interactions"
+    sampling: Sampling = "interactions"
     patience_coarse: int | None = None
     patience_fine: int | None = None
     # a learned per-item score offset added to h_u·h_i (the released code's entity biases; a per-user offset
@@ -207,8 +209,8 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be 'constant' or 'linear'; got {self.lr_schedule!r}")
         if self.init_std is not None and not (isinstance(self.init_std, int | float) and self.init_std > 0):
             raise ValueError(f"init_std must be a positive number or None; got {self.init_std!r}")
-        if self.sampling not in ("interactions", "users"):
-            raise ValueError(f"sampling must be 'interactions' or 'users'; got {self.sampling!r}")
+        if self.sampling not in get_args(Sampling):
+            raise ValueError(f"sampling must be one of {', '.join(get_args(Sampling))}; got {self.sampling!r}")
         if self.store_dtype not in STORE_DTYPES:
             raise ValueError(f"store_dtype must be one of {', '.join(STORE_DTYPES)}; got {self.store_dtype!r}")
         if self.served_terms is not None:

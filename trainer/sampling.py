@@ -4,9 +4,14 @@ LightGCN does), k uniform negatives each."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import get_args
 
 import numpy as np
 import scipy.sparse as sp
+
+from contract.config import Sampling
+
+SAMPLING = get_args(Sampling)
 
 
 class BPRSampler:
@@ -91,6 +96,3 @@ class BPRSampler:
         picked = self.rng.integers(0, len(self.active_users), size=n)
         offset = (self.rng.random(n) * self.active_degree[picked]).astype(np.int64)
         return self.active_start[picked] + np.minimum(offset, self.active_degree[picked] - 1)
-
-
-SAMPLING = ("interactions", "users")
