@@ -127,10 +127,13 @@ def propagate_columns(
         if isinstance(X0, DenseColumns):
             dense = np.asarray(X0.block(cols), dtype=np.float32)
             if dense.base is not None:  # a view of someone's array (e.g. E[:, cols]): never overwrite it
-                dense = dense.copy()
+                dense = dense.copy(order="C")
         else:
             dense = X0[:, cols].toarray()  # float32, a new array
-        block_t = torch.from_numpy(dense).to(device)  # this call's own scratch: the layer sum may overwrite it
+        # Row-major, always: a CSC slice's toarray() is column-major, and the CSR product on a column-major block
+        # (its scratch copies the strides) took 2.45 s against 0.48 s per product at 1.3M entities, 32 columns
+        # (one thread, Intel Xeon VM): a 1M-user LEGCF P build went from 80 s to 22 s.
+        block_t = torch.from_numpy(np.ascontiguousarray(dense)).to(device)  # own scratch: the layer sum overwrites it
         out[:, cols] = (
             _layer_mean(adj, block_t, layers, overwrite=True) if step is None else propagate(adj, block_t, layers, step)
         )
