@@ -4,6 +4,7 @@
     python benchmarks/served_terms.py --dataset /path/gowalla --param epochs=300   # a real dataset (hours on CPU)
     python benchmarks/served_terms.py --methods legcf,ud --pq 0,4,8   # with a product-quantized part (pq_subspaces)
     python benchmarks/served_terms.py --methods ud --pq 8 --item-norms on,off   # pq_item_norms both ways
+    python benchmarks/served_terms.py --methods ud --pq 16 --refine 0,30   # codebooks as k-means left them, refined
     python benchmarks/served_terms.py --summarize seed1.md seed2.md seed3.md   # mean ± std, on vs off paired
 
 Trains each method once (``--methods``, TrainConfig defaults plus ``--param key=value``; on planted data the small
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import tempfile
@@ -55,17 +57,20 @@ def variant_row(
     store_dtype: str,
     pq: int = 0,
     item_norms: bool | None = None,
+    refine: int = 0,
 ) -> dict[str, Any]:
     """Export ``trained`` with ``terms`` served terms (None: as trained) and ``pq`` product-quantized codes stored
-    as ``store_dtype`` (``item_norms``: ``pq_item_norms``); the figures of one table row."""
+    as ``store_dtype`` (``item_norms``: ``pq_item_norms``; ``refine``: ``pq_refine_epochs``); the figures of one
+    table row."""
     config = dataclasses.replace(
         trained.config,
         served_terms=terms,
         store_dtype=store_dtype,  # type: ignore[arg-type]
         pq_subspaces=pq,
         pq_item_norms=item_norms,
+        pq_refine_epochs=refine,
     )
-    variant = dataclasses.replace(trained, config=config)
+    variant = dataclasses.replace(trained, config=config, info=dict(trained.info))
     t0 = time.perf_counter()
     arrays = build_arrays(variant, data)
     seconds = time.perf_counter() - t0
@@ -85,7 +90,18 @@ def variant_row(
         "full_bytes": fp.full_table_bytes,
         "seconds": seconds,
         "item_norms": "pq_item_scale" in arrays,
+        "refine": variant.info.get("pq_refine"),
     }
+
+
+def refine_note(record: dict[str, Any]) -> str:
+    """One line on a codebook refinement (trainer/refine.py's record): epochs run, the one kept, validation."""
+    criterion = record["criterion"]
+    start, best = (record[k][criterion] if record[k] else float("nan") for k in ("start_valid", "best_valid"))
+    return (
+        f"{record['epochs']} epochs, kept epoch {record['best_epoch']} (0: k-means' codebooks), "
+        f"valid {criterion} {start:.4f} -> {best:.4f}, {record['seconds']:.1f} s"
+    )
 
 
 def summarize(paths: list[str]) -> list[str]:
@@ -139,6 +155,7 @@ def main() -> None:
     parser.add_argument(
         "--item-norms", default="auto", help="pq_item_norms values for rows with codes: auto (the default), on, off"
     )
+    parser.add_argument("--refine", default="0", help="pq_refine_epochs values for rows with codes (0: k-means only)")
     parser.add_argument("-p", "--param", action="append", default=[], help="TrainConfig key=value (repeatable)")
     parser.add_argument("--summarize", nargs="+", metavar="TABLE", help="run nothing: summarize earlier runs' tables")
     args = parser.parse_args()
@@ -166,6 +183,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     norm_values = {"auto": None, "on": True, "off": False}
     item_norms = [norm_values[v] for v in args.item_norms.split(",")]
+    refines = [int(v) for v in args.refine.split(",")]
     for method in args.methods.split(","):
         trained = train(data, TrainConfig.from_dict({**base, "method": method}))
         trained_r20 = float(trained.test["recall@20"])
@@ -173,18 +191,21 @@ def main() -> None:
         all_terms: list[int | None] = [int(t) for t in args.terms.split(",")] if sparse else [None]
         for terms in all_terms:
             for pq in (int(p) for p in args.pq.split(",")):
-                for norms in item_norms if pq else [None]:
+                for norms, refine in itertools.product(item_norms, refines) if pq else [(None, 0)]:
                     for store_dtype in args.dtypes.split(","):
-                        r = variant_row(trained, data, terms, store_dtype, pq, norms)
+                        r = variant_row(trained, data, terms, store_dtype, pq, norms, refine)
                         serving = "-" if r["serving_bytes"] is None else f"{r['serving_bytes']:,}"
                         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.1f}"
+                        codes = f"{pq} + refine" if refine else str(pq)
                         print(
-                            f"| {method} | {terms or '-'} | {pq} | {'on' if r['item_norms'] else 'off'} "
+                            f"| {method} | {terms or '-'} | {codes} | {'on' if r['item_norms'] else 'off'} "
                             f"| {store_dtype} | {trained_r20:.4f} | {r['served']:.4f} "
                             f"| {r['served'] / trained_r20:.1%} | {r['exact']:.4f} | {serving} "
                             f"| {ratio} | {r['embedding_bytes']:,} | {r['seconds']:.1f} |",
                             flush=True,
                         )
+                        if r["refine"]:
+                            print(f"<!-- refine: {refine_note(r['refine'])} -->", flush=True)
 
 
 if __name__ == "__main__":

@@ -182,6 +182,11 @@ class TrainConfig:
     # qr), off on the sparse form (legcf, c2f), where on Gowalla it did not help (BENCHMARKS.md, "Item norms kept
     # apart from the codes")
     pq_item_norms: bool | None = None
+    # with codes: epochs of BPR training of the codebooks (and item scales) on the served scores after k-means, the
+    # codes fixed (trainer/refine.py); early stopping on validation keeps k-means' codebooks unless training beats
+    # them. 0: k-means' codebooks as they are
+    pq_refine_epochs: int = 0
+    pq_refine_lr: float = 1e-3
     # stored type of the embedding arrays (weights, codebooks, tables): float16 halves them and is computed in
     # float32 everywhere; indices are always stored in the smallest unsigned type that holds their bound
     # (contract/dtypes.py). float16 is the default because it served the same Recall@20 as float32 on planted data
@@ -228,6 +233,14 @@ class TrainConfig:
             raise ValueError(f"pq_subspaces must be 0 (none) or a positive integer; got {self.pq_subspaces!r}")
         if self.pq_subspaces and self.dim % self.pq_subspaces:
             raise ValueError(f"pq_subspaces ({self.pq_subspaces}) must divide dim ({self.dim})")
+        if isinstance(self.pq_refine_epochs, bool) or not isinstance(self.pq_refine_epochs, int):
+            raise ValueError(f"pq_refine_epochs must be a non-negative integer; got {self.pq_refine_epochs!r}")
+        if self.pq_refine_epochs < 0 or (self.pq_refine_epochs and not self.pq_subspaces):
+            raise ValueError(
+                f"pq_refine_epochs ({self.pq_refine_epochs}) must be ≥ 0, and > 0 only with codes (pq_subspaces > 0)"
+            )
+        if not (isinstance(self.pq_refine_lr, int | float) and self.pq_refine_lr > 0):
+            raise ValueError(f"pq_refine_lr must be a positive number; got {self.pq_refine_lr!r}")
         if self.pq_item_norms is not None and not isinstance(self.pq_item_norms, bool):
             raise ValueError(f"pq_item_norms must be true, false or null (automatic); got {self.pq_item_norms!r}")
 

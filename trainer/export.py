@@ -32,6 +32,7 @@ from trainer.data import InteractionData
 from trainer.evaluate import evaluate
 from trainer.models import UD, Coarse, Fine, Hashed, QuotientRemainder
 from trainer.quantize import fit_pq
+from trainer.refine import refine_codebooks
 from trainer.train import TrainedModel
 
 
@@ -177,6 +178,11 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
         del target
         if config.item_norms_served:
             arrays["pq_item_scale"] = item_norm_scale(arrays, config.method, H_full, config.store_dtype)
+        if config.pq_refine_epochs:
+            del H_full  # the refinement reads the served form only
+            base = _sparse_served(arrays) if get_spec(config.method).compressed else None
+            device = next(trained.model.parameters()).device
+            trained.info["pq_refine"] = refine_codebooks(arrays, base, data, config, device)
     return arrays
 
 
