@@ -19,7 +19,9 @@ def trained(synthetic_lightgcn_dir):  # type: ignore[no-untyped-def]
     from trainer.train import train
 
     data = load_dataset(str(synthetic_lightgcn_dir))
-    config = TrainConfig(method="ud", dim=32, batch_size=1024, epochs=8, seed=7, pq_subspaces=4, biases=True)
+    config = TrainConfig(
+        method="ud", dim=32, batch_size=1024, epochs=8, seed=7, pq_subspaces=4, biases=True, pq_refine_epochs=0
+    )
     return data, train(data, config)
 
 
@@ -34,8 +36,8 @@ def _export(trained, **overrides):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"pq_refine_epochs": 5}, "only with codes"),
-        ({"pq_subspaces": 4, "pq_refine_epochs": -1}, "must be ≥ 0"),
+        ({"pq_subspaces": 4, "pq_refine_epochs": -1}, "non-negative integer"),
+        ({"pq_refine_epochs": 2.5}, "non-negative integer"),
         ({"pq_subspaces": 4, "pq_refine_epochs": True}, "non-negative integer"),
         ({"pq_subspaces": 4, "pq_refine_epochs": 2, "pq_refine_lr": 0}, "pq_refine_lr must be a positive"),
     ],
@@ -43,6 +45,12 @@ def _export(trained, **overrides):  # type: ignore[no-untyped-def]
 def test_bad_values_give_clear_errors(values: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TrainConfig(method="ud", **values)
+
+
+def test_on_by_default_where_codes_are_stored_and_a_no_op_without(trained) -> None:  # type: ignore[no-untyped-def]
+    assert TrainConfig(method="legcf").pq_refine_epochs == 60
+    arrays, info = _export(trained, pq_subspaces=0, pq_refine_epochs=60)  # a full table without codes
+    assert "pq_codes" not in arrays and "pq_refine" not in info
 
 
 def test_the_served_model_decodes_what_the_service_decodes(trained) -> None:  # type: ignore[no-untyped-def]

@@ -187,7 +187,7 @@ def test_a_product_quantized_residual_is_exported_and_measured(trained) -> None:
     data, model = trained
     exact = model.model.full_embeddings().cpu().numpy()
     plain, _ = _export(trained)
-    arrays, metrics = _export(trained, pq_subspaces=8)
+    arrays, metrics = _export(trained, pq_subspaces=8, pq_refine_epochs=0)  # the codes as k-means fitted them
     n_entities = len(arrays["user_ids"]) + len(arrays["item_ids"])
     assert arrays["pq_codes"].shape == (n_entities, 8) and arrays["pq_codes"].dtype == np.uint8
     assert arrays["pq_codebooks"].shape == (8, 256, 4) and arrays["pq_codebooks"].dtype == np.float16
@@ -230,9 +230,9 @@ def test_item_norms_are_kept_apart_from_the_codes_where_asked(trained) -> None: 
     that brings each item's served vector (sparse + codes) to its exact norm."""
     data, model = trained
     exact = model.model.full_embeddings().cpu().numpy()
-    default, _ = _export(trained, pq_subspaces=8)
+    default, _ = _export(trained, pq_subspaces=8, pq_refine_epochs=0)
     assert "pq_item_scale" not in default
-    arrays, metrics = _export(trained, pq_subspaces=8, pq_item_norms=True)
+    arrays, metrics = _export(trained, pq_subspaces=8, pq_item_norms=True, pq_refine_epochs=0)  # norms as fitted
     assert arrays["pq_item_scale"].shape == (data.n_items,) and arrays["pq_item_scale"].dtype == np.float16
     _served_norms_match(arrays, "legcf", exact)
     assert metrics["compressed"].test["recall@20"] > 0  # type: ignore[index]
@@ -243,7 +243,7 @@ def test_a_table_served_from_codes_keeps_item_norms_by_default(synthetic_lightgc
     from trainer.train import train
 
     data = load_dataset(str(synthetic_lightgcn_dir))
-    config = TrainConfig(method="ud", dim=32, batch_size=1024, epochs=5, seed=7, pq_subspaces=4)
+    config = TrainConfig(method="ud", dim=32, batch_size=1024, epochs=5, seed=7, pq_subspaces=4, pq_refine_epochs=0)
     ud = train(data, config)
     assert config.item_norms_served and not dataclasses.replace(config, pq_item_norms=False).item_norms_served
     arrays, _ = _export((data, ud))
