@@ -60,7 +60,7 @@ def test_every_depth_matches_dense_powers_with_the_scratch_arrays_taking_turns(l
 
 @pytest.mark.parametrize("dense_input", [False, True])
 def test_column_blocks_reach_the_sparse_product_row_major(monkeypatch: pytest.MonkeyPatch, dense_input: bool) -> None:
-    """A CSC slice's toarray() (and a column view of a C array) is column-major; the CSR product on it was five times
+    """A CSC slice's toarray() (and a column view of a C array) is column-major; the CSR product on it is several times
     slower at 1.3M entities, so every block is made row-major before it is propagated, and the result is unchanged."""
     import trainer.graph as graph
     from trainer.graph import DenseColumns
