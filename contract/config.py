@@ -120,8 +120,14 @@ class TrainConfig:
     fine_rows: Literal["most_used", "random"] = "random"
     fine_init: Literal["codes", "reconstruction"] = "codes"  # E^r from SparsePCA codes (paper) or U·V
     # fine-stage forward: "paper" Eq. 17-22; "released": layer 0 = [tanh(S^c·E^c); Ê^c; tanh(S_λ(E^r))] and the
-    # released code's per-layer coarse/fine correction with gate w_cr (trainer/models.py, Fine)
-    fine_forward: Literal["paper", "released"] = "released"
+    # released code's per-layer coarse/fine correction with gate w_cr (trainer/models.py, Fine); "auto": the one
+    # whose starting state validates better (ties: released), recorded in the manifest's info["fine_forward"] and
+    # published as the config's fine_forward. Why: on Gowalla the released forward is the better fine stage (3
+    # seeds), but its correction adds S^c·h_c, a sum over the ~2N/m_c entities of a code, to every entity, and on
+    # benchmarks/scale.py's tables it started at NDCG@20 0.0473 against its coarse stage's 0.1860 (100k users) and
+    # 0.0001 against 0.1372 (1M), where the paper's forward starts at the coarse stage's level (BENCHMARKS.md,
+    # "The fine stage's forward at scale")
+    fine_forward: Literal["auto", "paper", "released"] = "auto"
     # S^r weights from the kept Eq. 23 scores: positive parts normalised to sum 1, or the released row softmax
     fine_sr: Literal["normalised", "softmax"] = "softmax"
     # soft threshold: re-chosen after every epoch to keep target_nonzero, or chosen once at init and then fixed

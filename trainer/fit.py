@@ -212,11 +212,13 @@ class Trainer:
         after_epoch: Callable[[], None] | None = None,
         patience: int | None = None,
         batch_size: int | None = None,
+        start_valid: dict[str, float] | None = None,
     ) -> PhaseResult:
         """Train until validation ``criterion`` has not improved for ``patience`` evaluations (or ``max_epochs``).
 
         Validation runs every ``eval_every`` epochs (and after the last); only evaluated states compete, so the
         state kept is always one whose validation figures are known. Without validation data every epoch is kept.
+        ``start_valid``: the model's validation figures now, when the caller has just computed them.
         """
         patience = self.patience if patience is None else patience
         if self.out_of_time():
@@ -229,7 +231,7 @@ class Trainer:
         # The state the phase starts from competes too: a phase never ends worse (on validation) than it began,
         # e.g. phase 2 keeps phase 1's best when every assignment update hurts.
         best_state = model.snapshot()
-        best_valid = self.validate(model)
+        best_valid = self.validate(model) if start_valid is None else start_valid
         best_score = best_valid[self.criterion] if best_valid is not None else -1.0
         start_valid = best_valid
         best_epoch, bad_evals, improved = 0, 0, 0  # 0: the starting state

@@ -255,14 +255,7 @@ class Coarse(EmbeddingModel):
 
     def batch_embeddings(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self._operator().index_select(0, rows) @ self.E_c
-        # ||Σ_j w_j E_c[i_j]||² = Σ_jk w_j w_k G[i_j, i_k] with G = E_c·E_cᵀ (m_c × m_c): gathers t² scalars per row
-        # instead of t vectors of d, which makes the backward pass several times cheaper.
-        gram = (self.E_c @ self.E_c.T).reshape(-1)
-        idx, w = self.idx_t[rows], self.w_t[rows]
-        t = idx.shape[1]
-        flat = (idx[:, :, None] * self.m_c + idx[:, None, :]).reshape(-1)
-        pair = gram.index_select(0, flat).view(-1, t, t)  # (b, t, t); 1-D index_select has a fast backward
-        return h, torch.einsum("bj,bjk,bk->b", w, pair, w)
+        return h, sparse_rows_squared_norms(self.E_c, self.idx_t[rows], self.w_t[rows])
 
     @torch.no_grad()
     def full_embeddings(self) -> torch.Tensor:
@@ -289,6 +282,18 @@ class Coarse(EmbeddingModel):
             self.set_assignment(state["S_c_idx"], state["S_c_w"])
 
 
+def sparse_rows_squared_norms(codebook: torch.Tensor, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """||Σ_j w_j C[i_j]||² (b,) for rows given by ``idx, w: (b, t)`` over ``codebook`` C (m, d), differentiable in C.
+
+    Σ_jk w_j w_k G[i_j, i_k] with G = C·Cᵀ (m × m): gathers t² scalars per row instead of t vectors of d, which
+    makes the backward pass several times cheaper."""
+    m, t = codebook.shape[0], idx.shape[1]
+    gram = (codebook @ codebook.T).reshape(-1)
+    flat = (idx[:, :, None] * m + idx[:, None, :]).reshape(-1)
+    pair = gram.index_select(0, flat).view(-1, t, t)  # (b, t, t); 1-D index_select has a fast backward
+    return torch.einsum("bj,bjk,bk->b", w, pair, w)
+
+
 class Fine(EmbeddingModel):
     """C2F fine stage on top of a frozen coarse stage (Eq. 14-22).
 
@@ -301,7 +306,7 @@ class Fine(EmbeddingModel):
     after each propagation step the coarse rows are re-mixed with their fine rows (:meth:`_released_step`).
     Both are linear in F, so H = M·C0 + (M·B_r)·F with M the layer mean of the (corrected) propagation; buffers
     ``H_const`` and ``P`` hold M·C0 and M·B_r, recomputed once per assignment. The entity rows of layer 0 itself
-    (for the L2 term) are gathered per batch from S^c's terms (:meth:`entity_layer0`).
+    (for the L2 term) come per batch from S^c's terms (:meth:`entity_layer0`, :meth:`entity_layer0_squared_norms`).
     """
 
     def __init__(
@@ -328,6 +333,7 @@ class Fine(EmbeddingModel):
         self.Sc_idx_t = torch.from_numpy(np.asarray(self.S_c_idx, np.int64)).to(device)  # frozen: set once
         self.Sc_w_t = torch.from_numpy(np.asarray(self.S_c_w, np.float32)).to(device)
         self.E_c = coarse.E_c.detach().clone()
+        self.released_layer0_sq: torch.Tensor | None = None  # (N,) ||tanh(S^c·E_c)||², made on first use
         self.m_c, self.m_r = self.E_c.shape[0], E_r.shape[0]
         self.w_cr, self.soft_lambda, self.layers, self.device = w_cr, soft_lambda, layers, device
         self.E_r = nn.Parameter(torch.from_numpy(np.asarray(E_r, np.float32)).to(device))
@@ -385,6 +391,13 @@ class Fine(EmbeddingModel):
         del adj, adj_np, step, C0, fine_part
         release_freed_memory()
 
+    def set_forward(self, forward: str) -> None:
+        """Switch to the ``"paper"`` or ``"released"`` forward and rebuild the operators (E^r, S^r unchanged)."""
+        if forward not in ("paper", "released"):
+            raise ValueError(f"fine forward must be 'paper' or 'released', got {forward!r}")
+        self.forward_kind = forward
+        self.set_assignment(self.S_r_idx, self.S_r_w)
+
     def _released_step(self, adj: torch.Tensor, S_c: sp.csr_matrix, S_r: sp.csr_matrix):
         """One propagation step of the released code: h = Â^r·h, then with raw S^c, S^r and gate g = w_cr:
         h_full −= S^c·h_c; h_c −= S^r·h_f; h_c = g·S^r·h_f + (1 − g)·h_c; h_full += S^c·h_c (h_c coarse rows,
@@ -423,11 +436,27 @@ class Fine(EmbeddingModel):
             self.set_assignment(self.S_r_idx, self.S_r_w)
         return self.H_const, self.P
 
+    def entity_layer0_squared_norms(self, rows: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
+        """||layer-0 row||² (b,) of the entities ``rows``, as :meth:`entity_layer0` ``.pow(2).sum(1)`` without
+        gathering (b, t_c, d): through Ê^c's Gram matrix (paper), or from a per-entity table computed once
+        (released: tanh(S^c·E_c) does not depend on anything trained)."""
+        if self.forward_kind == "released":
+            if self.released_layer0_sq is None:
+                with torch.no_grad():
+                    self.released_layer0_sq = torch.cat(
+                        [
+                            self.entity_layer0(chunk, F).pow(2).sum(1)
+                            for chunk in torch.arange(self.n_entities, device=self.device).split(1 << 16)
+                        ]
+                    )
+            return self.released_layer0_sq.index_select(0, rows)
+        return sparse_rows_squared_norms(self._refine(F), self.Sc_idx_t[rows], self.Sc_w_t[rows])
+
     def batch_embeddings(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         F = self.fine_rows()
-        e0 = self.entity_layer0(rows, F)
+        sq = self.entity_layer0_squared_norms(rows, F)
         H_const, P = self._operators()
-        return H_const[rows] + P[rows] @ F, e0.pow(2).sum(1)
+        return H_const[rows] + P[rows] @ F, sq
 
     @torch.no_grad()
     def all_nodes(self) -> torch.Tensor:

@@ -159,7 +159,9 @@ def train(data: InteractionData, config: TrainConfig, progress: Progress | None 
         # coarse P: holding both was the peak of benchmarks/scale.py's 1M-user c2f run
         fine.release_operator()
         return finish(coarse, coarse, coarse_valid, coarse_test, dataclasses.replace(config, method="legcf"))
-    return finish(fine, coarse, trainer.kept_valid("fine"), coarse_test)
+    # the forward trained ("auto" resolved): the service's exact mode reconstructs the fine stage from it
+    published = dataclasses.replace(config, fine_forward="paper" if fine.forward_kind == "paper" else "released")
+    return finish(fine, coarse, trainer.kept_valid("fine"), coarse_test, published)
 
 
 def kept_stage(
@@ -320,8 +322,9 @@ def train_fine(
         soft_lambda,
         config.layers,
         device,
-        forward=config.fine_forward,
+        forward="released" if config.fine_forward == "auto" else config.fine_forward,
     )
+    start_valid = choose_forward(trainer, fine, config, info) if config.fine_forward == "auto" else None
     timings["fine_init_seconds"] = time.perf_counter() - t0
     info["soft_lambda"] = soft_lambda
     info["fine_rows"] = rows.tolist()
@@ -347,10 +350,40 @@ def train_fine(
         if calibrate is not None:
             fine.calibrate_lambda(calibrate)
 
-    two_phases(trainer, fine, "fine", config, update, config.f_r, after_epoch, timings)
+    two_phases(trainer, fine, "fine", config, update, config.f_r, after_epoch, timings, start_valid)
     info["fine_nonzero_final"] = nonzero_fraction(fine.thresholded().detach().cpu().numpy())
     info["soft_lambda_final"] = fine.soft_lambda
     return fine
+
+
+def choose_forward(trainer: Trainer, fine: Fine, config: TrainConfig, info: dict[str, Any]) -> dict | None:
+    """``fine_forward="auto"``: validate the fine stage's starting state under the released forward (``fine`` is
+    built with it) and under the paper's, keep the better on ``config.criterion`` (ties: released) and return its
+    validation figures (None without validation data: released kept). Records both in ``info["fine_forward"]``.
+    The operators of one forward at a time: both at once would hold two (N + m) × (d + m_r) sets."""
+    released = trainer.validate(fine)
+    if released is None:
+        info["fine_forward"] = {"chosen": "released", "reason": "no validation data"}
+        return None
+    fine.set_forward("paper")
+    paper = trainer.validate(fine)
+    assert paper is not None
+    chosen = "released" if released[config.criterion] >= paper[config.criterion] else "paper"
+    if chosen == "released":
+        fine.set_forward("released")
+    info["fine_forward"] = {
+        "chosen": chosen,
+        "criterion": config.criterion,
+        "start_valid": {"released": released[config.criterion], "paper": paper[config.criterion]},
+    }
+    log.info(
+        "fine forward %s (starting %s: released %.4f, paper %.4f)",
+        chosen,
+        config.criterion,
+        released[config.criterion],
+        paper[config.criterion],
+    )
+    return released if chosen == "released" else paper
 
 
 def two_phases(
@@ -362,9 +395,11 @@ def two_phases(
     update_every: int,
     after_epoch: Callable[[], None] | None,
     timings: dict[str, float],
+    start_valid: dict[str, float] | None = None,
 ) -> None:
     """Algorithms 1-2's two loops: the assignment fixed until early stop, then updated every ``update_every``.
-    ``stage`` "coarse" or "fine" picks that stage's lr, batch size and patience from ``config``."""
+    ``stage`` "coarse" or "fine" picks that stage's lr, batch size and patience from ``config``; ``start_valid``:
+    the starting state's validation figures when already known (phase 1 does not evaluate it again)."""
     fine = stage == "fine"
     for phase, phase_update in ((1, None), (2, update)):
         started = time.perf_counter()
@@ -379,6 +414,7 @@ def two_phases(
             after_epoch=after_epoch,
             patience=config.patience_for(stage),
             batch_size=config.batch_size_fine if fine else None,
+            start_valid=start_valid if phase == 1 else None,
         )
         timings[f"{stage}_phase{phase}_seconds"] = time.perf_counter() - started
     _record_update_seconds(trainer, stage, timings)

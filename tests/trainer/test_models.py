@@ -161,6 +161,14 @@ def test_fine_layer0_gathered_per_batch_equals_the_dense_c0_plus_b_r_f_with_grad
         grad_got, grad_want = _grad_of_square(got, fine.E_r), _grad_of_square(want, fine.E_r)
         torch.testing.assert_close(grad_got, grad_want, rtol=1e-5, atol=1e-6)
         assert forward == "released" or grad_got.abs().sum() > 0  # the paper's entity rows do depend on E_r
+        # the L2 term's squared norms, taken without the (b, t_c, d) gather, agree in value and gradient
+        sq_got, sq_want = fine.entity_layer0_squared_norms(rows, F), want.pow(2).sum(1)
+        torch.testing.assert_close(sq_got, sq_want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            _grad_of_square(sq_got, fine.E_r), _grad_of_square(sq_want, fine.E_r), rtol=1e-4, atol=1e-5
+        )
+        _, sq_batch = fine.batch_embeddings(rows)
+        torch.testing.assert_close(sq_batch, sq_want, rtol=1e-5, atol=1e-5)
 
 
 def test_zero_lambda_trains_every_fine_entry_and_positive_lambda_only_the_live_ones():
@@ -229,3 +237,42 @@ def test_ud_init_std_draws_a_normal_table_and_none_keeps_xavier():
 
     built = single_phase_model(Data(), TrainConfig(method="ud", dim=16, layers=2, init_std=0.1), CPU)  # type: ignore[arg-type]
     assert abs(float(built.E.detach().std()) - 0.1) < 0.005
+
+
+def test_choose_forward_keeps_the_better_starting_state_and_its_operators():
+    """fine_forward="auto": the forward whose starting state validates better is kept (ties: released), with that
+    forward's operators in place (the same embeddings as a model built with it), and both figures recorded."""
+    from contract.config import TrainConfig
+    from trainer.train import choose_forward
+
+    graph = random_graph()
+    coarse = coarse_model(graph)
+    m_r = 4
+    E_r = np.random.default_rng(2).standard_normal((m_r, 8)).astype(np.float32)
+    S_r_idx = np.stack([np.arange(6) % m_r, (np.arange(6) + 1) % m_r], axis=1)
+    S_r_w = np.full((6, 2), 0.5, np.float32)
+
+    def build(forward: str) -> Fine:
+        return Fine(
+            graph, coarse, E_r, S_r_idx, S_r_w, w_cr=0.2, soft_lambda=0.1, layers=2, device=CPU, forward=forward
+        )
+
+    class StubTrainer:
+        def __init__(self, scores: dict[str, float]):
+            self.scores = scores
+
+        def validate(self, model: Fine) -> dict[str, float]:
+            return {"ndcg@20": self.scores[model.forward_kind]}
+
+    config = TrainConfig()
+    for scores, want in (
+        ({"released": 0.1, "paper": 0.2}, "paper"),
+        ({"released": 0.3, "paper": 0.2}, "released"),
+        ({"released": 0.2, "paper": 0.2}, "released"),
+    ):
+        fine, info = build("released"), {}
+        start = choose_forward(StubTrainer(scores), fine, config, info)  # type: ignore[arg-type]
+        assert fine.forward_kind == want and start == {"ndcg@20": scores[want]}
+        assert info["fine_forward"] == {"chosen": want, "criterion": "ndcg@20", "start_valid": scores}
+        torch.testing.assert_close(fine.all_nodes(), build(want).all_nodes())
+    assert not torch.allclose(build("paper").all_nodes(), build("released").all_nodes())

@@ -69,6 +69,21 @@ def test_c2f_records_both_stages_and_adds_a_small_parameter_overhead(published):
     assert c2f_params == legcf_params + SMALL["m_r"] * SMALL["dim"] + SMALL["t_r"] * SMALL["m_c"]
 
 
+def test_auto_forward_publishes_the_forward_whose_start_validated_better(published):
+    """The default fine_forward "auto": both starting states are recorded, the better one trains (phase 1 starts
+    from its figures) and the manifest's config names it, so exact mode reconstructs that forward (checked by
+    test_served_metrics_are_recorded_and_exact_mode_reproduces_training)."""
+    _, out, _ = published
+    manifest = out["c2f"].manifest
+    choice = manifest.info["fine_forward"]
+    starts, criterion = choice["start_valid"], choice["criterion"]
+    assert set(starts) == {"released", "paper"}
+    assert choice["chosen"] == ("released" if starts["released"] >= starts["paper"] else "paper")
+    assert manifest.config["fine_forward"] == choice["chosen"]
+    phase1 = next(p for p in manifest.info["phases"] if p["stage"] == "fine" and p["phase"] == 1)
+    assert phase1["start_valid"][criterion] == starts[choice["chosen"]]
+
+
 def test_assignments_have_exactly_t_nonzeros_and_fine_values_are_sparse(published):
     _, out, _ = published
     artifact = load_artifact(out["c2f"].path)
