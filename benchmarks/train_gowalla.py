@@ -116,6 +116,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "c2f-b": {"method": "c2f", **PAPER_FINE, "biases": True, **MEASURE_FINE},
     "c2f-released": {"method": "c2f", **RELEASED_FINE, "biases": True, **MEASURE_FINE},
     "c2f-released-nob": {"method": "c2f", **RELEASED_FINE, "biases": False, **MEASURE_FINE},
+    # the default since fine_forward "auto": the released mechanics, the forward whose start validates better
+    "c2f-auto": {"method": "c2f", **RELEASED_FINE, "fine_forward": "auto", "biases": True, **MEASURE_FINE},
     # the ablations (paper Fig. 4) of the fine stage that trains: the released mechanics with item biases
     "c2f-released-A": {"method": "c2f", **RELEASED_FINE, "biases": True, "ablation": "A", **MEASURE_FINE},
     "c2f-released-B": {"method": "c2f", **RELEASED_FINE, "biases": True, "ablation": "B", **MEASURE_FINE},
@@ -195,6 +197,7 @@ def run_one(name: str, dataset: str, out_root: str, max_epochs: int, extra: dict
         "phases": phases,
         "soft_lambda": manifest.get("soft_lambda"),
         "fine_nonzero": manifest["info"].get("fine_nonzero_final"),
+        "fine_forward": manifest["info"].get("fine_forward"),  # fine_forward "auto": both starts and the choice
         "test_curve": [
             {"epoch": r["epoch"], "elapsed": r["elapsed"], **{k: r["test"][k] for k in ("recall@20", "ndcg@20")}}
             for r in metrics["history"]
