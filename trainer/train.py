@@ -324,7 +324,9 @@ def train_fine(
         device,
         forward="released" if config.fine_forward == "auto" else config.fine_forward,
     )
+    t1 = time.perf_counter()
     start_valid = choose_forward(trainer, fine, config, info) if config.fine_forward == "auto" else None
+    timings["fine_forward_choice_seconds"] = time.perf_counter() - t1  # in fine_init_seconds too
     timings["fine_init_seconds"] = time.perf_counter() - t0
     info["soft_lambda"] = soft_lambda
     info["fine_rows"] = rows.tolist()
