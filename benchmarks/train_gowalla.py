@@ -152,6 +152,8 @@ COMPARISONS = (
     ("c2f-released-D", "c2f-released"),
     ("c2f-released-nob", "legcf410"),
     ("c2f-released-nob", "legcf"),
+    ("c2f-auto", "legcf"),
+    ("c2f-auto", "legcf410-b"),
     ("ctl-coarse", "legcf"),
     ("legcf400", "legcf"),
     ("legcf400-b", "legcf400"),
