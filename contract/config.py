@@ -122,11 +122,11 @@ class TrainConfig:
     # fine-stage forward: "paper" Eq. 17-22; "released": layer 0 = [tanh(S^c·E^c); Ê^c; tanh(S_λ(E^r))] and the
     # released code's per-layer coarse/fine correction with gate w_cr (trainer/models.py, Fine); "auto": the one
     # whose starting state validates better (ties: released), recorded in the manifest's info["fine_forward"] and
-    # published as the config's fine_forward. Why: on Gowalla the released forward is the better fine stage (3
-    # seeds), but its correction adds S^c·h_c, a sum over the ~2N/m_c entities of a code, to every entity, and on
-    # benchmarks/scale.py's tables it started at NDCG@20 0.0473 against its coarse stage's 0.1860 (100k users) and
-    # 0.0001 against 0.1372 (1M), where the paper's forward starts at the coarse stage's level (BENCHMARKS.md,
-    # "The fine stage's forward at scale")
+    # published as the config's fine_forward. Why: on Gowalla the released forward is the better fine stage, and
+    # auto trains it on seeds 2024-2026 (R@20 0.1444 ± 0.0008 against LEGCF-300's 0.1355 ± 0.0011); but its
+    # correction adds S^c·h_c, a sum over the ~2N/m_c entities of a code, to every entity, and on
+    # benchmarks/scale.py's tables it started at NDCG@20 0.0473 against the paper's forward's 0.1858 (100k users;
+    # the coarse stage: 0.1860), where auto trains the paper's (BENCHMARKS.md, "The fine stage's forward at scale")
     fine_forward: Literal["auto", "paper", "released"] = "auto"
     # S^r weights from the kept Eq. 23 scores: positive parts normalised to sum 1, or the released row softmax
     fine_sr: Literal["normalised", "softmax"] = "softmax"
