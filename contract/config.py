@@ -35,6 +35,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "batch_size_fine": 32768,
         "eval_every": 5,
         "patience": 5,
+        "patience_fine": None,  # the released code's patience 5 in both stages
         "criterion": "ndcg@5",
     },
     # LightGCN's own: all of train.txt trains (no validation, so every phase runs its `epochs`), test.txt is the
@@ -92,8 +93,12 @@ class TrainConfig:
     # BPR triplets an epoch (nnz of them): "interactions" draws each training pair once; "users" draws users
     # uniformly and a positive of each uniformly, as LightGCN's code does (trainer/sampling.py)
     sampling: Sampling = "interactions"
+    # per-stage patience (None: ``patience``). The fine stage's default is 2: on Gowalla (seeds 2024-2026) it kept
+    # the same R@20 as patience 5 on two seeds and 0.0003 less on the third, in 9-10 epochs instead of 15-16; at 1M
+    # planted users the fine stage's only improving epoch was its first, and patience 5 spent 10 more (41 min in
+    # all; BENCHMARKS.md, "The fine stage's forward at scale")
     patience_coarse: int | None = None
-    patience_fine: int | None = None
+    patience_fine: int | None = 2
     # a learned per-item score offset added to h_u·h_i (the released code's entity biases; a per-user offset
     # cancels in BPR and in ranking, so only the n_items item biases are kept). Counted in #param and bytes. On by
     # default: part of the best model at equal memory on Gowalla (BENCHMARKS.md, "Gowalla quality over 3 seeds").
