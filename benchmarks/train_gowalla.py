@@ -289,32 +289,46 @@ def group(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return {k: sorted(v, key=lambda r: r.get("seed", 0)) for k, v in out.items()}
 
 
-def paired(results: list[dict[str, Any]]) -> str:
-    """Paired comparisons over the seeds both variants ran: mean difference and two-sided paired t-test p."""
+PAIRED_HEADER = (
+    "| a vs b | seeds | Δ R@20 (a − b) | p (R@20) | Δ N@20 (a − b) | p (N@20) | #param incl. biases a / b |\n"
+    "|---|---|---|---|---|---|---|"
+)
+
+
+def paired_row(label: str, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str | None:
+    """One table row: ``a`` against ``b`` over the seeds both ran (None below 2 common seeds)."""
     from scipy import stats
 
+    ra = {r.get("seed"): r for r in a}
+    rb = {r.get("seed"): r for r in b}
+    seeds = sorted(set(ra) & set(rb))
+    if len(seeds) < 2:
+        return None
+    cells = []
+    for key in ("recall@20", "ndcg@20"):
+        x = np.array([ra[s]["trained"][key] for s in seeds])
+        y = np.array([rb[s]["trained"][key] for s in seeds])
+        p = float(stats.ttest_rel(x, y).pvalue) if np.any(x != y) else 1.0
+        cells += [f"{np.mean(x - y):+.4f}", f"{p:.3f}"]
+    params = f"{ra[seeds[0]].get('params_total', 0):,} / {rb[seeds[0]].get('params_total', 0):,}"
+    return f"| {label} | {len(seeds)} | " + " | ".join(cells) + f" | {params} |"
+
+
+def paired(results: list[dict[str, Any]]) -> str:
+    """Paired comparisons over the seeds both variants ran: mean difference and two-sided paired t-test p."""
     by = group(results)
-    lines = [
-        "| a vs b | seeds | Δ R@20 (a − b) | p (R@20) | Δ N@20 (a − b) | p (N@20) | #param incl. biases a / b |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for a, b in COMPARISONS:
-        if a not in by or b not in by:
-            continue
-        ra = {r.get("seed"): r for r in by[a]}
-        rb = {r.get("seed"): r for r in by[b]}
-        seeds = sorted(set(ra) & set(rb))
-        if len(seeds) < 2:
-            continue
-        cells = []
-        for key in ("recall@20", "ndcg@20"):
-            x = np.array([ra[s]["trained"][key] for s in seeds])
-            y = np.array([rb[s]["trained"][key] for s in seeds])
-            p = float(stats.ttest_rel(x, y).pvalue) if np.any(x != y) else 1.0
-            cells += [f"{np.mean(x - y):+.4f}", f"{p:.3f}"]
-        params = f"{ra[seeds[0]].get('params_total', 0):,} / {rb[seeds[0]].get('params_total', 0):,}"
-        lines.append(f"| {a} vs {b} | {len(seeds)} | " + " | ".join(cells) + f" | {params} |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+    rows = [paired_row(f"{a} vs {b}", by[a], by[b]) for a, b in COMPARISONS if a in by and b in by]
+    lines = [row for row in rows if row is not None]
+    return "\n".join([PAIRED_HEADER, *lines]) if lines else ""
+
+
+def paired_against(results: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> str:
+    """Each variant of ``results`` against the same variant of ``baseline`` (one setting against another, e.g.
+    ``--param patience_coarse=2`` runs against default runs), paired over the seeds both ran."""
+    by, base = group(results), group(baseline)
+    rows = [paired_row(f"{v} vs {v} (baseline)", by[v], base[v]) for v in by if v in base]
+    lines = [row for row in rows if row is not None]
+    return "\n".join([PAIRED_HEADER, *lines]) if lines else ""
 
 
 def main() -> None:
@@ -331,6 +345,9 @@ def main() -> None:
     parser.add_argument("--no-reuse", action="store_true", help="fine-stage variants train their own coarse stage")
     parser.add_argument("--append", action="store_true", help="append the table to BENCHMARKS.md")
     parser.add_argument("--render", nargs="+", help="only build the table from these per-run result JSON files")
+    parser.add_argument(
+        "--against", nargs="+", help="with --render: pair each rendered variant with the same variant in these files"
+    )
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -341,7 +358,10 @@ def main() -> None:
         run_one(args.run, args.dataset, out_root, args.max_epochs, extra, args.result)
         return
     if args.render:
-        report([json.loads(Path(p).read_text()) for p in args.render], args.append)
+        rendered = [json.loads(Path(p).read_text()) for p in args.render]
+        report(rendered, args.append)
+        if args.against:
+            print(paired_against(rendered, [json.loads(Path(p).read_text()) for p in args.against]))
         return
     results_dir = Path(args.results or Path(out_root) / "results")
     results_dir.mkdir(parents=True, exist_ok=True)
