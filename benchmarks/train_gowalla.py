@@ -317,16 +317,18 @@ def paired_row(label: str, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> 
 def paired(results: list[dict[str, Any]]) -> str:
     """Paired comparisons over the seeds both variants ran: mean difference and two-sided paired t-test p."""
     by = group(results)
-    rows = [paired_row(f"{a} vs {b}", by[a], by[b]) for a, b in COMPARISONS if a in by and b in by]
-    lines = [row for row in rows if row is not None]
-    return "\n".join([PAIRED_HEADER, *lines]) if lines else ""
+    return paired_table([paired_row(f"{a} vs {b}", by[a], by[b]) for a, b in COMPARISONS if a in by and b in by])
 
 
 def paired_against(results: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> str:
     """Each variant of ``results`` against the same variant of ``baseline`` (one setting against another, e.g.
     ``--param patience_coarse=2`` runs against default runs), paired over the seeds both ran."""
     by, base = group(results), group(baseline)
-    rows = [paired_row(f"{v} vs {v} (baseline)", by[v], base[v]) for v in by if v in base]
+    return paired_table([paired_row(f"{v} vs {v} (baseline)", by[v], base[v]) for v in by if v in base])
+
+
+def paired_table(rows: list[str | None]) -> str:
+    """The rows that had seeds to compare under the header ("" when none had)."""
     lines = [row for row in rows if row is not None]
     return "\n".join([PAIRED_HEADER, *lines]) if lines else ""
 
