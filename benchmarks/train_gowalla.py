@@ -353,6 +353,8 @@ def main() -> None:
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.against and not args.render:
+        parser.error("--against pairs rendered results: give the files to render with --render")
     extra = {k: json.loads(v) for k, _, v in (p.partition("=") for p in args.param)}
     out_root = args.out or tempfile.mkdtemp(prefix="c2f-bench-")
     if args.run:

@@ -34,3 +34,18 @@ def test_paired_against_pairs_each_variant_with_its_baseline_runs() -> None:
     rows = bench.paired_against(changed, baseline).splitlines()[2:]
     assert len(rows) == 1
     assert rows[0].startswith("| legcf vs legcf (baseline) | 3 | -0.0010 | ")
+
+
+def test_against_without_render_is_refused_with_a_clear_error(tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "train_gowalla.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--against", str(tmp_path / "x.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert "--against pairs rendered results" in done.stderr
