@@ -84,10 +84,20 @@ def run_one(label: str, budget: float, seed: int, dataset: str, out: str, extra:
             full_table_bytes=report.get("full_table_bytes"),
             trained=manifest["metrics"]["trained"]["test"],
             served=manifest["metrics"]["served"]["compressed"]["test"],
+            epochs=stage_epochs(manifest["metrics"]["history"]),
         )
     result["wall_seconds"] = time.perf_counter() - start
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(path).write_text(json.dumps(result, indent=2, default=float))
+
+
+def stage_epochs(history: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per training stage of a manifest's history: epochs run and mean seconds an epoch (says whether a run met the
+    ``--max-epochs`` cap, and what an epoch costs at that size)."""
+    stages: dict[str, list[float]] = {}
+    for record in history:
+        stages.setdefault(record["stage"], []).append(float(record["seconds"]))
+    return {stage: {"epochs": len(s), "seconds_per_epoch": float(np.mean(s))} for stage, s in stages.items()}
 
 
 def pareto(points: list[tuple[float, float]]) -> set[int]:
@@ -115,6 +125,17 @@ def _counts(result: dict[str, Any]) -> str:
     return str(result.get("counts", "stored"))
 
 
+def _epochs(runs: list[dict[str, Any]]) -> str:
+    """Epochs per stage over the runs ("coarse 30, fine 9"; a range when seeds differ); blank for result files
+    written before epochs were recorded."""
+    stages: dict[str, list[int]] = {}
+    for r in runs:
+        for stage, figures in r.get("epochs", {}).items():
+            stages.setdefault(stage, []).append(int(figures["epochs"]))
+    spans = {k: f"{min(v)}" if min(v) == max(v) else f"{min(v)}-{max(v)}" for k, v in stages.items()}
+    return ", ".join(f"{stage} {span}" for stage, span in spans.items())
+
+
 def table(results: list[dict[str, Any]]) -> str:
     """One row per (budget, method): served figures mean ± std over seeds, bytes, Pareto mark."""
     groups: dict[tuple[float, str, str], list[dict[str, Any]]] = {}
@@ -128,15 +149,15 @@ def table(results: list[dict[str, Any]]) -> str:
         front |= {fitted[i] for i in pareto(points)}
     lines = [
         "| budget | method | seeds | sizes | bytes counted | bytes | % of full table | served R@20 | served N@20 "
-        "| trained R@20 | Pareto | s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| trained R@20 | Pareto | epochs | s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in keys:
         runs = sorted(groups[key], key=lambda r: r["seed"])
         budget, method, _ = key
         seeds = ",".join(str(r["seed"]) for r in runs)
         if not runs[0].get("fits"):
-            lines.append(f"| {budget:g}% | {method} | {seeds} | does not fit | {_counts(runs[0])} | | | | | | | |")
+            lines.append(f"| {budget:g}% | {method} | {seeds} | does not fit | {_counts(runs[0])} | | | | | | | | |")
             continue
         first = runs[0]
         sizes = ", ".join(f"{k}={v}" for k, v in first.get("sizes", {}).items())
@@ -144,7 +165,7 @@ def table(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {budget:g}% | {method} | {seeds} | {sizes} | {_counts(first)} | {first['bytes']:,} | {share:.2f}% | "
             f"{_cell(runs, 'served', 'recall@20')} | {_cell(runs, 'served', 'ndcg@20')} | "
-            f"{_cell(runs, 'trained', 'recall@20')} | {'yes' if key in front else ''} | "
+            f"{_cell(runs, 'trained', 'recall@20')} | {'yes' if key in front else ''} | {_epochs(runs)} | "
             f"{np.mean([r['wall_seconds'] for r in runs]):.0f} |"
         )
     return "\n".join(lines)

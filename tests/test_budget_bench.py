@@ -46,10 +46,19 @@ def test_table_marks_the_front_averages_seeds_and_lists_what_does_not_fit() -> N
         {"method": "legcf", "budget": 2, "seed": 2024, "fits": False, "reason": "no"},
     ]
     rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in bench.table(results).splitlines()[2:]}
-    assert "0.1100 ± 0.0141" in rows[("2%", "ud")] and rows[("2%", "ud")].rstrip(" |").split("|")[-2].strip() == "yes"
+    assert "0.1100 ± 0.0141" in rows[("2%", "ud")] and rows[("2%", "ud")].rstrip(" |").split("|")[-3].strip() == "yes"
     assert "| yes |" in rows[("2%", "hash")]
     assert "| yes |" not in rows[("5%", "hash")]
     assert "does not fit" in rows[("2%", "legcf")]
+
+
+def test_the_epochs_column_spans_the_seeds_per_stage() -> None:
+    runs = [
+        {**_point("c2f", 2, seed, 1_000, 0.1), "epochs": {"coarse": {"epochs": 30}, "fine": {"epochs": fine}}}
+        for seed, fine in ((1, 9), (2, 12))
+    ]
+    assert bench._epochs(runs) == "coarse 30, fine 9-12"
+    assert bench._epochs([_point("ud", 2, 1, 1_000, 0.1)]) == ""  # result files from before epochs were recorded
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:
@@ -70,7 +79,9 @@ def test_one_point_end_to_end_records_bytes_within_the_budget(tmp_path: Path, sy
     assert result["fits"] and result["method"] == "ud" and result["seed"] == 2024
     assert 0 < result["bytes"] <= result["budget_bytes"] == int(0.2 * result["full_table_bytes"])
     assert 0.0 <= result["served"]["recall@20"] <= 1.0
+    assert result["epochs"]["ud"]["epochs"] <= 2 and result["epochs"]["ud"]["seconds_per_epoch"] > 0
     assert "| 20% | ud | 2024 |" in done.stdout
+    assert f"| ud {result['epochs']['ud']['epochs']} |" in done.stdout
 
 
 def test_points_counted_differently_get_separate_fronts() -> None:
