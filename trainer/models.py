@@ -121,8 +121,8 @@ def _uniform(shape: tuple[int, int], bound: float, generator: torch.Generator) -
 
 class SharedRows(EmbeddingModel):
     """Equal-memory baselines whose layer 0 is read from small shared tables (no per-entity parameters), propagated
-    by LightGCN on the plain interaction graph every batch as UD is (layer 0 is not a fixed sparse matrix times
-    one codebook for qr's product, and a dense (N, B) operator would not be small).
+    by LightGCN on the plain interaction graph every batch as UD is (qr's product is not a fixed sparse matrix
+    times one table; :class:`Hashed`'s layer 0 is, and it trains through the operator M·H where that pays).
 
     Initialisation: every entity's layer-0 entries get the variance UD's Xavier init gives them (uniform with
     bound a = sqrt(6 / (N + d))), so the baselines start at UD's scale."""
@@ -148,20 +148,77 @@ class SharedRows(EmbeddingModel):
         return propagate(self.adj, self.layer0(), self.layers)
 
 
+# When the hashing trick trains through its operator P = M·H (N, B) instead of propagating every batch. A batch then
+# costs a (rows × B)·(B × d) product forward and one backward, against L sparse products over nnz(Â) each way, so
+# the operator pays while rows·B ≤ factor·L·nnz(Â). Gowalla, d = 128, 3 × 8192 rows a batch, one thread: 0.28 /
+# 0.52 / 0.76 / 2.25 s a step at B = 708 / 1,416 / 2,193 / 4,096 against 1.4-2.0 s propagating (both measured on a
+# loaded 2-core VM); crossing near B ≈ 3,500, i.e. a factor ≈ 18: 12 keeps a margin. P is held whole, so it is
+# also capped in bytes (Gowalla at B = 2,193: 621 MB; at a million users it is never built).
+HASH_OPERATOR_FACTOR = 12
+HASH_OPERATOR_MAX_BYTES = 1 << 30
+
+
+def hash_operator_pays(n_entities: int, buckets: int, batch_rows: int, layers: int, nnz: int) -> bool:
+    """Whether training the hashing trick through the dense (n_entities, buckets) float32 operator is cheaper than
+    propagating the graph (nnz: stored entries of the expanded adjacency) every batch of ``batch_rows`` rows."""
+    fits = n_entities * buckets * 4 <= HASH_OPERATOR_MAX_BYTES
+    return fits and batch_rows * buckets <= HASH_OPERATOR_FACTOR * layers * nnz
+
+
 class Hashed(SharedRows):
     """The hashing trick: entity i (users then items, one shared space) reads row h(i) of a (B, d) table, h the
-    seeded hash of ``contract.reconstruct.hash_buckets`` (the service recomputes it from the seed)."""
+    seeded hash of ``contract.reconstruct.hash_buckets`` (the service recomputes it from the seed).
+
+    Layer 0 is the fixed one-hot H (N, B) times the table, so, as for LEGCF, H_prop = (M·H)·table exactly: with
+    ``operator`` (default: :func:`hash_operator_pays` for batches of ``batch_rows``: users, positives and negatives;
+    the default is TrainConfig's 8192 users with one negative) batches read the buffer ``P`` = M·H
+    (N, B) instead of propagating the graph; the same embeddings and gradients either way."""
 
     def __init__(
-        self, graph: sp.csr_matrix, buckets: int, dim: int, layers: int, device: torch.device, seed: int = 0
+        self,
+        graph: sp.csr_matrix,
+        buckets: int,
+        dim: int,
+        layers: int,
+        device: torch.device,
+        seed: int = 0,
+        batch_rows: int = 3 * 8192,
+        operator: bool | None = None,
     ) -> None:
         super().__init__(graph, dim, layers, device)
         generator = torch.Generator().manual_seed(seed)
         self.table = nn.Parameter(_uniform((buckets, dim), self.entity_bound, generator).to(device))
         self.rows = torch.from_numpy(hash_buckets(self.n_entities, buckets, seed)).to(device)
+        nnz = int(self.adj.values().numel())
+        if operator is None:
+            operator = hash_operator_pays(self.n_entities, buckets, batch_rows, layers, nnz)
+        self.operator = operator
+        self.P = torch.empty(0)
 
     def layer0(self) -> torch.Tensor:
         return self.table[self.rows]
+
+    def _operator(self) -> torch.Tensor:
+        """P = M·H (N, B), built on first use after construction or :meth:`release_operator`."""
+        if self.P.numel() == 0:
+            n, buckets = self.n_entities, self.table.shape[0]
+            rows = self.rows.cpu().numpy()
+            H = sp.csr_matrix((np.ones(n, dtype=np.float32), (np.arange(n), rows)), shape=(n, buckets))
+            self.P = propagate_columns(self.adj, H, self.layers)
+        return self.P
+
+    def release_operator(self) -> None:
+        self.P = torch.empty(0)
+
+    def batch_embeddings(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.operator:
+            return super().batch_embeddings(rows)
+        h = self._operator().index_select(0, rows) @ self.table
+        return h, self.table.pow(2).sum(1).index_select(0, self.rows.index_select(0, rows))
+
+    @torch.no_grad()
+    def full_embeddings(self) -> torch.Tensor:
+        return self._operator() @ self.table if self.operator else super().full_embeddings()
 
 
 class QuotientRemainder(SharedRows):

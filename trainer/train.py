@@ -183,7 +183,8 @@ def single_phase_model(data: InteractionData, config: TrainConfig, device: torch
     n_entities = data.n_users + data.n_items
     if config.method == "hash":
         buckets = auto_hash_buckets(config.hash_buckets, n_entities)
-        return Hashed(data.train, buckets, config.dim, config.layers, device, seed=config.seed)
+        rows = config.batch_size * (2 + config.negatives)  # users, positives, negatives of one batch
+        return Hashed(data.train, buckets, config.dim, config.layers, device, seed=config.seed, batch_rows=rows)
     if config.method == "qr":
         m = auto_qr_buckets(config.qr_buckets, n_entities)
         return QuotientRemainder(

@@ -150,3 +150,39 @@ def test_an_impossible_budget_fails_before_training(data):
 
     with pytest.raises(BudgetError, match="below the smallest qr model on 600 users and 400 items"):
         train(data, TrainConfig(**{**BASE, "method": "qr", "budget": 5.0}))  # type: ignore[arg-type]
+
+
+def test_the_hashing_operator_gives_the_propagated_embeddings_and_gradients(data):
+    """Hashed trained through P = M·H is the same model as Hashed propagating every batch: equal batch embeddings,
+    squared layer-0 norms, table gradients and full embeddings (float32 rounding aside)."""
+    import torch
+
+    from trainer.models import Hashed
+
+    cpu = torch.device("cpu")
+    rows = torch.from_numpy(np.random.default_rng(0).integers(0, data.n_users + data.n_items, 300))
+    models = [Hashed(data.train, 37, 16, 3, cpu, seed=5, operator=flag) for flag in (False, True)]
+    outputs = []
+    for model in models:
+        h, sq = model.batch_embeddings(rows)
+        ((h * torch.linspace(-1, 1, 16)).sum() + sq.sum()).backward()
+        outputs.append((h.detach(), sq.detach(), model.table.grad.clone(), model.full_embeddings()))
+    assert models[1].P.shape == (data.n_users + data.n_items, 37) and models[0].P.numel() == 0
+    for propagated, through_operator in zip(*outputs, strict=True):
+        torch.testing.assert_close(through_operator, propagated, rtol=1e-5, atol=1e-6)
+    models[1].release_operator()
+    assert models[1].P.numel() == 0
+    torch.testing.assert_close(models[1].full_embeddings(), outputs[0][3], rtol=1e-5, atol=1e-6)  # rebuilt on use
+
+
+def test_the_hashing_operator_is_used_where_it_pays():
+    from trainer.models import hash_operator_pays
+
+    # Gowalla with the default batch (3 × 8192 rows), 1.62M adjacency entries, 3 layers: B = 2,193 (2%) pays,
+    # B = 6,443 (5%) does not (its products cost more than propagating)
+    assert hash_operator_pays(70_839, 2_193, 3 * 8192, 3, 1_620_256)
+    assert not hash_operator_pays(70_839, 6_443, 3 * 8192, 3, 1_620_256)
+    # a million users: P would not fit its byte cap, however few the buckets
+    assert not hash_operator_pays(1_300_000, 1_000, 3 * 8192, 3, 26_600_000)
+    # a smaller batch propagates more often an epoch: the operator pays up to more buckets
+    assert hash_operator_pays(70_839, 3_000, 3 * 1024, 3, 1_620_256)
