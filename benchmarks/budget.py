@@ -15,6 +15,10 @@ Each point: x = the published embedding bytes (what the service holds to score, 
 The table marks the Pareto-optimal points (no other point has fewer bytes and a higher served R@20); the PNG plots
 them on a log byte axis with the full table's R@20 (``--ceiling``, or a ``ud`` run at 100%) as the ceiling.
 
+``--methods popularity`` (or ``--run popularity``) writes a reference result instead of a point: items ranked by
+train counts on the seed's split, which needs no embeddings; the table prints it below the rows and the PNG draws it
+as the floor a method must clear.
+
 ``--counts served`` sizes every point by what compressed serving holds instead (``TrainConfig.budget_counts``:
 the served form, hash/qr's rebuilt float32 table; not exact mode's layer-0 arrays, which the service frees), and
 the method ``ud+pq`` (or ``hash+pq``, ``qr+pq``) is that method served from product-quantized codes, the budget
@@ -42,6 +46,7 @@ from train_gowalla import GOWALLA, mean_std  # noqa: E402
 BUDGETS = (0.5, 1.0, 2.0, 5.0, 10.0)
 METHODS = ("ud", "hash", "qr", "legcf", "c2f")
 SEEDS = (2024, 2025, 2026)
+POPULARITY = "popularity"  # a reference result, not a point: items ranked by train counts, drawn as the floor
 # what every run shares: the paper's d = 128 (the reference the percentages refer to) and our protocol
 BASE: dict[str, Any] = {"dim": 128, "store_dtype": "float16"}
 
@@ -60,6 +65,10 @@ def run_one(label: str, budget: float, seed: int, dataset: str, out: str, extra:
     from contract.budget import BudgetError
     from contract.config import TrainConfig
     from trainer.pipeline import train_and_publish
+
+    if label == POPULARITY:
+        run_popularity(seed, dataset, TrainConfig.from_dict({**BASE, **extra, "seed": seed}), path)
+        return
 
     values = {**BASE, **extra, **method_values(label), "budget": budget, "seed": seed}
     counts = values.get("budget_counts", "stored")
@@ -88,6 +97,18 @@ def run_one(label: str, budget: float, seed: int, dataset: str, out: str, extra:
         )
     result["wall_seconds"] = time.perf_counter() - start
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(path).write_text(json.dumps(result, indent=2, default=float))
+
+
+def run_popularity(seed: int, dataset: str, config: Any, path: str) -> None:
+    """The floor every method should clear: items ranked by train counts, on the split a trained run of ``seed``
+    uses (``config``'s validation carve-out), test figures written as a reference result (not a point)."""
+    from trainer.data import load_dataset
+    from trainer.synthetic import popularity_metrics
+
+    data = load_dataset(dataset, seed=seed, valid_fraction=config.valid_fraction, valid_from=config.valid_from)
+    figures = popularity_metrics(data, (20,))
+    result = {"method": POPULARITY, "reference": True, "seed": seed, "served": figures, "trained": figures}
     Path(path).write_text(json.dumps(result, indent=2, default=float))
 
 
@@ -138,6 +159,8 @@ def _epochs(runs: list[dict[str, Any]]) -> str:
 
 def table(results: list[dict[str, Any]]) -> str:
     """One row per (budget, method): served figures mean ± std over seeds, bytes, Pareto mark."""
+    references = [r for r in results if r.get("reference")]
+    results = [r for r in results if not r.get("reference")]
     groups: dict[tuple[float, str, str], list[dict[str, Any]]] = {}
     for r in results:  # a method counted both ways is two rows
         groups.setdefault((float(r["budget"]), r["method"], _counts(r)), []).append(r)
@@ -168,6 +191,11 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{_cell(runs, 'trained', 'recall@20')} | {'yes' if key in front else ''} | {_epochs(runs)} | "
             f"{np.mean([r['wall_seconds'] for r in runs]):.0f} |"
         )
+    for r in references:
+        lines.append(
+            f"\n{r['method']} (items by train count, no embeddings; seed {r['seed']}'s split): "
+            f"R@20 {r['served']['recall@20']:.4f}, N@20 {r['served']['ndcg@20']:.4f}"
+        )
     return "\n".join(lines)
 
 
@@ -177,6 +205,7 @@ def paired(results: list[dict[str, Any]], first: str, second: str) -> list[str]:
     from scipy import stats
 
     lines = []
+    results = [r for r in results if not r.get("reference")]
     for budget in sorted({float(r["budget"]) for r in results}):
         runs = {
             (r["method"], r["seed"]): float(r["served"]["recall@20"])
@@ -196,14 +225,16 @@ def paired(results: list[dict[str, Any]], first: str, second: str) -> list[str]:
     return lines
 
 
-def plot(results: list[dict[str, Any]], png: str, ceiling: float | None) -> None:
-    """Served R@20 against embedding bytes (log x), one series per method, the Pareto front as a line."""
+def plot(results: list[dict[str, Any]], png: str, ceiling: float | None, ceiling_label: str = "full table") -> None:
+    """Served R@20 against embedding bytes (log x), one series per method, the Pareto front as a line, the ceiling
+    and the popularity floor (a reference result) as horizontal lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fitted = [r for r in results if r.get("fits")]
+    floors = [r for r in results if r.get("reference")]
+    fitted = [r for r in results if r.get("fits") and not r.get("reference")]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series = sorted(
         {(r["method"], _counts(r)) for r in fitted},
@@ -220,7 +251,10 @@ def plot(results: list[dict[str, Any]], png: str, ceiling: float | None) -> None
             xs, ys = [p[0] for p in front], [p[1] for p in front]
             ax.step(xs, ys, where="post", color="grey", ls=style, lw=1, label=f"Pareto front ({counts} bytes)")
     if ceiling is not None:
-        ax.axhline(ceiling, color="black", ls="--", lw=1, label=f"full table R@20 {ceiling:.4f}")
+        ax.axhline(ceiling, color="black", ls="--", lw=1, label=f"{ceiling_label} R@20 {ceiling:.4f}")
+    if floors:
+        floor = float(np.mean([r["served"]["recall@20"] for r in floors]))
+        ax.axhline(floor, color="black", ls=":", lw=1, label=f"{floors[0]['method']} R@20 {floor:.4f}")
     ax.set_xscale("log")
     ax.set_xlabel("embedding bytes at stored dtypes (stored arrays, or what serving holds)")
     ax.set_ylabel("served Recall@20 (compressed mode)")
@@ -246,6 +280,7 @@ def main() -> None:
     parser.add_argument("--render", nargs="+", help="only build the table (and --png) from these result files")
     parser.add_argument("--png", help="write the Pareto plot here")
     parser.add_argument("--ceiling", type=float, help="the full table's R@20, drawn as the ceiling")
+    parser.add_argument("--ceiling-label", default="full table", help="what the ceiling is, for the plot's legend")
     parser.add_argument("--paired", help="A,B: served R@20 of method A against B over their common seeds")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--budget", type=float, help=argparse.SUPPRESS)
@@ -284,14 +319,14 @@ def main() -> None:
                     results.append(json.loads(path.read_text()))
     ceiling = args.ceiling
     if ceiling is None:
-        full = [r for r in results if r.get("fits") and r["method"] == "ud" and float(r["budget"]) >= 100]
+        full = [r for r in results if r.get("fits") and r["method"] == "ud" and float(r.get("budget", 0)) >= 100]
         ceiling = float(np.mean([r["served"]["recall@20"] for r in full])) if full else None
     print(table(results))
     if args.paired:
         first, _, second = args.paired.partition(",")
         print("\n".join(paired(results, first, second)))
     if args.png:
-        plot(results, args.png, ceiling)
+        plot(results, args.png, ceiling, args.ceiling_label)
         print(f"wrote {args.png}")
 
 

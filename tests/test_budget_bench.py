@@ -119,3 +119,30 @@ def test_paired_compares_two_methods_over_their_common_seeds() -> None:
     (line,) = bench.paired(results, "legcf", "ud+pq")
     assert line.startswith("2%: served R@20 legcf − ud+pq = +0.0250 over seeds 1,2,3 (paired t-test p = ")
     assert bench.paired(results[:1] + results[3:], "legcf", "ud+pq") == []  # one common seed: no test
+
+
+def test_the_popularity_floor_is_a_reference_not_a_point(tmp_path: Path, synthetic_lightgcn_dir: Path) -> None:
+    path = tmp_path / "popularity.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "budget.py"), "--run", "popularity", "--budget", "0"]
+    command += ["--seed", "2024", "--result", str(path), "--dataset", str(synthetic_lightgcn_dir), "--out", "unused"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    floor = json.loads(path.read_text())
+    from trainer.data import load_dataset
+    from trainer.synthetic import popularity_recall
+
+    # the split a trained run of that seed uses (TrainConfig's validation carve-out, the default here)
+    assert floor["reference"] and floor["served"]["recall@20"] == popularity_recall(
+        load_dataset(str(synthetic_lightgcn_dir))
+    )
+    results = [_point("ud", 2, 2024, 2_000, 0.10), _point("ud", 2, 2025, 2_000, 0.12), floor]
+    text = bench.table(results)
+    assert len([line for line in text.splitlines() if line.startswith("| 2% ")]) == 1  # the floor is no row
+    assert (
+        f"popularity (items by train count, no embeddings; seed 2024's split): R@20 {floor['served']['recall@20']:.4f}"
+        in text
+    )
+    assert bench.paired(results, "ud", "popularity") == []
+    png = tmp_path / "pareto.png"
+    bench.plot(results, str(png), ceiling=0.2, ceiling_label="d = 128 table")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

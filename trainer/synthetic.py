@@ -167,11 +167,16 @@ def write_interactions_csv(
     return out
 
 
-def popularity_recall(data: Any, k: int = 20) -> float:
-    """Recall@k on ``data.test`` of the popularity baseline (train item counts; train and valid items excluded)."""
+def popularity_metrics(data: Any, ks: tuple[int, ...] = (20,)) -> dict[str, float]:
+    """Recall@k and NDCG@k on ``data.test`` of the popularity baseline (every user gets the items ranked by their
+    train counts; train and valid items excluded, as for a trained model): ``{"recall@20": .., "ndcg@20": ..}``."""
     from trainer.evaluate import evaluate  # lazy: keeps this module torch-free at import time
 
     popularity = np.asarray(data.train.sum(axis=0), dtype=np.float32).reshape(-1, 1)
     ones = np.ones((data.n_users, 1), dtype=np.float32)
-    result = evaluate(ones, popularity, data.test, [data.train, data.valid], ks=(k,))
-    return float(result[f"recall@{k}"])
+    return evaluate(ones, popularity, data.test, [data.train, data.valid], ks=ks)
+
+
+def popularity_recall(data: Any, k: int = 20) -> float:
+    """Recall@k on ``data.test`` of the popularity baseline (:func:`popularity_metrics`)."""
+    return float(popularity_metrics(data, (k,))[f"recall@{k}"])
