@@ -150,11 +150,12 @@ class SharedRows(EmbeddingModel):
 
 # When the hashing trick trains through its operator P = M·H (N, B) instead of propagating every batch. A batch then
 # costs a (rows × B)·(B × d) product forward and one backward, against L sparse products over nnz(Â) each way, so
-# the operator pays while rows·B ≤ factor·L·nnz(Â). Gowalla, d = 128, 3 × 8192 rows a batch, one thread: 0.28 /
-# 0.52 / 0.76 / 2.25 s a step at B = 708 / 1,416 / 2,193 / 4,096 against 1.4-2.0 s propagating (both measured on a
-# loaded 2-core VM); crossing near B ≈ 3,500, i.e. a factor ≈ 18: 12 keeps a margin. P is held whole, so it is
-# also capped in bytes (Gowalla at B = 2,193: 621 MB; at a million users it is never built).
-HASH_OPERATOR_FACTOR = 12
+# the operator pays while rows·B ≤ factor·L·nnz(Â). benchmarks/train_step.py on Gowalla (d = 128, 3 × 8192 rows a
+# batch, nnz(Â) 1.62M, one thread, a loaded 2-core VM): an epoch took 63.3 s through P at B = 1,416 and 184.0 s at
+# B = 4,096, against 207.7 s propagating; break-even near B ≈ 4,600, a factor ≈ 23: 16 keeps a margin (Gowalla's
+# 2% budget, B = 2,193, trains through P). P is held whole, so it is also capped in bytes (621 MB at B = 2,193; at a
+# million users it is never built).
+HASH_OPERATOR_FACTOR = 16
 HASH_OPERATOR_MAX_BYTES = 1 << 30
 
 

@@ -178,10 +178,10 @@ def test_the_hashing_operator_gives_the_propagated_embeddings_and_gradients(data
 def test_the_hashing_operator_is_used_where_it_pays():
     from trainer.models import hash_operator_pays
 
-    # Gowalla with the default batch (3 × 8192 rows), 1.62M adjacency entries, 3 layers: B = 2,193 (2%) pays,
-    # B = 6,443 (5%) does not (its products cost more than propagating)
-    assert hash_operator_pays(70_839, 2_193, 3 * 8192, 3, 1_620_256)
-    assert not hash_operator_pays(70_839, 6_443, 3 * 8192, 3, 1_620_256)
+    # Gowalla with the default batch (3 × 8192 rows), 3 layers, validation carved from train (1,455,738 adjacency
+    # entries): B = 2,193 (2%) pays, B = 6,443 (5%) does not (its products cost more than propagating)
+    assert hash_operator_pays(70_839, 2_193, 3 * 8192, 3, 1_455_738)
+    assert not hash_operator_pays(70_839, 6_443, 3 * 8192, 3, 1_455_738)
     # a million users: P would not fit its byte cap, however few the buckets
     assert not hash_operator_pays(1_300_000, 1_000, 3 * 8192, 3, 26_600_000)
     # a smaller batch propagates more often an epoch: the operator pays up to more buckets
