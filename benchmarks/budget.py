@@ -280,6 +280,11 @@ def main() -> None:
     parser.add_argument("--render", nargs="+", help="only build the table (and --png) from these result files")
     parser.add_argument("--png", help="write the Pareto plot here")
     parser.add_argument("--ceiling", type=float, help="the full table's R@20, drawn as the ceiling")
+    parser.add_argument(
+        "--ceiling-from",
+        nargs="+",
+        help="result files whose trained R@20 (mean) is the ceiling: runs that trained the full table (e.g. ud+pq)",
+    )
     parser.add_argument("--ceiling-label", default="full table", help="what the ceiling is, for the plot's legend")
     parser.add_argument("--paired", help="A,B: served R@20 of method A against B over their common seeds")
     parser.add_argument("--run", help=argparse.SUPPRESS)
@@ -318,6 +323,10 @@ def main() -> None:
                     subprocess.run(command, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
                     results.append(json.loads(path.read_text()))
     ceiling = args.ceiling
+    if ceiling is None and args.ceiling_from:
+        full_tables = [json.loads(Path(p).read_text()) for p in args.ceiling_from]
+        ceiling = float(np.mean([r["trained"]["recall@20"] for r in full_tables]))
+        print(f"ceiling: trained R@20 {ceiling:.4f}, the mean of {len(full_tables)} result files")
     if ceiling is None:
         full = [r for r in results if r.get("fits") and r["method"] == "ud" and float(r.get("budget", 0)) >= 100]
         ceiling = float(np.mean([r["served"]["recall@20"] for r in full])) if full else None

@@ -146,3 +146,17 @@ def test_the_popularity_floor_is_a_reference_not_a_point(tmp_path: Path, synthet
     png = tmp_path / "pareto.png"
     bench.plot(results, str(png), ceiling=0.2, ceiling_label="d = 128 table")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_ceiling_can_come_from_runs_that_trained_the_full_table(tmp_path: Path) -> None:
+    files = []
+    for seed, recall in ((1, 0.14), (2, 0.16)):
+        path = tmp_path / f"full-{seed}.json"
+        path.write_text(json.dumps({**_point("ud+pq", 2, seed, 1_000, 0.1), "trained": {"recall@20": recall}}))
+        files.append(str(path))
+    png = tmp_path / "pareto.png"
+    command = [sys.executable, str(ROOT / "benchmarks" / "budget.py"), "--render", *files, "--png", str(png)]
+    command += ["--ceiling-from", *files, "--ceiling-label", "d = 128 table"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ceiling: trained R@20 0.1500, the mean of 2 result files" in done.stdout and png.exists()
