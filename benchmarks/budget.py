@@ -235,7 +235,7 @@ def plot(results: list[dict[str, Any]], png: str, ceiling: float | None, ceiling
 
     floors = [r for r in results if r.get("reference")]
     fitted = [r for r in results if r.get("fits") and not r.get("reference")]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
     series = sorted(
         {(r["method"], _counts(r)) for r in fitted},
         key=lambda k: (k[1], METHODS.index(k[0]) if k[0] in METHODS else 99, k[0]),
@@ -259,7 +259,7 @@ def plot(results: list[dict[str, Any]], png: str, ceiling: float | None, ceiling
     ax.set_xlabel("embedding bytes at stored dtypes (stored arrays, or what serving holds)")
     ax.set_ylabel("served Recall@20 (compressed mode)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the ceiling runs across the top
     fig.tight_layout()
     fig.savefig(png, dpi=120)
     plt.close(fig)
