@@ -308,11 +308,16 @@ def main() -> None:
         results_dir.mkdir(parents=True, exist_ok=True)
         all_seeds = {float(b) for b in args.seeds_at.split(",") if b}
         results = []
+        done: set[Path] = set()
         for budget in (float(b) for b in args.budgets.split(",")):
             for method in args.methods.split(","):
                 for seed in SEEDS if budget in all_seeds else SEEDS[:1]:
                     suffix = "-served" if args.counts == "served" else ""
-                    path = results_dir / f"{method}-{budget:g}pct-seed{seed}{suffix}.json"
+                    point = "" if method == POPULARITY else f"-{budget:g}pct"  # the floor is one result a seed
+                    path = results_dir / f"{method}{point}-seed{seed}{suffix}.json"
+                    if path in done:
+                        continue
+                    done.add(path)
                     command = [sys.executable, __file__, "--run", method, "--budget", str(budget)]
                     command += ["--seed", str(seed), "--result", str(path), "--dataset", args.dataset]
                     command += ["--out", args.out, "--max-epochs", str(args.max_epochs)]

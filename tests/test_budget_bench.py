@@ -70,11 +70,14 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
 def test_one_point_end_to_end_records_bytes_within_the_budget(tmp_path: Path, synthetic_lightgcn_dir: Path) -> None:
     out = tmp_path / "art"
     command = [sys.executable, str(ROOT / "benchmarks" / "budget.py"), "--dataset", str(synthetic_lightgcn_dir)]
-    command += ["--budgets", "20", "--methods", "ud", "--seeds-at", "", "--max-epochs", "2", "--out", str(out)]
-    command += ["--param", "dim=16", "--param", "batch_size=1024"]
+    command += ["--budgets", "20,30", "--methods", "ud,popularity", "--seeds-at", "", "--max-epochs", "2"]
+    command += ["--out", str(out), "--param", "dim=16", "--param", "batch_size=1024"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
-    (result_file,) = (out / "results").glob("*.json")
+    # one floor for both budgets
+    assert sorted(p.name for p in (out / "results").glob("popularity*.json")) == ["popularity-seed2024.json"]
+    assert "popularity (items by train count" in done.stdout
+    (result_file,) = (out / "results").glob("ud-20pct-*.json")
     result = json.loads(result_file.read_text())
     assert result["fits"] and result["method"] == "ud" and result["seed"] == 2024
     assert 0 < result["bytes"] <= result["budget_bytes"] == int(0.2 * result["full_table_bytes"])
