@@ -330,6 +330,11 @@ def main() -> None:
     ceiling = args.ceiling
     if ceiling is None and args.ceiling_from:
         full_tables = [json.loads(Path(p).read_text()) for p in args.ceiling_from]
+        untrained = [
+            p for p, r in zip(args.ceiling_from, full_tables, strict=True) if "recall@20" not in r.get("trained", {})
+        ]
+        if untrained:
+            raise SystemExit(f"--ceiling-from: no trained R@20 in {', '.join(untrained)} (a run that did not fit?)")
         ceiling = float(np.mean([r["trained"]["recall@20"] for r in full_tables]))
         print(f"ceiling: trained R@20 {ceiling:.4f}, the mean of {len(full_tables)} result files")
     if ceiling is None:

@@ -163,3 +163,8 @@ def test_the_ceiling_can_come_from_runs_that_trained_the_full_table(tmp_path: Pa
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ceiling: trained R@20 0.1500, the mean of 2 result files" in done.stdout and png.exists()
+    refused = tmp_path / "refused.json"
+    refused.write_text(json.dumps({"method": "legcf", "budget": 2, "seed": 1, "fits": False, "reason": "no"}))
+    command = [sys.executable, str(ROOT / "benchmarks" / "budget.py"), "--render", *files]
+    done = subprocess.run([*command, "--ceiling-from", str(refused)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode != 0 and f"--ceiling-from: no trained R@20 in {refused}" in done.stderr
