@@ -135,16 +135,12 @@ def test_the_popularity_floor_is_a_reference_not_a_point(tmp_path: Path, synthet
     from trainer.synthetic import popularity_recall
 
     # the split a trained run of that seed uses (TrainConfig's validation carve-out, the default here)
-    assert floor["reference"] and floor["served"]["recall@20"] == popularity_recall(
-        load_dataset(str(synthetic_lightgcn_dir))
-    )
+    expected = popularity_recall(load_dataset(str(synthetic_lightgcn_dir)))
+    assert floor["reference"] and floor["served"]["recall@20"] == expected
     results = [_point("ud", 2, 2024, 2_000, 0.10), _point("ud", 2, 2025, 2_000, 0.12), floor]
     text = bench.table(results)
     assert len([line for line in text.splitlines() if line.startswith("| 2% ")]) == 1  # the floor is no row
-    assert (
-        f"popularity (items by train count, no embeddings; seed 2024's split): R@20 {floor['served']['recall@20']:.4f}"
-        in text
-    )
+    assert f"popularity (items by train count, no embeddings; seed 2024's split): R@20 {expected:.4f}" in text
     assert bench.paired(results, "ud", "popularity") == []
     png = tmp_path / "pareto.png"
     bench.plot(results, str(png), ceiling=0.2, ceiling_label="d = 128 table")

@@ -202,9 +202,8 @@ class Hashed(SharedRows):
     def _operator(self) -> torch.Tensor:
         """P = M·H (N, B), built on first use after construction or :meth:`release_operator`."""
         if self.P.numel() == 0:
-            n, buckets = self.n_entities, self.table.shape[0]
-            rows = self.rows.cpu().numpy()
-            H = sp.csr_matrix((np.ones(n, dtype=np.float32), (np.arange(n), rows)), shape=(n, buckets))
+            rows = self.rows.cpu().numpy()[:, None]  # H: one weight-1 entry a row, the assignment of t = 1
+            H = assignment_matrix(rows, np.ones(rows.shape, dtype=np.float32), self.table.shape[0])
             self.P = propagate_columns(self.adj, H, self.layers)
         return self.P
 
