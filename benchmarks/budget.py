@@ -225,6 +225,21 @@ def paired(results: list[dict[str, Any]], first: str, second: str) -> list[str]:
     return lines
 
 
+def byte_tick(value: float, _position: object = None) -> str:
+    """Label for a log-scale byte axis: "200 kB", "1 MB", "5 MB" at 1, 2 and 5 × a power of ten, "" elsewhere
+    (matplotlib's default labels every minor tick of a short log axis, and 3×10^5 ran into 4×10^5)."""
+    if value <= 0:
+        return ""
+    exponent = int(np.floor(np.log10(value) + 1e-9))
+    mantissa = value / 10.0**exponent
+    if not any(abs(mantissa - m) < 1e-6 for m in (1.0, 2.0, 5.0)):
+        return ""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= size:
+            return f"{value / size:g} {unit}"
+    return f"{value:g} B"
+
+
 def plot(results: list[dict[str, Any]], png: str, ceiling: float | None, ceiling_label: str = "full table") -> None:
     """Served R@20 against embedding bytes (log x), one series per method, the Pareto front as a line, the ceiling
     and the popularity floor (a reference result) as horizontal lines."""
@@ -256,6 +271,8 @@ def plot(results: list[dict[str, Any]], png: str, ceiling: float | None, ceiling
         floor = float(np.mean([r["served"]["recall@20"] for r in floors]))
         ax.axhline(floor, color="black", ls=":", lw=1, label=f"{floors[0]['method']} R@20 {floor:.4f}")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(byte_tick)
+    ax.xaxis.set_minor_formatter(byte_tick)
     ax.set_xlabel("embedding bytes at stored dtypes (stored arrays, or what serving holds)")
     ax.set_ylabel("served Recall@20 (compressed mode)")
     ax.grid(True, which="both", alpha=0.3)

@@ -61,6 +61,12 @@ def test_the_epochs_column_spans_the_seeds_per_stage() -> None:
     assert bench._epochs([_point("ud", 2, 1, 1_000, 0.1)]) == ""  # result files from before epochs were recorded
 
 
+def test_the_byte_axis_labels_one_two_and_five_times_a_power_of_ten() -> None:
+    values = (2e5, 3e5, 4e5, 5e5, 1e6, 2e6, 3e6, 5e6, 500.0, 0.0)
+    labels = ["200 kB", "", "", "500 kB", "1 MB", "2 MB", "", "5 MB", "500 B", ""]
+    assert [bench.byte_tick(v) for v in values] == labels
+
+
 def test_plot_writes_a_png(tmp_path: Path) -> None:
     png = tmp_path / "pareto.png"
     bench.plot([_point("ud", 2, 2024, 2_000, 0.1), _point("hash", 2, 2024, 1_000, 0.05)], str(png), ceiling=0.2)
