@@ -53,8 +53,9 @@ BASE: dict[str, Any] = {"dim": 128, "store_dtype": "float16"}
 
 def method_values(label: str) -> dict[str, Any]:
     """TrainConfig values of a method label: ``ud`` -> ud; ``ud+pq`` -> ud served from product-quantized codes (a
-    served budget sets their number; 8 divides d = 128 and only marks the form)."""
-    method, _, form = label.partition("+")
+    served budget sets their number; 8 divides d = 128 and only marks the form). A tag after ``@`` (``legcf@cap``)
+    only names the variant in the table and in ``--paired``; what differs is set by ``--param``."""
+    method, _, form = label.partition("@")[0].partition("+")
     if form not in ("", "pq"):
         raise SystemExit(f"unknown served form {form!r} in {label!r} (expected METHOD or METHOD+pq)")
     return {"method": method, **({"pq_subspaces": 8} if form else {})}
@@ -133,6 +134,12 @@ def pareto(points: list[tuple[float, float]]) -> set[int]:
     return keep
 
 
+def _order(label: str) -> int:
+    """Where a label's method comes in METHODS (a tagged variant beside its method; unknown labels last)."""
+    method = label.partition("@")[0]
+    return METHODS.index(method) if method in METHODS else len(METHODS)
+
+
 def _mean(runs: list[dict[str, Any]], where: str, key: str) -> float:
     return float(np.mean([r[where][key] for r in runs]))
 
@@ -164,7 +171,7 @@ def table(results: list[dict[str, Any]]) -> str:
     groups: dict[tuple[float, str, str], list[dict[str, Any]]] = {}
     for r in results:  # a method counted both ways is two rows
         groups.setdefault((float(r["budget"]), r["method"], _counts(r)), []).append(r)
-    keys = sorted(groups, key=lambda k: (k[0], k[2] != "stored", METHODS.index(k[1]) if k[1] in METHODS else 99, k[1]))
+    keys = sorted(groups, key=lambda k: (k[0], k[2] != "stored", _order(k[1]), k[1]))
     front = set()
     for counts in {_counts(runs[0]) for runs in groups.values()}:  # one front per way of counting bytes
         fitted = [k for k in keys if groups[k][0].get("fits") and _counts(groups[k][0]) == counts]
@@ -253,7 +260,7 @@ def plot(results: list[dict[str, Any]], png: str, ceiling: float | None, ceiling
     fig, ax = plt.subplots(figsize=(10, 4.5))
     series = sorted(
         {(r["method"], _counts(r)) for r in fitted},
-        key=lambda k: (k[1], METHODS.index(k[0]) if k[0] in METHODS else 99, k[0]),
+        key=lambda k: (k[1], _order(k[0]), k[0]),
     )
     for method, counts in series:
         mine = [r for r in fitted if r["method"] == method and _counts(r) == counts]

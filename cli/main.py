@@ -125,8 +125,12 @@ def train(
     if report is not None:
         typer.echo(
             f"budget: {report.budget_bytes} bytes -> {report.knob}={report.value}, "
-            f"{'served' if report.counts == 'served' else 'embedding'} bytes {report.achieved_bytes} "
-            f"(next size up: {report.next_planned_bytes})"
+            f"{'served' if report.counts == 'served' else 'embedding'} bytes {report.achieved_bytes}"
+            + (
+                f" (next size up: {report.next_planned_bytes})"
+                if report.next_planned_bytes is not None
+                else f" ({report.knob} at the largest value tried, {report.knob_max})"
+            )
         )
 
 

@@ -6,7 +6,8 @@ stored array except the id maps and the seen-items graph, at its stored dtype: w
 computed before training by :func:`contract.footprint.planned_embedding_bytes` from the spec's array shapes and
 itemsizes, the same grouping the published footprint uses. Each method names the size the budget sets (its
 ``budget_knob``: ud d, legcf m_c, c2f m_c with m_r in the configured ratio, hash B, qr m); bytes never decrease
-with it, so a binary search finds the largest value that fits.
+with it, so a binary search finds the largest value that fits. legcf and c2f's m_c stops at N //
+``budget_entities_per_row`` even when the budget allows more (the plan's ``knob_max``).
 
 ``TrainConfig.budget_counts="served"`` counts instead what compressed serving holds to score
 (:attr:`contract.manifest.Footprint.serving_memory_bytes`, planned by
@@ -125,7 +126,8 @@ def bytes_at(config: TrainConfig, value: int, n_users: int, n_items: int) -> int
 @dataclass(frozen=True)
 class Plan:
     """The sizes a budget chose: ``sizes`` (TrainConfig fields) with the knob at ``value``; ``planned_bytes`` fit
-    ``budget_bytes`` and ``next_planned_bytes`` (the next value tried; None at the top of the range) do not."""
+    ``budget_bytes`` and ``next_planned_bytes`` (the next value tried; None at the top of the range, ``knob_max``)
+    do not."""
 
     method: str
     knob: str
@@ -133,6 +135,7 @@ class Plan:
     sizes: dict[str, int]
     planned_bytes: int
     next_planned_bytes: int | None
+    knob_max: int
     budget_bytes: int
     budget_percent: float | None
     full_table_bytes: int
@@ -149,6 +152,7 @@ class Plan:
             sizes=dict(self.sizes),
             planned_bytes=self.planned_bytes,
             next_planned_bytes=self.next_planned_bytes,
+            knob_max=self.knob_max,
             achieved_bytes=achieved_bytes,
             counts=self.counts,
         )
@@ -208,6 +212,7 @@ def plan(config: TrainConfig, n_users: int, n_items: int) -> Plan | None:
         sizes=sized(config, value),
         planned_bytes=bytes_at(config, value, n_users, n_items),
         next_planned_bytes=bytes_at(config, values[low + 1], n_users, n_items) if low + 1 < len(values) else None,
+        knob_max=values[-1],
         budget_bytes=budget,
         budget_percent=config.budget,
         full_table_bytes=full,

@@ -166,6 +166,11 @@ class TrainConfig:
     # without a sparse form and with pq_subspaces > 0 is sized by its number of codes (the largest divisor of dim
     # that fits), and one without codes by dim
     budget_counts: Literal["stored", "served"] = "stored"
+    # a budget sizes legcf/c2f's m_c to at most N // budget_entities_per_row codebook rows (0: no cap), leaving
+    # the rest of the budget unspent: each row is trained by the gradients of the ~t_c·N/m_c entities that use it,
+    # and past a few thousand rows on Gowalla the rows learn less than fewer, better-trained ones (BENCHMARKS.md,
+    # "The budget knob's cap on codebook rows")
+    budget_entities_per_row: int = 64
     # ablations (paper Fig. 4): A random E^r init, B no SparsePCA, C no soft thresholding, D codebook-only S^r
     ablation: Literal["none", "A", "B", "C", "D"] = "none"
     # data and protocol (see PROTOCOLS)
@@ -223,6 +228,10 @@ class TrainConfig:
             raise ValueError("a memory budget must be positive")
         if self.budget_counts not in ("stored", "served"):
             raise ValueError(f"budget_counts must be 'stored' or 'served'; got {self.budget_counts!r}")
+        if isinstance(self.budget_entities_per_row, bool) or not isinstance(self.budget_entities_per_row, int):
+            raise ValueError(f"budget_entities_per_row must be an integer; got {self.budget_entities_per_row!r}")
+        if self.budget_entities_per_row < 0:
+            raise ValueError(f"budget_entities_per_row must be 0 (no cap) or more; got {self.budget_entities_per_row}")
         if self.lr_schedule not in ("constant", "linear"):
             raise ValueError(f"lr_schedule must be 'constant' or 'linear'; got {self.lr_schedule!r}")
         if self.init_std is not None and not (isinstance(self.init_std, int | float) and self.init_std > 0):

@@ -85,6 +85,11 @@ PARAM_BOUNDS: dict[str, Bounds] = {
     "budget_bytes": Bounds(
         ge=1, le=2**50, description="Memory budget in bytes of the published embedding arrays (instead of budget)."
     ),
+    "budget_entities_per_row": Bounds(
+        ge=0,
+        le=1_000_000_000,
+        description="legcf/c2f under a budget: at most N // this many codebook rows (0: no cap).",
+    ),
     "time_limit": Bounds(
         gt=0,
         le=30 * 86_400,

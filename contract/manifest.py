@@ -139,6 +139,7 @@ class BudgetReport(_Open):
     sizes: dict[str, int] = Field(default_factory=dict)  # every TrainConfig size the budget set
     planned_bytes: int
     next_planned_bytes: int | None = None  # at value + 1 (None: value is the largest size tried)
+    knob_max: int | None = None  # the largest value tried (legcf/c2f: N // budget_entities_per_row)
     achieved_bytes: int | None = None
     counts: str = "stored"  # TrainConfig.budget_counts: what the bytes count ("stored" or "served")
 

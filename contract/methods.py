@@ -340,8 +340,11 @@ class LegcfSpec(MethodSpec):
     budget_knob = "m_c"
 
     def knob_range(self, config: Any, n_entities: int) -> tuple[int, int]:
-        low = max(int(config.t_c), int(config.terms_served))  # m_c holds t_c trained and t_s served distinct rows
-        return low, max(low, n_entities)
+        """From the t_c trained and t_s served distinct rows an entity needs to N // budget_entities_per_row (N
+        without a cap): more rows than that are each trained by too few entities (TrainConfig's comment)."""
+        low = max(int(config.t_c), int(config.terms_served))
+        per_row = int(config.budget_entities_per_row)
+        return low, max(low, n_entities // per_row if per_row > 0 else n_entities)
 
     def planned_dims(self, config: Any, n_users: int, n_items: int) -> dict[str, int]:
         dims = super().planned_dims(config, n_users, n_items)

@@ -130,6 +130,18 @@ def test_paired_compares_two_methods_over_their_common_seeds() -> None:
     assert bench.paired(results[:1] + results[3:], "legcf", "ud+pq") == []  # one common seed: no test
 
 
+def test_a_tagged_label_is_its_method_and_its_own_row() -> None:
+    assert bench.method_values("legcf@cap") == {"method": "legcf"}
+    assert bench.method_values("ud+pq@x") == {"method": "ud", "pq_subspaces": 8}
+    results = [_point("legcf@cap", 10, 1, 1_000, 0.14), _point("legcf", 10, 1, 4_000, 0.13)]
+    results.append(_point("ud", 10, 1, 900, 0.1))
+    rows = [line.split(" | ")[1] for line in bench.table(results).splitlines()[2:]]
+    assert rows == ["ud", "legcf", "legcf@cap"]  # METHODS order, a variant after its method
+    results += [_point("legcf@cap", 10, 2, 1_000, 0.15), _point("legcf", 10, 2, 4_000, 0.13)]
+    (line,) = bench.paired(results, "legcf@cap", "legcf")
+    assert line.startswith("10%: served R@20 legcf@cap − legcf = +0.0150 over seeds 1,2")
+
+
 def test_the_popularity_floor_is_a_reference_not_a_point(tmp_path: Path, synthetic_lightgcn_dir: Path) -> None:
     path = tmp_path / "popularity.json"
     command = [sys.executable, str(ROOT / "benchmarks" / "budget.py"), "--run", "popularity", "--budget", "0"]

@@ -26,6 +26,19 @@ def test_budget_sizes_and_is_recorded(synthetic_lightgcn_dir, tmp_path):
     assert manifest["budget"]["budget_percent"] == 10.0 and manifest["config"]["hash_buckets"] == 200
 
 
+def test_a_budget_stops_the_codebook_at_its_cap_and_says_so(synthetic_lightgcn_dir, tmp_path):
+    # 1000 entities: 60% of the d = 16 table fits hundreds of rows, the default 64 entities a row allow 15
+    args = ["--method", "legcf", "--dim", "16", "--epochs", "1", "--budget", "60%", "-p", "biases=false"]
+    outcome = _train(synthetic_lightgcn_dir, tmp_path, *args)
+    assert outcome.exit_code == 0, outcome.output
+    assert "-> m_c=15, embedding bytes" in outcome.output
+    assert "(m_c at the largest value tried, 15)" in outcome.output
+    version = (tmp_path / "LATEST").read_text().strip()
+    manifest = json.loads((tmp_path / "versions" / version / "manifest.json").read_text())
+    assert manifest["budget"]["knob_max"] == 15 and manifest["budget"]["next_planned_bytes"] is None
+    assert manifest["budget"]["achieved_bytes"] < manifest["budget"]["budget_bytes"]
+
+
 def test_a_served_budget_sizes_a_full_table_served_from_codes(synthetic_lightgcn_dir, tmp_path):
     # 1000 entities, d = 16: 30% of 64,000 = 19,200 bytes of what serving holds; M uint8 codes an entity and
     # M·256·(16/M) float16 codebook values, and the 400 items' float16 norm scales (pq_item_norms, on for ud):

@@ -30,9 +30,10 @@ N_USERS, N_ITEMS, D = 600, 400, 32
 
 
 def config(method: str, **values: object) -> TrainConfig:
-    """A config on d = 32 without item biases (given explicitly where they matter); stored dtypes as defaulted:
-    float16 reals and uint16 indices."""
-    return TrainConfig(**{"method": method, "dim": D, "biases": False, **values})  # type: ignore[arg-type]
+    """A config on d = 32 without item biases (given explicitly where they matter) and without the cap on m_c
+    (tested on its own below); stored dtypes as defaulted: float16 reals and uint16 indices."""
+    defaults = {"method": method, "dim": D, "biases": False, "budget_entities_per_row": 0}
+    return TrainConfig(**{**defaults, **values})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -208,6 +209,28 @@ def test_served_budgets_size_what_serving_holds() -> None:
         plan(config("ud", budget_bytes=16_000, pq_subspaces=8, **served), N_USERS, N_ITEMS)
     with pytest.raises(ValueError, match="budget_counts"):
         config("ud", budget_counts="shipped")
+
+
+def test_legcf_and_c2f_codebooks_stop_at_n_over_entities_per_row() -> None:
+    # 50% of 128,000 fits m_c = 375 uncapped (test above); 64 entities a row caps it at 1000 // 64 = 15 rows
+    capped = plan(config("legcf", budget=50.0, budget_entities_per_row=64), N_USERS, N_ITEMS)
+    assert capped is not None and (capped.value, capped.knob_max, capped.next_planned_bytes) == (15, 15, None)
+    assert capped.planned_bytes == bytes_at(config("legcf"), 15, N_USERS, N_ITEMS) < capped.budget_bytes
+    assert capped.report(achieved_bytes=1).knob_max == 15
+    # c2f: m_c at the cap and m_r in its 3 : 1 ratio
+    c2f = plan(config("c2f", budget=50.0, m_c=30, m_r=10, budget_entities_per_row=64), N_USERS, N_ITEMS)
+    assert c2f is not None and c2f.sizes == {"m_c": 15, "m_r": 5}
+    # where the budget binds first, bytes size it as before: 20% = 25,600 bytes, the 16,000 of the assignment arrays
+    # and 128 bytes a row of E_c and H_meta -> m_c = 75, under the cap of 1000 // 8 = 125
+    tight = plan(config("legcf", budget=20.0, budget_entities_per_row=8), N_USERS, N_ITEMS)
+    assert tight is not None and tight.value == 75 and tight.knob_max == 125
+    assert tight.next_planned_bytes is not None and tight.next_planned_bytes > tight.budget_bytes
+    # the cap never goes below the rows an entity needs (t_c), and other methods ignore it
+    assert plan(config("legcf", budget=50.0, budget_entities_per_row=10_000), N_USERS, N_ITEMS).value == 2  # type: ignore[union-attr]
+    assert plan(config("hash", budget=10.0, budget_entities_per_row=64), N_USERS, N_ITEMS).value == 200  # type: ignore[union-attr]
+    for bad in (-1, True, 2.5):
+        with pytest.raises(ValueError, match="budget_entities_per_row"):
+            config("legcf", budget_entities_per_row=bad)
 
 
 def test_c2f_plans_its_sparse_fine_codebook_at_the_dense_bound() -> None:
