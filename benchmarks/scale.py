@@ -204,6 +204,7 @@ def train_worker(args: argparse.Namespace) -> dict[str, Any]:
     import trainer.models
     import trainer.train
     from contract.config import TrainConfig
+    from trainer.distributed import shutdown
     from trainer.pipeline import train_and_publish
 
     clock = PhaseClock()
@@ -220,8 +221,15 @@ def train_worker(args: argparse.Namespace) -> dict[str, Any]:
     params = json.loads(args.params)
     config = TrainConfig.from_dict({"method": args.method, **params})
     started = time.perf_counter()
-    published = train_and_publish(args.dataset, config, args.artifacts)
+    try:
+        published = train_and_publish(args.dataset, config, args.artifacts)
+    except BaseException:
+        shutdown(failed=True)
+        raise
+    # Leave the torchrun process group as the CLI does: a group left to interpreter exit aborted one rank with
+    # SIGABRT (CI, 2026-12-04: tests/test_scale_bench.py, after both ranks had printed their figures).
     total = time.perf_counter() - started
+    shutdown()
     if os.environ.get("RANK", "0") != "0":
         return {"rank": int(os.environ["RANK"]), "peak_rss_mb": peak_rss_mb(), "total_seconds": total}
     m = published.manifest
