@@ -112,7 +112,7 @@ RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf --mount=type=secret,id=
     /opt/pip/bin/python -m pip --python /opt/venv/bin/python install --no-deps --no-build-isolation "/tmp/src" \
  && rm -rf /tmp/src \
  && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
- && python -c "import service.main, service.jobs, service.routes.page"
+ && python -c "import c2f.service.main, c2f.service.jobs, c2f.service.routes.page"
 ENV C2F_ARTIFACT_ROOT=/artifacts \
     C2F_DATA_ROOT=/data
 # Numeric, so that Kubernetes' runAsNonRoot can verify it without a runAsUser.

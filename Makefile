@@ -34,7 +34,7 @@ test-fast:
 lint:
 	ruff check .
 	ruff format --check .
-	mypy contract/ service/ trainer/ jobs/ cli/
+	mypy c2f/
 
 format:
 	ruff format .

@@ -63,9 +63,9 @@ def method_values(label: str) -> dict[str, Any]:
 
 def run_one(label: str, budget: float, seed: int, dataset: str, out: str, extra: dict[str, Any], path: str) -> None:
     """Train one (method label, budget, seed) point in this process and write its figures as JSON."""
-    from contract.budget import BudgetError
-    from contract.config import TrainConfig
-    from trainer.pipeline import train_and_publish
+    from c2f.contract.budget import BudgetError
+    from c2f.contract.config import TrainConfig
+    from c2f.trainer.pipeline import train_and_publish
 
     if label == POPULARITY:
         run_popularity(seed, dataset, TrainConfig.from_dict({**BASE, **extra, "seed": seed}), path)
@@ -104,8 +104,8 @@ def run_one(label: str, budget: float, seed: int, dataset: str, out: str, extra:
 def run_popularity(seed: int, dataset: str, config: Any, path: str) -> None:
     """The floor every method should clear: items ranked by train counts, on the split a trained run of ``seed``
     uses (``config``'s validation carve-out), test figures written as a reference result (not a point)."""
-    from trainer.data import load_dataset
-    from trainer.synthetic import popularity_metrics
+    from c2f.trainer.data import load_dataset
+    from c2f.trainer.synthetic import popularity_metrics
 
     data = load_dataset(dataset, seed=seed, valid_fraction=config.valid_fraction, valid_from=config.valid_from)
     figures = popularity_metrics(data, (20,))

@@ -56,8 +56,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.serve_bench import run_server  # noqa: E402
-from jobs.server import _redis_binary  # noqa: E402
-from service.settings import Settings  # noqa: E402
+from c2f.jobs.server import _redis_binary  # noqa: E402
+from c2f.service.settings import Settings  # noqa: E402
 from tests.fixtures import build_artifact  # noqa: E402
 from tests.jobs.test_worker import SLEEPY  # noqa: E402
 from tests.live import free_port, raw_request  # noqa: E402

@@ -32,7 +32,7 @@ def write_csv(path: Path, rows: int, seed: int = 0) -> None:
 
 
 def measure(path: str, reader: str) -> dict[str, float]:
-    import trainer.data.readers as readers
+    import c2f.trainer.data.readers as readers
     from benchmarks.scale import peak_rss_mb  # VmHWM: a subprocess's own peak, not its parent's
 
     data = Path(path).read_bytes()

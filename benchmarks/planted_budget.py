@@ -1,5 +1,5 @@
 """C2F vs LEGCF at a larger budget on planted communities (the figures quoted in tests/trainer/test_budget.py;
-the data and configurations are trainer/budget_study.py's).
+the data and configurations are c2f/trainer/budget_study.py's).
 
     python benchmarks/planted_budget.py            # 8 and 32 communities, seeds 1-3, ~1 minute on 2 cores
 
@@ -14,7 +14,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from trainer.budget_study import VARIANTS, ndcg_at_20, planted_data
+from c2f.trainer.budget_study import VARIANTS, ndcg_at_20, planted_data
 
 
 def main() -> None:

@@ -199,25 +199,25 @@ class PhaseClock:
 
 def train_worker(args: argparse.Namespace) -> dict[str, Any]:
     """One training run (this process); returns its figures."""
-    import trainer.export
-    import trainer.fit
-    import trainer.models
-    import trainer.train
-    from contract.config import TrainConfig
-    from trainer.distributed import shutdown
-    from trainer.pipeline import train_and_publish
+    import c2f.trainer.export
+    import c2f.trainer.fit
+    import c2f.trainer.models
+    import c2f.trainer.train
+    from c2f.contract.config import TrainConfig
+    from c2f.trainer.distributed import shutdown
+    from c2f.trainer.pipeline import train_and_publish
 
     clock = PhaseClock()
-    clock.wrap(trainer.train, "metis_parts", "metis")
-    clock.wrap(trainer.models, "propagate_columns", "propagation_precompute")
-    clock.wrap(trainer.export, "served_assignment", "export_served_fit")
+    clock.wrap(c2f.trainer.train, "metis_parts", "metis")
+    clock.wrap(c2f.trainer.models, "propagate_columns", "propagation_precompute")
+    clock.wrap(c2f.trainer.export, "served_assignment", "export_served_fit")
 
     def eval_label(*a: Any, **k: Any) -> str:
         progress = k.get("progress") or ""
         return "evaluation_test" if "test" in progress else "evaluation_valid"
 
-    clock.wrap(trainer.fit, "evaluate", eval_label)
-    clock.wrap(trainer.export, "evaluate", "evaluation_test_served")
+    clock.wrap(c2f.trainer.fit, "evaluate", eval_label)
+    clock.wrap(c2f.trainer.export, "evaluate", "evaluation_test_served")
     params = json.loads(args.params)
     config = TrainConfig.from_dict({"method": args.method, **params})
     started = time.perf_counter()
@@ -260,8 +260,8 @@ def train_worker(args: argparse.Namespace) -> dict[str, Any]:
 
 def serve_worker(args: argparse.Namespace) -> dict[str, Any]:
     """Load an artifact into the service's Recommender (compressed mode) and time ``recommend(n=20)``."""
-    from contract.artifact import load_artifact
-    from service.scoring import Recommender
+    from c2f.contract.artifact import load_artifact
+    from c2f.service.scoring import Recommender
 
     rss_before = current_rss_mb()
     t0 = time.perf_counter()

@@ -49,9 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from contract.artifact import Artifact, latest_version, load_artifact, version_path  # noqa: E402
-from contract.methods import exact_embeddings  # noqa: E402
-from service.scoring import Recommender, top_n  # noqa: E402
+from c2f.contract.artifact import Artifact, latest_version, load_artifact, version_path  # noqa: E402
+from c2f.contract.methods import exact_embeddings  # noqa: E402
+from c2f.service.scoring import Recommender, top_n  # noqa: E402
 
 GOWALLA = ROOT.parent / "shared" / "data" / "gowalla"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -91,7 +91,7 @@ def train_artifact(dataset: str, out_root: str | Path, *, epochs: int = 2) -> Pa
     A subprocess keeps torch and the training heap out of the load generator: a gen-2 garbage collection over
     the ~440k objects training leaves behind paused this process for ~200 ms and showed up as server p99.
     """
-    cmd = [sys.executable, "-m", "cli.main", "train", str(dataset), "--method", "c2f", "--epochs", str(epochs)]
+    cmd = [sys.executable, "-m", "c2f.cli.main", "train", str(dataset), "--method", "c2f", "--epochs", str(epochs)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     subprocess.run([*cmd, "--out", str(out_root)], cwd=ROOT, env=env, check=True, stdout=sys.stderr)
@@ -335,7 +335,7 @@ def run_server(
             **(extra_env or {}),
         }
     )
-    cmd = [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "c2f.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--workers", str(workers)]
     log_file = open(log_path, "wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file)
@@ -420,7 +420,7 @@ def worker_memory(
         time.sleep(1)
         phases["after requests"] = _tree_memory(proc.pid)
         if swap:
-            from contract.artifact import publish
+            from c2f.contract.artifact import publish
 
             new = publish(root, dict(artifact.arrays), artifact.manifest.model_copy(deep=True))
             deadline = time.monotonic() + 120

@@ -1,6 +1,6 @@
 """Served fidelity vs bytes: the compressed serving form at several served terms and stored float types.
 
-    python benchmarks/served_terms.py                       # planted communities (trainer/synthetic.py defaults)
+    python benchmarks/served_terms.py                       # planted communities (c2f/trainer/synthetic.py defaults)
     python benchmarks/served_terms.py --dataset /path/gowalla --param epochs=300   # a real dataset (hours on CPU)
     python benchmarks/served_terms.py --methods legcf,ud --pq 0,4,8   # with a product-quantized part (pq_subspaces)
     python benchmarks/served_terms.py --methods ud --pq 8 --item-norms on,off   # pq_item_norms both ways
@@ -9,7 +9,7 @@
 
 Trains each method once (``--methods``, TrainConfig defaults plus ``--param key=value``; on planted data the small
 configuration of tests/trainer/test_train.py), then exports it once per (``served_terms``, ``store_dtype``) pair
-with trainer/export.py's own code, once per (``served_terms``, ``store_dtype``, ``pq_subspaces``) triple (methods
+with c2f/trainer/export.py's own code, once per (``served_terms``, ``store_dtype``, ``pq_subspaces``) triple (methods
 without a sparse form, ud, hash and qr, once per (``store_dtype``, ``pq_subspaces``): pq 0 is their stored table or
 exact mode), and prints a markdown table: the trained Recall@20 (full propagation), the compressed (served) and
 exact Recall@20 computed from the stored arrays, served / trained, the compressed serving bytes (everything
@@ -30,13 +30,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from contract.config import TrainConfig
-from contract.footprint import footprint
-from contract.methods import get_spec
-from trainer.data import InteractionData, load_dataset
-from trainer.export import build_arrays, build_manifest, served_metrics
-from trainer.synthetic import planted_communities, write_lightgcn_dir
-from trainer.train import TrainedModel, train
+from c2f.contract.config import TrainConfig
+from c2f.contract.footprint import footprint
+from c2f.contract.methods import get_spec
+from c2f.trainer.data import InteractionData, load_dataset
+from c2f.trainer.export import build_arrays, build_manifest, served_metrics
+from c2f.trainer.synthetic import planted_communities, write_lightgcn_dir
+from c2f.trainer.train import TrainedModel, train
 
 PLANTED = dict(dim=32, m_c=24, m_r=8, t_r=3, d_r=16, batch_size=1024, epochs=40, seed=7)
 """The planted-data configuration (tests/trainer/test_train.py's SMALL)."""
@@ -95,7 +95,7 @@ def variant_row(
 
 
 def refine_note(record: dict[str, Any]) -> str:
-    """One line on a codebook refinement (trainer/refine.py's record): epochs run, the one kept, validation."""
+    """One line on a codebook refinement (c2f/trainer/refine.py's record): epochs run, the one kept, validation."""
     criterion = record["criterion"]
     start, best = (record[k][criterion] if record[k] else float("nan") for k in ("start_valid", "best_valid"))
     return (

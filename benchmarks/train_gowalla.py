@@ -162,8 +162,8 @@ COMPARISONS = (
 
 def run_one(name: str, dataset: str, out_root: str, max_epochs: int, extra: dict[str, Any], result_path: str) -> None:
     """Train one variant in this process and write its figures as JSON."""
-    from contract.config import TrainConfig
-    from trainer.pipeline import train_and_publish
+    from c2f.contract.config import TrainConfig
+    from c2f.trainer.pipeline import train_and_publish
 
     values = {**VARIANTS[name], **extra}
     values["epochs"] = max_epochs

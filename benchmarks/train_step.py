@@ -7,9 +7,10 @@ Prints, as medians over ``--repeats`` runs after one warm-up: seconds per traini
 everything a real epoch does), the sampler's share of it (a whole epoch of BPR triplets drawn alone), and one sparse
 product Â·X over the (N, d) table two ways: ``torch.sparse.mm`` (a new, zero-filled result each call) and
 ``torch.addmm(out=, beta=0)`` into an existing array (what ``trainer.graph`` uses). A micro-benchmark behind the
-choices in ``trainer/graph.py``, ``trainer/fit.py`` and ``trainer/sampling.py``, not a test. ``--profile`` also
-prints torch.profiler's table of one more epoch (operators by self CPU time). For ``hash``, ``--buckets`` sets B and
-``--operator on|off`` forces training through P = M·H or propagating every batch (``auto``: what training picks).
+choices in ``c2f/trainer/graph.py``, ``c2f/trainer/fit.py`` and ``c2f/trainer/sampling.py``, not a test.
+``--profile`` also prints torch.profiler's table of one more epoch (operators by self CPU time). For ``hash``,
+``--buckets`` sets B and ``--operator on|off`` forces training through P = M·H or propagating every batch
+(``auto``: what training picks).
 """
 
 from __future__ import annotations
@@ -45,11 +46,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's operator table of one epoch")
     args = parser.parse_args()
 
-    from contract.config import TrainConfig
-    from trainer.data import load_dataset
-    from trainer.fit import Trainer
-    from trainer.models import Hashed
-    from trainer.train import single_phase_model
+    from c2f.contract.config import TrainConfig
+    from c2f.trainer.data import load_dataset
+    from c2f.trainer.fit import Trainer
+    from c2f.trainer.models import Hashed
+    from c2f.trainer.train import single_phase_model
 
     torch.manual_seed(0)
     data = load_dataset(args.data, valid_fraction=0.0)

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.main import create_app
-from service.settings import Settings
-from trainer.synthetic import planted_communities, write_interactions_csv, write_lightgcn_dir
+from c2f.service.main import create_app
+from c2f.service.settings import Settings
+from c2f.trainer.synthetic import planted_communities, write_interactions_csv, write_lightgcn_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GOWALLA_DIR = REPO_ROOT.parent / "shared" / "data" / "gowalla"

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from contract.artifact import publish
+from c2f.contract.artifact import publish
 
 
 def _csr(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

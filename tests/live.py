@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-from service.protocol import HTTP_PROTOCOL
+from c2f.service.protocol import HTTP_PROTOCOL
 
 
 def free_port() -> int:

@@ -253,7 +253,7 @@ def build_images(podman: Podman, workdir: Path, report: Callable[[str], None]) -
 
 def write_tiny_dataset(data_dir: Path, n_users: int = 120) -> Path:
     """``data_dir/tiny``: a small planted-community LightGCN dataset, readable by the images' non-root user."""
-    from trainer.synthetic import planted_communities, write_lightgcn_dir
+    from c2f.trainer.synthetic import planted_communities, write_lightgcn_dir
 
     users, items, _, _ = planted_communities(n_users=n_users, n_items=80, n_communities=4, seed=3)
     write_lightgcn_dir(data_dir / "tiny", users, items, with_lists=True)

@@ -149,8 +149,8 @@ def test_the_popularity_floor_is_a_reference_not_a_point(tmp_path: Path, synthet
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     floor = json.loads(path.read_text())
-    from trainer.data import load_dataset
-    from trainer.synthetic import popularity_recall
+    from c2f.trainer.data import load_dataset
+    from c2f.trainer.synthetic import popularity_recall
 
     # the split a trained run of that seed uses (TrainConfig's validation carve-out, the default here)
     expected = popularity_recall(load_dataset(str(synthetic_lightgcn_dir)))

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from trainer.synthetic import planted_communities, write_lightgcn_dir
+from c2f.trainer.synthetic import planted_communities, write_lightgcn_dir
 
 yaml = pytest.importorskip("yaml")
 
@@ -67,7 +67,7 @@ def _redis_server() -> str | None:
 def _resolve_executable(command: list[str]) -> list[str]:
     """``c2f ...`` runs the installed console script (CI installs it with ``pip install -e .``)."""
     if command[0] == "c2f" and shutil.which("c2f") is None:
-        return [sys.executable, "-m", "cli.main", *command[1:]]
+        return [sys.executable, "-m", "c2f.cli.main", *command[1:]]
     return list(command)
 
 

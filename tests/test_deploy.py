@@ -24,7 +24,7 @@ import pytest
 
 yaml = pytest.importorskip("yaml")
 
-from service.settings import Settings  # noqa: E402
+from c2f.service.settings import Settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KUSTOMIZE_BASE = ROOT / "deploy" / "base"
@@ -290,7 +290,7 @@ def test_dockerfile_build_context(dockerfile):
     include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
     packages = [p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()]
     installed = [name for name in packages if any(fnmatch.fnmatch(name, pattern) for pattern in include)]
-    assert {"service", "trainer"} <= set(installed)
+    assert installed == ["c2f"]
     for needed in [*installed, "pyproject.toml", "README.md"]:
         assert not _dockerignored(needed, patterns), f"{needed} is excluded from the build context"
     for heavy in ("artifacts", "data", ".git", ".venv", "tests", "benchmarks", "deploy", "Dockerfile"):
@@ -630,7 +630,7 @@ def test_readme_test_command_matches_ci():
     assert re.search(r"^test:.*\n\t.*python3 -m pytest -q", makefile, flags=re.MULTILINE)
 
 
-# Meanings for the Settings fields that carry no description in service/settings.py.
+# Meanings for the Settings fields that carry no description in c2f/service/settings.py.
 _MEANINGS = {
     "log_level": "Log level of the service and the worker (debug, info, warning, error).",
     "queue_name": "RQ queue that POST /train enqueues on and `c2f worker` consumes.",
@@ -657,7 +657,7 @@ def _env_default(value: Any) -> str:
 
 
 def settings_table() -> str:
-    """The README's configuration table, generated from service/settings.py."""
+    """The README's configuration table, generated from c2f/service/settings.py."""
     rows = ["| Environment variable | Default | Meaning |", "| --- | --- | --- |"]
     for name, info in Settings.model_fields.items():
         default = info.get_default(call_default_factory=True)
@@ -680,7 +680,7 @@ def test_readme_configuration_table_lists_every_setting():
     assert documented == expected, f"README's settings defaults are out of date; {hint}"
 
 
-if __name__ == "__main__":  # rewrite README.md's settings table from service/settings.py
+if __name__ == "__main__":  # rewrite README.md's settings table from c2f/service/settings.py
     readme_path = ROOT / "README.md"
     text = readme_path.read_text()
     head, rest = text.split(README_TABLE_START, 1)

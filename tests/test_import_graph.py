@@ -1,8 +1,9 @@
 """The layering, read from the source: trainer and service stand side by side on the contract package.
 
-Every module's imports are parsed (ast, so lazy imports inside functions count too). No edge may run
-trainer -> service or service -> trainer; neither may import the jobs layer or the CLI; the contract imports none of
-them; torch is imported nowhere in service/ or contract/.
+Every module under ``c2f/`` has its imports parsed (ast, so lazy imports inside functions count too); an import of
+``c2f.<layer>...`` is an edge to that layer. No edge may run trainer -> service or service -> trainer; neither may
+import the jobs layer or the CLI; the contract imports none of them; torch is imported nowhere in service/ or
+contract/, nor by the top-level ``c2f`` package itself.
 """
 
 from __future__ import annotations
@@ -12,30 +13,38 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("contract", "service", "trainer", "jobs", "cli")
+# "c2f" is the namespace's own __init__.py: what `import c2f` runs
 FORBIDDEN = {
     "contract": {"service", "trainer", "jobs", "cli", "torch"},
     "service": {"trainer", "jobs", "cli", "torch"},
     "trainer": {"service", "jobs", "cli"},
     "jobs": {"cli"},
+    "c2f": {"contract", "service", "trainer", "jobs", "cli", "torch"},
 }
 
 
+def root_of(name: str) -> str:
+    """The layer an absolute import reaches: ``c2f.trainer.models`` -> "trainer"; ``torch.nn`` -> "torch"."""
+    parts = name.split(".")
+    return parts[1] if parts[0] == "c2f" and len(parts) > 1 else parts[0]
+
+
 def imported_roots(path: Path) -> set[str]:
-    """Top-level package names ``path`` imports (absolute imports, at any depth of the module)."""
+    """Layers and top-level packages ``path`` imports (absolute imports, at any depth of the module)."""
     roots: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
+            roots.update(root_of(alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            roots.add(node.module.split(".")[0])
+            roots.add(root_of(node.module))
     return roots
 
 
 def import_edges() -> dict[str, set[str]]:
     """module path -> the project packages and torch it imports."""
-    edges: dict[str, set[str]] = {}
+    edges: dict[str, set[str]] = {"c2f/__init__.py": imported_roots(REPO / "c2f" / "__init__.py")}
     for package in PACKAGES:
-        for path in sorted((REPO / package).rglob("*.py")):
+        for path in sorted((REPO / "c2f" / package).rglob("*.py")):
             edges[str(path.relative_to(REPO))] = imported_roots(path) & {*PACKAGES, "torch"}
     return edges
 
@@ -43,7 +52,8 @@ def import_edges() -> dict[str, set[str]]:
 def violations(edges: dict[str, set[str]]) -> list[str]:
     out = []
     for module, roots in edges.items():
-        package = module.split("/")[0]
+        parts = module.split("/")
+        package = parts[1] if len(parts) > 2 else "c2f"
         for root in sorted(roots & FORBIDDEN.get(package, set())):
             out.append(f"{module} imports {root}")
     return out
@@ -57,18 +67,27 @@ def test_no_forbidden_import_edges() -> None:
 
 def test_the_check_catches_an_edge(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from trainer.models import UD\n    import torch.nn\n")
+    module.write_text("def f():\n    from c2f.trainer.models import UD\n    import torch.nn\n")
     assert imported_roots(module) == {"trainer", "torch"}
-    assert violations({"service/m.py": {"trainer", "torch"}}) == [
-        "service/m.py imports torch",
-        "service/m.py imports trainer",
+    assert violations({"c2f/service/m.py": {"trainer", "torch"}}) == [
+        "c2f/service/m.py imports torch",
+        "c2f/service/m.py imports trainer",
     ]
+    assert violations({"c2f/__init__.py": {"torch"}}) == ["c2f/__init__.py imports torch"]
+
+
+def test_nothing_but_c2f_is_a_top_level_package() -> None:
+    """One namespace: the old top-level folders are gone, and pyproject installs only ``c2f``."""
+    for package in PACKAGES:
+        assert not (REPO / package).exists(), f"{package}/ at the top level: it belongs under c2f/"
+    assert 'include = ["c2f*"]' in (REPO / "pyproject.toml").read_text()
 
 
 if __name__ == "__main__":  # print the graph: package -> packages it imports
     graph: dict[str, set[str]] = {}
     for module, roots in import_edges().items():
-        graph.setdefault(module.split("/")[0], set()).update(roots - {module.split("/")[0]})
+        package = module.split("/")[1] if module.count("/") > 1 else "c2f"
+        graph.setdefault(package, set()).update(roots - {package})
     for package in PACKAGES:
         print(f"{package:9s} -> {', '.join(sorted(graph.get(package, set()))) or '(nothing)'}")
     print("violations:", violations(import_edges()) or "none")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from c2f.trainer.data import load_dataset
 from tests.fixtures import load_benchmark
-from trainer.data import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

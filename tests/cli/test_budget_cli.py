@@ -8,7 +8,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from c2f.cli.main import app
 
 
 def _train(dataset, out, *args: str):

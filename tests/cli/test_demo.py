@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from cli.demo import run_demo
-from cli.main import app
+from c2f.cli.demo import run_demo
+from c2f.cli.main import app
 
 
 def test_demo_recommends_mostly_from_the_users_planted_genre(tmp_path):

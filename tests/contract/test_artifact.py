@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contract import artifact as art
-from contract.artifact import (
+from c2f.contract import artifact as art
+from c2f.contract.artifact import (
     ArtifactError,
     latest_version,
     list_versions,

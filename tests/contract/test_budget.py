@@ -1,4 +1,4 @@
-"""Memory budgets (contract/budget.py): parsing, sizing that fits with the next size up not fitting, plans counted
+"""Memory budgets (c2f/contract/budget.py): parsing, sizing that fits with the next size up not fitting, plans counted
 exactly as published footprints count, and clear refusals of budgets nothing can meet."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from contract.budget import (
+from c2f.contract.budget import (
     BudgetError,
     bytes_at,
     check_possible,
@@ -18,11 +18,11 @@ from contract.budget import (
     plan,
     size_for_budget,
 )
-from contract.config import TrainConfig
-from contract.dtypes import target_dtype
-from contract.footprint import footprint, planned_array_bytes, planned_embedding_bytes, planned_serving_bytes
-from contract.methods import METHODS, get_spec
-from contract.reconstruct import hash_buckets
+from c2f.contract.config import TrainConfig
+from c2f.contract.dtypes import target_dtype
+from c2f.contract.footprint import footprint, planned_array_bytes, planned_embedding_bytes, planned_serving_bytes
+from c2f.contract.methods import METHODS, get_spec
+from c2f.contract.reconstruct import hash_buckets
 from tests.fixtures import make_arrays, with_pq
 
 # planted-data sized: 600 users, 400 items, d = 32; the full float32 table is 1000·32·4 = 128,000 bytes

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contract.artifact import ArtifactError, load_artifact, validate_arrays, version_path
-from contract.dtypes import as_float32_arrays, index_dtype, store_float
-from contract.footprint import footprint
-from contract.manifest import Manifest
-from contract.methods import exact_embeddings
+from c2f.contract.artifact import ArtifactError, load_artifact, validate_arrays, version_path
+from c2f.contract.dtypes import as_float32_arrays, index_dtype, store_float
+from c2f.contract.footprint import footprint
+from c2f.contract.manifest import Manifest
+from c2f.contract.methods import exact_embeddings
 from tests.fixtures import build_artifact, make_arrays, make_manifest
 
 INDEX_ARRAYS = ("S_c_idx", "S_c_idx_served", "S_r_idx", "E_r_indices")

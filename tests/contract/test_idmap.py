@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from contract.idmap import IdMap
+from c2f.contract.idmap import IdMap
 
 
 @pytest.mark.parametrize("sort", [True, False])

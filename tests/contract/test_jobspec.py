@@ -8,8 +8,8 @@ from typing import Literal
 import pytest
 from pydantic import ValidationError
 
-from contract.config import TrainConfig
-from contract.jobspec import PARAM_BOUNDS, TrainParams, train_params_model
+from c2f.contract.config import TrainConfig
+from c2f.contract.jobspec import PARAM_BOUNDS, TrainParams, train_params_model
 
 
 @dataclasses.dataclass

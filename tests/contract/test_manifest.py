@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contract.artifact import ArtifactError, load_artifact, publish, version_path
-from contract.manifest import Manifest
+from c2f.contract.artifact import ArtifactError, load_artifact, publish, version_path
+from c2f.contract.manifest import Manifest
 from tests.fixtures import make_arrays
 
 # A c2f manifest exactly as the exporter and publish() wrote it before the typed manifest (keys, nesting, nulls).
@@ -55,7 +55,7 @@ def _write_old_version(root: Path) -> Path:
     vdir = version_path(root, OLD_MANIFEST["model_version"])
     vdir.mkdir(parents=True)
     np.savez(vdir / "model.npz", **arrays)  # type: ignore[arg-type]
-    from contract.artifact import _sha256_file
+    from c2f.contract.artifact import _sha256_file
 
     manifest = {**OLD_MANIFEST, "footprint": stored["footprint"]}
     manifest["files"] = {

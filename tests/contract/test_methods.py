@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from contract.artifact import VERSION_PATTERN, make_version_name, required_arrays
-from contract.config import TrainConfig
-from contract.footprint import params_paper
-from contract.methods import COARSE_METHODS, METHODS, REGISTRY, MethodError, get_spec
+from c2f.contract.artifact import VERSION_PATTERN, make_version_name, required_arrays
+from c2f.contract.config import TrainConfig
+from c2f.contract.footprint import params_paper
+from c2f.contract.methods import COARSE_METHODS, METHODS, REGISTRY, MethodError, get_spec
 
 
 def test_registry_holds_the_methods() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from contract.reconstruct import propagate
+from c2f.contract.reconstruct import propagate
 
 
 @pytest.mark.parametrize("block", [1, 3, 32, 40])

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contract.artifact import ArtifactError, load_artifact, version_path
-from contract.config import TrainConfig
-from contract.footprint import footprint, planned_array_bytes
+from c2f.contract.artifact import ArtifactError, load_artifact, version_path
+from c2f.contract.config import TrainConfig
+from c2f.contract.footprint import footprint, planned_array_bytes
 from tests.fixtures import build_artifact, make_arrays, with_pq
 
 
@@ -59,7 +59,7 @@ def test_a_bad_form_is_never_published(artifact_root: Path, mutate, message: str
 
 
 def test_planned_bytes_count_the_form() -> None:
-    """A budget plan (contract/footprint.py) counts the codes and the stored codebooks as export writes them."""
+    """A budget plan (c2f/contract/footprint.py) counts the codes and the stored codebooks as export writes them."""
     config = TrainConfig(method="ud", dim=64, pq_subspaces=8)
     planned = planned_array_bytes("ud", config, 1000, 2000)
     assert planned["pq_codes"] == 3000 * 8
@@ -96,7 +96,7 @@ def test_bad_settings_give_clear_errors(values: dict, message: str) -> None:
 def test_post_train_accepts_and_bounds_the_setting() -> None:
     from pydantic import ValidationError
 
-    from contract.jobspec import TrainParams
+    from c2f.contract.jobspec import TrainParams
 
     assert TrainParams.model_validate({"pq_subspaces": 8}).pq_subspaces == 8  # type: ignore[attr-defined]
     with pytest.raises(ValidationError, match=r"pq_subspaces \(3\) must divide dim \(64\)"):

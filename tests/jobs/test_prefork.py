@@ -58,7 +58,7 @@ def test_forked_servers_share_memory_restart_and_follow_swaps(artifact_root: Pat
         "C2F_RELOAD_SECONDS": "0.2",
         "C2F_LOG_LEVEL": "warning",
     }
-    cmd = [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers", "2"]
+    cmd = [sys.executable, "-m", "c2f.cli.main", "serve", "--port", str(port), "--workers", "2"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
     children: list[psutil.Process] = []
     try:

@@ -20,9 +20,9 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from jobs.server import EmbeddedRedis, WorkerProcess, embedded_queue
-from service import jobs
-from service.settings import Settings
+from c2f.jobs.server import EmbeddedRedis, WorkerProcess, embedded_queue
+from c2f.service import jobs
+from c2f.service.settings import Settings
 from tests.jobs.test_worker import QUICK, gone
 from tests.service import test_jobs as shared
 from tests.service.test_jobs import REDIS_URL, REPO, TINY_PARAMS, wait_for, worker_env
@@ -68,7 +68,7 @@ def test_embedded_queue_runs_jobs_and_shuts_down(tmp_path: Path, monkeypatch: py
         assert url and url.startswith("unix://")
         children = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
         names = " ".join(" ".join(p.cmdline()) for p in children)
-        assert "redis-server" in names and "jobs.worker" in names
+        assert "redis-server" in names and "c2f.jobs.worker" in names
         job = _enqueue_quick(url, settings)
         wait_for(lambda: _status(url, job.id) == "finished", 30, "job on the embedded worker")
     for child in children:
@@ -99,8 +99,8 @@ def _free_port() -> int:
 def _serve(settings: Settings, port: int) -> subprocess.Popen[bytes]:
     code = (
         "import sys\n"
-        "from jobs.server import serve\n"
-        "from service.settings import Settings\n"
+        "from c2f.jobs.server import serve\n"
+        "from c2f.service.settings import Settings\n"
         f"serve('127.0.0.1', {port}, Settings())\n"
     )
     env = worker_env(settings)

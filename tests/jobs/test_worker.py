@@ -17,7 +17,7 @@ import pytest
 from redis import Redis
 from rq import get_current_job
 
-from service.settings import Settings
+from c2f.service.settings import Settings
 from tests.service import test_jobs as shared
 from tests.service.test_jobs import (
     API_KEY,
@@ -82,7 +82,7 @@ def status_of(client: Any, job_id: str) -> dict[str, Any]:
 def horse_pid(client: Any, job_id: str) -> int | None:
     from rq.job import Job
 
-    from service.jobs import SERIALIZER
+    from c2f.service.jobs import SERIALIZER
 
     job = Job.fetch(job_id, connection=Redis.from_url(REDIS_URL), serializer=SERIALIZER)
     return job.get_meta(refresh=True).get("horse_pid")  # type: ignore[no-any-return]
@@ -93,9 +93,10 @@ def horse_pid(client: Any, job_id: str) -> int | None:
 
 WORKER_SCRIPT = """
 import json, sys
-from jobs.worker import run_worker
+from c2f.jobs.worker import run_worker
 run_worker(burst=True)
-print("MODULES=" + json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "trainer"))))
+loaded = [m for m in sys.modules if m.split(".")[0] == "torch" or m.startswith("c2f.trainer")]
+print("MODULES=" + json.dumps(sorted(loaded)))
 """
 
 
@@ -117,7 +118,7 @@ def test_train_end_to_end_and_worker_parent_stays_torch_free(make_client: Any, j
         )
         assert out.returncode == 0, out.stderr[-3000:]
         modules = [line for line in out.stdout.splitlines() if line.startswith("MODULES=")]
-        assert json.loads(modules[-1][len("MODULES=") :]) == [], "the worker parent imported trainer/torch"
+        assert json.loads(modules[-1][len("MODULES=") :]) == [], "the worker parent imported c2f/trainer/torch"
 
         status = status_of(client, job_id)
         assert status["status"] == "finished", status
@@ -217,7 +218,7 @@ def test_sigkilled_worker_fails_its_job_and_the_next_job_runs(make_client: Any, 
 
 def test_sigterm_fails_the_running_job_and_the_worker_exits(make_client: Any, job_settings: Settings) -> None:
     """`docker stop` / a pod deletion: one SIGTERM, SIGKILL some seconds later. The job must not be left "started"."""
-    from jobs.worker import C2FWorker
+    from c2f.jobs.worker import C2FWorker
 
     worker = start_worker(job_settings)
     try:
@@ -242,7 +243,7 @@ def test_sigterm_fails_the_running_job_and_the_worker_exits(make_client: Any, jo
 
 
 def test_run_worker_requires_redis_url() -> None:
-    from jobs.worker import run_worker
+    from c2f.jobs.worker import run_worker
 
     with pytest.raises(ValueError, match="needs a Redis URL"):
         run_worker(Settings(redis_url=None))

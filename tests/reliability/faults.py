@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.artifact import LATEST_FILE, MANIFEST_FILE, MODEL_FILE, VERSIONS_DIR
+from c2f.contract.artifact import LATEST_FILE, MANIFEST_FILE, MODEL_FILE, VERSIONS_DIR
 from tests.fixtures import build_artifact
 
 

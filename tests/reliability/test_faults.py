@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from contract.artifact import ArtifactError, latest_version, load_artifact, version_path
+from c2f.contract.artifact import ArtifactError, latest_version, load_artifact, version_path
 from tests.fixtures import build_artifact
 from tests.reliability.faults import FAULTS, publish_faulty
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.main import create_app
-from service.settings import Settings
+from c2f.service.main import create_app
+from c2f.service.settings import Settings
 from tests.fixtures import build_artifact
 from tests.live import live_server
 from tests.reliability.faults import FAULTS, publish_faulty

@@ -2,7 +2,7 @@
 
 hash and qr store only their small tables; the service reconstructs LightGCN's propagated embeddings from them at
 load, in either serving mode (they have no compressed form). The reference below builds the propagation from the
-definitions with dense numpy, independently of contract/reconstruct.py's sparse code.
+definitions with dense numpy, independently of c2f/contract/reconstruct.py's sparse code.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from contract.artifact import ArtifactError, load_artifact, version_path
-from service.scoring import Recommender
+from c2f.contract.artifact import ArtifactError, load_artifact, version_path
+from c2f.service.scoring import Recommender
 from tests.fixtures import build_artifact, make_arrays, make_manifest
 
 N_USERS, N_ITEMS, D, LAYERS = 9, 14, 5, 2
@@ -122,7 +122,7 @@ def test_the_service_serves_a_hash_model_over_http(artifact_root: Path, make_cli
 
 @pytest.fixture
 def data_root(tmp_path: Path) -> Path:
-    from trainer.synthetic import planted_communities, write_lightgcn_dir
+    from c2f.trainer.synthetic import planted_communities, write_lightgcn_dir
 
     users, items, _, _ = planted_communities(n_users=40, n_items=30, n_communities=2, items_per_user=(3, 6))
     write_lightgcn_dir(tmp_path / "data" / "ds", users, items)

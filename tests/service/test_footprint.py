@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contract.artifact import load_artifact, version_path
-from contract.footprint import footprint, params_paper
+from c2f.contract.artifact import load_artifact, version_path
+from c2f.contract.footprint import footprint, params_paper
 from tests.fixtures import assert_error, build_artifact, make_arrays, make_manifest
 
 GOWALLA_USERS, GOWALLA_ITEMS = 29_858, 40_981

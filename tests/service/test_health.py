@@ -4,8 +4,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from service.main import create_app
-from service.settings import Settings
+from c2f.service.main import create_app
+from c2f.service.settings import Settings
 from tests.fixtures import assert_error, build_artifact
 
 

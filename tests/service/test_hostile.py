@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service.main import create_app
-from service.settings import Settings
+from c2f.service.main import create_app
+from c2f.service.settings import Settings
 from tests.fixtures import assert_error, build_artifact, make_manifest, tiny_known_arrays
 from tests.live import live_server, raw_request
 

@@ -24,10 +24,10 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from contract.manifest import Manifest
-from jobs.worker import apply_env, settings_to_env
-from service import jobs
-from service.settings import Settings
+from c2f.contract.manifest import Manifest
+from c2f.jobs.worker import apply_env, settings_to_env
+from c2f.service import jobs
+from c2f.service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -84,7 +84,7 @@ def queue_name(redis_db: Redis) -> Iterator[str]:
 
 @pytest.fixture
 def data_root(tmp_path: Path) -> Path:
-    from trainer.synthetic import planted_communities, write_lightgcn_dir
+    from c2f.trainer.synthetic import planted_communities, write_lightgcn_dir
 
     root = tmp_path / "data"
     users, items, _, _ = planted_communities(n_users=200, n_items=150, n_communities=4, items_per_user=(5, 10))
@@ -122,7 +122,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 def start_worker(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "jobs.worker", *args],
+        [sys.executable, "-m", "c2f.jobs.worker", *args],
         cwd=REPO,
         env=worker_env(settings),
         stdout=subprocess.DEVNULL,
@@ -174,7 +174,7 @@ def queued_count(settings: Settings) -> int:
 
 
 def test_params_mirror_train_config() -> None:
-    from contract.config import TrainConfig
+    from c2f.contract.config import TrainConfig
 
     config_fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     not_exposed = {"method", "extra"}  # method is a top-level request field; extra is not taken from the network
@@ -325,7 +325,7 @@ def test_post_train_enqueues_by_dotted_path(make_client: Any, job_settings: Sett
         job_id = response.json()["job_id"]
 
         job = Job.fetch(job_id, connection=Redis.from_url(REDIS_URL), serializer=jobs.SERIALIZER)
-        assert job.func_name == "jobs.train.train_job"
+        assert job.func_name == "c2f.jobs.train.train_job"
         assert job.timeout == job_settings.job_timeout_seconds
         assert job.result_ttl == job_settings.job_result_ttl_seconds
         assert job.failure_ttl == job_settings.job_failure_ttl_seconds
@@ -420,12 +420,12 @@ def test_train_job_with_fake_pipeline(
 ) -> None:
     import rq
 
-    import jobs.train as tj
+    import c2f.jobs.train as tj
 
     apply_env(settings_to_env(job_settings), _EnvProxy(monkeypatch))
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(tj, "_pipeline", lambda: fake_pipeline(calls))
-    job = enqueue(job_settings, "jobs.train.train_job")
+    job = enqueue(job_settings, "c2f.jobs.train.train_job")
     monkeypatch.setattr(rq, "get_current_job", lambda: job)
 
     result = tj.train_job("ds", "ud", {"dim": 16}, "/tmp/out")
@@ -447,11 +447,11 @@ def test_train_job_honours_cancel_flag(
 ) -> None:
     import rq
 
-    import jobs.train as tj
+    import c2f.jobs.train as tj
 
     apply_env(settings_to_env(job_settings), _EnvProxy(monkeypatch))
     monkeypatch.setattr(tj, "_pipeline", lambda: fake_pipeline([]))
-    job = enqueue(job_settings, "jobs.train.train_job")
+    job = enqueue(job_settings, "c2f.jobs.train.train_job")
     monkeypatch.setattr(rq, "get_current_job", lambda: job)
     redis_db.set(jobs.CANCEL_KEY.format(job_id=job.id), "1")
     with pytest.raises(tj.JobCanceled):
@@ -459,8 +459,8 @@ def test_train_job_honours_cancel_flag(
 
 
 def test_train_job_revalidates_uri_and_params(monkeypatch: pytest.MonkeyPatch, job_settings: Settings) -> None:
-    import jobs.train as tj
-    from service.uri import UnsafeURIError
+    import c2f.jobs.train as tj
+    from c2f.service.uri import UnsafeURIError
 
     apply_env(settings_to_env(job_settings), _EnvProxy(monkeypatch))
     monkeypatch.setattr(tj, "_pipeline", lambda: pytest.fail("must not train"))
@@ -477,7 +477,7 @@ def test_train_job_revalidates_uri_and_params(monkeypatch: pytest.MonkeyPatch, j
 def test_coarse_from_is_a_version_name_resolved_in_the_artifact_root(
     monkeypatch: pytest.MonkeyPatch, job_settings: Settings
 ) -> None:
-    import jobs.train as tj
+    import c2f.jobs.train as tj
 
     apply_env(settings_to_env(job_settings), _EnvProxy(monkeypatch))
     calls: list[dict[str, Any]] = []
@@ -510,8 +510,10 @@ class _EnvProxy:
 def test_service_job_modules_do_not_import_trainer_or_torch() -> None:
     code = (
         "import sys, json\n"
-        "import service.jobs, service.routes.jobs, jobs.worker, jobs.server, service.uri, service.main\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'trainer'))))\n"
+        "import c2f.service.jobs, c2f.service.routes.jobs, c2f.jobs.worker, c2f.jobs.server, c2f.service.uri\n"
+        "import c2f.service.main\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith('c2f.trainer')]\n"
+        "print(json.dumps(sorted(bad)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []

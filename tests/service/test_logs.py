@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from service.logs import LOGGERS, configure_logging
+from c2f.service.logs import LOGGERS, configure_logging
 from tests.fixtures import build_artifact
 from tests.service.test_registry import _corrupt
 

@@ -1,4 +1,4 @@
-"""service/metrics.py: the garbage collector's pauses are measured once per process and exposed by every app."""
+"""c2f/service/metrics.py: the garbage collector's pauses are measured once per process and exposed by every app."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from service.metrics import GC_PAUSES, GcPauses, ServiceMetrics
+from c2f.service.metrics import GC_PAUSES, GcPauses, ServiceMetrics
 
 
 @pytest.fixture

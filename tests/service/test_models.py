@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contract.artifact import version_path
+from c2f.contract.artifact import version_path
 from tests.fixtures import assert_error, build_artifact
 
 

@@ -8,12 +8,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
 import sys
-import service.main
-from service.main import create_app
-from service.settings import Settings
+import c2f.service.main
+from c2f.service.main import create_app
+from c2f.service.settings import Settings
 create_app(Settings(artifact_root="/nonexistent-c2f-root", reload_seconds=0))
-import contract.artifact, contract.methods, contract.jobspec, service.scoring, service.registry, service.jobs
-bad = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "trainer", "jobs", "cli")))
+import c2f, c2f.contract.artifact, c2f.contract.methods, c2f.contract.jobspec
+import c2f.service.scoring, c2f.service.registry, c2f.service.jobs
+layers = ("c2f.trainer", "c2f.jobs", "c2f.cli")
+bad = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", *layers)))
 print(",".join(bad))
 """
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from service.main import create_app
-from service.settings import Settings
+from c2f.service.main import create_app
+from c2f.service.settings import Settings
 from tests.fixtures import build_artifact, make_manifest, tiny_known_arrays
 from tests.live import live_server
 from tests.service.test_jobs import REDIS_URL, delete_queue_keys, redis_or_skip

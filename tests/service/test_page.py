@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from contract.artifact import publish, version_path
-from service.main import create_app
-from service.settings import Settings
+from c2f.contract.artifact import publish, version_path
+from c2f.service.main import create_app
+from c2f.service.settings import Settings
 
 TRAINED = {"recall@20": 0.3125, "ndcg@20": 0.2011, "recall@10": 0.2222, "ndcg@10": 0.1733}
 SERVED = {"recall@20": 0.3100, "ndcg@20": 0.1998, "recall@10": 0.2201, "ndcg@10": 0.1712}
@@ -237,7 +237,7 @@ def test_page_escapes_untrusted_text(tmp_path):
 
 
 def test_page_lists_recent_jobs(artifact_root, monkeypatch):
-    jobs_module = pytest.importorskip("service.jobs")
+    jobs_module = pytest.importorskip("c2f.service.jobs")
     root, version = artifact_root
     served = {"recall@20": 0.4321, "ndcg@20": 0.1234}
     fake = [
@@ -269,8 +269,8 @@ def test_page_lists_recent_jobs(artifact_root, monkeypatch):
 
 
 def test_metrics_table_keeps_ranking_metrics_only():
-    from contract.manifest import Manifest
-    from service.routes.page import metrics_table
+    from c2f.contract.manifest import Manifest
+    from c2f.service.routes.page import metrics_table
 
     test = {"recall@20": 0.5, "ndcg@5": 0.2, "recall@5": 0.3, "n_users": 300}
     table = metrics_table(Manifest.model_validate({"method": "c2f", "metrics": {"trained": {"test": test}}}))

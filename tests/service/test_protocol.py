@@ -1,4 +1,4 @@
-"""service/protocol.py: each response leaves in one write, with every byte in order, on keep-alive, pipelined,
+"""c2f/service/protocol.py: each response leaves in one write, with every byte in order, on keep-alive, pipelined,
 HEAD and closing connections; parser errors stay JSON."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from service.main import create_app
-from service.protocol import CoalescingWriter
-from service.settings import Settings
+from c2f.service.main import create_app
+from c2f.service.protocol import CoalescingWriter
+from c2f.service.settings import Settings
 from tests.fixtures import build_artifact, make_manifest, tiny_known_arrays
 from tests.live import live_server, raw_request
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from contract.artifact import load_artifact, version_path
-from service.scoring import Recommender
+from c2f.contract.artifact import load_artifact, version_path
+from c2f.service.scoring import Recommender
 from tests.fixtures import assert_error, build_artifact, make_manifest, tiny_known_arrays
 
 

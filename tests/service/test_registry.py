@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from contract.artifact import version_path
-from service.registry import LoadedModel, ModelRegistry
+from c2f.contract.artifact import version_path
+from c2f.service.registry import LoadedModel, ModelRegistry
 from tests.fixtures import build_artifact
 
 
@@ -80,7 +80,7 @@ def test_smoke_failure_keeps_old(artifact_root: Path, monkeypatch: pytest.Monkey
     def broken(self: object) -> None:
         raise RuntimeError("smoke query exploded")
 
-    monkeypatch.setattr("service.scoring.Recommender.smoke_test", broken)
+    monkeypatch.setattr("c2f.service.scoring.Recommender.smoke_test", broken)
     result = reg.reload()
     assert not result.ok and "RuntimeError: smoke query exploded" in (result.error or "")
     assert reg.current is not None and reg.current.version == v1
@@ -168,7 +168,7 @@ def test_failed_version_is_retried_once_its_files_are_repaired(artifact_root: Pa
 
 @pytest.mark.parametrize("suffix", ["\n", "\r\n", " ", "/../x"])
 def test_version_names_must_match_in_full(artifact_root: Path, suffix: str) -> None:
-    from contract.artifact import ArtifactError
+    from c2f.contract.artifact import ArtifactError
 
     v1 = build_artifact(artifact_root, "c2f", seed=1)
     with pytest.raises(ArtifactError):

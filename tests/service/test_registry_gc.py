@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import service.registry as registry_module
-from service.registry import ModelRegistry
+import c2f.service.registry as registry_module
+from c2f.service.registry import ModelRegistry
 from tests.fixtures import build_artifact
 
 

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contract.artifact import Artifact, ArtifactError, load_artifact, version_path
-from contract.manifest import Manifest
-from contract.methods import exact_embeddings
-from service.scoring import Recommender, top_n
+from c2f.contract.artifact import Artifact, ArtifactError, load_artifact, version_path
+from c2f.contract.manifest import Manifest
+from c2f.contract.methods import exact_embeddings
+from c2f.service.scoring import Recommender, top_n
 from tests.fixtures import (
     build_artifact,
     dense_reconstruction,
@@ -147,7 +147,7 @@ def test_exact_mode_uses_reconstruct_module(artifact_root: Path, monkeypatch: py
         calls.append(manifest.method)
         return fixed
 
-    monkeypatch.setattr("service.scoring.exact_embeddings", fake)
+    monkeypatch.setattr("c2f.service.scoring.exact_embeddings", fake)
     rec = Recommender(artifact, "exact")
     assert calls == ["legcf"]
     np.testing.assert_allclose(rec.user_scores([0])[0], fixed[6:] @ fixed[0], rtol=1e-6)
@@ -155,7 +155,7 @@ def test_exact_mode_uses_reconstruct_module(artifact_root: Path, monkeypatch: py
 
 def test_exact_mode_rejects_bad_reconstruction(artifact_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     artifact = _load(artifact_root, "legcf")
-    monkeypatch.setattr("service.scoring.exact_embeddings", lambda a, m: np.zeros((3, 3), np.float32))
+    monkeypatch.setattr("c2f.service.scoring.exact_embeddings", lambda a, m: np.zeros((3, 3), np.float32))
     with pytest.raises(ArtifactError, match="exact reconstruction has shape"):
         Recommender(artifact, "exact")
 
@@ -242,7 +242,7 @@ def test_a_misshapen_item_bias_is_refused(artifact_root: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# stored dtypes (contract/dtypes.py): compact artifacts score like the float32 math over their stored values
+# stored dtypes (c2f/contract/dtypes.py): compact artifacts score like the float32 math over their stored values
 # ---------------------------------------------------------------------------------------------------------------
 def _compact_pair(root: Path, method: str) -> tuple[Artifact, Artifact]:
     from tests.contract.test_dtypes import compact
@@ -258,10 +258,10 @@ def _compact_pair(root: Path, method: str) -> tuple[Artifact, Artifact]:
 def test_float16_artifacts_score_within_tolerance_of_float32(
     artifact_root: Path, method: str, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import service.scoring
+    import c2f.service.scoring
 
     # small chunks, so a float16 dense table is scored over several upcast blocks
-    monkeypatch.setattr(service.scoring, "_CHUNK_ELEMENTS", 16 * 70)
+    monkeypatch.setattr(c2f.service.scoring, "_CHUNK_ELEMENTS", 16 * 70)
     wide, small = _compact_pair(artifact_root, method)
     if method == "ud":
         assert small.arrays["H_full"].dtype == np.float16
@@ -304,7 +304,7 @@ def test_float16_memory_is_reported(artifact_root: Path) -> None:
 @pytest.mark.parametrize("scaled", [False, True], ids=["", "item-scale"])
 @pytest.mark.parametrize("method", ["ud", "legcf", "hash"])
 def test_pq_form_scores_are_the_decoded_dot_products(artifact_root: Path, method: str, scaled: bool) -> None:
-    from contract.reconstruct import compressed_embeddings, pq_embeddings
+    from c2f.contract.reconstruct import compressed_embeddings, pq_embeddings
     from tests.fixtures import with_pq
 
     arrays = make_arrays(method, n_users=12, n_items=40, d=8, seed=3)

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from service import uri as uri_mod
-from service.settings import Settings
-from service.uri import HeadResponse, UnsafeURIError, check_dataset_uri
+from c2f.service import uri as uri_mod
+from c2f.service.settings import Settings
+from c2f.service.uri import HeadResponse, UnsafeURIError, check_dataset_uri
 
 PUBLIC_IP = "93.184.216.34"
 

@@ -4,7 +4,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from trainer.assignment import (
+from c2f.trainer.assignment import (
     bipartite_adjacency,
     bridging_assignment,
     fine_assignment_init,
@@ -110,7 +110,7 @@ def test_bridging_and_similarity_updates_keep_t_r_per_row():
 
 def test_normalise_rows_keeps_every_index_non_zero_when_a_kept_value_is_negative():
     """Bug (c): a negative top-t value used to get weight 0, so a row no longer had exactly t non-zeros."""
-    from trainer.assignment import normalise_rows
+    from c2f.trainer.assignment import normalise_rows
 
     idx = np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8]])
     values = np.array([[0.9, 0.2, -0.4], [-0.1, -0.2, -0.3], [0.5, 0.5, 0.0]], dtype=np.float32)

@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from contract.artifact import load_artifact, version_path
-from contract.config import TrainConfig
-from contract.footprint import footprint, planned_embedding_bytes
-from contract.methods import exact_embeddings
-from service.scoring import Recommender
-from trainer.data import load_dataset
-from trainer.export import build_arrays, export
-from trainer.synthetic import popularity_recall
-from trainer.train import TrainedModel, single_phase_model, train
+from c2f.contract.artifact import load_artifact, version_path
+from c2f.contract.config import TrainConfig
+from c2f.contract.footprint import footprint, planned_embedding_bytes
+from c2f.contract.methods import exact_embeddings
+from c2f.service.scoring import Recommender
+from c2f.trainer.data import load_dataset
+from c2f.trainer.export import build_arrays, export
+from c2f.trainer.synthetic import popularity_recall
+from c2f.trainer.train import TrainedModel, single_phase_model, train
 
 # 600 users, 400 items, d = 32: the full table is 128,000 bytes; 12,800 bytes = 10% = 100 rows of d floats (hash
 # B = 100; qr m = 88 with 12 quotient rows). Few epochs with a larger lr and sparse validation keep the module cheap
@@ -111,8 +111,8 @@ def test_the_models_propagate_what_the_service_reconstructs(data, method, extra)
     embeddings are the service's exact reconstruction from the exported arrays."""
     import torch
 
-    from contract.reconstruct import exact_ud, hash_buckets, qr_layer0
-    from trainer.export import build_manifest
+    from c2f.contract.reconstruct import exact_ud, hash_buckets, qr_layer0
+    from c2f.trainer.export import build_manifest
 
     config = TrainConfig(**{**BASE, "method": method, "epochs": 1, **extra})  # type: ignore[arg-type]
     model = single_phase_model(data, config, torch.device("cpu"))
@@ -146,7 +146,7 @@ def test_the_models_propagate_what_the_service_reconstructs(data, method, extra)
 
 
 def test_an_impossible_budget_fails_before_training(data):
-    from contract.budget import BudgetError
+    from c2f.contract.budget import BudgetError
 
     with pytest.raises(BudgetError, match="below the smallest qr model on 600 users and 400 items"):
         train(data, TrainConfig(**{**BASE, "method": "qr", "budget": 5.0}))  # type: ignore[arg-type]
@@ -157,7 +157,7 @@ def test_the_hashing_operator_gives_the_propagated_embeddings_and_gradients(data
     squared layer-0 norms, table gradients and full embeddings (float32 rounding aside)."""
     import torch
 
-    from trainer.models import Hashed
+    from c2f.trainer.models import Hashed
 
     cpu = torch.device("cpu")
     rows = torch.from_numpy(np.random.default_rng(0).integers(0, data.n_users + data.n_items, 300))
@@ -176,7 +176,7 @@ def test_the_hashing_operator_gives_the_propagated_embeddings_and_gradients(data
 
 
 def test_the_hashing_operator_is_used_where_it_pays():
-    from trainer.models import hash_operator_pays
+    from c2f.trainer.models import hash_operator_pays
 
     # Gowalla with the default batch (3 × 8192 rows), 3 layers, validation carved from train (1,455,738 adjacency
     # entries): B = 2,193 (2%) pays, B = 6,443 (5%) does not (its products cost more than propagating)

@@ -9,10 +9,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-import trainer.assignment as assignment
-from contract.reconstruct import assignment_matrix, compressed_embeddings, expanded_adjacency
-from trainer.export import refit_weights
-from trainer.graph import DenseColumns, propagate, propagate_columns, to_torch_csr
+import c2f.trainer.assignment as assignment
+from c2f.contract.reconstruct import assignment_matrix, compressed_embeddings, expanded_adjacency
+from c2f.trainer.export import refit_weights
+from c2f.trainer.graph import DenseColumns, propagate, propagate_columns, to_torch_csr
 
 
 def _graph(seed: int = 0, n_users: int = 40, n_items: int = 30) -> sp.csr_matrix:

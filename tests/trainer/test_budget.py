@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.footprint import params_paper
-from trainer import budget_study as bench  # the benchmark's data and configurations: its figures are tested here
+from c2f.contract.footprint import params_paper
+from c2f.trainer import budget_study as bench  # the benchmark's data and configurations: its figures are tested here
 
 
 def test_c2f_matches_a_larger_legcf_when_the_coarse_codebook_has_room(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import trainer.data.readers as readers
-from trainer.data import DatasetError
+import c2f.trainer.data.readers as readers
+from c2f.trainer.data import DatasetError
 
 CASES = {
     "plain": "user,item\nu1,a\nu2,b\nu1,b\n",

@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from trainer.data import DatasetError, InteractionData, load_dataset
-from trainer.data import split as split_mod
-from trainer.data.idmap import encode_ids, lookup
-from trainer.synthetic import planted_communities, write_interactions_csv, write_lightgcn_dir
+from c2f.trainer.data import DatasetError, InteractionData, load_dataset
+from c2f.trainer.data import split as split_mod
+from c2f.trainer.data.idmap import encode_ids, lookup
+from c2f.trainer.synthetic import planted_communities, write_interactions_csv, write_lightgcn_dir
 
 
 def pairs(m: sp.csr_matrix) -> set[tuple[int, int]]:
@@ -414,5 +414,5 @@ def test_gowalla_counts(gowalla_dir: Path) -> None:
 
 
 def test_trainer_data_is_torch_free() -> None:
-    code = "import sys, trainer.data, trainer.data.dataset; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, c2f.trainer.data, c2f.trainer.data.dataset; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

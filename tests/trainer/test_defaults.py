@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from contract.config import TrainConfig
-from trainer.data import load_dataset
-from trainer.pipeline import train_and_publish
-from trainer.synthetic import planted_communities, popularity_recall, write_lightgcn_dir
+from c2f.contract.config import TrainConfig
+from c2f.trainer.data import load_dataset
+from c2f.trainer.pipeline import train_and_publish
+from c2f.trainer.synthetic import planted_communities, popularity_recall, write_lightgcn_dir
 
 
 @pytest.mark.slow

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.artifact import latest_version, list_versions, load_artifact, version_path
-from trainer.data import load_dataset
-from trainer.synthetic import popularity_recall
+from c2f.contract.artifact import latest_version, list_versions, load_artifact, version_path
+from c2f.trainer.data import load_dataset
+from c2f.trainer.synthetic import popularity_recall
 
 PARAMS = dict(dim=32, m_c=24, m_r=8, t_r=3, d_r=16, epochs=12, seed=7)
 
@@ -20,7 +20,7 @@ PARAMS = dict(dim=32, m_c=24, m_r=8, t_r=3, d_r=16, epochs=12, seed=7)
 def _torchrun(dataset: Path, root: Path, **params: object) -> subprocess.CompletedProcess[str]:
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-        "-m", "cli.main", "train", str(dataset), "--method", "c2f", "--batch-size", "1024", "--out", str(root),
+        "-m", "c2f.cli.main", "train", str(dataset), "--method", "c2f", "--batch-size", "1024", "--out", str(root),
     ]  # fmt: skip
     for key, value in {**PARAMS, **params}.items():
         command += ["-p", f"{key}={json.dumps(value)}"]

@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from trainer.evaluate import KS, evaluate, metric_keys, sample_users
+from c2f.trainer.evaluate import KS, evaluate, metric_keys, sample_users
 
 
 def evaluate_numpy_reference(
@@ -172,7 +172,7 @@ def test_item_bias_is_added_to_every_users_scores() -> None:
 @pytest.mark.slow
 def test_gowalla_sized_timing(gowalla_dir: Path) -> None:
     """Full ranking on Gowalla's real masks with random d=64 embeddings: prints the time (no assertion on it)."""
-    from trainer.data import load_dataset
+    from c2f.trainer.data import load_dataset
 
     data = load_dataset(str(gowalla_dir))
     rng = np.random.default_rng(0)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from contract.reconstruct import soft_threshold
-from trainer.fine import init_fine_codebook, lambda_for_sparsity, nonzero_fraction, select_coarse_rows
+from c2f.contract.reconstruct import soft_threshold
+from c2f.trainer.fine import init_fine_codebook, lambda_for_sparsity, nonzero_fraction, select_coarse_rows
 
 
 def test_soft_threshold_is_eq_16():

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from contract.config import TrainConfig
-from trainer.assignment import metis_assignment, metis_parts
-from trainer.data import InteractionData, load_dataset
-from trainer.evaluate import evaluate, sample_users
-from trainer.fit import CRITERION, Trainer
-from trainer.models import Coarse
-from trainer.train import train
+from c2f.contract.config import TrainConfig
+from c2f.trainer.assignment import metis_assignment, metis_parts
+from c2f.trainer.data import InteractionData, load_dataset
+from c2f.trainer.evaluate import evaluate, sample_users
+from c2f.trainer.fit import CRITERION, Trainer
+from c2f.trainer.models import Coarse
+from c2f.trainer.train import train
 
 
 def _trainer(data: InteractionData) -> Trainer:
@@ -189,8 +189,8 @@ def test_lr_schedule_is_checked_and_reaches_the_trainer(synthetic_lightgcn_dir, 
 
 
 def test_sampling_reaches_the_sampler(synthetic_lightgcn_dir, monkeypatch):
-    import trainer.fit as fit_module
-    from trainer.sampling import BPRSampler
+    import c2f.trainer.fit as fit_module
+    from c2f.trainer.sampling import BPRSampler
 
     data = load_dataset(str(synthetic_lightgcn_dir))
     made: list[str] = []

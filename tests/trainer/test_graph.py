@@ -7,8 +7,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from contract.reconstruct import expanded_adjacency
-from trainer.graph import propagate, propagate_columns, to_torch_csr
+from c2f.contract.reconstruct import expanded_adjacency
+from c2f.trainer.graph import propagate, propagate_columns, to_torch_csr
 
 
 def _graph(seed: int = 0) -> sp.csr_matrix:
@@ -62,8 +62,8 @@ def test_every_depth_matches_dense_powers_with_the_scratch_arrays_taking_turns(l
 def test_column_blocks_reach_the_sparse_product_row_major(monkeypatch: pytest.MonkeyPatch, dense_input: bool) -> None:
     """A CSC slice's toarray() (and a column view of a C array) is column-major; the CSR product on it is several times
     slower at 1.3M entities, so every block is made row-major before it is propagated, and the result is unchanged."""
-    import trainer.graph as graph
-    from trainer.graph import DenseColumns
+    import c2f.trainer.graph as graph
+    from c2f.trainer.graph import DenseColumns
 
     adj_sp = expanded_adjacency(_graph(2))
     adj = to_torch_csr(adj_sp, torch.device("cpu"))

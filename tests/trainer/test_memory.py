@@ -1,4 +1,4 @@
-"""trainer/data/memory.py: freed allocator memory goes back to the OS, and load_dataset asks for it."""
+"""c2f/trainer/data/memory.py: freed allocator memory goes back to the OS, and load_dataset asks for it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import trainer.data.dataset as dataset
-from trainer.data.memory import release_freed_memory
+import c2f.trainer.data.dataset as dataset
+from c2f.trainer.data.memory import release_freed_memory
 
 
 def _rss_mb() -> float:
@@ -42,9 +42,9 @@ def test_load_dataset_releases_after_reading(tmp_path: Path, monkeypatch: pytest
 def test_evaluations_and_operator_builds_hand_their_temporaries_back(synthetic_lightgcn_dir, monkeypatch) -> None:
     import torch
 
-    import trainer.fit as fit
-    import trainer.models as models
-    from trainer.assignment import metis_assignment, metis_parts
+    import c2f.trainer.fit as fit
+    import c2f.trainer.models as models
+    from c2f.trainer.assignment import metis_assignment, metis_parts
 
     calls: list[str] = []
     monkeypatch.setattr(fit, "release_freed_memory", lambda: calls.append("evaluate"))

@@ -4,19 +4,19 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from contract.manifest import Manifest
-from contract.methods import exact_embeddings
-from contract.reconstruct import (
+from c2f.contract.manifest import Manifest
+from c2f.contract.methods import exact_embeddings
+from c2f.contract.reconstruct import (
     compressed_embeddings,
     expanded_adjacency,
     propagate,
     refined_coarse_codebook,
     soft_threshold,
 )
-from trainer.assignment import metis_assignment
-from trainer.graph import propagate as torch_propagate
-from trainer.graph import to_torch_csr
-from trainer.models import UD, Coarse, Fine
+from c2f.trainer.assignment import metis_assignment
+from c2f.trainer.graph import propagate as torch_propagate
+from c2f.trainer.graph import to_torch_csr
+from c2f.trainer.models import UD, Coarse, Fine
 
 CPU = torch.device("cpu")
 
@@ -131,7 +131,7 @@ def _grad_of_square(x: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor:
 
 def test_fine_layer0_gathered_per_batch_equals_the_dense_c0_plus_b_r_f_with_gradients():
     """entity_layer0 (S^c's t_c terms per row) against the dense definition C0 + B_r·F it replaces, both forwards."""
-    from contract.reconstruct import assignment_matrix
+    from c2f.contract.reconstruct import assignment_matrix
 
     graph = random_graph()
     coarse = coarse_model(graph)
@@ -215,8 +215,8 @@ def test_exact_embeddings_reproduce_each_model():
 def test_ud_init_std_draws_a_normal_table_and_none_keeps_xavier():
     import pytest
 
-    from contract.config import TrainConfig
-    from trainer.train import single_phase_model
+    from c2f.contract.config import TrainConfig
+    from c2f.trainer.train import single_phase_model
 
     graph = random_graph(n_users=300, n_items=200)
     n = sum(graph.shape)
@@ -242,8 +242,8 @@ def test_ud_init_std_draws_a_normal_table_and_none_keeps_xavier():
 def test_choose_forward_keeps_the_better_starting_state_and_its_operators():
     """fine_forward="auto": the forward whose starting state validates better is kept (ties: released), with that
     forward's operators in place (the same embeddings as a model built with it), and both figures recorded."""
-    from contract.config import TrainConfig
-    from trainer.train import choose_forward
+    from c2f.contract.config import TrainConfig
+    from c2f.trainer.train import choose_forward
 
     graph = random_graph()
     coarse = coarse_model(graph)

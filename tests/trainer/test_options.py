@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from contract.artifact import load_artifact
-from contract.config import PROTOCOLS, TrainConfig
-from trainer.pipeline import train_and_publish
+from c2f.contract.artifact import load_artifact
+from c2f.contract.config import PROTOCOLS, TrainConfig
+from c2f.trainer.pipeline import train_and_publish
 
 SMALL = dict(dim=32, m_c=24, m_r=8, t_r=3, d_r=16, batch_size=1024, batch_size_fine=1024, epochs=20, seed=7)
 
@@ -104,8 +104,8 @@ def test_protocol_preset_fills_what_is_not_given():
 
 
 def test_lightgcn_protocol_trains_on_all_of_train_and_logs_a_test_curve(synthetic_lightgcn_dir):
-    from trainer.data import load_dataset
-    from trainer.train import train
+    from c2f.trainer.data import load_dataset
+    from c2f.trainer.train import train
 
     config = TrainConfig.from_dict({"method": "ud", "protocol": "lightgcn", "dim": 16, "epochs": 20, "seed": 1})
     data = load_dataset(str(synthetic_lightgcn_dir), valid_fraction=config.valid_fraction)
@@ -120,7 +120,7 @@ def test_lightgcn_protocol_trains_on_all_of_train_and_logs_a_test_curve(syntheti
 def test_post_train_accepts_the_options_and_refuses_unknown_values():
     from pydantic import ValidationError
 
-    from contract.jobspec import TrainParams
+    from c2f.contract.jobspec import TrainParams
 
     values = {"biases": True, "continuation": "coarse", "patience_fine": 3, "protocol": "released"}
     params = TrainParams(**values, fine_forward="released", fine_sr="softmax", criterion="ndcg@5")
@@ -131,7 +131,7 @@ def test_post_train_accepts_the_options_and_refuses_unknown_values():
 
 
 def test_kept_stage_prefers_the_fine_stage_unless_it_validates_strictly_lower():
-    from trainer.train import kept_stage
+    from c2f.trainer.train import kept_stage
 
     on, off = TrainConfig(criterion="ndcg@20"), TrainConfig(criterion="ndcg@20", fine_fallback=False)
     coarse, lower, equal = {"ndcg@20": 0.30}, {"ndcg@20": 0.29}, {"ndcg@20": 0.30}
@@ -147,7 +147,7 @@ def test_a_fine_stage_that_validates_below_its_coarse_stage_publishes_the_coarse
 ):
     """fine_fallback (default on): the fine stage's kept validation is forced below the coarse stage's, so the run
     publishes its coarse stage as a legcf artifact, says why, and its test figures are the coarse stage's."""
-    from trainer.fit import Trainer
+    from c2f.trainer.fit import Trainer
 
     kept_valid = Trainer.kept_valid
 
@@ -156,7 +156,7 @@ def test_a_fine_stage_that_validates_below_its_coarse_stage_publishes_the_coarse
         return {k: v - 1.0 for k, v in figures.items()} if stage == "fine" and figures else figures
 
     monkeypatch.setattr(Trainer, "kept_valid", worse_fine)
-    from trainer.models import Fine
+    from c2f.trainer.models import Fine
 
     released: list[int] = []  # the discarded fine stage's operators are dropped before the coarse P is rebuilt
     release = Fine.release_operator

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import trainer.data.readers as readers
-from trainer.data import DatasetError, load_dataset
-from trainer.synthetic import planted_communities
+import c2f.trainer.data.readers as readers
+from c2f.trainer.data import DatasetError, load_dataset
+from c2f.trainer.synthetic import planted_communities
 
 
 def _write(tmp_path: Path, name: str, **columns: object) -> Path:

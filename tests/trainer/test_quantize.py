@@ -1,12 +1,12 @@
-"""Product quantization of the served vectors (trainer/quantize.py), on vectors whose right answer is known."""
+"""Product quantization of the served vectors (c2f/trainer/quantize.py), on vectors whose right answer is known."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from contract.reconstruct import pq_embeddings
-from trainer.quantize import eigen_allocated_rotation, fit_pq, kmeans
+from c2f.contract.reconstruct import pq_embeddings
+from c2f.trainer.quantize import eigen_allocated_rotation, fit_pq, kmeans
 
 
 def _prototypes(n: int = 3000, d: int = 32, k: int = 120, noise: float = 1e-3, seed: int = 0) -> np.ndarray:

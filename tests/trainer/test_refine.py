@@ -1,4 +1,4 @@
-"""trainer/refine.py: BPR training of the product-quantized codebooks on the served scores (codes fixed)."""
+"""c2f/trainer/refine.py: BPR training of the product-quantized codebooks on the served scores (codes fixed)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from contract.config import TrainConfig
-from contract.dtypes import as_float32
-from trainer.refine import ServedCodes
+from c2f.contract.config import TrainConfig
+from c2f.contract.dtypes import as_float32
+from c2f.trainer.refine import ServedCodes
 
 
 @pytest.fixture(scope="module")
 def trained(synthetic_lightgcn_dir):  # type: ignore[no-untyped-def]
-    from trainer.data import load_dataset
-    from trainer.train import train
+    from c2f.trainer.data import load_dataset
+    from c2f.trainer.train import train
 
     data = load_dataset(str(synthetic_lightgcn_dir))
     config = TrainConfig(
@@ -26,7 +26,7 @@ def trained(synthetic_lightgcn_dir):  # type: ignore[no-untyped-def]
 
 
 def _export(trained, **overrides):  # type: ignore[no-untyped-def]
-    from trainer.export import build_arrays
+    from c2f.trainer.export import build_arrays
 
     data, model = trained
     variant = dataclasses.replace(model, config=dataclasses.replace(model.config, **overrides), info={})
@@ -55,7 +55,7 @@ def test_on_by_default_where_codes_are_stored_and_a_no_op_without(trained) -> No
 
 def test_the_served_model_decodes_what_the_service_decodes(trained) -> None:  # type: ignore[no-untyped-def]
     """ServedCodes' vectors are compressed_vectors() of the arrays (codes, codebooks, item scales)."""
-    from trainer.export import compressed_vectors
+    from c2f.trainer.export import compressed_vectors
 
     data, _ = trained
     arrays, _ = _export(trained)
@@ -77,7 +77,7 @@ def test_the_served_model_decodes_what_the_service_decodes(trained) -> None:  # 
 def test_refinement_repairs_damaged_codebooks_and_keeps_the_stored_form(trained) -> None:  # type: ignore[no-untyped-def]
     """Codebooks pushed off k-means' centroids rank badly; training them on the served scores (codes fixed) brings
     validation back up. Codes, dtypes, shapes and the item biases are what export stored."""
-    from trainer.refine import refine_codebooks
+    from c2f.trainer.refine import refine_codebooks
 
     data, model = trained
     arrays, _ = _export(trained)
@@ -113,9 +113,9 @@ def test_refinement_never_keeps_worse_codebooks(trained) -> None:  # type: ignor
 def test_the_residual_codes_of_the_sparse_form_are_refined_around_it(synthetic_lightgcn_dir) -> None:  # type: ignore[no-untyped-def]
     """legcf: the codes quantize what the sparse form leaves, so the refined model's vectors are the sparse form
     plus the codes, and the sparse arrays themselves do not change."""
-    from trainer.data import load_dataset
-    from trainer.export import build_arrays
-    from trainer.train import train
+    from c2f.trainer.data import load_dataset
+    from c2f.trainer.export import build_arrays
+    from c2f.trainer.train import train
 
     data = load_dataset(str(synthetic_lightgcn_dir))
     config = TrainConfig(method="legcf", dim=32, m_c=24, batch_size=1024, epochs=3, seed=7, pq_subspaces=4)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import trainer.export
-import trainer.fit
-from contract.artifact import load_artifact
-from contract.config import TrainConfig
-from trainer.data import load_dataset
-from trainer.evaluate import sample_users
-from trainer.pipeline import train_and_publish
+import c2f.trainer.export
+import c2f.trainer.fit
+from c2f.contract.artifact import load_artifact
+from c2f.contract.config import TrainConfig
+from c2f.trainer.data import load_dataset
+from c2f.trainer.evaluate import sample_users
+from c2f.trainer.pipeline import train_and_publish
 
 TINY = dict(method="legcf", dim=16, m_c=8, batch_size=1024, epochs=3, patience=1, seed=11)
 
@@ -22,7 +22,7 @@ def run(synthetic_lightgcn_dir, tmp_path_factory):
     """One legcf run with 40 validation and 50 test users (of 600), every evaluate() call's users recorded."""
     calls: list[tuple[str, np.ndarray | None, int]] = []
     mp = pytest.MonkeyPatch()
-    for module in (trainer.fit, trainer.export):
+    for module in (c2f.trainer.fit, c2f.trainer.export):
         original = module.evaluate
 
         def spy(*args, _original=original, _name=module.__name__, **kwargs):
@@ -55,7 +55,7 @@ def test_validation_reads_one_fixed_seeded_sample_every_epoch(run):
 def test_trained_and_both_served_test_figures_use_the_same_capped_sample(run):
     published, calls, data = run
     test_calls = [(name, users) for name, users, nnz in calls if nnz == data.test.nnz]
-    assert {name for name, _ in test_calls} == {"trainer.fit", "trainer.export"}
+    assert {name for name, _ in test_calls} == {"c2f.trainer.fit", "c2f.trainer.export"}
     assert len(test_calls) == 3  # trained, served exact, served compressed
     first = test_calls[0][1]
     assert first is not None and first.size == 50

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from trainer.sampling import BPRSampler
+from c2f.trainer.sampling import BPRSampler
 
 
 def _train(seed: int = 0, n_users: int = 40, n_items: int = 25) -> sp.csr_matrix:
@@ -75,7 +75,7 @@ def test_user_uniform_epochs_draw_users_alike_whatever_their_degree() -> None:
 def test_sampling_is_checked_and_reaches_the_sampler() -> None:
     import pytest
 
-    from contract.config import TrainConfig
+    from c2f.contract.config import TrainConfig
 
     with pytest.raises(ValueError, match="sampling"):
         BPRSampler(_train(), by="items")

@@ -1,5 +1,5 @@
 """Export knobs: the compressed serving form's number of terms (TrainConfig.served_terms) and the stored dtypes
-(TrainConfig.store_dtype, contract/dtypes.py)."""
+(TrainConfig.store_dtype, c2f/contract/dtypes.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from contract.config import TrainConfig
-from contract.dtypes import as_float32_arrays
-from contract.jobspec import TrainParams
-from contract.reconstruct import compressed_embeddings
+from c2f.contract.config import TrainConfig
+from c2f.contract.dtypes import as_float32_arrays
+from c2f.contract.jobspec import TrainParams
+from c2f.contract.reconstruct import compressed_embeddings
+from c2f.trainer.export import served_assignment, store_dtypes
 from tests.fixtures import make_arrays
-from trainer.export import served_assignment, store_dtypes
 
 SMALL = dict(dim=32, m_c=24, m_r=8, t_r=3, d_r=16, batch_size=1024, epochs=10, seed=7)
 
@@ -115,15 +115,15 @@ def test_store_dtypes_float16_covers_every_embedding_array_and_nothing_else() ->
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(synthetic_lightgcn_dir):  # type: ignore[no-untyped-def]
-    from trainer.data import load_dataset
-    from trainer.train import train
+    from c2f.trainer.data import load_dataset
+    from c2f.trainer.train import train
 
     data = load_dataset(str(synthetic_lightgcn_dir))
     return data, train(data, TrainConfig(method="legcf", **SMALL))  # type: ignore[arg-type]
 
 
 def _export(trained, **overrides):  # type: ignore[no-untyped-def]
-    from trainer.export import build_arrays, build_manifest, served_metrics
+    from c2f.trainer.export import build_arrays, build_manifest, served_metrics
 
     data, model = trained
     variant = dataclasses.replace(model, config=dataclasses.replace(model.config, **overrides))
@@ -182,7 +182,7 @@ def test_a_product_quantized_residual_is_exported_and_measured(trained) -> None:
     """pq_subspaces > 0: export adds pq_codes/pq_codebooks (float16 codebooks) that quantize what the sparse form
     leaves; served vectors = sparse + decoded codes fit the propagated ones better than the sparse form alone, and
     the served compressed metrics are those of that sum."""
-    from contract.reconstruct import pq_embeddings
+    from c2f.contract.reconstruct import pq_embeddings
 
     data, model = trained
     exact = model.model.full_embeddings().cpu().numpy()
@@ -211,8 +211,8 @@ def test_a_product_quantized_residual_is_exported_and_measured(trained) -> None:
 
 def _served_norms_match(arrays: dict[str, np.ndarray], method: str, exact: np.ndarray) -> None:
     """Items' served vectors have their exact norms (to float16 rounding of the scale); users' are the codes'."""
-    from contract.reconstruct import pq_embeddings
-    from trainer.export import compressed_vectors
+    from c2f.contract.reconstruct import pq_embeddings
+    from c2f.trainer.export import compressed_vectors
 
     n = len(arrays["user_ids"])
     served = compressed_vectors(arrays, method)
@@ -239,8 +239,8 @@ def test_item_norms_are_kept_apart_from_the_codes_where_asked(trained) -> None: 
 
 
 def test_a_table_served_from_codes_keeps_item_norms_by_default(synthetic_lightgcn_dir) -> None:  # type: ignore[no-untyped-def]
-    from trainer.data import load_dataset
-    from trainer.train import train
+    from c2f.trainer.data import load_dataset
+    from c2f.trainer.train import train
 
     data = load_dataset(str(synthetic_lightgcn_dir))
     config = TrainConfig(method="ud", dim=32, batch_size=1024, epochs=5, seed=7, pq_subspaces=4, pq_refine_epochs=0)

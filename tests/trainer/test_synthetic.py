@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data import load_dataset
-from trainer.evaluate import evaluate
-from trainer.synthetic import planted_communities, popularity_recall, write_interactions_csv, write_lightgcn_dir
+from c2f.trainer.data import load_dataset
+from c2f.trainer.evaluate import evaluate
+from c2f.trainer.synthetic import planted_communities, popularity_recall, write_interactions_csv, write_lightgcn_dir
 
 
 def test_planted_communities_shape_and_determinism() -> None:

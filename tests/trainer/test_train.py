@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from contract.artifact import load_artifact
-from contract.config import TrainConfig
-from contract.methods import exact_embeddings
-from contract.reconstruct import compressed_embeddings
-from trainer.data import load_dataset
-from trainer.pipeline import train_and_publish
-from trainer.synthetic import popularity_recall
+from c2f.contract.artifact import load_artifact
+from c2f.contract.config import TrainConfig
+from c2f.contract.methods import exact_embeddings
+from c2f.contract.reconstruct import compressed_embeddings
+from c2f.trainer.data import load_dataset
+from c2f.trainer.pipeline import train_and_publish
+from c2f.trainer.synthetic import popularity_recall
 
 # Small but real: 600 users, 400 items, 8 planted communities; the whole module trains in well under a minute.
 # fine_fallback off: these tests inspect the fine stage's artifact (the fallback has its own test in test_options.py).
@@ -54,7 +54,7 @@ def test_c2f_records_both_stages_and_adds_a_small_parameter_overhead(published):
     stage's 0.357 NDCG@20 when this test was written, which is why c2f publishes the better-validating stage by
     default (fine_fallback; tested in test_options.py). The run records both stages' validation figures and the
     stage the default would have published."""
-    from trainer.train import kept_stage
+    from c2f.trainer.train import kept_stage
 
     _, out, _ = published
     c2f = out["c2f"].manifest.model_dump()
@@ -154,7 +154,7 @@ def test_c2f_can_start_from_a_published_coarse_stage(synthetic_lightgcn_dir, pub
 
 
 def test_coarse_from_other_data_is_refused(published, tmp_path):
-    from trainer.synthetic import planted_communities, write_lightgcn_dir
+    from c2f.trainer.synthetic import planted_communities, write_lightgcn_dir
 
     users, items, _, _ = planted_communities(n_users=200, n_items=100, seed=3)
     other = write_lightgcn_dir(tmp_path / "other", users, items)
@@ -166,7 +166,7 @@ def test_coarse_from_other_data_is_refused(published, tmp_path):
 def test_served_fit_recovers_an_exactly_two_sparse_composition():
     """When H_full really is 2-sparse in the codebook, re-picking (matching pursuit) finds it; keeping the wrong
     trained indices and refitting only the weights cannot."""
-    from trainer.export import served_assignment
+    from c2f.trainer.export import served_assignment
 
     rng = np.random.default_rng(0)
     H_meta = rng.standard_normal((12, 32)).astype(np.float32)

@@ -1,0 +1,57 @@
+"""GET /footprint: memory of the served model, the paper's parameter count and the trained/served metrics."""
+
+from __future__ import annotations
+
+import psutil
+from fastapi import APIRouter
+
+from c2f.service.deps import ModelDep
+from c2f.service.schemas import ErrorResponse, FootprintResponse
+
+router = APIRouter(tags=["footprint"])
+
+
+@router.get(
+    "/footprint",
+    response_model=FootprintResponse,
+    responses={503: {"model": ErrorResponse, "description": "No model loaded yet (code no_model)."}},
+    summary="Sizes of the served model vs. its full-table equivalent",
+)
+async def get_footprint(model: ModelDep) -> FootprintResponse:
+    artifact, rec = model.artifact, model.recommender
+    fp = artifact.footprint  # of every array as loaded
+    derived = rec.memory_bytes()
+    kept = sum(int(arr.nbytes) for arr in artifact.arrays.values())  # the stored arrays serving keeps
+    in_memory = kept + sum(derived.values())
+    metrics = artifact.manifest.metrics
+    return FootprintResponse(
+        model_version=model.version,
+        method=artifact.method,
+        serving_mode=rec.mode,
+        scoring=rec.scoring,
+        n_users=artifact.n_users,
+        n_items=artifact.n_items,
+        d=artifact.d,
+        components=fp.components,
+        arrays=fp.arrays,
+        derived=derived,
+        dtypes=fp.dtypes,
+        total_bytes=fp.total_bytes,
+        loaded_bytes=in_memory,
+        stored_bytes=fp.total_bytes,
+        in_memory_bytes=in_memory,
+        embedding_bytes=fp.embedding_bytes,
+        compressed_serving_bytes=fp.compressed_serving_bytes,
+        serving_memory_bytes=fp.serving_memory_bytes,
+        served_terms=fp.served_terms,
+        served_form=fp.served_form,
+        pq_subspaces=fp.pq_subspaces,
+        params_paper=fp.params_paper,
+        e_r_nnz=fp.e_r_nnz,
+        full_table_params=fp.full_table_params,
+        full_table_bytes=fp.full_table_bytes,
+        compression_ratio_params=fp.compression_ratio_params,
+        compression_ratio_bytes=fp.compression_ratio_bytes,
+        metrics=metrics.as_reported(),
+        process_rss_bytes=psutil.Process().memory_info().rss,
+    )

@@ -1,0 +1,76 @@
+"""One call from a dataset URI to a published artifact version: load, train, export, publish."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from c2f.contract.artifact import version_path
+from c2f.contract.config import TrainConfig
+from c2f.contract.manifest import Manifest
+from c2f.trainer.data import load_dataset
+from c2f.trainer.export import export
+from c2f.trainer.fit import Progress
+from c2f.trainer.train import train
+
+
+@dataclass
+class PublishedModel:
+    """A version that ``train_and_publish`` wrote into the artifact root."""
+
+    version: str
+    path: Path
+    manifest: Manifest
+
+
+def train_and_publish(
+    dataset_uri: str,
+    config: TrainConfig,
+    out_root: str | Path,
+    *,
+    progress: Progress | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> PublishedModel:
+    """Load ``dataset_uri``, train ``config.method``, publish a new version into ``out_root`` (atomically).
+
+    Under ``torchrun`` every rank trains (see :mod:`trainer.distributed`); rank 0 alone exports and publishes, and
+    every rank returns the version it published.
+    """
+    started = time.perf_counter()
+
+    def report(stage: str) -> None:
+        if progress is not None:
+            progress(
+                {
+                    "stage": stage,
+                    "epoch": 0,
+                    "loss": None,
+                    "valid": None,
+                    "elapsed": time.perf_counter() - started,
+                }
+            )
+
+    report("loading")
+    t0 = time.perf_counter()
+    data = load_dataset(
+        dataset_uri,
+        seed=config.seed,
+        valid_fraction=config.valid_fraction,
+        valid_from=config.valid_from,
+        storage_options=storage_options,
+    )
+    load_seconds = time.perf_counter() - t0
+    trained = train(data, config, progress)
+    trained.timings["load_seconds"] = load_seconds
+    report("export")
+    distributed = trained.distributed
+    published: tuple[str, Manifest] | None = None
+    if distributed is None or distributed.is_main:
+        published = export(trained, data, out_root)
+    if distributed is not None:
+        published = distributed.share(published)
+    assert published is not None
+    version, manifest = published
+    return PublishedModel(version=version, path=version_path(out_root, version), manifest=manifest)
