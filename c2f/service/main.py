@@ -32,7 +32,7 @@ Serves top-n recommendations from compressed C2F/LEGCF embeddings (or a full UD 
 * Compressed mode scores straight from the assignment matrix S^c and the propagated codebook H_meta, without
   materialising the item table; exact mode recomputes H_full once at load.
 * Ids are the dataset's raw external ids. Every model response carries `model_version`.
-* Errors are always JSON: `{"error": {"code": "...", "message": "..."}}` (see the README for the few that the
+* Errors are always JSON: `{"error": {"code": "...", "message": "..."}}` (see docs/api.md for the few that the
   HTTP server itself answers before the app sees the request).
 """
 

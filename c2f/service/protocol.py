@@ -10,7 +10,7 @@ block and the body separately, two ``send`` system calls per response, and on lo
 the client runs inside the sender's call: the header write alone was 26% of the server's CPU samples (py-spy, a
 Gowalla artifact under wrk), the body write 8%.
 
-What still is not the app's (and is documented in the README): a connection that sends nothing or only part of
+What still is not the app's (and is documented in docs/api.md): a connection that sends nothing or only part of
 its header block is closed by uvicorn's ``timeout_keep_alive`` only between requests, so a proxy in front should
 bound header read time; with ``limit_concurrency`` set, uvicorn's own 503 is plain text (``c2f serve`` leaves it
 unset).
