@@ -82,7 +82,12 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset_uri: str = Field(..., min_length=1, max_length=4096)
-    method: str = Field(description=f"One of: {', '.join(METHODS)}.", json_schema_extra={"enum": list(METHODS)})
+    # no method: the default `c2f train DATA` trains (TrainConfig's), so the two entry points give the same model
+    method: str = Field(
+        default=TrainConfig.method,
+        description=f"One of: {', '.join(METHODS)} (default: {TrainConfig.method}).",
+        json_schema_extra={"enum": list(METHODS)},
+    )
     params: TrainParams = Field(default_factory=lambda: TrainParams.model_validate({}))  # type: ignore[valid-type]
 
     @field_validator("method")

@@ -351,6 +351,20 @@ def sparse_rows_squared_norms(codebook: torch.Tensor, idx: torch.Tensor, w: torc
     return torch.einsum("bj,bjk,bk->b", w, pair, w)
 
 
+@torch.no_grad()
+def score_spread(model: EmbeddingModel, sample: int = 1024, seed: int = 0) -> float:
+    """Standard deviation of h_u·h_i over a fixed sample of up to ``sample`` users × ``sample`` items: the scale
+    a model's scores live on (a float; item biases excluded)."""
+    g = torch.Generator().manual_seed(seed)
+    n_items = model.n_entities - model.n_users
+    users = torch.randperm(model.n_users, generator=g)[:sample]
+    items = model.n_users + torch.randperm(n_items, generator=g)[:sample]
+    device = next(model.parameters()).device
+    h_u, _ = model.batch_embeddings(users.to(device))
+    h_i, _ = model.batch_embeddings(items.to(device))
+    return float((h_u @ h_i.T).std())
+
+
 class Fine(EmbeddingModel):
     """C2F fine stage on top of a frozen coarse stage (Eq. 14-22).
 
@@ -394,9 +408,17 @@ class Fine(EmbeddingModel):
         self.m_c, self.m_r = self.E_c.shape[0], E_r.shape[0]
         self.w_cr, self.soft_lambda, self.layers, self.device = w_cr, soft_lambda, layers, device
         self.E_r = nn.Parameter(torch.from_numpy(np.asarray(E_r, np.float32)).to(device))
+        # The coarse stage's item biases were learned beside its scores' scale; a fine forward may score on another
+        # (the released one's tanh and per-layer correction shrink h_u·h_i several-fold), where biases carried
+        # unchanged would outweigh the scores. Each forward starts from them rescaled to its own spread.
+        self.coarse_item_bias: torch.Tensor | None = None
+        self.coarse_spread = 0.0
         if coarse.item_bias is not None:
-            self.enable_item_bias(coarse.item_bias)
+            self.coarse_item_bias = coarse.item_bias.detach().clone()
+            self.coarse_spread = score_spread(coarse)
         self.set_assignment(S_r_idx, S_r_w)
+        if self.coarse_item_bias is not None:
+            self.enable_item_bias(self.starting_item_bias())
 
     def fine_rows(self) -> torch.Tensor:
         """F (m_r, d): the fine nodes' layer-0 rows, S_λ(E_r) (paper) or tanh(S_λ(E_r)) (released)."""
@@ -449,11 +471,23 @@ class Fine(EmbeddingModel):
         release_freed_memory()
 
     def set_forward(self, forward: str) -> None:
-        """Switch to the ``"paper"`` or ``"released"`` forward and rebuild the operators (E^r, S^r unchanged)."""
+        """Switch to the ``"paper"`` or ``"released"`` forward and rebuild the operators (E^r, S^r unchanged); item
+        biases restart from the coarse stage's, rescaled to this forward (:meth:`starting_item_bias`)."""
         if forward not in ("paper", "released"):
             raise ValueError(f"fine forward must be 'paper' or 'released', got {forward!r}")
         self.forward_kind = forward
         self.set_assignment(self.S_r_idx, self.S_r_w)
+        if self.item_bias is not None and self.coarse_item_bias is not None:
+            with torch.no_grad():
+                self.item_bias.copy_(self.starting_item_bias())
+
+    def starting_item_bias(self) -> torch.Tensor:
+        """(n_items,) the coarse stage's item biases times (this forward's score spread / the coarse stage's), so
+        that biases and scores keep the proportion the coarse stage learned."""
+        assert self.coarse_item_bias is not None
+        if self.coarse_spread <= 0.0:
+            return self.coarse_item_bias.clone()
+        return self.coarse_item_bias * (score_spread(self) / self.coarse_spread)
 
     def _released_step(self, adj: torch.Tensor, S_c: sp.csr_matrix, S_r: sp.csr_matrix):
         """One propagation step of the released code: h = Â^r·h, then with raw S^c, S^r and gate g = w_cr:

@@ -1,6 +1,7 @@
 """The factorised models (H = P·E) give exactly what propagating the whole graph gives, gradients included."""
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 import torch
 
@@ -276,3 +277,38 @@ def test_choose_forward_keeps_the_better_starting_state_and_its_operators():
         assert info["fine_forward"] == {"chosen": want, "criterion": "ndcg@20", "start_valid": scores}
         torch.testing.assert_close(fine.all_nodes(), build(want).all_nodes())
     assert not torch.allclose(build("paper").all_nodes(), build("released").all_nodes())
+
+
+def test_each_fine_forward_starts_its_item_biases_on_its_own_score_scale():
+    """The coarse stage's biases carried unchanged into a forward whose scores are several times smaller outweigh
+    them (issue 38's diagnosis of the released forward). Each forward starts from them rescaled so that bias spread
+    / score spread is what the coarse stage learned, whether it was built with that forward or switched to it."""
+    from c2f.trainer.models import score_spread
+
+    graph = random_graph(n_users=60, n_items=40, density=0.1)
+    coarse = coarse_model(graph)
+    coarse.enable_item_bias(torch.linspace(-2.0, 2.0, graph.shape[1]))
+    m_r = 4
+    E_r = np.random.default_rng(3).standard_normal((m_r, 8)).astype(np.float32)
+    S_r_idx = np.stack([np.arange(6) % m_r, (np.arange(6) + 1) % m_r], axis=1)
+    S_r_w = np.full((6, 2), 0.5, np.float32)
+    coarse_ratio = float(coarse.item_bias.detach().std()) / score_spread(coarse)
+
+    def ratio(fine: Fine) -> float:
+        return float(fine.item_bias.detach().std()) / score_spread(fine)
+
+    for forward in ("released", "paper"):
+        fine = Fine(
+            graph, coarse, E_r, S_r_idx, S_r_w, w_cr=0.2, soft_lambda=0.1, layers=2, device=CPU, forward=forward
+        )
+        assert ratio(fine) == pytest.approx(coarse_ratio, rel=1e-4), forward
+    released = Fine(graph, coarse, E_r, S_r_idx, S_r_w, w_cr=0.2, soft_lambda=0.1, layers=2, device=CPU)
+    released.forward_kind = "released"
+    released.set_forward("released")
+    # the premise: the released forward scores on a scale well away from the coarse stage's
+    assert score_spread(released) < 0.8 * score_spread(coarse)
+    released.set_forward("paper")
+    assert ratio(released) == pytest.approx(coarse_ratio, rel=1e-4)
+    released.set_forward("released")
+    assert ratio(released) == pytest.approx(coarse_ratio, rel=1e-4)
+    torch.testing.assert_close(coarse.item_bias.detach(), torch.linspace(-2.0, 2.0, graph.shape[1]))  # untouched
