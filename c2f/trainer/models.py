@@ -18,6 +18,7 @@ from torch import nn
 
 from c2f.contract.reconstruct import assignment_matrix, expanded_adjacency, hash_buckets, qr_rows
 from c2f.trainer.data.memory import release_freed_memory
+from c2f.trainer.forwards import make_forward
 from c2f.trainer.graph import DenseColumns, propagate, propagate_columns, to_torch_csr
 
 
@@ -394,17 +395,14 @@ class Fine(EmbeddingModel):
         forward: str = "paper",
     ):
         super().__init__()
-        if forward not in ("paper", "released"):
-            raise ValueError(f"fine forward must be 'paper' or 'released', got {forward!r}")
         self.graph = graph
-        self.forward_kind = forward
+        self.fine_forward = make_forward(forward)
         self.n_entities = coarse.n_entities
         self.n_users = coarse.n_users
         self.S_c_idx, self.S_c_w = coarse.S_c_idx, coarse.S_c_w
         self.Sc_idx_t = torch.from_numpy(np.asarray(self.S_c_idx, np.int64)).to(device)  # frozen: set once
         self.Sc_w_t = torch.from_numpy(np.asarray(self.S_c_w, np.float32)).to(device)
         self.E_c = coarse.E_c.detach().clone()
-        self.released_layer0_sq: torch.Tensor | None = None  # (N,) ||tanh(S^c·E_c)||², made on first use
         self.m_c, self.m_r = self.E_c.shape[0], E_r.shape[0]
         self.w_cr, self.soft_lambda, self.layers, self.device = w_cr, soft_lambda, layers, device
         self.E_r = nn.Parameter(torch.from_numpy(np.asarray(E_r, np.float32)).to(device))
@@ -420,10 +418,14 @@ class Fine(EmbeddingModel):
         if self.coarse_item_bias is not None:
             self.enable_item_bias(self.starting_item_bias())
 
+    @property
+    def forward_kind(self) -> str:
+        """The forward's name, "paper" or "released" (what the manifest's config records)."""
+        return self.fine_forward.name
+
     def fine_rows(self) -> torch.Tensor:
         """F (m_r, d): the fine nodes' layer-0 rows, S_λ(E_r) (paper) or tanh(S_λ(E_r)) (released)."""
-        F = self.thresholded()
-        return torch.tanh(F) if self.forward_kind == "released" else F
+        return self.fine_forward.fine_rows(self.thresholded())
 
     def thresholded(self) -> torch.Tensor:
         """S_λ(E_r) (Eq. 16), (m_r, d). λ = 0 (ablation C) is the identity, with gradient 1 at zero entries too
@@ -444,24 +446,7 @@ class Fine(EmbeddingModel):
         S_c = assignment_matrix(self.S_c_idx, self.S_c_w, self.m_c)
         S_r = assignment_matrix(self.S_r_idx, self.S_r_w, self.m_r)
         E_c = self.E_c.cpu().numpy()
-        eye_c, eye_r = sp.identity(self.m_c, format="csr"), sp.identity(self.m_r, format="csr")
-        zeros_r = np.zeros((self.m_r, E_c.shape[1]), np.float32)
-        if self.forward_kind == "released":
-
-            def layer0_columns(cols: slice) -> np.ndarray:
-                E = E_c[:, cols]
-                return np.vstack([np.tanh(S_c @ E), (1.0 - self.w_cr) * E, zeros_r[:, cols]])
-
-            fine_part = sp.vstack([sp.csr_matrix((self.n_entities, self.m_r)), self.w_cr * S_r, eye_r])
-            step = self._released_step(adj, S_c, S_r)
-        else:
-            coarse_part = sp.vstack([S_c, eye_c, sp.csr_matrix((self.m_r, self.m_c))], format="csr")
-
-            def layer0_columns(cols: slice) -> np.ndarray:
-                return coarse_part @ ((1.0 - self.w_cr) * E_c[:, cols])
-
-            fine_part = sp.vstack([self.w_cr * (S_c @ S_r), self.w_cr * S_r, eye_r])
-            step = None
+        layer0_columns, fine_part, step = self.fine_forward.operators(self, adj, S_c, S_r, E_c)
         # C0 (N + m_c + m_r, d) is made and propagated a block of columns at a time, never whole: at a million users
         # and d = 128, C0 and the running layer sums would be about 3 GB beside the 0.7 GB result
         C0 = DenseColumns(self.n_entities + self.m_c + self.m_r, E_c.shape[1], layer0_columns)
@@ -473,9 +458,7 @@ class Fine(EmbeddingModel):
     def set_forward(self, forward: str) -> None:
         """Switch to the ``"paper"`` or ``"released"`` forward and rebuild the operators (E^r, S^r unchanged); item
         biases restart from the coarse stage's, rescaled to this forward (:meth:`starting_item_bias`)."""
-        if forward not in ("paper", "released"):
-            raise ValueError(f"fine forward must be 'paper' or 'released', got {forward!r}")
-        self.forward_kind = forward
+        self.fine_forward = make_forward(forward)
         self.set_assignment(self.S_r_idx, self.S_r_w)
         if self.item_bias is not None and self.coarse_item_bias is not None:
             with torch.no_grad():
@@ -489,33 +472,10 @@ class Fine(EmbeddingModel):
             return self.coarse_item_bias.clone()
         return self.coarse_item_bias * (score_spread(self) / self.coarse_spread)
 
-    def _released_step(self, adj: torch.Tensor, S_c: sp.csr_matrix, S_r: sp.csr_matrix):
-        """One propagation step of the released code: h = Â^r·h, then with raw S^c, S^r and gate g = w_cr:
-        h_full −= S^c·h_c; h_c −= S^r·h_f; h_c = g·S^r·h_f + (1 − g)·h_c; h_full += S^c·h_c (h_c coarse rows,
-        h_f fine rows). Linear in h, so the factorised H = M·C0 + (M·B_r)·F still holds."""
-        n, m_c, g = self.n_entities, self.m_c, self.w_cr
-        Sc, Sr = to_torch_csr(S_c, self.device), to_torch_csr(S_r, self.device)
-
-        def step(h: torch.Tensor) -> torch.Tensor:
-            h = torch.sparse.mm(adj, h)
-            h_full, h_c, h_f = h[:n], h[n : n + m_c], h[n + m_c :]
-            h_full = h_full - torch.sparse.mm(Sc, h_c)
-            h_c = h_c - torch.sparse.mm(Sr, h_f)
-            mixed = torch.sparse.mm(Sr, h_f)
-            h_c = g * mixed + (1.0 - g) * h_c
-            h_full = h_full + torch.sparse.mm(Sc, h_c)
-            return torch.cat([h_full, h_c, h_f])
-
-        return step
-
     def entity_layer0(self, rows: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
         """Layer-0 rows (b, d) of the entities ``rows`` (C0 + B_r·F restricted to them): S^c·Ê^c (paper, Eq. 19) or
-        tanh(S^c·E_c) (released), from each row's t_c terms. Gathered per batch rather than held as an (N, d) C0 and
-        an (N, m_r) dense B_r: about 1.2 GB at a million users and 300,000 items (d = 128, m_r = 100)."""
-        idx, w = self.Sc_idx_t[rows], self.Sc_w_t[rows]
-        if self.forward_kind == "released":
-            return torch.tanh(torch.einsum("bt,btd->bd", w, self.E_c[idx]))
-        return torch.einsum("bt,btd->bd", w, self._refine(F)[idx])
+        tanh(S^c·E_c) (released), from each row's t_c terms."""
+        return self.fine_forward.entity_layer0(self, rows, F)
 
     def release_operator(self) -> None:
         """Drop H_const and P ((N + m) × (d + m_r) floats) until the next use rebuilds them (export, once it has
@@ -529,19 +489,8 @@ class Fine(EmbeddingModel):
 
     def entity_layer0_squared_norms(self, rows: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
         """||layer-0 row||² (b,) of the entities ``rows``, as :meth:`entity_layer0` ``.pow(2).sum(1)`` without
-        gathering (b, t_c, d): through Ê^c's Gram matrix (paper), or from a per-entity table computed once
-        (released: tanh(S^c·E_c) does not depend on anything trained)."""
-        if self.forward_kind == "released":
-            if self.released_layer0_sq is None:
-                with torch.no_grad():
-                    self.released_layer0_sq = torch.cat(
-                        [
-                            self.entity_layer0(chunk, F).pow(2).sum(1)
-                            for chunk in torch.arange(self.n_entities, device=self.device).split(1 << 16)
-                        ]
-                    )
-            return self.released_layer0_sq.index_select(0, rows)
-        return sparse_rows_squared_norms(self._refine(F), self.Sc_idx_t[rows], self.Sc_w_t[rows])
+        gathering (b, t_c, d)."""
+        return self.fine_forward.entity_layer0_squared_norms(self, rows, F)
 
     def batch_embeddings(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         F = self.fine_rows()
@@ -562,9 +511,9 @@ class Fine(EmbeddingModel):
     @torch.no_grad()
     def refined_codebook(self) -> torch.Tensor:
         """Ê^c (m_c, d) (Eq. 17), the layer-0 refined coarse codebook."""
-        return self._refine(self.fine_rows())
+        return self.refine(self.fine_rows())
 
-    def _refine(self, F: torch.Tensor) -> torch.Tensor:
+    def refine(self, F: torch.Tensor) -> torch.Tensor:
         """Ê^c = (1 − w_cr)·E_c + w_cr·S^r·F (m_c, d), differentiable in F."""
         mix = torch.einsum("mt,mtd->md", self.Sr_w_t, F[self.Sr_idx_t])
         return (1.0 - self.w_cr) * self.E_c + self.w_cr * mix

@@ -303,7 +303,6 @@ def test_each_fine_forward_starts_its_item_biases_on_its_own_score_scale():
         )
         assert ratio(fine) == pytest.approx(coarse_ratio, rel=1e-4), forward
     released = Fine(graph, coarse, E_r, S_r_idx, S_r_w, w_cr=0.2, soft_lambda=0.1, layers=2, device=CPU)
-    released.forward_kind = "released"
     released.set_forward("released")
     # the premise: the released forward scores on a scale well away from the coarse stage's
     assert score_spread(released) < 0.8 * score_spread(coarse)
