@@ -32,7 +32,17 @@ def artifact_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_dense_and_faiss_baselines_agree_with_exact_mode(artifact_root):
+FAISS = pytest.param(
+    "faiss",
+    marks=pytest.mark.skipif(
+        importlib.util.find_spec("faiss") is None, reason="faiss is not installed: FaissBaseline is not checked"
+    ),
+)
+
+
+@pytest.mark.parametrize("baseline", ["dense", FAISS])
+def test_baselines_agree_with_exact_mode(artifact_root, baseline):
+    """DenseBaseline and FaissBaseline recommend exact mode's top items, none of them already seen."""
     _, vdir = bench.resolve_artifact(artifact_root)
     art = load_artifact(vdir)
     seen = bench.seen_csr(art.arrays, art.n_users)
@@ -43,13 +53,14 @@ def test_dense_and_faiss_baselines_agree_with_exact_mode(artifact_root):
     if bias is not None:
         table = np.hstack([table, np.ones((len(table), 1), np.float32)])
         items = np.hstack([items, np.asarray(bias, np.float32)[:, None]])
-    dense = bench.DenseBaseline(np.vstack([table, items]), art.n_users, seen)
-    for u in (0, 7, 42):
-        assert set(dense.recommend(u, 5).tolist()) == set(exact.recommend(u, 5)[0].tolist())
-        assert not np.isin(dense.recommend(u, 5), exact.seen_items(u)).any()
-    if importlib.util.find_spec("faiss") is not None:
-        flat = bench.FaissBaseline(np.vstack([table, items]), art.n_users, seen, threads=1)
-        assert set(flat.recommend(3, 5).tolist()) == set(exact.recommend(3, 5)[0].tolist())
+    vectors = np.vstack([table, items])
+    if baseline == "dense":
+        model = bench.DenseBaseline(vectors, art.n_users, seen)
+    else:
+        model = bench.FaissBaseline(vectors, art.n_users, seen, threads=1)
+    for u in (0, 3, 7, 42):
+        assert set(model.recommend(u, 5).tolist()) == set(exact.recommend(u, 5)[0].tolist())
+        assert not np.isin(model.recommend(u, 5), exact.seen_items(u)).any()
 
 
 def test_inprocess_bench_and_report(artifact_root, tmp_path):

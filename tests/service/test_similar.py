@@ -5,7 +5,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.fixtures import assert_error, build_artifact, make_manifest, tiny_known_arrays
+from c2f.contract.artifact import load_artifact
+from c2f.contract.methods import exact_embeddings
+from tests.fixtures import (
+    assert_error,
+    build_artifact,
+    dense_reconstruction,
+    make_arrays,
+    make_manifest,
+    tiny_known_arrays,
+)
 
 
 @pytest.fixture
@@ -40,9 +49,26 @@ def test_unknown_item_and_bad_n(tiny_root: Path, make_client) -> None:  # type: 
         assert_error(client.get("/similar-items/i0?n=1001"), 422, "validation_error")
 
 
-def test_similar_items_exact_mode(tiny_root: Path, make_client) -> None:  # type: ignore[no-untyped-def]
+def test_similar_items_exact_mode(artifact_root: Path, make_client) -> None:  # type: ignore[no-untyped-def]
+    """Exact mode ranks an item's neighbours by the cosine of the exact vectors (the contract's reconstruction),
+    which here order the items differently from the compressed ones."""
+    arrays = make_arrays("legcf")
+    version = build_artifact(artifact_root, "legcf", arrays=arrays, manifest=make_manifest("legcf"))
+    artifact = load_artifact(artifact_root / "versions" / version)
+    n_users, query = len(arrays["user_ids"]), 2
+
+    def cosines(vectors: np.ndarray) -> np.ndarray:
+        items = vectors[n_users:] / np.linalg.norm(vectors[n_users:], axis=1, keepdims=True)
+        cos = items @ items[query]
+        cos[query] = -np.inf
+        return cos
+
+    exact = cosines(exact_embeddings(artifact.arrays, artifact.manifest))
+    order = np.argsort(-exact, kind="stable")[:4]
+    assert not np.array_equal(order, np.argsort(-cosines(dense_reconstruction(arrays)), kind="stable")[:4])
     with make_client(serving_mode="exact") as client:
-        r = client.get("/similar-items/i2?n=2")
-        assert r.status_code == 200
+        r = client.get(f"/similar-items/{arrays['item_ids'][query]}?n=4")
+        assert r.status_code == 200, r.text
         items = r.json()["items"]
-    assert len(items) == 2 and all(-1.0001 <= it["score"] <= 1.0001 for it in items)
+    assert [it["item_id"] for it in items] == arrays["item_ids"][order].tolist()
+    assert [it["score"] for it in items] == pytest.approx(exact[order].tolist(), rel=1e-5)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,27 +164,6 @@ def test_item_bias_is_added_to_every_users_scores() -> None:
     assert got != evaluate(users, items, truth, train, ks=ks)  # the bias did change the figures
     with pytest.raises(ValueError, match="item_bias"):
         evaluate(users, items, truth, train, ks=ks, item_bias=bias[:-1])
-
-
-@pytest.mark.gowalla
-@pytest.mark.slow
-def test_gowalla_sized_timing(gowalla_dir: Path) -> None:
-    """Full ranking on Gowalla's real masks with random d=64 embeddings: prints the time (no assertion on it)."""
-    from c2f.trainer.data import load_dataset
-
-    data = load_dataset(str(gowalla_dir))
-    rng = np.random.default_rng(0)
-    users = rng.standard_normal((data.n_users, 64)).astype(np.float32)
-    items = rng.standard_normal((data.n_items, 64)).astype(np.float32)
-    started = time.perf_counter()
-    res = evaluate(users, items, data.test, [data.train, data.valid])
-    elapsed = time.perf_counter() - started
-    print(
-        f"\nevaluate on Gowalla sizes ({data.n_users} x {data.n_items}, d=64): {elapsed:.2f} s "
-        f"with {torch.get_num_threads()} threads"
-    )
-    assert res["n_users"] == 29858
-    assert 0.0 <= res["recall@20"] < 0.01  # random embeddings are near chance
 
 
 def _random_problem(seed: int, n_users: int = 400, n_items: int = 60, d: int = 8):

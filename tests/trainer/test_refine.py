@@ -111,22 +111,35 @@ def test_refinement_never_keeps_worse_codebooks(trained) -> None:  # type: ignor
 
 
 def test_the_residual_codes_of_the_sparse_form_are_refined_around_it(synthetic_lightgcn_dir) -> None:  # type: ignore[no-untyped-def]
-    """legcf: the codes quantize what the sparse form leaves, so the refined model's vectors are the sparse form
-    plus the codes, and the sparse arrays themselves do not change."""
+    """legcf: the codes quantize what the sparse form leaves, so refinement starts from the sparse form plus the
+    codes as served, trains the codebooks to a better validation, and leaves the sparse arrays and codes as they
+    were."""
     from c2f.trainer.data import load_dataset
-    from c2f.trainer.export import build_arrays
+    from c2f.trainer.evaluate import evaluate
+    from c2f.trainer.export import build_arrays, compressed_vectors
     from c2f.trainer.train import train
 
     data = load_dataset(str(synthetic_lightgcn_dir))
-    config = TrainConfig(method="legcf", dim=32, m_c=24, batch_size=1024, epochs=3, seed=7, pq_subspaces=4)
+    config = TrainConfig(
+        method="legcf", dim=32, m_c=24, batch_size=1024, epochs=3, seed=7, pq_subspaces=4, pq_refine_epochs=0
+    )
     legcf = train(data, config)
     plain = build_arrays(legcf, data)
-    variant = dataclasses.replace(legcf, config=dataclasses.replace(config, pq_refine_epochs=3), info={})
+    refined = dataclasses.replace(config, pq_refine_epochs=3)
+    variant = dataclasses.replace(legcf, config=refined, info={})
     arrays = build_arrays(variant, data)
     record = variant.info["pq_refine"]
-    assert (
-        record["start_valid"] is not None
-        and record["best_valid"][record["criterion"]] >= (record["start_valid"][record["criterion"]])
-    )
+    criterion = record["criterion"]
+
+    def served_valid(stored):  # type: ignore[no-untyped-def]
+        vectors = compressed_vectors(stored, "legcf")
+        users, items = vectors[: data.n_users], vectors[data.n_users :]
+        return evaluate(users, items, data.valid, data.train, item_bias=stored.get("item_bias"))[criterion]
+
+    start, best = record["start_valid"][criterion], record["best_valid"][criterion]
+    assert start == pytest.approx(served_valid(plain), abs=1e-6)  # it starts from the sparse form plus the codes
+    assert record["best_epoch"] > 0 and best > start
+    assert served_valid(arrays) == pytest.approx(best, abs=1e-3)  # the stored arrays serve the kept state
+    assert not np.array_equal(arrays["pq_codebooks"], plain["pq_codebooks"])
     for name in ("S_c_idx_served", "S_c_w_served", "H_meta", "pq_codes"):
         np.testing.assert_array_equal(arrays[name], plain[name])
