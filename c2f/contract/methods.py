@@ -89,10 +89,9 @@ SHAPE_KEYS = ("n_users", "n_items", "d", "m_c", "t_c", "m_r", "t_r")
 # codes an entity into pq_m codebooks of pq_k centroids of pq_w = d / pq_m values. When present, compressed mode
 # serves the sparse form plus the decoded codes (legcf, c2f: the codes quantize the sparse form's residual) or the
 # decoded codes alone (methods without a sparse form): c2f/contract/served.py. With the codes, pq_item_scale
-# (TrainConfig.pq_item_norms)
-# multiplies each item's served vector, so that it has the norm of the item's exact vector: quantization shrinks
-# norms unevenly, and an item's norm is much of its score (popularity, in LightGCN), while a user's norm scales all
-# of that user's scores alike and is left as it is.
+# (TrainConfig.pq_item_norms) multiplies each item's served vector, so that it has the norm of the item's exact
+# vector: quantization shrinks norms unevenly, and an item's norm is much of its score (popularity, in LightGCN),
+# while a user's norm scales all of that user's scores alike and is left as it is.
 OPTIONAL_ARRAYS: dict[str, ArraySpec] = {
     "item_bias": ArraySpec("f", 4, ("n_items",)),
     "pq_codes": ArraySpec("u", 1, ("N", "pq_m")),

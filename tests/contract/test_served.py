@@ -119,6 +119,21 @@ def test_a_float16_codebook_is_upcast_and_not_kept(artifact_root: Path) -> None:
     assert form.serving_bytes == footprint(arrays, "legcf").serving_memory_bytes  # counted as stored
 
 
+def test_a_float16_table_is_scored_in_upcast_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ud's float16 table is never copied whole: items are scored and normed a few rows at a time, each block
+    upcast, giving the float32 math over the stored values."""
+    import c2f.contract.served
+
+    monkeypatch.setattr(c2f.contract.served, "CHUNK_ELEMENTS", 3 * D)  # 3 rows a block: several blocks
+    arrays = make_arrays("ud", n_users=N_USERS, n_items=N_ITEMS, d=D)
+    arrays["H_full"] = arrays["H_full"].astype(np.float16)
+    form = served_form(get_spec("ud"), arrays, "compressed")
+    table = arrays["H_full"].astype(np.float32)
+    assert form.kept == {"H_full"} and form.memory_bytes() == {}
+    np.testing.assert_allclose(form.scores(table[:2]), table[:2] @ table[N_USERS:].T, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(form.item_norms, np.linalg.norm(table[N_USERS:], axis=1), rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("method", "codes", "mode", "name"),
     [
