@@ -33,6 +33,7 @@ from typing import Any
 from c2f.contract.config import TrainConfig
 from c2f.contract.footprint import footprint
 from c2f.contract.methods import get_spec
+from c2f.contract.served import ExactForm, form_class
 from c2f.trainer.data import InteractionData, load_dataset
 from c2f.trainer.export import build_arrays, build_manifest, served_metrics
 from c2f.trainer.synthetic import planted_communities, write_lightgcn_dir
@@ -76,11 +77,10 @@ def variant_row(
     seconds = time.perf_counter() - t0
     served = served_metrics(arrays, build_manifest(variant, data), data)
     fp = footprint(arrays, config.method)
-    serving, ratio = fp.compressed_serving_bytes, fp.compression_ratio_serving_bytes
     spec = get_spec(config.method)
-    if serving is None and not spec.exact_only:  # ud without codes: compressed mode reads its stored table
-        serving = fp.arrays[spec.table]
-        ratio = fp.full_table_bytes / serving
+    form = form_class(spec, arrays.keys(), "compressed")  # what compressed mode reads (ud: its stored table)
+    serving = None if form is ExactForm else sum(fp.arrays[name] for name in form.reads(spec, arrays.keys()))
+    ratio = None if serving is None else fp.full_table_bytes / serving
     return {
         "served": float(served["compressed"].test["recall@20"]),  # type: ignore[index]
         "exact": float(served["exact"].test["recall@20"]),  # type: ignore[index]

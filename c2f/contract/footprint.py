@@ -9,7 +9,8 @@ import numpy as np
 
 from c2f.contract.dtypes import dtype_names, target_dtype
 from c2f.contract.manifest import Footprint
-from c2f.contract.methods import COMMON_COMPONENTS, OPTIONAL_ARRAYS, OPTIONAL_COMPONENTS, MethodSpec, get_spec
+from c2f.contract.methods import COMMON_COMPONENTS, OPTIONAL_ARRAYS, MethodSpec, get_spec
+from c2f.contract.served import PQForm, SparseForm, SparsePQForm, form_class
 
 
 def params_paper(
@@ -88,13 +89,11 @@ def planned_array_bytes(method: str, config: Any, n_users: int, n_items: int) ->
 
 
 def serving_memory_bytes(spec: MethodSpec, per_array: Mapping[str, int], n_entities: int, d: int) -> int:
-    """Bytes compressed-mode serving holds to score (:attr:`Footprint.serving_memory_bytes`): the arrays
-    :meth:`MethodSpec.served_arrays` names at their stored dtypes, or the (N, d) float32 table hash and qr rebuild
-    at load, plus item biases. The service frees every other array once its scorer is built
-    (``c2f/service/scoring.py``); small float16 codebooks it upcasts (H_meta, pq_codebooks) count as stored."""
-    names = spec.served_arrays(per_array.keys())
-    held = n_entities * d * 4 if names is None else sum(per_array[name] for name in names)
-    return held + per_array.get("item_bias", 0)
+    """Bytes compressed-mode serving holds to score (:attr:`Footprint.serving_memory_bytes`), from the stored bytes
+    of each array (``per_array``): those of the arrays its served form reads (:mod:`contract.served`), or the
+    (N, d) float32 table hash and qr rebuild at load, plus item biases. The service frees every other array once
+    its form is built (``c2f/service/scoring.py``)."""
+    return form_class(spec, per_array.keys(), "compressed").held_bytes(spec, per_array, n_entities, d)
 
 
 def planned_serving_bytes(method: str, config: Any, n_users: int, n_items: int) -> int:
@@ -163,20 +162,20 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
 
 
 def served_form_extras(spec: MethodSpec, arrays: Mapping[str, np.ndarray], dims: Mapping[str, int]) -> dict[str, Any]:
-    """The method's footprint extras, with the compressed serving form named: "sparse" (S_c_idx_served,
-    S_c_w_served, H_meta), "pq" (pq_codes, pq_codebooks; methods without a sparse form) or "sparse+pq" (both,
-    summed); compressed serving bytes count every array the form reads."""
+    """The method's footprint extras, with a compressed served form (:mod:`contract.served`) named: "sparse"
+    (S_c_idx_served, S_c_w_served, H_meta), "pq" (pq_codes, pq_codebooks; methods without a sparse form) or
+    "sparse+pq" (both, summed), and the bytes of every array it reads; none for a table (ud) or exact serving."""
     extras = spec.footprint_extras(arrays, dims)
-    sparse = extras.get("compressed_serving_bytes")
-    if "pq_m" not in dims:
-        return {**extras, "served_form": "sparse"} if sparse is not None else extras
-    serving = (sparse or 0) + sum(int(arrays[name].nbytes) for name in OPTIONAL_COMPONENTS["pq"] if name in arrays)
+    form = form_class(spec, arrays.keys(), "compressed")
+    if form not in (SparseForm, SparsePQForm, PQForm):
+        return extras
+    serving = sum(int(arrays[name].nbytes) for name in form.reads(spec, arrays.keys()))
     return {
         **extras,
-        "served_form": "pq" if sparse is None else "sparse+pq",
-        "pq_subspaces": dims["pq_m"],
+        "served_form": form.name,
+        **({"pq_subspaces": dims["pq_m"]} if "pq_m" in dims else {}),
         "compressed_serving_bytes": serving,
-        "compression_ratio_serving_bytes": dims["N"] * dims["d"] * 4 / serving,
+        "compression_ratio_serving_bytes": dims["N"] * dims["d"] * 4 / serving if serving else None,
     }
 
 

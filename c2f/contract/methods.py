@@ -16,7 +16,7 @@ Entity rows are users ``0..n_users-1`` then items ``n_users..N-1`` (N = n_users 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -88,10 +88,10 @@ SHAPE_KEYS = ("n_users", "n_items", "d", "m_c", "t_c", "m_r", "t_r")
 # And the product-quantized part of the served vectors (TrainConfig.pq_subspaces, c2f/trainer/quantize.py): pq_m uint8
 # codes an entity into pq_m codebooks of pq_k centroids of pq_w = d / pq_m values. When present, compressed mode
 # serves the sparse form plus the decoded codes (legcf, c2f: the codes quantize the sparse form's residual) or the
-# decoded codes alone (methods without a sparse form). With the codes, pq_item_scale (TrainConfig.pq_item_norms)
-# multiplies each item's served vector, so that it has the norm of the item's exact vector: quantization shrinks
-# norms unevenly, and an item's norm is much of its score (popularity, in LightGCN), while a user's norm scales all
-# of that user's scores alike and is left as it is.
+# decoded codes alone (methods without a sparse form): c2f/contract/served.py. With the codes, pq_item_scale
+# (TrainConfig.pq_item_norms) multiplies each item's served vector, so that it has the norm of the item's exact
+# vector: quantization shrinks norms unevenly, and an item's norm is much of its score (popularity, in LightGCN),
+# while a user's norm scales all of that user's scores alike and is left as it is.
 OPTIONAL_ARRAYS: dict[str, ArraySpec] = {
     "item_bias": ArraySpec("f", 4, ("n_items",)),
     "pq_codes": ArraySpec("u", 1, ("N", "pq_m")),
@@ -168,18 +168,6 @@ class MethodSpec:
             raise MethodError(f"pq_codebooks has {dims['pq_k']} centroids a subspace; uint8 codes need 1..256")
         check_index_range(arrays, "pq_codes", dims["pq_k"], "pq_k")
 
-    def served_arrays(self, present: Collection[str]) -> tuple[str, ...] | None:
-        """The embedding arrays compressed-mode serving holds to score, for an artifact with the array names
-        ``present``: the product-quantized form (on the sparse form for methods that have one), else the sparse
-        form, else the stored (N, d) table; None when it holds an (N, d) float32 table it rebuilds at load
-        (``exact_only``: hash, qr). Item biases, held by every form, are not listed."""
-        if all(name in present for name in PQ_ARRAYS):
-            scale = ("pq_item_scale",) if "pq_item_scale" in present else ()
-            return (*(self.serving_arrays if self.compressed else ()), *PQ_ARRAYS, *scale)
-        if self.compressed:
-            return self.serving_arrays
-        return None if self.exact_only else (self.table,)
-
     def check_arrays(self, arrays: Mapping[str, np.ndarray], dims: Mapping[str, int]) -> None:
         """Index-range checks beyond names, dtypes and shapes (MethodError on the first problem)."""
 
@@ -188,7 +176,8 @@ class MethodSpec:
         raise NotImplementedError
 
     def footprint_extras(self, arrays: Mapping[str, np.ndarray], dims: Mapping[str, int]) -> dict[str, Any]:
-        """Method-specific footprint entries (sparse counts, bytes read by compressed scoring)."""
+        """Method-specific footprint entries (sparse counts, served terms); the served form's bytes are
+        :func:`contract.footprint.served_form_extras`'."""
         return {"e_r_nnz": 0}
 
     def manifest_fields(self, config: Any) -> dict[str, Any]:
@@ -320,14 +309,7 @@ class LegcfSpec(MethodSpec):
         return dims["t_c"] * dims["N"] + dims["m_c"] * dims["d"]
 
     def footprint_extras(self, arrays: Mapping[str, np.ndarray], dims: Mapping[str, int]) -> dict[str, Any]:
-        serving = sum(int(arrays[n].nbytes) for n in self.serving_arrays)
-        full_bytes = dims["N"] * dims["d"] * 4
-        return {
-            "e_r_nnz": 0,
-            "served_terms": dims["t_s"],
-            "compressed_serving_bytes": serving,
-            "compression_ratio_serving_bytes": full_bytes / serving if serving else None,
-        }
+        return {"e_r_nnz": 0, "served_terms": dims["t_s"]}
 
     def manifest_fields(self, config: Any) -> dict[str, Any]:
         return {"shape": {"m_c": config.m_c, "t_c": config.t_c, "m_r": 0, "t_r": 0}, "w_cr": None}

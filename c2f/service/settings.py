@@ -8,8 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ServingMode = Literal["compressed", "exact"]
-"""compressed: score from S^c and the codebook; exact: recompute the propagated table at load."""
+from c2f.contract.served import ServingMode
 
 
 class Settings(BaseSettings):

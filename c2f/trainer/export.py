@@ -23,7 +23,7 @@ import torch
 
 from c2f.contract.artifact import publish, read_manifest, version_path
 from c2f.contract.config import TrainConfig
-from c2f.contract.dtypes import as_float32, store_float, target_dtype
+from c2f.contract.dtypes import store_float, target_dtype
 from c2f.contract.footprint import footprint
 from c2f.contract.manifest import (
     DatasetInfo,
@@ -35,7 +35,8 @@ from c2f.contract.manifest import (
     TrainedMetrics,
 )
 from c2f.contract.methods import exact_embeddings, get_spec
-from c2f.contract.reconstruct import assignment_matrix, compressed_embeddings, pq_embeddings
+from c2f.contract.reconstruct import assignment_matrix, compressed_embeddings
+from c2f.contract.served import ExactForm, ServedForm, SparseForm, form_class, served_form
 from c2f.trainer.data import InteractionData
 from c2f.trainer.evaluate import evaluate
 from c2f.trainer.models import UD, Coarse, Fine, Hashed, QuotientRemainder
@@ -174,8 +175,8 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
     arrays, H_full = _method_arrays(trained, data)
     config = trained.config
     if config.pq_subspaces:
-        if get_spec(config.method).compressed:
-            sparse = _sparse_served(arrays)
+        sparse = _sparse_vectors(arrays, config.method)
+        if sparse is not None:
             # the residual in the decoded sparse vectors' own buffer: one (N, d) float32 temporary, not two
             target, rotation = np.subtract(H_full, sparse, out=sparse), np.eye(H_full.shape[1], dtype=np.float32)
         else:
@@ -188,7 +189,7 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
             arrays["pq_item_scale"] = item_norm_scale(arrays, config.method, H_full, config.store_dtype)
         if config.pq_refine_epochs:
             del H_full  # the refinement reads the served form only
-            base = _sparse_served(arrays) if get_spec(config.method).compressed else None
+            base = _sparse_vectors(arrays, config.method)
             device = next(trained.model.parameters()).device
             trained.info["pq_refine"] = refine_codebooks(arrays, base, data, config, device)
     return arrays
@@ -200,12 +201,12 @@ def item_norm_scale(
     """(n_items,) ``store_dtype`` ``pq_item_scale``: ‖exact item vector‖ / ‖served item vector‖ (1 where the served
     vector is 0), so that each item is served at its exact norm. The items' served vectors are decoded a block of
     ``chunk`` rows at a time."""
-    n_users = int(arrays["user_ids"].shape[0])
-    n_items = H_full.shape[0] - n_users
+    form = served_form(get_spec(method), arrays, "compressed")  # the codes (on the sparse form), not yet scaled
+    n_users, n_items = form.n_users, form.n_items
     scale = np.ones(n_items, dtype=np.float32)
     for start in range(0, n_items, chunk):
         rows = np.arange(n_users + start, n_users + min(start + chunk, n_items))
-        served = np.linalg.norm(compressed_vectors(arrays, method, rows), axis=1)  # type: ignore[arg-type]
+        served = np.linalg.norm(form.vectors(rows), axis=1)
         exact = np.linalg.norm(H_full[rows], axis=1)
         np.divide(exact, served, out=scale[start : start + rows.size], where=served > 0)
     return store_float(scale, store_dtype)
@@ -275,62 +276,29 @@ def _method_arrays(trained: TrainedModel, data: InteractionData) -> tuple[dict[s
     return store_dtypes(arrays, config.method, config.store_dtype), H_full
 
 
-def _evaluate_numpy(
-    H_full: np.ndarray,
-    data: InteractionData,
-    item_bias: np.ndarray | None,
-    users: np.ndarray | None = None,
-    label: str | None = None,
+def _evaluate_form(
+    form: ServedForm, data: InteractionData, users: np.ndarray | None = None, label: str | None = None
 ) -> dict[str, float]:
-    """Test metrics of scores h_u·h_i (+ b_i with item biases) over ``users`` (the trained model's test sample;
-    None: every test user)."""
+    """Test metrics of the scores the service ranks with, h_u·h_i (+ b_i with item biases), from ``form``'s (N, d)
+    vectors, over ``users`` (the trained model's test sample; None: every test user)."""
+    H = form.vectors()
     n = data.n_users
-    bias = None if item_bias is None else np.asarray(item_bias, np.float32)
     return evaluate(
-        torch.from_numpy(H_full[:n]),
-        torch.from_numpy(H_full[n:]),
+        torch.from_numpy(H[:n]),
+        torch.from_numpy(H[n:]),
         data.test,
         [data.train, data.valid],
         users=users,
         progress=label,
-        item_bias=bias,
+        item_bias=form.item_bias,
     )
 
 
-def _sparse_served(arrays: Mapping[str, np.ndarray], rows: np.ndarray | None = None) -> np.ndarray:
-    """(N, d) float32 vectors of the sparse serving form as stored: Σ_j w_j·H_meta[idx_j] (``rows``: those only;
-    their weights are picked before the upcast, so a block of rows never upcasts all N)."""
-    idx, w = arrays["S_c_idx_served"], arrays["S_c_w_served"]
-    if rows is not None:
-        idx, w = idx[rows], w[rows]
-    return compressed_embeddings(idx, as_float32(w), as_float32(arrays["H_meta"]))
-
-
-def compressed_vectors(
-    arrays: Mapping[str, np.ndarray], method: str, rows: np.ndarray | None = None
-) -> np.ndarray | None:
-    """(N, d) float32 vectors compressed mode serves (``rows``: (R,) entity indices, users then items: those
-    rows), as the service's scorers read them: the sparse form plus the decoded codes when present (legcf, c2f),
-    the codes alone (others with codes), items' rows times ``pq_item_scale`` when present, the stored table (ud);
-    None where compressed mode serves exactly (hash, qr without codes)."""
+def _sparse_vectors(arrays: Mapping[str, np.ndarray], method: str) -> np.ndarray | None:
+    """(N, d) float32 vectors of the sparse serving form alone, as stored (legcf, c2f: what product-quantized codes
+    add to); None for methods without one."""
     spec = get_spec(method)
-    codes = pq_embeddings(arrays["pq_codes"], arrays["pq_codebooks"], rows) if "pq_codes" in arrays else None
-    if spec.compressed:
-        sparse = _sparse_served(arrays, rows)
-        vectors = sparse if codes is None else np.add(sparse, codes, out=sparse)
-    elif codes is not None:
-        vectors = codes
-    elif spec.exact_only:
-        return None
-    else:
-        table = arrays[spec.table]
-        return as_float32(table if rows is None else table[rows])
-    if "pq_item_scale" in arrays:
-        n_users = int(arrays["user_ids"].shape[0])
-        entities = np.arange(vectors.shape[0]) if rows is None else np.asarray(rows)
-        items = entities >= n_users
-        vectors[items] *= as_float32(arrays["pq_item_scale"][entities[items] - n_users])[:, None]
-    return vectors
+    return SparseForm(spec, arrays).vectors() if spec.compressed else None
 
 
 def served_metrics(
@@ -339,12 +307,17 @@ def served_metrics(
     data: InteractionData,
     users: np.ndarray | None = None,
 ) -> dict[str, SplitMetrics]:
-    """Test metrics of both serving modes, computed by the same numpy code the service runs, over ``users`` (the
-    trained figures' test sample, so that all three are paired on the same users; None: every test user)."""
-    bias = arrays.get("item_bias")
-    exact = _evaluate_numpy(exact_embeddings(arrays, manifest), data, bias, users, "test (served exact)")
-    vectors = compressed_vectors(arrays, manifest.method)
-    compressed = exact if vectors is None else _evaluate_numpy(vectors, data, bias, users, "test (served compressed)")
+    """Test metrics of both serving modes, from the served forms the service builds (:mod:`contract.served`),
+    over ``users`` (the trained figures' test sample, so that all three are paired on the same users; None: every
+    test user)."""
+    spec = get_spec(manifest.method)
+    exact_form = served_form(spec, arrays, "exact", lambda: exact_embeddings(arrays, manifest))
+    exact = _evaluate_form(exact_form, data, users, "test (served exact)")
+    del exact_form  # its (N, d) table is not held while the compressed form is evaluated
+    if form_class(spec, arrays.keys(), "compressed") is ExactForm:  # hash, qr without codes: served exactly
+        compressed = exact
+    else:
+        compressed = _evaluate_form(served_form(spec, arrays, "compressed"), data, users, "test (served compressed)")
     return {"compressed": SplitMetrics(test=compressed), "exact": SplitMetrics(test=exact)}
 
 

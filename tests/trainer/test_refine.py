@@ -54,8 +54,9 @@ def test_on_by_default_where_codes_are_stored_and_a_no_op_without(trained) -> No
 
 
 def test_the_served_model_decodes_what_the_service_decodes(trained) -> None:  # type: ignore[no-untyped-def]
-    """ServedCodes' vectors are compressed_vectors() of the arrays (codes, codebooks, item scales)."""
-    from c2f.trainer.export import compressed_vectors
+    """ServedCodes' vectors are the served form's vectors of the arrays (codes, codebooks, item scales)."""
+    from c2f.contract.methods import get_spec
+    from c2f.contract.served import served_form
 
     data, _ = trained
     arrays, _ = _export(trained)
@@ -69,7 +70,7 @@ def test_the_served_model_decodes_what_the_service_decodes(trained) -> None:  # 
         arrays.get("item_bias"),
         torch.device("cpu"),
     )
-    expected = compressed_vectors(arrays, "ud")
+    expected = served_form(get_spec("ud"), arrays, "compressed").vectors()
     assert expected is not None
     np.testing.assert_allclose(model.full_embeddings().numpy(), expected, rtol=1e-5, atol=1e-6)
 

@@ -211,15 +211,17 @@ def test_a_product_quantized_residual_is_exported_and_measured(trained) -> None:
 
 def _served_norms_match(arrays: dict[str, np.ndarray], method: str, exact: np.ndarray) -> None:
     """Items' served vectors have their exact norms (to float16 rounding of the scale); users' are the codes'."""
+    from c2f.contract.methods import get_spec
     from c2f.contract.reconstruct import pq_embeddings
-    from c2f.trainer.export import compressed_vectors
+    from c2f.contract.served import served_form
 
     n = len(arrays["user_ids"])
-    served = compressed_vectors(arrays, method)
+    form = served_form(get_spec(method), arrays, "compressed")
+    served = form.vectors()
     assert served is not None
     np.testing.assert_allclose(np.linalg.norm(served[n:], axis=1), np.linalg.norm(exact[n:], axis=1), rtol=2e-3)
     rows = np.arange(n, len(served), 7)  # the row-wise path decodes the same vectors
-    np.testing.assert_allclose(compressed_vectors(arrays, method, rows), served[rows], rtol=1e-6)  # type: ignore[arg-type]
+    np.testing.assert_allclose(form.vectors(rows), served[rows], rtol=1e-6)
     if method == "ud":
         decoded = pq_embeddings(arrays["pq_codes"], arrays["pq_codebooks"])
         np.testing.assert_array_equal(served[:n], decoded[:n])
