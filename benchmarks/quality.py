@@ -126,6 +126,28 @@ def load(path: Path) -> dict[str, Any]:
     return point
 
 
+def collect(paths: list[Path], into: Path, rename: dict[str, str]) -> list[Path]:
+    """Copy result files into ``into/DATASET/LABEL/`` as self-contained points (dataset, label, bytes and N written
+    in, read from the artifact's manifest where the file lacks them), so that a report can be rebuilt from the
+    copies alone; ``rename`` maps folder labels to the labels the report uses."""
+    written = []
+    for path in paths:
+        point = load(path)
+        point["label"] = rename.get(point["label"], point["label"])
+        result = json.loads(path.read_text())
+        result.update(
+            dataset=point["dataset"],
+            label=point["label"],
+            serving_memory_bytes=point["serving_bytes"],
+            n_entities=point["n_entities"],
+        )
+        target = into / point["dataset"] / point["label"] / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(result, indent=2, default=float))
+        written.append(target)
+    return written
+
+
 def summarise(
     points: list[dict[str, Any]], full_tables: tuple[str, ...] = FULL_TABLES
 ) -> dict[str, dict[str, dict[str, Any]]]:
@@ -283,6 +305,8 @@ def main() -> None:
     parser.add_argument("--render", nargs="+", help="only report on these result files")
     parser.add_argument("--paired", action="append", default=[], help="A,B: served R@20 of A against B")
     parser.add_argument("--csv", help="write the per-(dataset, variant) summary here")
+    parser.add_argument("--collect", help="with --render: copy the files, self-contained, into DIR/DATASET/LABEL/")
+    parser.add_argument("--rename", action="append", default=[], help="with --collect: OLD=NEW label")
     parser.add_argument("--full", default=",".join(FULL_TABLES), help="labels of the converged full tables")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--dataset", help=argparse.SUPPRESS)
@@ -292,6 +316,11 @@ def main() -> None:
     extra = {k: json.loads(v) for k, _, v in (p.partition("=") for p in args.param)}
     if args.run:
         run_one(args.run, args.dataset, args.seed, args.out, extra, args.result)
+        return
+    if args.render and args.collect:
+        rename = dict(r.split("=", 1) for r in args.rename)
+        for path in collect([Path(p) for p in args.render], Path(args.collect), rename):
+            print(path)
         return
     if args.render:
         print(report([load(Path(p)) for p in args.render], args.paired, args.csv, tuple(args.full.split(","))))

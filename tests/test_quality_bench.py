@@ -98,3 +98,26 @@ def test_one_point_end_to_end(synthetic_lightgcn_dir: Path, tmp_path: Path) -> N
     assert point["label"] == "default" and point["seed"] == 7 and point["serving_memory_bytes"] > 0
     loaded = bench.load(result)
     assert loaded["dataset"] == synthetic_lightgcn_dir.name and loaded["n_entities"] == point["n_entities"]
+
+
+def test_collect_writes_self_contained_points(tmp_path: Path) -> None:
+    """A train_gowalla-style result (no dataset, label or bytes in it) is copied with them written in, read from its
+    folders and its artifact's manifest, under the new label; the copy loads without the artifact."""
+    artifact = tmp_path / "artifact"
+    artifact.mkdir()
+    (artifact / "manifest.json").write_text(json.dumps({"footprint": {"serving_memory_bytes": 1234, "n_entities": 50}}))
+    source = tmp_path / "runs" / "lastfm" / "probe-b4096" / "ud64-seed2024.json"
+    source.parent.mkdir(parents=True)
+    metrics = {"recall@20": 0.2, "ndcg@20": 0.1}
+    result = {"seed": 2024, "trained": metrics, "served_compressed": metrics, "path": str(artifact), "peak_rss_mb": 9}
+    source.write_text(json.dumps(result))
+    (copy,) = bench.collect([source], tmp_path / "out", {"probe-b4096": "ud64"})
+    assert copy == tmp_path / "out" / "lastfm" / "ud64" / "ud64-seed2024.json"
+    (artifact / "manifest.json").unlink()
+    point = bench.load(copy)
+    assert (point["dataset"], point["label"], point["serving_bytes"], point["n_entities"]) == (
+        "lastfm",
+        "ud64",
+        1234,
+        50,
+    )
