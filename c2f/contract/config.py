@@ -84,8 +84,8 @@ class TrainConfig:
     time_limit: float | None = None
     # learning rate over a phase: "constant", or "linear" decay from lr to 0 over the run's budget (the fraction of
     # time_limit spent, or without a time limit the fraction of the phase's max epochs run), set before each epoch.
-    # For a fixed budget, decaying to zero is what lets a large early lr settle: UD-64 on Gowalla under LightGCN's
-    # protocol plateaued near R@20 0.170 with a constant lr 1e-2 (BENCHMARKS.md, "UD-64 in one hour").
+    # For a fixed budget, decaying to zero is what lets a large early lr settle (docs/benchmarks-history.md, "UD-64
+    # in one hour").
     lr_schedule: Literal["constant", "linear"] = "constant"
     # the full table's (ud) layer-0 initialisation: None: Xavier uniform (LightGCN's paper, std ~0.005 for
     # Gowalla's 70,839 × 64); a value: normal(0, init_std), what LightGCN's PyTorch code uses (0.1)
@@ -93,15 +93,15 @@ class TrainConfig:
     # BPR triplets an epoch (nnz of them): "interactions" draws each training pair once; "users" draws users
     # uniformly and a positive of each uniformly, as LightGCN's code does (c2f/trainer/sampling.py)
     sampling: Sampling = "interactions"
-    # per-stage patience (None: ``patience``). The fine stage's default is 2: on Gowalla (seeds 2024-2026) it kept
-    # the same R@20 as patience 5 on two seeds and 0.0003 less on the third, in 9-10 epochs instead of 15-16; at 1M
-    # planted users the fine stage's only improving epoch was its first, and patience 5 spent 10 more (41 min in
-    # all; BENCHMARKS.md, "The fine stage's forward at scale")
+    # per-stage patience (None: ``patience``). The fine stage's default is 2: it kept the quality of 5 in fewer
+    # epochs, and the fine stage improves early or not at all (docs/benchmarks-history.md, "The fine stage's
+    # patience" and "The fine stage's forward at scale")
     patience_coarse: int | None = None
     patience_fine: int | None = 2
     # a learned per-item score offset added to h_u·h_i (the released code's entity biases; a per-user offset
     # cancels in BPR and in ranking, so only the n_items item biases are kept). Counted in #param and bytes. On by
-    # default: part of the best model at equal memory on Gowalla (BENCHMARKS.md, "Gowalla quality over 3 seeds").
+    # default: part of the best model at equal memory on Gowalla (docs/benchmarks-history.md, "Gowalla quality over
+    # 3 seeds").
     biases: bool = True
     # coarse stage
     m_c: int = 300
@@ -110,11 +110,9 @@ class TrainConfig:
     f_c: int = 1
     raw_assignment: bool = False  # True: Eq. 11's projected values as weights (paper); False: rows sum to 1
     # fine stage. The defaults are the released code's mechanics (fine_forward, fine_sr, lambda_schedule, w_cr,
-    # t_r, target_nonzero, fine_rows, batch_size_fine, biases): over seeds 2024-2026 on Gowalla they gave R@20
-    # 0.1423 ± 0.0011 against 0.1341 ± 0.0004 for their own coarse stage (p = 0.003) and 0.1403 ± 0.0006 for
-    # LEGCF-410 with biases at the same #param and more bytes (p = 0.157: ahead on every seed, not significant);
+    # t_r, target_nonzero, fine_rows, batch_size_fine, biases): on Gowalla they beat their own coarse stage, where
     # the paper's fine stage as printed (fine_forward="paper", fine_sr="normalised", lambda_schedule="recalibrate",
-    # w_cr=0.5, t_r=5, target_nonzero=0.5, fine_rows="most_used") stayed at its coarse stage's level.
+    # w_cr=0.5, t_r=5, target_nonzero=0.5, fine_rows="most_used") did not (BENCHMARKS.md, "Quality per dataset")
     m_r: int = 100
     t_r: int = 4
     d_r: int = 80
@@ -127,11 +125,10 @@ class TrainConfig:
     # fine-stage forward: "paper" Eq. 17-22; "released": layer 0 = [tanh(S^c·E^c); Ê^c; tanh(S_λ(E^r))] and the
     # released code's per-layer coarse/fine correction with gate w_cr (c2f/trainer/models.py, Fine); "auto": the one
     # whose starting state validates better (ties: released), recorded in the manifest's info["fine_forward"] and
-    # published as the config's fine_forward. Why: on Gowalla the released forward is the better fine stage, and
-    # auto trains it on seeds 2024-2026 (R@20 0.1444 ± 0.0008 against LEGCF-300's 0.1355 ± 0.0011); but its
-    # correction adds S^c·h_c, a sum over the ~2N/m_c entities of a code, to every entity, and on
-    # benchmarks/scale.py's tables it started at NDCG@20 0.0473 against the paper's forward's 0.1858 (100k users;
-    # the coarse stage: 0.1860), where auto trains the paper's (BENCHMARKS.md, "The fine stage's forward at scale")
+    # published as the config's fine_forward. Why: the released forward is the better fine stage on Gowalla, but
+    # its correction adds S^c·h_c, a sum over the ~2N/m_c entities of a code, to every entity, which can start it
+    # far below the paper's forward on large, sparse tables (docs/benchmarks-history.md, "The fine stage's forward
+    # at scale"). Each forward is judged with its own item biases (Fine.starting_item_bias)
     fine_forward: Literal["auto", "paper", "released"] = "auto"
     # S^r weights from the kept Eq. 23 scores: positive parts normalised to sum 1, or the released row softmax
     fine_sr: Literal["normalised", "softmax"] = "softmax"
@@ -168,9 +165,8 @@ class TrainConfig:
     budget_counts: Literal["stored", "served"] = "stored"
     # a budget sizes legcf/c2f's m_c to at most N // budget_entities_per_row codebook rows (0: no cap), leaving
     # the rest of the budget unspent: each row is trained by the gradients of the ~t_c·N/m_c entities that use it,
-    # and past a few thousand rows the rows learn less than fewer, better-trained ones: on Gowalla at 10%, legcf
-    # capped at 1,106 rows served R@20 0.1338 ± 0.0028 against 0.1309 ± 0.0018 with all 4,550 rows the budget pays
-    # for (3 seeds, higher on each; BENCHMARKS.md, "The budget knob's cap on codebook rows")
+    # and past a few thousand rows the rows learn less than fewer, better-trained ones (docs/benchmarks-history.md,
+    # "The budget knob's cap on codebook rows")
     budget_entities_per_row: int = 64
     # ablations (paper Fig. 4): A random E^r init, B no SparsePCA, C no soft thresholding, D codebook-only S^r
     ablation: Literal["none", "A", "B", "C", "D"] = "none"
@@ -191,25 +187,22 @@ class TrainConfig:
     # a product-quantized part of the served vectors (c2f/trainer/quantize.py): pq_subspaces uint8 codes an entity
     # (bytes per entity) plus pq_subspaces × 256 × d/pq_subspaces codebook values; 0: none. Methods with the sparse
     # form above quantize what it leaves (the residual H_full − S·H_meta); the others (ud, hash, qr) their whole
-    # propagated vectors, which gives them a compressed serving mode (BENCHMARKS.md, "Product-quantized serving on
-    # Gowalla")
+    # propagated vectors, which gives them a compressed serving mode (docs/budgets.md)
     pq_subspaces: int = 0
     # with codes: store each item's scale (n_items values, store_dtype) that gives its served vector the norm of its
     # exact one (c2f/contract/methods.py, pq_item_scale). None: on where the codes are the whole served form (ud, hash,
-    # qr), off on the sparse form (legcf, c2f), where on Gowalla it did not help (BENCHMARKS.md, "Item norms kept
-    # apart from the codes")
+    # qr), off on the sparse form (legcf, c2f), where it did not help (docs/budgets.md)
     pq_item_norms: bool | None = None
     # with codes: at most this many epochs of BPR training of the codebooks (and item scales) on the served scores
     # after k-means, the codes fixed (c2f/trainer/refine.py); early stopping on validation keeps k-means' codebooks
-    # unless training beats them. 0: k-means' codebooks as they are. On by default: on Gowalla it took LEGCF-300
-    # served from 1 term + 8 codes from 94% to ≥ 99% of its trained Recall@20 over seeds 2024-2026 (BENCHMARKS.md,
-    # "Training the served codes"). No effect without codes
+    # unless training beats them. 0: k-means' codebooks as they are. On by default: it closes most of what k-means
+    # loses (docs/benchmarks-history.md, "Training the served codes"). No effect without codes
     pq_refine_epochs: int = 60
     pq_refine_lr: float = 1e-3
     # stored type of the embedding arrays (weights, codebooks, tables): float16 halves them and is computed in
     # float32 everywhere; indices are always stored in the smallest unsigned type that holds their bound
     # (c2f/contract/dtypes.py). float16 is the default because it served the same Recall@20 as float32 on planted data
-    # at 2, 4 and 8 served terms, both serving modes (BENCHMARKS.md, "Served terms and stored dtypes")
+    # at 2, 4 and 8 served terms, both serving modes (docs/benchmarks-history.md, "Served terms and stored dtypes")
     store_dtype: StoreDtype = "float16"
     extra: dict[str, Any] = field(default_factory=dict)
 

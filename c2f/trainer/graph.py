@@ -131,9 +131,8 @@ def propagate_columns(
         else:
             dense = X0[:, cols].toarray()  # float32, a new array
         # Row-major, always: a CSC slice's toarray() is column-major, and the CSR product on a column-major block
-        # (its scratch copies the strides) is several times slower: with this, a 1M-user LEGCF assignment update
-        # (Eq. 11 + this build) took 24.9 s against 227.8 s before (benchmarks/scale.py; BENCHMARKS.md, "Scale at
-        # 1M users to early stopping after the row-major P build").
+        # (its scratch copies the strides) is several times slower (docs/benchmarks-history.md, "Scale at 1M users to
+        # early stopping after the row-major P build").
         block_t = torch.from_numpy(np.ascontiguousarray(dense)).to(device)  # own scratch: the layer sum overwrites it
         out[:, cols] = (
             _layer_mean(adj, block_t, layers, overwrite=True) if step is None else propagate(adj, block_t, layers, step)

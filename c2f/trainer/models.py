@@ -107,8 +107,8 @@ class UD(EmbeddingModel):
 
     def batch_embeddings(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # index_select, and the squared norms of all N rows gathered as scalars, rather than two (b, d) fancy-index
-        # gathers: the gathers of a (3 × 65,536)-row batch were ~15% of a UD step on Gowalla (0.57 → 0.45 s for
-        # gather + backward, one thread)
+        # gathers: the gathers were a sizeable part of a UD step (docs/benchmarks-history.md, "Where a UD epoch's
+        # time went")
         return self._propagated().index_select(0, rows), self.E.pow(2).sum(1).index_select(0, rows)
 
     @torch.no_grad()
@@ -151,11 +151,9 @@ class SharedRows(EmbeddingModel):
 
 # When the hashing trick trains through its operator P = M·H (N, B) instead of propagating every batch. A batch then
 # costs a (rows × B)·(B × d) product forward and one backward, against L sparse products over nnz(Â) each way, so
-# the operator pays while rows·B ≤ factor·L·nnz(Â). benchmarks/train_step.py on Gowalla (d = 128, 3 × 8192 rows a
-# batch, nnz(Â) 1.62M, one thread, a loaded 2-core VM): an epoch took 63.3 s through P at B = 1,416 and 184.0 s at
-# B = 4,096, against 207.7 s propagating; break-even near B ≈ 4,600, a factor ≈ 23: 16 keeps a margin (Gowalla's
-# 2% budget, B = 2,193, trains through P). P is held whole, so it is also capped in bytes (621 MB at B = 2,193; at a
-# million users it is never built).
+# the operator pays while rows·B ≤ factor·L·nnz(Â). benchmarks/train_step.py measured the break-even on Gowalla at
+# a factor near 23; 16 keeps a margin. P is held whole, so it is also capped in bytes (at a million users it is never
+# built).
 HASH_OPERATOR_FACTOR = 16
 HASH_OPERATOR_MAX_BYTES = 1 << 30
 
