@@ -18,8 +18,8 @@ import shutil
 import sys
 import tempfile
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -284,19 +284,20 @@ def _budget_values(budget: float | str | None) -> dict[str, Any]:
     return {"budget": float(budget)}
 
 
-def _table_columns(columns: list[str], user_col: str | None, item_col: str | None) -> dict[str, str]:
-    """Renames that give a table the reader's ``user`` / ``item`` columns (ArgumentError when one is missing)."""
-    from c2f.trainer.data.readers import COLUMN_ALIASES
-
+def _table_columns(
+    columns: list[str], user_col: str | None, item_col: str | None, aliases: Mapping[str, tuple[str, ...]]
+) -> dict[str, str]:
+    """Renames that give a table the reader's ``user`` / ``item`` columns (ArgumentError when one is missing);
+    ``aliases``: the column names the readers accept per role."""
     renames: dict[str, str] = {}
     for role, given in (("user", user_col), ("item", item_col)):
         if given is not None:
             if given not in columns:
                 raise ArgumentError(f"{role}_col {given!r} is not a column of the table ({', '.join(columns)})")
             renames[given] = role
-        elif not any(str(c).strip().lower() in COLUMN_ALIASES[role] for c in columns):
+        elif not any(str(c).strip().lower() in aliases[role] for c in columns):
             raise ArgumentError(
-                f"the table has no {role} column: name it one of {', '.join(COLUMN_ALIASES[role])} or pass "
+                f"the table has no {role} column: name it one of {', '.join(aliases[role])} or pass "
                 f"{role}_col= (columns: {', '.join(map(str, columns))})"
             )
     return renames
@@ -309,20 +310,21 @@ def _write_data(
     item_ids: Any,
     user_col: str | None,
     item_col: str | None,
+    aliases: Mapping[str, tuple[str, ...]],
 ) -> str:
     """``data`` as a dataset URI the readers take: a path/URI as given, a table or matrix written into
     ``directory`` (CSV; Parquet for a pyarrow table)."""
     if isinstance(data, str | os.PathLike):
         return os.fspath(data)
     if "pandas" in sys.modules and isinstance(data, sys.modules["pandas"].DataFrame):
-        frame = data.rename(columns=_table_columns(list(data.columns), user_col, item_col))
+        frame = data.rename(columns=_table_columns(list(data.columns), user_col, item_col, aliases))
         path = directory / "interactions.csv"
         frame.to_csv(path, index=False)
         return str(path)
     if "pyarrow" in sys.modules and isinstance(data, sys.modules["pyarrow"].Table):
         import pyarrow.parquet as pq
 
-        renames = _table_columns(list(data.column_names), user_col, item_col)
+        renames = _table_columns(list(data.column_names), user_col, item_col, aliases)
         table = data.rename_columns([renames.get(c, c) for c in data.column_names])
         path = directory / "interactions.parquet"
         pq.write_table(table, path)
@@ -352,11 +354,11 @@ def _write_data(
 
 
 @contextmanager
-def _showing_progress(progress: bool | Callable[[dict[str, Any]], None]) -> Iterator[None]:
-    """What ``c2f train`` shows: the trainer's bars and its INFO log lines (a handler on the ``c2f`` logger while
-    training, unless logging is configured already). ``False``: neither."""
-    from c2f.trainer.bars import bars
-
+def _showing_progress(
+    progress: bool | Callable[[dict[str, Any]], None], bars: Callable[[bool], AbstractContextManager[None]]
+) -> Iterator[None]:
+    """What ``c2f train`` shows: the trainer's bars (``bars``: :func:`c2f.trainer.bars.bars`) and its INFO log
+    lines (a handler on the ``c2f`` logger while training, unless logging is configured already). False: neither."""
     show = progress is True
     logger = logging.getLogger("c2f")
     handler: logging.Handler | None = None
@@ -422,13 +424,16 @@ def train(
     except (TypeError, ValueError) as error:
         raise ArgumentError(str(error)) from error
 
-    from c2f.trainer.pipeline import train_and_publish  # torch: only now
+    # the trainer (and torch) only now; every other path of this module is numpy only
+    from c2f.trainer.bars import bars
+    from c2f.trainer.data.readers import COLUMN_ALIASES
+    from c2f.trainer.pipeline import train_and_publish
 
     root = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="c2f-model-"))
     try:
         with tempfile.TemporaryDirectory(prefix="c2f-data-") as scratch:
-            uri = _write_data(data, Path(scratch), user_ids, item_ids, user_col, item_col)
-            with _showing_progress(progress):
+            uri = _write_data(data, Path(scratch), user_ids, item_ids, user_col, item_col, COLUMN_ALIASES)
+            with _showing_progress(progress, bars):
                 published = train_and_publish(uri, config, root, progress=progress if callable(progress) else None)
         model = load(root, published.version, mode=mode)
     except BaseException:
