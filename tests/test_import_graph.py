@@ -3,7 +3,8 @@
 Every module under ``c2f/`` has its imports parsed (ast, so lazy imports inside functions count too); an import of
 ``c2f.<layer>...`` is an edge to that layer. No edge may run trainer -> service or service -> trainer; neither may
 import the jobs layer or the CLI; the contract imports none of them; torch is imported nowhere in service/ or
-contract/, nor by the top-level ``c2f`` package itself.
+contract/, nor by the top-level ``c2f`` package itself. The Python API (``c2f/api.py``, a top-level module) stands on
+contract and service; it reaches the trainer only inside ``train()``, lazily, and never torch directly.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ FORBIDDEN = {
     "trainer": {"service", "jobs", "cli"},
     "jobs": {"cli"},
     "c2f": {"contract", "service", "trainer", "jobs", "cli", "torch"},
+    "api": {"jobs", "cli", "torch"},
 }
+# top-level module -> {layer: the functions allowed to import it (lazily, inside their bodies)}
+LAZY_ONLY = {"api": {"trainer": {"train"}}}
 
 
 def root_of(name: str) -> str:
@@ -40,9 +44,39 @@ def imported_roots(path: Path) -> set[str]:
     return roots
 
 
+def imports_by_function(path: Path) -> dict[str, set[str]]:
+    """Layers and top-level packages ``path`` imports, by the top-level function whose body holds the import
+    ("<module>" for imports outside any function: what importing the module runs)."""
+    out: dict[str, set[str]] = {}
+    for top in ast.parse(path.read_text(encoding="utf-8"), str(path)).body:
+        owner = top.name if isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef) else "<module>"
+        for node in ast.walk(top):
+            if isinstance(node, ast.Import):
+                out.setdefault(owner, set()).update(root_of(alias.name) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                out.setdefault(owner, set()).add(root_of(node.module))
+    return out
+
+
+def top_level_modules() -> list[Path]:
+    """``c2f/*.py`` besides ``__init__.py``: modules of the namespace itself, such as the Python API."""
+    return sorted(p for p in (REPO / "c2f").glob("*.py") if p.name != "__init__.py")
+
+
+def module_package(module: str) -> str:
+    """The rule set a module path answers to: its layer, "c2f" for ``c2f/__init__.py``, or a top-level module's
+    own name (``c2f/api.py`` -> "api")."""
+    parts = module.split("/")
+    if len(parts) > 2:
+        return parts[1]
+    return "c2f" if parts[1] == "__init__.py" else parts[1].removesuffix(".py")
+
+
 def import_edges() -> dict[str, set[str]]:
     """module path -> the project packages and torch it imports."""
     edges: dict[str, set[str]] = {"c2f/__init__.py": imported_roots(REPO / "c2f" / "__init__.py")}
+    for path in top_level_modules():
+        edges[str(path.relative_to(REPO))] = imported_roots(path) & {*PACKAGES, "torch"}
     for package in PACKAGES:
         for path in sorted((REPO / "c2f" / package).rglob("*.py")):
             edges[str(path.relative_to(REPO))] = imported_roots(path) & {*PACKAGES, "torch"}
@@ -52,8 +86,7 @@ def import_edges() -> dict[str, set[str]]:
 def violations(edges: dict[str, set[str]]) -> list[str]:
     out = []
     for module, roots in edges.items():
-        parts = module.split("/")
-        package = parts[1] if len(parts) > 2 else "c2f"
+        package = module_package(module)
         for root in sorted(roots & FORBIDDEN.get(package, set())):
             out.append(f"{module} imports {root}")
     return out
@@ -65,6 +98,20 @@ def test_no_forbidden_import_edges() -> None:
     assert violations(edges) == []
 
 
+def test_top_level_modules_import_the_trainer_only_where_allowed() -> None:
+    """Every top-level module has rules; ``import c2f.api`` (and ``c2f.load``) never runs a trainer import: only
+    the functions named in LAZY_ONLY import those layers, inside their bodies."""
+    modules = top_level_modules()
+    assert "api.py" in {p.name for p in modules}
+    for path in modules:
+        name = path.stem
+        assert name in FORBIDDEN, f"c2f/{path.name} is a new top-level module: give it rules in FORBIDDEN"
+        for owner, roots in imports_by_function(path).items():
+            for layer, allowed in LAZY_ONLY.get(name, {}).items():
+                if layer in roots:
+                    assert owner in allowed, f"c2f/{path.name}: {owner} imports {layer} (only {sorted(allowed)} may)"
+
+
 def test_the_check_catches_an_edge(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from c2f.trainer.models import UD\n    import torch.nn\n")
@@ -74,6 +121,9 @@ def test_the_check_catches_an_edge(tmp_path: Path) -> None:
         "c2f/service/m.py imports trainer",
     ]
     assert violations({"c2f/__init__.py": {"torch"}}) == ["c2f/__init__.py imports torch"]
+    assert violations({"c2f/api.py": {"contract", "service", "trainer", "torch"}}) == ["c2f/api.py imports torch"]
+    module.write_text("import c2f.contract\ndef load():\n  import c2f.service\ndef train():\n  import c2f.trainer\n")
+    assert imports_by_function(module) == {"<module>": {"contract"}, "load": {"service"}, "train": {"trainer"}}
 
 
 def test_nothing_but_c2f_is_a_top_level_package() -> None:
@@ -86,8 +136,8 @@ def test_nothing_but_c2f_is_a_top_level_package() -> None:
 if __name__ == "__main__":  # print the graph: package -> packages it imports
     graph: dict[str, set[str]] = {}
     for module, roots in import_edges().items():
-        package = module.split("/")[1] if module.count("/") > 1 else "c2f"
+        package = module_package(module)
         graph.setdefault(package, set()).update(roots - {package})
-    for package in PACKAGES:
+    for package in (*PACKAGES, *(p.stem for p in top_level_modules())):
         print(f"{package:9s} -> {', '.join(sorted(graph.get(package, set()))) or '(nothing)'}")
     print("violations:", violations(import_edges()) or "none")

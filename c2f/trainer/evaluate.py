@@ -23,6 +23,8 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from c2f.trainer.bars import shown as bars_shown
+
 KS = (1, 5, 10, 20)
 # upper bound on the elements of one (users x items) score chunk: 2**25 float32 = 128 MiB
 _MAX_CHUNK_ELEMENTS = 2**25
@@ -140,7 +142,8 @@ def evaluate(
     items_t = items.T
 
     starts = range(0, eval_users.size, rows_per_chunk)
-    bar = tqdm(starts, desc=progress, leave=False, dynamic_ncols=True, disable=progress is None or len(starts) < 2)
+    hidden = progress is None or len(starts) < 2 or not bars_shown()
+    bar = tqdm(starts, desc=progress, leave=False, dynamic_ncols=True, disable=hidden)
     for start in bar:
         rows = eval_users[start : start + rows_per_chunk]
         n_rows = rows.size

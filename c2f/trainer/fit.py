@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from c2f.trainer.bars import shown as bars_shown
 from c2f.trainer.data import InteractionData
 from c2f.trainer.data.memory import release_freed_memory
 from c2f.trainer.distributed import Distributed
@@ -236,7 +237,11 @@ class Trainer:
         start_valid = best_valid
         best_epoch, bad_evals, improved = 0, 0, 0  # 0: the starting state
         bar = tqdm(
-            range(max_epochs), desc=f"{stage} phase {phase}", leave=False, dynamic_ncols=True, disable=not self.is_main
+            range(max_epochs),
+            desc=f"{stage} phase {phase}",
+            leave=False,
+            dynamic_ncols=True,
+            disable=not self.is_main or not bars_shown(),
         )
         i = -1
         for i in bar:
