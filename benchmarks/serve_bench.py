@@ -48,6 +48,7 @@ if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_sc
     import _as_script  # noqa: F401
 
 from benchmarks.common import DATA, ROOT, machine
+from benchmarks.net import free_port
 from c2f.contract.artifact import Artifact, latest_version, load_artifact, version_path
 from c2f.contract.methods import exact_embeddings
 from c2f.service.scoring import Recommender, top_n
@@ -291,12 +292,6 @@ def speedup(rows: Sequence[dict[str, Any]], n: int, fast: str, slow: str, stat: 
 # ----------------------------------------------------------------------------------------------------------------
 # the server
 # ----------------------------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def run_server(
     artifact_root: str | Path,
