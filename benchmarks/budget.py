@@ -40,8 +40,11 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_gowalla import GOWALLA, mean_std  # noqa: E402
+if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
+    import _as_script  # noqa: F401
+
+from benchmarks.common import paired_t
+from benchmarks.train_gowalla import GOWALLA, mean_std
 
 BUDGETS = (0.5, 1.0, 2.0, 5.0, 10.0)
 METHODS = ("ud", "hash", "qr", "legcf", "c2f")
@@ -209,8 +212,6 @@ def table(results: list[dict[str, Any]]) -> str:
 def paired(results: list[dict[str, Any]], first: str, second: str) -> list[str]:
     """Per budget where both methods ran on the same seeds (≥ 2): served R@20 of ``first`` minus ``second``, mean
     over seeds, and the paired t-test's p-value (scipy's ttest_rel), as Table 4 of the paper reports."""
-    from scipy import stats
-
     lines = []
     results = [r for r in results if not r.get("reference")]
     for budget in sorted({float(r["budget"]) for r in results}):
@@ -222,11 +223,9 @@ def paired(results: list[dict[str, Any]], first: str, second: str) -> list[str]:
         seeds = sorted(s for m, s in runs if m == first and (second, s) in runs)
         if len(seeds) < 2:
             continue
-        x = np.array([runs[(first, s)] for s in seeds])
-        y = np.array([runs[(second, s)] for s in seeds])
-        p = float(stats.ttest_rel(x, y).pvalue) if np.any(x != y) else 1.0
+        diff, p = paired_t([runs[(first, s)] for s in seeds], [runs[(second, s)] for s in seeds])
         lines.append(
-            f"{budget:g}%: served R@20 {first} − {second} = {np.mean(x - y):+.4f} over seeds "
+            f"{budget:g}%: served R@20 {first} − {second} = {diff:+.4f} over seeds "
             f"{','.join(map(str, seeds))} (paired t-test p = {p:.3g})"
         )
     return lines

@@ -11,7 +11,7 @@ closed loop with a 2 ms pause; ``verify=False`` only because loading CA certific
 nobody uses costs seconds of CPU on a busy machine).  Scenarios, in this order, each for its share of ``--duration``:
 
 * ``hot_swap``: good versions published every 0.5 s.  Detect: publish -> first answer from the new version.
-* ``corrupt_publish``: every kind of :mod:`tests.reliability.faults` (flipped bytes, truncation, bad JSON, a wrong
+* ``corrupt_publish``: every kind of :mod:`benchmarks.faults` (flipped bytes, truncation, bad JSON, a wrong
   shape and a NaN with a valid sha256, ``../`` in LATEST, a missing version), each after a good version.  Detect:
   publish -> ``GET /models`` reports the failure.  An answer from a broken version counts as an error.  Every
   kind runs at least once, even past the scenario's share.
@@ -33,7 +33,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -51,18 +50,17 @@ from typing import Any
 import httpx
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
+    import _as_script  # noqa: F401
 
-from benchmarks.serve_bench import run_server  # noqa: E402
-from c2f.jobs.server import _redis_binary  # noqa: E402
-from c2f.service.settings import Settings  # noqa: E402
-from tests.fixtures import build_artifact  # noqa: E402
-from tests.jobs.test_worker import SLEEPY  # noqa: E402
-from tests.live import free_port, raw_request  # noqa: E402
-from tests.reliability.faults import FAULTS, publish_faulty  # noqa: E402
-from tests.service.test_jobs import enqueue, start_worker, stop_process  # noqa: E402
+from benchmarks.artifacts import build_artifact
+from benchmarks.common import machine
+from benchmarks.faults import FAULTS, publish_faulty
+from benchmarks.jobs import SLEEPY, enqueue, start_worker, stop_process
+from benchmarks.net import free_port, raw_request
+from benchmarks.serve_bench import run_server
+from c2f.jobs.server import redis_binary
+from c2f.service.settings import Settings
 
 SCENARIOS: dict[str, float] = {  # name -> share of --duration
     "hot_swap": 1.0,
@@ -103,7 +101,7 @@ class LoopbackRedis:
         from redis import Redis
 
         cmd = [
-            _redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", str(self.directory), "--daemonize", "no", "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -552,7 +550,7 @@ def run(scenarios: Sequence[str], duration: float, progress: Callable[[str], Non
     return {
         "command": "python benchmarks/chaos.py " + " ".join(sys.argv[1:]),
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "machine": machine().describe(),
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "duration": duration,
         "scenarios": results,

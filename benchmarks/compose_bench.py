@@ -20,9 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
+    import _as_script  # noqa: F401
 
-from tests.podman_stack import (  # noqa: E402
+from benchmarks.podman_stack import (
     ComposeStack,
     Podman,
     build_images,

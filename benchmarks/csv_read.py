@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
+    import _as_script  # noqa: F401
 
 
 def write_csv(path: Path, rows: int, seed: int = 0) -> None:
@@ -57,12 +56,12 @@ def main() -> int:
         write_csv(path, args.rows)
         print(f"{args.rows} rows, {path.stat().st_size / 1e6:.1f} MB")
         print("| reader | seconds | peak RSS above the file's bytes (MB) |\n|---|---|---|")
-        for reader in ("_read_csv_arrow", "_read_csv_pandas"):
+        for reader in ("read_csv_arrow", "read_csv_pandas"):
             out = subprocess.run(
                 [sys.executable, __file__, "--_measure", str(path), reader], capture_output=True, text=True, check=True
             )
             r = json.loads(out.stdout)
-            print(f"| {reader.strip('_')} | {r['seconds']:.2f} | {r['peak_rss_above_bytes_mb']:.0f} |")
+            print(f"| {reader} | {r['seconds']:.2f} | {r['peak_rss_above_bytes_mb']:.0f} |")
     return 0
 
 

@@ -6,20 +6,19 @@ python benchmarks/evaluate_timing.py --data ../shared/data/gowalla --dim 64
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
+    import _as_script  # noqa: F401
+
+from benchmarks.common import DATA
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "gowalla"))
+    parser.add_argument("--data", default=str(DATA / "gowalla"))
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

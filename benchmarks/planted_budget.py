@@ -14,6 +14,9 @@ import logging
 import tempfile
 from pathlib import Path
 
+if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
+    import _as_script  # noqa: F401
+
 from c2f.trainer.budget_study import VARIANTS, ndcg_at_20, planted_data
 
 

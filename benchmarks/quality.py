@@ -30,8 +30,11 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
+    import _as_script  # noqa: F401
+
+from benchmarks.common import DATA, paired_t
+
 SEEDS = (2024, 2025, 2026)
 FULL_TABLES = ("ud64", "ud128")  # the yardstick: the better of the two on each dataset
 REFERENCE_DIM = 128  # bytes_pct is served bytes over the float32 N × 128 table
@@ -237,8 +240,6 @@ def summary_table(summary: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 def paired(points: list[dict[str, Any]], first: str, second: str) -> list[str]:
     """Served R@20 of ``first`` against ``second`` on each dataset, over the seeds both ran (paired t-test)."""
-    from scipy import stats
-
     lines = []
     for dataset in sorted({p["dataset"] for p in points}):
         a = {p["seed"]: p["served"]["recall@20"] for p in points if p["dataset"] == dataset and p["label"] == first}
@@ -246,10 +247,9 @@ def paired(points: list[dict[str, Any]], first: str, second: str) -> list[str]:
         seeds = sorted(set(a) & set(b))
         if len(seeds) < 2:
             continue
-        x, y = np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds])
-        p = float(stats.ttest_rel(x, y).pvalue) if np.any(x != y) else 1.0
+        diff, p = paired_t([a[s] for s in seeds], [b[s] for s in seeds])
         lines.append(
-            f"{dataset}: served R@20 {first} − {second} = {np.mean(x - y):+.4f} over seeds "
+            f"{dataset}: served R@20 {first} − {second} = {diff:+.4f} over seeds "
             f"{','.join(map(str, seeds))} (paired t-test p = {p:.3g})"
         )
     return lines

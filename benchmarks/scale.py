@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -38,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
+    import _as_script  # noqa: F401
 
+from benchmarks.common import machine
 
 # ------------------------------------------------------------------------------------------------------------------
 # memory
@@ -532,30 +531,17 @@ def merge_reports(paths: list[Path], out: Path) -> int:
             merged.update({k: v for k, v in size.items() if k != "train"})
             merged["train"] = list(runs.values())
     results = [sizes[n] for n in sorted(sizes)]
-    report = {"commands": commands, "machine": machine(), "results": results, "exponents": exponents(results)}
+    report = {
+        "commands": commands,
+        "machine": machine().describe(),
+        "results": results,
+        "exponents": exponents(results),
+    }
     (out / "scale.json").write_text(json.dumps(report, indent=2, default=float))
     table = markdown(results)
     (out / "scale.md").write_text(table + "\n")
     print(table)
     return 0
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 2**20:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -620,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "command": "python benchmarks/scale.py " + " ".join(argv),
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": machine(),
+            "machine": machine().describe(),
             "results": results,
             "exponents": exponents(results),
         }

@@ -25,7 +25,6 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import re
 import resource
 import shlex
@@ -45,15 +44,16 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
+    import _as_script  # noqa: F401
 
-from c2f.contract.artifact import Artifact, latest_version, load_artifact, version_path  # noqa: E402
-from c2f.contract.methods import exact_embeddings  # noqa: E402
-from c2f.service.scoring import Recommender, top_n  # noqa: E402
+from benchmarks.common import DATA, ROOT, machine
+from benchmarks.net import free_port
+from c2f.contract.artifact import Artifact, latest_version, load_artifact, version_path
+from c2f.contract.methods import exact_embeddings
+from c2f.service.scoring import Recommender, top_n
 
-GOWALLA = ROOT.parent / "shared" / "data" / "gowalla"
+GOWALLA = DATA / "gowalla"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 TARGET_SPEEDUP = 5.0  # compressed vs dense at n=20
 TARGET_P99_MS = 10.0  # at 500 req/s
@@ -64,24 +64,15 @@ TARGET_RSS_MB = 200.0
 # machine and artifact
 # ----------------------------------------------------------------------------------------------------------------
 def machine_info() -> dict[str, Any]:
-    """nproc, CPU model, load average, date, versions."""
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        nproc = os.cpu_count() or 1
+    """nproc, CPU model, load average, date, versions (from :func:`benchmarks.common.machine`)."""
+    here = machine()
     return {
-        "nproc": nproc,
-        "cpu": model,
+        "nproc": here.usable_cores,
+        "cpu": here.cpu,
         "loadavg": os.getloadavg(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
+        "python": here.python,
+        "numpy": here.numpy,
     }
 
 
@@ -301,12 +292,6 @@ def speedup(rows: Sequence[dict[str, Any]], n: int, fast: str, slow: str, stat: 
 # ----------------------------------------------------------------------------------------------------------------
 # the server
 # ----------------------------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def run_server(
     artifact_root: str | Path,

@@ -30,6 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
+    import _as_script  # noqa: F401
+
 from c2f.contract.config import TrainConfig
 from c2f.contract.footprint import footprint
 from c2f.contract.methods import get_spec
@@ -109,7 +112,8 @@ def summarize(paths: list[str]) -> list[str]:
     norms, dtype): served R@20 and served / trained, mean ± std over the files; and for each kind with codes, item
     norms on minus off over the files that have both (paired t-test, scipy's ttest_rel)."""
     import numpy as np
-    from scipy import stats
+
+    from benchmarks.common import paired_t
 
     rows: dict[tuple[str, ...], list[tuple[int, float, float]]] = {}
     for index, path in enumerate(paths):
@@ -137,9 +141,9 @@ def summarize(paths: list[str]) -> list[str]:
         pairs = [(v[1], by_run[v[0]]) for v in on if v[0] in by_run]
         if len(pairs) >= 2:
             x, y = np.array(pairs).T
-            p = float(stats.ttest_rel(x, y).pvalue) if np.any(x != y) else 1.0
+            diff, p = paired_t(x, y)
             out.append(
-                f"{key[0]} pq {key[2]} ({key[4]}): served R@20 item norms on − off = {np.mean(x - y):+.4f} over "
+                f"{key[0]} pq {key[2]} ({key[4]}): served R@20 item norms on − off = {diff:+.4f} over "
                 f"{len(pairs)} runs (paired t-test p = {p:.3g})"
             )
     return out

@@ -16,7 +16,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -28,8 +27,12 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-GOWALLA = ROOT.parent / "shared" / "data" / "gowalla"
+if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
+    import _as_script  # noqa: F401
+
+from benchmarks.common import DATA, ROOT, machine, paired_t
+
+GOWALLA = DATA / "gowalla"
 
 SEEDS = (2024, 2025, 2026)  # the paper's Table 4 seeds
 
@@ -297,8 +300,6 @@ PAIRED_HEADER = (
 
 def paired_row(label: str, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str | None:
     """One table row: ``a`` against ``b`` over the seeds both ran (None below 2 common seeds)."""
-    from scipy import stats
-
     ra = {r.get("seed"): r for r in a}
     rb = {r.get("seed"): r for r in b}
     seeds = sorted(set(ra) & set(rb))
@@ -306,10 +307,8 @@ def paired_row(label: str, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> 
         return None
     cells = []
     for key in ("recall@20", "ndcg@20"):
-        x = np.array([ra[s]["trained"][key] for s in seeds])
-        y = np.array([rb[s]["trained"][key] for s in seeds])
-        p = float(stats.ttest_rel(x, y).pvalue) if np.any(x != y) else 1.0
-        cells += [f"{np.mean(x - y):+.4f}", f"{p:.3f}"]
+        diff, p = paired_t([ra[s]["trained"][key] for s in seeds], [rb[s]["trained"][key] for s in seeds])
+        cells += [f"{diff:+.4f}", f"{p:.3f}"]
     params = f"{ra[seeds[0]].get('params_total', 0):,} / {rb[seeds[0]].get('params_total', 0):,}"
     return f"| {label} | {len(seeds)} | " + " | ".join(cells) + f" | {params} |"
 
@@ -412,14 +411,7 @@ def report(results: list[dict[str, Any]], append: bool) -> None:
         print(curves)
     if not append:
         return
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            machine += f", GPU {torch.cuda.get_device_name(0)}"
-    except ImportError:
-        pass
+    described_machine = machine(gpu=True).describe()
     protocols = sorted({r.get("protocol", "ours") for r in results})
     described = {
         "ours": "validation = 10% of each user's train items; test = test.txt untouched",
@@ -428,7 +420,8 @@ def report(results: list[dict[str, Any]], append: bool) -> None:
     command = "python benchmarks/train_gowalla.py " + " ".join(sys.argv[1:])
     with open(ROOT / "BENCHMARKS.md", "a") as f:
         f.write(f"\n### Gowalla training, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n")
-        f.write(f"Command: `{command}`  \nMachine: {machine}, load average at the end {os.getloadavg()[0]:.1f}  \n")
+        load = os.getloadavg()[0]
+        f.write(f"Command: `{command}`  \nMachine: {described_machine}, load average at the end {load:.1f}  \n")
         f.write(
             "Protocol: LightGCN split; "
             + "; ".join(f"{p}: {described.get(p, p)}" for p in protocols)

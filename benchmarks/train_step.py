@@ -19,6 +19,9 @@ import argparse
 import time
 from collections.abc import Callable
 
+if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
+    import _as_script  # noqa: F401
+
 import numpy as np
 import torch
 

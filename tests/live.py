@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,13 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from benchmarks.net import free_port, raw_request  # noqa: F401  (the tests import them here)
 from c2f.service.protocol import HTTP_PROTOCOL
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -48,22 +42,3 @@ def live_server(app: Any, **options: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(15)
-
-
-def raw_request(base: str, data: bytes, *, timeout: float = 10.0, read_all: bool = True) -> bytes:
-    """Send ``data`` on a fresh connection and return what comes back until the server closes (or timeout)."""
-    host, port = base.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-        sock.sendall(data)
-        chunks = []
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-            if not read_all:
-                break
-        return b"".join(chunks)

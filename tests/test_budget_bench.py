@@ -8,12 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.fixtures import load_benchmark
+import benchmarks.budget as bench
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-bench = load_benchmark("budget")
 
 
 def _point(method: str, budget: float, seed: int, nbytes: int, recall: float) -> dict:

@@ -4,18 +4,15 @@ subprocesses) is the benchmark itself; its figures are in BENCHMARKS.md."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
+import benchmarks.chaos as chaos
 from c2f.service.main import create_app
 from c2f.service.settings import Settings
 from tests.fixtures import build_artifact
 from tests.live import live_server
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import chaos  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ Finally it stops the worker container mid-job (the job must be reported failed, 
 it again (it takes the next job).
 
 Only what must differ on a machine without Docker and without registry access is overridden
-(tests/podman_stack.py): the base images, this machine's pip inputs to the build, the published port and the
+(benchmarks/podman_stack.py): the base images, this machine's pip inputs to the build, the published port and the
 data directory. Skips, saying why, where podman cannot run; `.ci/podman-setup` prepares a machine (CI runs it).
 Deselect with ``-m "not container"``. Timings and sizes are printed, never asserted: the targets are in
 BENCHMARKS.md (benchmarks/compose_bench.py).
@@ -31,7 +31,7 @@ import pytest
 
 pytest.importorskip("yaml")
 
-from tests.podman_stack import (  # noqa: E402
+from benchmarks.podman_stack import (  # noqa: E402
     ComposeStack,
     Podman,
     PodmanError,

@@ -420,7 +420,7 @@ def _compose_cli() -> list[str] | None:
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    from tests.podman_stack import compose_command
+    from benchmarks.podman_stack import compose_command
 
     podman_compose = compose_command()
     return podman_compose if podman_compose and shutil.which("podman") else None

@@ -133,6 +133,83 @@ def test_nothing_but_c2f_is_a_top_level_package() -> None:
     assert 'include = ["c2f*"]' in (REPO / "pyproject.toml").read_text()
 
 
+def benchmark_imports(path: Path) -> set[str]:
+    """Every module and name ``path`` imports, dotted: ``import c2f.x`` -> "c2f.x"; ``from c2f.x import y`` ->
+    "c2f.x.y"; ``importlib.import_module("m")`` and ``__import__("m")`` with a literal -> "m"; a relative import ->
+    "." + its module."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = "." * node.level + (node.module or "")
+            names.update(f"{module}.{alias.name}" if module.strip(".") else module + alias.name for alias in node.names)
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            if called in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+                names.add(node.args[0].value)
+    return names
+
+
+def benchmark_violations(imports: dict[str, set[str]]) -> list[str]:
+    """module path -> what it imports (:func:`benchmark_imports`) -> the imports a benchmark may not make."""
+    out = []
+    for module, names in imports.items():
+        for name in sorted(names):
+            parts = name.split(".")
+            if parts[0] == "tests":
+                out.append(f"{module} imports {name} (tests)")
+            elif parts[0] == "c2f" and any(p.startswith("_") and not p.startswith("__") for p in parts):
+                out.append(f"{module} imports {name} (private to c2f)")
+            elif name.startswith("."):
+                out.append(f"{module} imports {name} (relative: `python benchmarks/NAME.py` cannot run it)")
+    return out
+
+
+def benchmark_modules() -> dict[str, set[str]]:
+    return {str(p.relative_to(REPO)): benchmark_imports(p) for p in sorted((REPO / "benchmarks").glob("*.py"))}
+
+
+def test_benchmarks_import_only_public_c2f_and_never_tests() -> None:
+    imports = benchmark_modules()
+    assert "benchmarks/__init__.py" in imports and len(imports) > 12  # a package, every module read
+    assert any(name.startswith("c2f.") for names in imports.values() for name in names)
+    assert benchmark_violations(imports) == []
+
+
+def test_only_the_script_shim_touches_sys_path() -> None:
+    for path in sorted((REPO / "benchmarks").glob("*.py")):
+        if path.name != "_as_script.py":
+            assert "sys.path" not in path.read_text(encoding="utf-8"), f"{path.name} changes sys.path"
+
+
+def test_the_benchmark_check_catches_tests_and_private_names(tmp_path: Path) -> None:
+    module = tmp_path / "b.py"
+    module.write_text(
+        "import importlib\n"
+        "from c2f.jobs.server import _redis_binary, redis_binary\n"
+        "from c2f.trainer.data import readers\n"
+        "import c2f._internal.x\n"
+        "def f():\n"
+        "    from tests.live import free_port\n"
+        "    import tests.fixtures\n"
+        "    importlib.import_module('tests.reliability')\n"
+        "    from .common import ROOT\n"
+    )
+    names = benchmark_imports(module)
+    assert {"c2f.jobs.server._redis_binary", "c2f.jobs.server.redis_binary", "tests.live.free_port"} <= names
+    assert benchmark_violations({"benchmarks/b.py": names}) == [
+        "benchmarks/b.py imports .common.ROOT (relative: `python benchmarks/NAME.py` cannot run it)",
+        "benchmarks/b.py imports c2f._internal.x (private to c2f)",
+        "benchmarks/b.py imports c2f.jobs.server._redis_binary (private to c2f)",
+        "benchmarks/b.py imports tests.fixtures (tests)",
+        "benchmarks/b.py imports tests.live.free_port (tests)",
+        "benchmarks/b.py imports tests.reliability (tests)",
+    ]
+    assert benchmark_violations({"benchmarks/ok.py": {"c2f.service.scoring.Recommender", "benchmarks.common"}}) == []
+
+
 if __name__ == "__main__":  # print the graph: package -> packages it imports
     graph: dict[str, set[str]] = {}
     for module, roots in import_edges().items():
@@ -141,3 +218,4 @@ if __name__ == "__main__":  # print the graph: package -> packages it imports
     for package in (*PACKAGES, *(p.stem for p in top_level_modules())):
         print(f"{package:9s} -> {', '.join(sorted(graph.get(package, set()))) or '(nothing)'}")
     print("violations:", violations(import_edges()) or "none")
+    print("benchmark violations:", benchmark_violations(benchmark_modules()) or "none")

@@ -11,12 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import benchmarks.quality as bench
 from c2f.contract.config import TrainConfig
-from tests.fixtures import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
-
-bench = load_benchmark("quality")
 
 
 def test_the_default_row_trains_what_c2f_train_and_post_train_train() -> None:

@@ -9,13 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import benchmarks.scale as bench
 from c2f.trainer.data import load_dataset
-from tests.fixtures import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-bench = load_benchmark("scale")
 
 
 def test_generator_hits_the_size_with_communities_and_zipf_popularity() -> None:

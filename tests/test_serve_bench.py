@@ -9,18 +9,15 @@ from typing import Any
 import numpy as np
 import pytest
 
+import benchmarks.serve_bench as bench
 from c2f.contract.artifact import load_artifact
 from c2f.contract.config import TrainConfig
 from c2f.service.scoring import Recommender
 from c2f.trainer.pipeline import train_and_publish
 from c2f.trainer.synthetic import planted_communities, write_lightgcn_dir
-from tests.fixtures import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY: dict[str, Any] = dict(method="c2f", dim=16, m_c=16, m_r=4, t_r=2, d_r=8, epochs=2, batch_size=1024, seed=3)
-
-
-bench = load_benchmark("serve_bench")
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,7 @@ figures live in BENCHMARKS.md)."""
 
 from __future__ import annotations
 
-from tests.fixtures import load_benchmark
-
-bench = load_benchmark("train_gowalla")
+import benchmarks.train_gowalla as bench
 
 
 def _run(variant: str, seed: int, recall: float) -> dict:

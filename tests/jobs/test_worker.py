@@ -15,8 +15,8 @@ from typing import Any
 import psutil
 import pytest
 from redis import Redis
-from rq import get_current_job
 
+from benchmarks.jobs import SLEEPY
 from c2f.service.settings import Settings
 from tests.service import test_jobs as shared
 from tests.service.test_jobs import (
@@ -41,22 +41,10 @@ queue_name = shared.queue_name
 data_root = shared.data_root
 job_settings = shared.job_settings
 
-SLEEPY = "tests.jobs.test_worker.sleepy_job"
 QUICK = "tests.jobs.test_worker.quick_job"
 
 
 # ---------------------------------------------------------------- job functions run by the test workers
-
-
-def sleepy_job(seconds: float) -> dict[str, Any]:
-    job = get_current_job()
-    assert job is not None
-    job.meta.update({"horse_pid": os.getpid(), "stage": "coarse", "epoch": 1})
-    job.save_meta()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-    return {"model_version": "sleepy"}
 
 
 def quick_job() -> dict[str, Any]:

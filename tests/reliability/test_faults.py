@@ -1,4 +1,4 @@
-"""Each broken publish of tests/reliability/faults.py is refused by the loader, for the reason it is meant to test."""
+"""Each broken publish of benchmarks/faults.py is refused by the loader, for the reason it is meant to test."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.faults import FAULTS, publish_faulty
 from c2f.contract.artifact import ArtifactError, latest_version, load_artifact, version_path
 from tests.fixtures import build_artifact
-from tests.reliability.faults import FAULTS, publish_faulty
 
 EXPECTED = {
     "flipped_bytes": "checksum mismatch",

@@ -1,7 +1,7 @@
 """Hot swaps and corrupt publishes while clients keep asking (issue 11's reliability suite, loopback only).
 
 A few client threads send ``GET /recommend`` for a bounded time while good versions and broken ones (every kind in
-:mod:`tests.reliability.faults`: flipped bytes, a truncated model, a manifest that is not JSON, a wrong shape or a
+:mod:`benchmarks.faults`: flipped bytes, a truncated model, a manifest that is not JSON, a wrong shape or a
 NaN with a valid sha256, LATEST with ``../`` or naming a missing directory) are published and the poller reloads
 every 0.1 s. Every answer must be a 200 from a good version; the broken ones are never served.
 Longer runs with more fault kinds: ``benchmarks/chaos.py``.
@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.faults import FAULTS, publish_faulty
 from c2f.service.main import create_app
 from c2f.service.settings import Settings
 from tests.fixtures import build_artifact
 from tests.live import live_server
-from tests.reliability.faults import FAULTS, publish_faulty
 
 SECONDS = 4.0
 CLIENTS = 3

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
+import benchmarks.jobs as harness
+from benchmarks.jobs import start_worker, stop_process, worker_env  # noqa: F401  (tests/jobs import them here)
 from c2f.contract.manifest import Manifest
 from c2f.jobs.worker import apply_env, settings_to_env
 from c2f.service import jobs
@@ -112,34 +113,6 @@ def settings_kwargs(settings: Settings) -> dict[str, Any]:
     return settings.model_dump()
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    apply_env(settings_to_env(settings), env)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def start_worker(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "c2f.jobs.worker", *args],
-        cwd=REPO,
-        env=worker_env(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -152,18 +125,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 
 def enqueue(settings: Settings, func: str, **kwargs: Any) -> Job:
-    """Enqueue any job function exactly as the service does (same serializer, TTLs and timeout), on the Redis of
-    ``settings`` (the tests' db 15 unless another is set)."""
-    queue = Queue(
-        settings.queue_name, connection=Redis.from_url(settings.redis_url or REDIS_URL), serializer=jobs.SERIALIZER
-    )
-    return queue.enqueue_call(
-        func=func,
-        kwargs=kwargs,
-        timeout=settings.job_timeout_seconds,
-        result_ttl=settings.job_result_ttl_seconds,
-        failure_ttl=settings.job_failure_ttl_seconds,
-    )
+    """:func:`benchmarks.jobs.enqueue` on the Redis of ``settings`` (the tests' db 15 unless another is set)."""
+    if not settings.redis_url:
+        settings = settings.model_copy(update={"redis_url": REDIS_URL})
+    return harness.enqueue(settings, func, **kwargs)
 
 
 def queued_count(settings: Settings) -> int:

@@ -39,7 +39,7 @@ def test_arrow_and_pandas_paths_agree(case: str) -> None:
     text = CASES[case]
     data = text if isinstance(text, bytes) else text.encode()
     fmt = "tsv" if case == "tsv" else "csv"
-    _same(readers.read_table(data, "t.csv", fmt), readers._read_csv_pandas(data, "t.csv", fmt))
+    _same(readers.read_table(data, "t.csv", fmt), readers.read_csv_pandas(data, "t.csv", fmt))
 
 
 def test_a_well_formed_file_never_reaches_pandas(monkeypatch) -> None:
@@ -49,7 +49,7 @@ def test_a_well_formed_file_never_reaches_pandas(monkeypatch) -> None:
         for u, i, w in zip(rng.integers(0, 50, 2000), rng.integers(0, 80, 2000), rng.integers(1, 5, 2000), strict=True)
     )
     data = ("user,item,weight\n" + rows).encode()
-    reference = readers._read_csv_pandas(data, "t.csv", "csv")
+    reference = readers.read_csv_pandas(data, "t.csv", "csv")
 
     def no_pandas(*args, **kwargs):
         raise AssertionError("pandas.read_csv called for a well-formed CSV")

@@ -434,12 +434,12 @@ def _read_parquet(data: bytes, name: str) -> TableColumns:
     )
 
 
-def _read_csv_arrow(data: bytes, name: str, fmt: str) -> TableColumns | None:
+def read_csv_arrow(data: bytes, name: str, fmt: str) -> TableColumns | None:
     """The fast CSV path: pyarrow's parser, id columns dictionary-encoded as for Parquet (no Python object per row;
     pandas' ``dtype=str`` frame holds two per row, ~1.5 GB at 13M rows). None where this path cannot promise the
     pandas path's exact answer: blank lines (pandas counts them as lines, pyarrow skips them), a parse error, bytes
     that are not UTF-8 (pandas replaces them), an empty id (pandas drops all-empty rows first). The caller then
-    runs :func:`_read_csv_pandas`, whose error messages are the reference."""
+    runs :func:`read_csv_pandas`, whose error messages are the reference."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv
@@ -516,11 +516,11 @@ def read_table(data: bytes, name: str, fmt: str) -> TableColumns:
         raise DatasetError(f"{name}:1: empty file")
     if fmt == "parquet":
         return _read_parquet(data, name)
-    fast = _read_csv_arrow(data, name, fmt)
-    return fast if fast is not None else _read_csv_pandas(data, name, fmt)
+    fast = read_csv_arrow(data, name, fmt)
+    return fast if fast is not None else read_csv_pandas(data, name, fmt)
 
 
-def _read_csv_pandas(data: bytes, name: str, fmt: str) -> TableColumns:
+def read_csv_pandas(data: bytes, name: str, fmt: str) -> TableColumns:
     """The reference CSV path (pandas, one string per row): exact line numbers with blank lines, replacement of
     bytes that are not UTF-8, the error messages the tests pin."""
     try:

@@ -1,4 +1,4 @@
-"""Broken publishes for the reliability suite (tests/reliability) and benchmarks/chaos.py.
+"""Broken publishes for benchmarks/chaos.py and the reliability suite (tests/reliability).
 
 :func:`publish_faulty` publishes a version that is already broken when ``LATEST`` first names it: it is published
 into a staging root next to the artifact root, broken there, moved into ``versions/`` and only then named by
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.artifacts import build_artifact
 from c2f.contract.artifact import LATEST_FILE, MANIFEST_FILE, MODEL_FILE, VERSIONS_DIR
-from tests.fixtures import build_artifact
 
 
 def flip_bytes(vdir: Path) -> None:
@@ -105,7 +105,7 @@ def publish_faulty(root: str | Path, kind: str, *, seed: int = 0, **kwargs: obje
     """Publish a fixture version broken by ``kind`` (one of :data:`FAULTS`) and point ``LATEST`` at it.
 
     Returns the broken version's name, or None for a pointer fault (``LATEST`` then names nothing loadable).
-    ``kwargs`` go to :func:`tests.fixtures.make_arrays` (sizes).
+    ``kwargs`` go to :func:`benchmarks.artifacts.make_arrays` (sizes).
     """
     root = Path(root)
     if kind in POINTER_FAULTS:

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from benchmarks.net import free_port  # noqa: F401  (tests/test_containers.py and compose_bench.py import it here)
 
 ROOT = Path(__file__).resolve().parents[1]
 # The images the container test and benchmark build (not the compose file's names, which users' builds own).
@@ -267,7 +268,7 @@ def write_override(path: Path, *, images: dict[str, str], api_port: int, data_di
     may be taken) and ``data_dir`` as the data volume (compose merges volumes by their target, /data)."""
     volume = json.dumps(f"{data_dir}:/data:ro")
     path.write_text(
-        "# This machine's differences from docker-compose.yml (written by tests/podman_stack.py).\n"
+        "# This machine's differences from docker-compose.yml (written by benchmarks/podman_stack.py).\n"
         "services:\n"
         "  redis:\n"
         f"    image: {REDIS_IMAGE}\n"
@@ -363,13 +364,6 @@ class ComposeStack:
 
 # ---------------------------------------------------------------------------------------------------------------
 # HTTP
-
-
-def free_port() -> int:
-    """A TCP port free on loopback now (to publish the API on instead of 8000, which may be taken)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
