@@ -298,7 +298,9 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="lastfm,ml-1m,gowalla", help="names under ../shared/data, or paths")
-    parser.add_argument("--variants", default="default,legcf,ud64,ud128", help=f"of: {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants", default="default,legcf,ud64,ud128", help="of: " + ", ".join(VARIANTS).replace("%", "%%")
+    )
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     parser.add_argument("--param", action="append", default=[], help="TrainConfig key=JSON for every run")
     parser.add_argument("--out", help="artifact root; results go to OUT/results/DATASET/LABEL/")

@@ -119,3 +119,8 @@ def test_collect_writes_self_contained_points(tmp_path: Path) -> None:
         1234,
         50,
     )
+
+
+def test_help_prints() -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--help"], capture_output=True)
+    assert out.returncode == 0 and b"ud+pq@2%" in out.stdout, out.stderr
