@@ -328,7 +328,7 @@ class C2FTrainer(LegcfTrainer):
             fine.release_operator()
             return run.finish(coarse, coarse, coarse_valid, coarse_test, dataclasses.replace(config, method="legcf"))
         # the forward trained ("auto" resolved): the service's exact mode reconstructs the fine stage from it
-        published = dataclasses.replace(config, fine_forward="paper" if fine.forward_kind == "paper" else "released")
+        published = dataclasses.replace(config, fine_forward=fine.forward_kind)
         return run.finish(fine, coarse, trainer.kept_valid("fine"), coarse_test, published)
 
     def train_fine(self, run: Run, coarse: Coarse) -> Fine:
