@@ -213,15 +213,15 @@ def item_norm_scale(
 
 def _method_arrays(trained: TrainedModel, data: InteractionData) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The method's arrays (stored types) and the propagated H_full (N, d) float32 they were built from."""
+    # methods.py builds on this module's served fit, so it is imported here rather than at the top
+    from c2f.trainer.methods import get_trainer
+
     arrays: dict[str, np.ndarray] = {
         "user_ids": np.asarray(data.user_ids).astype(str),
         "item_ids": np.asarray(data.item_ids).astype(str),
         **_csr_arrays("graph", data.train),
         **_csr_arrays("heldout", data.valid),
     }
-    # methods.py builds on this module's served fit, so it is imported here rather than at the top
-    from c2f.trainer.methods import get_trainer
-
     model = trained.model
     # float32 already: asarray takes the tensor's memory instead of copying (N × d: 0.67 GB at 1.3M entities)
     H_full = np.asarray(model.full_embeddings().cpu().numpy(), dtype=np.float32)
