@@ -52,8 +52,8 @@ def main() -> None:
     from c2f.contract.config import TrainConfig
     from c2f.trainer.data import load_dataset
     from c2f.trainer.fit import Trainer
+    from c2f.trainer.methods import single_phase_model
     from c2f.trainer.models import Hashed
-    from c2f.trainer.train import single_phase_model
 
     torch.manual_seed(0)
     data = load_dataset(args.data, valid_fraction=0.0)

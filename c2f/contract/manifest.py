@@ -8,9 +8,12 @@ written by earlier versions of the code still load (``tests/contract/test_manife
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+FineForwardName = Literal["paper", "released"]
+"""A fine stage's forward as published (``TrainConfig.fine_forward`` with "auto" resolved at training)."""
 
 MetricValues = dict[str, Any]
 """``{"recall@20": 0.19, "ndcg@20": 0.16, ..., "n_users": 29858}`` (floats; counts are ints). Sampled evaluations
@@ -169,6 +172,17 @@ class Manifest(_Open):
     info: dict[str, Any] = Field(default_factory=dict)
     footprint: Footprint | None = None
     files: dict[str, FileEntry] = Field(default_factory=dict)
+
+    @property
+    def fine_forward(self) -> FineForwardName:
+        """c2f: the forward the fine stage was trained with, the config's ``fine_forward`` ("auto" is resolved
+        before publishing); "paper" when the config does not record one (artifacts written before the option).
+        Read from the config rather than stored twice, so that manifests keep the fields they have always had.
+        ValueError for any other value."""
+        forward = self.config.get("fine_forward", "paper")
+        if forward == "paper" or forward == "released":
+            return forward
+        raise ValueError(f"manifest config fine_forward must be 'paper' or 'released', got {forward!r}")
 
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON object written to ``manifest.json``: the fields that were set, so the file holds what the

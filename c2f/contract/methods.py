@@ -4,11 +4,11 @@ A :class:`MethodSpec` owns everything about a method that the trainer and the se
 its ``model.npz`` (names, dtypes, symbolic shapes), their index-range checks, how they group into footprint
 components, the paper's #param formula (Table 3), the manifest fields it fills, and how the propagated embeddings
 are reconstructed from the arrays (exact serving mode). The trainer adds one model class per method
-(``c2f/trainer/models.py``); nothing else names a method.
+(``c2f/trainer/models.py``) and one trainer (``c2f/trainer/methods.py``); nothing else names a method.
 
-Adding a method: subclass :class:`MethodSpec` here, decorate it with :func:`register`, and add its model class (and
-``build_arrays`` branch) in the trainer. Version names, the HTTP schema, the CLI and the artifact checks follow the
-registry.
+Adding a method: subclass :class:`MethodSpec` here, decorate it with :func:`register`, and add its model class
+(``c2f/trainer/models.py``) and its trainer, registered under the same name (``c2f/trainer/methods.py``). Version
+names, the HTTP schema, the CLI and the artifact checks follow the registry.
 
 Entity rows are users ``0..n_users-1`` then items ``n_users..N-1`` (N = n_users + n_items).
 """
@@ -403,7 +403,7 @@ class C2FSpec(LegcfSpec):
             fine,
             float(manifest.w_cr),
             _layers(manifest),
-            forward=str(manifest.config.get("fine_forward", "paper")) if manifest.config else "paper",
+            forward=manifest.fine_forward,
         )
 
     def sized(self, config: Any, value: int) -> dict[str, Any]:

@@ -10,9 +10,13 @@ same embeddings the trainer evaluated.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from c2f.contract.manifest import FineForwardName
 
 
 def interaction_graph(indptr: np.ndarray, indices: np.ndarray, n_items: int) -> sp.csr_matrix:
@@ -215,7 +219,7 @@ def exact_c2f(
     fine: np.ndarray,
     w_cr: float,
     layers: int,
-    forward: str = "paper",
+    forward: FineForwardName = "paper",
 ) -> np.ndarray:
     """C2F: layer 0 = [S^c·Ê^c; Ê^c; S_λ(E^r)] on Eq. 14's graph (Eq. 17-22). S_r_idx/S_r_w: (m_c, t_r),
     fine = S_λ(E^r): (m_r, d). Returns the entity rows (N, d) float32.

@@ -39,7 +39,6 @@ from c2f.contract.reconstruct import assignment_matrix, compressed_embeddings
 from c2f.contract.served import ExactForm, ServedForm, SparseForm, form_class, served_form
 from c2f.trainer.data import InteractionData
 from c2f.trainer.evaluate import evaluate
-from c2f.trainer.models import UD, Coarse, Fine, Hashed, QuotientRemainder
 from c2f.trainer.quantize import fit_pq
 from c2f.trainer.refine import refine_codebooks
 from c2f.trainer.train import TrainedModel
@@ -214,6 +213,9 @@ def item_norm_scale(
 
 def _method_arrays(trained: TrainedModel, data: InteractionData) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The method's arrays (stored types) and the propagated H_full (N, d) float32 they were built from."""
+    # methods.py builds on this module's served fit, so it is imported here rather than at the top
+    from c2f.trainer.methods import get_trainer
+
     arrays: dict[str, np.ndarray] = {
         "user_ids": np.asarray(data.user_ids).astype(str),
         "item_ids": np.asarray(data.item_ids).astype(str),
@@ -225,54 +227,8 @@ def _method_arrays(trained: TrainedModel, data: InteractionData) -> tuple[dict[s
     H_full = np.asarray(model.full_embeddings().cpu().numpy(), dtype=np.float32)
     if model.item_bias is not None:
         arrays["item_bias"] = model.item_bias.detach().cpu().numpy().astype(np.float32)
-    if isinstance(model, UD):
-        arrays["H_full"] = H_full
-        arrays["E"] = model.E.detach().cpu().numpy().astype(np.float32)
-        return store_dtypes(arrays, trained.config.method, trained.config.store_dtype), H_full
-    if isinstance(model, Hashed):
-        arrays["hash_table"] = model.table.detach().cpu().numpy().astype(np.float32)
-        return store_dtypes(arrays, trained.config.method, trained.config.store_dtype), H_full
-    if isinstance(model, QuotientRemainder):
-        arrays["qr_Q"] = model.Q.detach().cpu().numpy().astype(np.float32)
-        arrays["qr_R"] = model.R.detach().cpu().numpy().astype(np.float32)
-        return store_dtypes(arrays, trained.config.method, trained.config.store_dtype), H_full
-    coarse = trained.coarse
-    assert coarse is not None
-    if isinstance(model, Fine):
-        n, m_c = model.n_entities, model.m_c
-        H_meta = model.all_nodes()[n : n + m_c].cpu().numpy().copy()  # a copy: a view would keep all N + m rows
-        fine = model.thresholded().detach().cpu().numpy()
-        fine_csr = sp.csr_matrix(fine.astype(np.float32))
-        arrays.update(
-            S_r_idx=model.S_r_idx.astype(np.int32),
-            S_r_w=model.S_r_w.astype(np.float32),
-            E_r_indptr=fine_csr.indptr.astype(np.int64),
-            E_r_indices=fine_csr.indices.astype(np.int32),
-            E_r_data=fine_csr.data.astype(np.float32),
-        )
-    else:
-        assert isinstance(model, Coarse)
-        H_meta = model.meta_embeddings().cpu().numpy()
-    # from here on only H_full, H_meta and the assignments are read: the propagation operators (1.56 GB for
-    # LEGCF at 1.3M entities) are not carried through the served fit and the served evaluations
-    model.release_operator()
-    coarse.release_operator()
     config = trained.config
-    S_idx_served, S_w_served, H_meta_served = served_assignment(
-        coarse.S_c_idx, H_meta, H_full, config.served_fit, terms=config.terms_served
-    )
-    if config.store_dtype != "float32":
-        # refit the weights to the codebook as it will be stored, so that they absorb its rounding
-        H_meta_served = store_float(H_meta_served, config.store_dtype).astype(np.float32)
-        S_w_served = refit_weights(S_idx_served, H_meta_served, H_full)
-    arrays.update(
-        S_c_idx=coarse.S_c_idx.astype(np.int32),
-        S_c_w=coarse.S_c_w.astype(np.float32),
-        S_c_idx_served=S_idx_served,
-        S_c_w_served=S_w_served,
-        H_meta=H_meta_served.astype(np.float32),
-        E_c=coarse.E_c.detach().cpu().numpy().astype(np.float32),
-    )
+    arrays.update(get_trainer(config.method).arrays(trained, H_full))
     return store_dtypes(arrays, config.method, config.store_dtype), H_full
 
 
@@ -362,8 +318,10 @@ def plot_curve(history: list[dict[str, Any]]) -> bytes:
 
 def build_manifest(trained: TrainedModel, data: InteractionData) -> Manifest:
     """Manifest fields the trainer owns (the artifact module adds versions, files and checksums)."""
+    from c2f.trainer.methods import get_trainer  # as in _method_arrays
+
     config: TrainConfig = trained.config
-    model = trained.model
+    method = get_trainer(config.method)
     fields = get_spec(config.method).manifest_fields(config)
     return Manifest(
         method=config.method,
@@ -378,12 +336,12 @@ def build_manifest(trained: TrainedModel, data: InteractionData) -> Manifest:
             **fields["shape"],
         ),
         **{key: value for key, value in fields.items() if key != "shape"},  # w_cr, hash_seed, qr_combine
-        soft_lambda=float(model.soft_lambda) if isinstance(model, Fine) else None,
+        soft_lambda=method.soft_lambda(trained),
         metrics=ModelMetrics(
             trained=TrainedMetrics(
                 valid=trained.valid,
                 test=trained.test,
-                coarse_test=trained.coarse_test if isinstance(model, Fine) else None,
+                coarse_test=method.coarse_test(trained),
             ),
             history=trained.history,
             timings=trained.timings,

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from c2f.contract.manifest import FineForwardName
 from c2f.trainer.graph import to_torch_csr
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ Layer0Columns = Callable[[slice], np.ndarray]
 class FineForward:
     """What differs between the fine stage's forwards. One instance per model (it may cache per-model values)."""
 
-    name: ClassVar[str]
+    name: ClassVar[FineForwardName]
 
     def fine_rows(self, thresholded: torch.Tensor) -> torch.Tensor:
         """F (m_r, d) from S_λ(E_r)."""

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from c2f.contract.manifest import FineForwardName
 from c2f.contract.reconstruct import assignment_matrix, expanded_adjacency, hash_buckets, qr_rows
 from c2f.trainer.data.memory import release_freed_memory
 from c2f.trainer.forwards import make_forward
@@ -417,7 +418,7 @@ class Fine(EmbeddingModel):
             self.enable_item_bias(self.starting_item_bias())
 
     @property
-    def forward_kind(self) -> str:
+    def forward_kind(self) -> FineForwardName:
         """The forward's name, "paper" or "released" (what the manifest's config records)."""
         return self.fine_forward.name
 

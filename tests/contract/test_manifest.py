@@ -99,3 +99,13 @@ def test_unknown_keys_are_kept_and_bad_types_rejected(tmp_path: Path) -> None:
     assert Manifest.model_validate({"method": "ud", "future_field": [1]}).model_dump()["future_field"] == [1]
     with pytest.raises(ArtifactError, match="manifest is invalid: shape.layers"):
         publish(tmp_path, make_arrays("ud"), {"method": "ud", "shape": {"layers": "three"}})
+
+
+def test_the_fine_forward_is_read_from_the_config_with_the_old_default() -> None:
+    """c2f's exact reconstruction reads the forward through ``Manifest.fine_forward``: the published config's value,
+    "paper" for manifests written before the option, and an error for anything else ("auto" is never published)."""
+    assert Manifest(method="c2f").fine_forward == "paper"
+    assert Manifest(method="c2f", config={"w_cr": 0.5}).fine_forward == "paper"
+    assert Manifest(method="c2f", config={"fine_forward": "released"}).fine_forward == "released"
+    with pytest.raises(ValueError, match="fine_forward"):
+        _ = Manifest(method="c2f", config={"fine_forward": "auto"}).fine_forward

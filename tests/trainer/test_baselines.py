@@ -13,8 +13,9 @@ from c2f.contract.methods import exact_embeddings
 from c2f.service.scoring import Recommender
 from c2f.trainer.data import load_dataset
 from c2f.trainer.export import build_arrays, export
+from c2f.trainer.methods import single_phase_model
 from c2f.trainer.synthetic import popularity_recall
-from c2f.trainer.train import TrainedModel, single_phase_model, train
+from c2f.trainer.train import TrainedModel, train
 
 # 600 users, 400 items, d = 32: the full table is 128,000 bytes; 12,800 bytes = 10% = 100 rows of d floats (hash
 # B = 100; qr m = 88 with 12 quotient rows). Few epochs with a larger lr and sparse validation keep the module cheap

@@ -217,7 +217,7 @@ def test_ud_init_std_draws_a_normal_table_and_none_keeps_xavier():
     import pytest
 
     from c2f.contract.config import TrainConfig
-    from c2f.trainer.train import single_phase_model
+    from c2f.trainer.methods import single_phase_model
 
     graph = random_graph(n_users=300, n_items=200)
     n = sum(graph.shape)

@@ -115,9 +115,11 @@ def test_the_residual_codes_of_the_sparse_form_are_refined_around_it(synthetic_l
     """legcf: the codes quantize what the sparse form leaves, so refinement starts from the sparse form plus the
     codes as served, trains the codebooks to a better validation, and leaves the sparse arrays and codes as they
     were."""
+    from c2f.contract.methods import get_spec
+    from c2f.contract.served import served_form
     from c2f.trainer.data import load_dataset
     from c2f.trainer.evaluate import evaluate
-    from c2f.trainer.export import build_arrays, compressed_vectors
+    from c2f.trainer.export import build_arrays
     from c2f.trainer.train import train
 
     data = load_dataset(str(synthetic_lightgcn_dir))
@@ -133,7 +135,7 @@ def test_the_residual_codes_of_the_sparse_form_are_refined_around_it(synthetic_l
     criterion = record["criterion"]
 
     def served_valid(stored):  # type: ignore[no-untyped-def]
-        vectors = compressed_vectors(stored, "legcf")
+        vectors = served_form(get_spec("legcf"), stored, "compressed").vectors()
         users, items = vectors[: data.n_users], vectors[data.n_users :]
         return evaluate(users, items, data.valid, data.train, item_bias=stored.get("item_bias"))[criterion]
 
