@@ -73,8 +73,11 @@ STOPPED_ERROR = "WorkerStopped: the worker was stopped before the job finished; 
 
 # What the images must not contain: the build's pip inputs are mounted, never copied.
 PROBE = """
-import importlib.util, json, os
+import importlib.util, json, os, sys
+import c2f
+c2f.load  # the Python API resolves (lazily) from the installed package
 print(json.dumps({
+    "c2f_api_torch_free": "torch" not in sys.modules,
     "uid": os.getuid(),
     "torch": importlib.util.find_spec("torch") is not None,
     "leftovers": [p for p in ("/etc/pip.conf", "/wheels", "/run/secrets/ca.crt", "/run/secrets/pip.conf",
@@ -195,6 +198,7 @@ def test_images(podman: Podman, images: dict[str, str]) -> None:
     api, worker = _probe(podman, images["api"]), _probe(podman, images["worker"])
     assert api["torch"] is False, "the api image must not contain torch"
     assert worker["torch"] is True
+    assert api["c2f_api_torch_free"] and worker["c2f_api_torch_free"], "import c2f; c2f.load imported torch"
     for name, probe in (("api", api), ("worker", worker)):
         assert probe["uid"] == 10001, f"{name} runs as uid {probe['uid']}"
         assert probe["leftovers"] == [], f"{name} image keeps build inputs: {probe['leftovers']}"
