@@ -201,15 +201,15 @@ def train_worker(args: argparse.Namespace) -> dict[str, Any]:
     import c2f.trainer.export
     import c2f.trainer.fit
     import c2f.trainer.models
-    import c2f.trainer.train
+    import c2f.trainer.methods
     from c2f.contract.config import TrainConfig
     from c2f.trainer.distributed import shutdown
     from c2f.trainer.pipeline import train_and_publish
 
     clock = PhaseClock()
-    clock.wrap(c2f.trainer.train, "metis_parts", "metis")
+    clock.wrap(c2f.trainer.methods, "metis_parts", "metis")
     clock.wrap(c2f.trainer.models, "propagate_columns", "propagation_precompute")
-    clock.wrap(c2f.trainer.export, "served_assignment", "export_served_fit")
+    clock.wrap(c2f.trainer.methods, "served_assignment", "export_served_fit")
 
     def eval_label(*a: Any, **k: Any) -> str:
         progress = k.get("progress") or ""
