@@ -130,6 +130,11 @@ class TrainConfig:
     # far below the paper's forward on large, sparse tables (docs/benchmarks-history.md, "The fine stage's forward
     # at scale"). Each forward is judged with its own item biases (Fine.starting_item_bias)
     fine_forward: Literal["auto", "paper", "released"] = "auto"
+    # the fine stage's item biases at its start: the coarse stage's unchanged ("coarse"), or rescaled to each
+    # forward's score spread ("rescaled", which also lets fine_forward=auto judge the released forward at its own
+    # scale). "coarse" is the default: over 3 seeds "rescaled" published no better a model on lastfm or ml-1m
+    # (BENCHMARKS.md, "Quality per byte on every dataset")
+    fine_bias_start: Literal["coarse", "rescaled"] = "coarse"
     # S^r weights from the kept Eq. 23 scores: positive parts normalised to sum 1, or the released row softmax
     fine_sr: Literal["normalised", "softmax"] = "softmax"
     # soft threshold: re-chosen after every epoch to keep target_nonzero, or chosen once at init and then fixed
@@ -230,6 +235,8 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be 'constant' or 'linear'; got {self.lr_schedule!r}")
         if self.init_std is not None and not (isinstance(self.init_std, int | float) and self.init_std > 0):
             raise ValueError(f"init_std must be a positive number or None; got {self.init_std!r}")
+        if self.fine_bias_start not in ("coarse", "rescaled"):
+            raise ValueError(f"fine_bias_start must be 'coarse' or 'rescaled'; got {self.fine_bias_start!r}")
         if self.sampling not in get_args(Sampling):
             raise ValueError(f"sampling must be one of {', '.join(get_args(Sampling))}; got {self.sampling!r}")
         if self.store_dtype not in STORE_DTYPES:

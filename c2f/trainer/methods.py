@@ -374,6 +374,7 @@ class C2FTrainer(LegcfTrainer):
             config.layers,
             run.device,
             forward="released" if config.fine_forward == "auto" else config.fine_forward,
+            bias_start=config.fine_bias_start,
         )
         t1 = time.perf_counter()
         start_valid = choose_forward(trainer, fine, config, info) if config.fine_forward == "auto" else None

@@ -392,9 +392,13 @@ class Fine(EmbeddingModel):
         layers: int,
         device: torch.device,
         forward: str = "paper",
+        bias_start: str = "coarse",
     ):
         super().__init__()
+        if bias_start not in ("coarse", "rescaled"):
+            raise ValueError(f"bias_start must be 'coarse' or 'rescaled', got {bias_start!r}")
         self.graph = graph
+        self.bias_start = bias_start
         self.fine_forward = make_forward(forward)
         self.n_entities = coarse.n_entities
         self.n_users = coarse.n_users
@@ -407,12 +411,13 @@ class Fine(EmbeddingModel):
         self.E_r = nn.Parameter(torch.from_numpy(np.asarray(E_r, np.float32)).to(device))
         # The coarse stage's item biases were learned beside its scores' scale; a fine forward may score on another
         # (the released one's tanh and per-layer correction shrink h_u·h_i several-fold), where biases carried
-        # unchanged would outweigh the scores. Each forward starts from them rescaled to its own spread.
+        # unchanged outweigh the scores. bias_start "rescaled" starts each forward from them rescaled to its own
+        # spread; "coarse" carries them unchanged (TrainConfig.fine_bias_start says which is the default and why).
         self.coarse_item_bias: torch.Tensor | None = None
         self.coarse_spread = 0.0
         if coarse.item_bias is not None:
             self.coarse_item_bias = coarse.item_bias.detach().clone()
-            self.coarse_spread = score_spread(coarse)
+            self.coarse_spread = score_spread(coarse) if bias_start == "rescaled" else 0.0
         self.set_assignment(S_r_idx, S_r_w)
         if self.coarse_item_bias is not None:
             self.enable_item_bias(self.starting_item_bias())
@@ -456,7 +461,7 @@ class Fine(EmbeddingModel):
 
     def set_forward(self, forward: str) -> None:
         """Switch to the ``"paper"`` or ``"released"`` forward and rebuild the operators (E^r, S^r unchanged); item
-        biases restart from the coarse stage's, rescaled to this forward (:meth:`starting_item_bias`)."""
+        biases restart from the coarse stage's (:meth:`starting_item_bias`)."""
         self.fine_forward = make_forward(forward)
         self.set_assignment(self.S_r_idx, self.S_r_w)
         if self.item_bias is not None and self.coarse_item_bias is not None:
@@ -464,10 +469,10 @@ class Fine(EmbeddingModel):
                 self.item_bias.copy_(self.starting_item_bias())
 
     def starting_item_bias(self) -> torch.Tensor:
-        """(n_items,) the coarse stage's item biases times (this forward's score spread / the coarse stage's), so
-        that biases and scores keep the proportion the coarse stage learned."""
+        """(n_items,) the coarse stage's item biases: unchanged (``bias_start="coarse"``), or times (this forward's
+        score spread / the coarse stage's) so that biases and scores keep the proportion the coarse stage learned."""
         assert self.coarse_item_bias is not None
-        if self.coarse_spread <= 0.0:
+        if self.bias_start == "coarse" or self.coarse_spread <= 0.0:
             return self.coarse_item_bias.clone()
         return self.coarse_item_bias * (score_spread(self) / self.coarse_spread)
 

@@ -279,10 +279,11 @@ def test_choose_forward_keeps_the_better_starting_state_and_its_operators():
     assert not torch.allclose(build("paper").all_nodes(), build("released").all_nodes())
 
 
-def test_each_fine_forward_starts_its_item_biases_on_its_own_score_scale():
+def test_bias_start_rescaled_starts_each_forward_on_its_own_score_scale():
     """The coarse stage's biases carried unchanged into a forward whose scores are several times smaller outweigh
-    them (issue 38's diagnosis of the released forward). Each forward starts from them rescaled so that bias spread
-    / score spread is what the coarse stage learned, whether it was built with that forward or switched to it."""
+    them. With bias_start="rescaled" each forward starts from them rescaled so that bias spread / score spread is
+    what the coarse stage learned, whether it was built with that forward or switched to it; with "coarse" (the
+    default) they are carried unchanged."""
     from c2f.trainer.models import score_spread
 
     graph = random_graph(n_users=60, n_items=40, density=0.1)
@@ -298,11 +299,11 @@ def test_each_fine_forward_starts_its_item_biases_on_its_own_score_scale():
         return float(fine.item_bias.detach().std()) / score_spread(fine)
 
     for forward in ("released", "paper"):
-        fine = Fine(
-            graph, coarse, E_r, S_r_idx, S_r_w, w_cr=0.2, soft_lambda=0.1, layers=2, device=CPU, forward=forward
-        )
+        fine = Fine(graph, coarse, E_r, S_r_idx, S_r_w, 0.2, 0.1, 2, CPU, forward=forward, bias_start="rescaled")
         assert ratio(fine) == pytest.approx(coarse_ratio, rel=1e-4), forward
-    released = Fine(graph, coarse, E_r, S_r_idx, S_r_w, w_cr=0.2, soft_lambda=0.1, layers=2, device=CPU)
+        carried = Fine(graph, coarse, E_r, S_r_idx, S_r_w, 0.2, 0.1, 2, CPU, forward=forward)
+        torch.testing.assert_close(carried.item_bias.detach(), coarse.item_bias.detach())
+    released = Fine(graph, coarse, E_r, S_r_idx, S_r_w, 0.2, 0.1, 2, CPU, forward="released", bias_start="rescaled")
     released.set_forward("released")
     # the premise: the released forward scores on a scale well away from the coarse stage's
     assert score_spread(released) < 0.8 * score_spread(coarse)
