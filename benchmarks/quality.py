@@ -44,6 +44,7 @@ REFERENCE_DIM = 128  # bytes_pct is served bytes over the float32 N × 128 table
 FULL = {"method": "ud", "biases": False}
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
+    "default+rescaled": {"fine_bias_start": "rescaled"},  # the fine stage's biases rescaled to each forward
     "legcf": {"method": "legcf"},
     "ud64": {**FULL, "dim": 64},
     "ud128": {**FULL, "dim": 128},
