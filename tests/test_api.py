@@ -347,3 +347,16 @@ def test_wheel_installs_only_c2f(tmp_path: Path) -> None:
         tops = {name.split("/", 1)[0] for name in listing}
         assert {t for t in tops if not t.endswith(".dist-info")} == {"c2f"}, sorted(tops)
     assert "c2f/api.py" in names and "c2f/__init__.py" in names
+
+
+def test_help_c2f_is_the_api_reference() -> None:
+    """`help(c2f)` documents the whole public API (from the docstrings), and rendering it imports no torch."""
+    code = (
+        "import pydoc, sys, c2f\n"
+        "text = pydoc.render_doc(c2f, renderer=pydoc.plaintext)\n"
+        "names = ['train(', 'load(', 'class Model', 'recommend(', 'similar_items(', 'footprint(', 'save(',\n"
+        "         'UnknownIdError', 'ArgumentError', 'ArtifactError', 'BudgetError', 'MethodError']\n"
+        "print([n for n in names if n not in text], 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[] False", out.stdout + out.stderr
