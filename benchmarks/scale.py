@@ -200,8 +200,8 @@ def train_worker(args: argparse.Namespace) -> dict[str, Any]:
     """One training run (this process); returns its figures."""
     import c2f.trainer.export
     import c2f.trainer.fit
-    import c2f.trainer.models
     import c2f.trainer.methods
+    import c2f.trainer.models
     from c2f.contract.config import TrainConfig
     from c2f.trainer.distributed import shutdown
     from c2f.trainer.pipeline import train_and_publish
