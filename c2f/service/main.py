@@ -115,11 +115,17 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
                         param["schema"]["maximum"] = settings.max_n
                     elif param.get("name") == "exclude":
                         param["description"] += f" At most {settings.max_exclude} ids."
-        batch = schema.get("components", {}).get("schemas", {}).get("BatchRecommendRequest", {}).get("properties")
+        components = schema.get("components", {}).get("schemas", {})
+        batch = components.get("BatchRecommendRequest", {}).get("properties")
         if batch:
             batch["n"]["maximum"] = settings.max_n
             batch["user_ids"]["maxItems"] = settings.max_batch_users
             batch["exclude"]["maxItems"] = settings.max_exclude
+        visitor = components.get("FoldInRecommendRequest", {}).get("properties")
+        if visitor:
+            visitor["n"]["maximum"] = settings.max_n
+            visitor["items"]["maxItems"] = settings.max_history_items
+            visitor["exclude"]["maxItems"] = settings.max_exclude
         app.openapi_schema = schema
         return schema
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from c2f.contract.artifact import Artifact, ArtifactError
+from c2f.contract.foldin import DEFAULT_ESTIMATOR, Estimator, FoldIn, fitted, history_csr
 from c2f.contract.idmap import IdMap
 from c2f.contract.methods import COMMON_ARRAYS, exact_embeddings
 from c2f.contract.served import CHUNK_ELEMENTS, ServedForm, served_form
@@ -124,6 +126,13 @@ class Recommender:
         self.artifact = artifact.holding({*COMMON_ARRAYS, *self.scorer.kept})
         self.scoring: str = self.scorer.scoring
         self._item_norms = self.scorer.item_norms
+        # users folded in from their items (c2f.contract.foldin), the linear map fitted here on trained users
+        d = int(artifact.d)
+        graph = sp.csr_matrix(
+            (np.ones(len(self._graph[1]), dtype=np.float32), self._graph[1], self._graph[0]),
+            shape=(self.n_users, self.n_items),
+        )
+        self.user_fold_in: FoldIn = fitted(self.scorer.item_vectors, self.scorer.user_vectors, graph, d)
 
     # ----------------------------------------------------------------------------------------------------------
     # id maps
@@ -213,6 +222,43 @@ class Recommender:
                 s = scores[row]
                 if exclude_seen:
                     s[self.seen_items(u)] = _NEG_INF
+                if excl.size:
+                    s[excl] = _NEG_INF
+                results.append(top_n(s, n))
+        return results
+
+    def fold_in(self, histories: Sequence[np.ndarray], estimator: Estimator = DEFAULT_ESTIMATOR) -> np.ndarray:
+        """(B, d) float32 vectors of B users the model never trained, each folded in from the item indices it
+        interacted with (:mod:`c2f.contract.foldin`); an empty history gives a vector that ranks by item bias."""
+        lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        indices = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(histories) else indptr[:0]
+        if indices.size and (indices.min() < 0 or indices.max() >= self.n_items):
+            raise IndexError(f"item index out of range [0, {self.n_items})")
+        return self.user_fold_in.vectors(history_csr(indptr, indices, self.n_items), estimator)
+
+    def recommend_histories(
+        self,
+        histories: Sequence[np.ndarray],
+        n: int = 20,
+        exclude_seen: bool = True,
+        exclude_items: Iterable[int] | None = None,
+        estimator: Estimator = DEFAULT_ESTIMATOR,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top-``n`` for B users folded in from item-index histories; ``exclude_seen`` drops each history's items.
+        One (indices, scores) per history."""
+        excl = self._exclude_array(exclude_items)
+        results: list[tuple[np.ndarray, np.ndarray]] = []
+        step = max(1, _CHUNK_ELEMENTS // max(1, self.n_items))
+        for start in range(0, len(histories), step):
+            chunk = histories[start : start + step]
+            scores = self.scores_for_vectors(self.fold_in(chunk, estimator))
+            if self._item_bias is not None:
+                scores += self._item_bias
+            for row, history in enumerate(chunk):
+                s = scores[row]
+                if exclude_seen:
+                    s[np.asarray(history, dtype=np.int64)] = _NEG_INF
                 if excl.size:
                     s[excl] = _NEG_INF
                 results.append(top_n(s, n))

@@ -4,6 +4,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from c2f.contract.artifact import load_artifact, version_path
@@ -182,3 +183,49 @@ def test_reload_under_concurrent_requests(artifact_root: Path, make_client) -> N
     assert len(responses) > 20
     # the rankings really differ between versions, so a mixed response would have been caught
     assert len({tuple(i for i, _ in v) for v in expected.values()}) > 1
+
+
+@pytest.fixture
+def planted_root(artifact_root: Path) -> Path:
+    from tests.fixtures import planted_ud_arrays
+
+    arrays, _ = planted_ud_arrays()
+    build_artifact(artifact_root, "ud", arrays=arrays, manifest=make_manifest("ud"))
+    return artifact_root
+
+
+def test_post_recommend_folds_a_visitor_in_from_items(planted_root: Path, make_client) -> None:  # type: ignore[no-untyped-def]
+    from tests.fixtures import planted_ud_arrays
+
+    _, item_comm = planted_ud_arrays()
+    community = {f"i{i}": int(c) for i, c in enumerate(item_comm)}
+    with make_client() as client:
+        history = [f"i{i}" for i in np.flatnonzero(item_comm == 2)[:3]]
+        r = client.post("/recommend", json={"items": [*history, "nope"], "n": 5, "exclude": ["zzz"]})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["strategy"] == "fold_in" and body["ignored_items"] == ["nope"]
+        assert body["ignored_exclude"] == ["zzz"]
+        got = [it["item_id"] for it in body["items"]]
+        assert len(got) == 5 and {community[i] for i in got} == {2} and not set(got) & set(history)
+
+        # exclude_seen=false may return the history itself; exclude drops ids
+        r = client.post("/recommend", json={"items": history, "n": 40, "exclude_seen": False, "exclude": [got[0]]})
+        ranked = [it["item_id"] for it in r.json()["items"]]
+        assert set(history) <= set(ranked) and got[0] not in ranked
+
+        # nothing known: the popular items answer
+        r = client.post("/recommend", json={"items": ["nope"], "n": 3})
+        assert r.status_code == 200 and r.json()["strategy"] == "popular" and len(r.json()["items"]) == 3
+
+
+def test_post_recommend_rejects_bad_bodies(planted_root: Path, make_client) -> None:  # type: ignore[no-untyped-def]
+    with make_client(max_history_items=3) as client:
+        assert_error(client.post("/recommend", json={"items": []}), 422, "validation_error")
+        assert_error(client.post("/recommend", json={"items": ["i1"], "n": 0}), 422, "validation_error")
+        assert_error(client.post("/recommend", json={"items": ["i1"], "n": 100000}), 422, "validation_error")
+        err = assert_error(client.post("/recommend", json={"items": ["a", "b", "c", "d"]}), 422, "validation_error")
+        assert "at most 3" in err["message"]
+        assert_error(client.post("/recommend", json={"items": "i1"}), 422, "validation_error")
+        r = client.post("/recommend", content=b"{not json", headers={"content-type": "application/json"})
+        assert r.status_code in (400, 422) and "error" in r.json()

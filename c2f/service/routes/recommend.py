@@ -1,4 +1,4 @@
-"""GET /recommend/{user_id} and POST /recommend/batch.
+"""GET /recommend/{user_id}, POST /recommend (a visitor folded in from items) and POST /recommend/batch.
 
 Unknown ids in ``exclude`` are ignored and echoed back in ``ignored_exclude`` (a typo should not fail a
 request, but the caller can see it).  ``exclude`` takes comma-separated ids and may be repeated, at most
@@ -22,7 +22,14 @@ from c2f.service.deps import ModelDep, SettingsDep
 from c2f.service.encoding import FastJSONResponse
 from c2f.service.errors import UNKNOWN_USER, invalid, unknown_user
 from c2f.service.registry import LoadedModel
-from c2f.service.schemas import BatchRecommendRequest, BatchRecommendResponse, ErrorResponse, RecommendResponse
+from c2f.service.schemas import (
+    BatchRecommendRequest,
+    BatchRecommendResponse,
+    ErrorResponse,
+    FoldInRecommendRequest,
+    FoldInRecommendResponse,
+    RecommendResponse,
+)
 from c2f.service.settings import Settings
 
 router = APIRouter(tags=["recommend"])
@@ -224,3 +231,40 @@ def recommend_batch(model: ModelDep, settings: SettingsDep, body: BatchRecommend
             err = {"code": UNKNOWN_USER, "message": f"unknown user id {user_id!r}", "details": None}
             results.append({"user_id": user_id, "items": [], "strategy": None, "error": err})
     return FastJSONResponse({"model_version": model.version, "results": results, "ignored_exclude": ignored})
+
+
+@router.post(
+    "/recommend",
+    response_model=FoldInRecommendResponse,
+    responses={400: _BAD_BODY, 422: _ERRORS[422], 503: _ERRORS[503]},
+    summary="Top-n items for a visitor known only by the items it interacted with (fold-in, no retraining)",
+)
+def recommend_from_items(model: ModelDep, settings: SettingsDep, body: FoldInRecommendRequest) -> FastJSONResponse:
+    """The visitor's vector is folded in from the known ids of ``items`` (c2f.contract.foldin) and ranked like a
+    trained user's; when none of them is known, the popular items answer (strategy "popular")."""
+    check_n(body.n, settings.max_n)
+    if len(body.items) > settings.max_history_items:
+        raise invalid(
+            f"at most {settings.max_history_items} ids in items, got {len(body.items)}",
+            details=[{"loc": ["items"], "max": settings.max_history_items}],
+        )
+    history, ignored_items = resolve_items(model, list(dict.fromkeys(body.items)))
+    excl, ignored = resolve_items(model, split_ids(body.exclude, settings.max_exclude))
+    rec = model.recommender
+    if history:
+        ((idx, scores),) = rec.recommend_histories(
+            [np.asarray(history, dtype=np.int64)], body.n, exclude_seen=body.exclude_seen, exclude_items=excl
+        )
+        strategy = "fold_in"
+    else:
+        idx, scores = rec.popular(body.n, exclude=excl)
+        strategy = "popular"
+    return FastJSONResponse(
+        {
+            "items": scored(model, idx, scores),
+            "model_version": model.version,
+            "strategy": strategy,
+            "ignored_items": ignored_items,
+            "ignored_exclude": ignored,
+        }
+    )

@@ -1,0 +1,213 @@
+"""Fold-in quality: users (and items) held out of training entirely, folded in from their training interactions.
+
+    python benchmarks/foldin.py --datasets lastfm,ml-1m --seeds 2024,2025,2026 --out /tmp/foldin
+    python benchmarks/foldin.py --render /tmp/foldin/results/*.json
+
+For each (dataset, seed): 10% of the users that have training and test interactions (seeded) are removed from every
+split, and the default method (``c2f.train(DIR, seed=...)``, exactly what ``c2f train DIR`` trains) is trained on
+what is left ("held-out model") and, for comparison, on the whole dataset ("full model"). The held-out users are
+then ranked by the held-out model from a vector folded in from their training items (``Model.recommend_from_items``,
+each fold-in estimator), with their training and validation items masked, and their test items scored (R@20 and
+N@20, LightGCN's definitions: recall over all test items). Against: (a) the same users as trained by the full model
+(``Model.recommend``), (b) popularity of the held-out model's training data, masked the same way. The full model's
+own users folded in from their training items (instead of their trained vectors) are a fourth row: what serving
+users without storing their vectors would give.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
+    import _as_script  # noqa: F401
+
+from benchmarks.common import DATA, machine, paired_t
+
+HOLDOUT_FRACTION = 0.1
+K = 20
+ESTIMATORS = ("linear", "propagate", "least_squares")
+
+
+def read_split(path: Path) -> dict[str, list[str]]:
+    """A LightGCN text file (``user item item ...``) as {user: [items]}; {} when the file is absent."""
+    out: dict[str, list[str]] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if parts:
+            out.setdefault(parts[0], []).extend(parts[1:])
+    return out
+
+
+def write_split(path: Path, split: dict[str, list[str]], drop: set[str]) -> None:
+    lines = [" ".join([u, *items]) for u, items in split.items() if u not in drop and items]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def metrics(ranked: np.ndarray, tests: list[set[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user recall@K and ndcg@K of ranked item ids (B, K) against test item sets."""
+    discounts = 1.0 / np.log2(np.arange(2, K + 2))
+    recall = np.zeros(len(tests))
+    ndcg = np.zeros(len(tests))
+    for row, test in enumerate(tests):
+        hits = np.fromiter((item in test for item in ranked[row]), dtype=bool, count=ranked.shape[1])
+        recall[row] = hits.sum() / len(test)
+        ndcg[row] = (hits * discounts[: hits.size]).sum() / discounts[: min(len(test), K)].sum()
+    return recall, ndcg
+
+
+def run_one(dataset: str, seed: int, out: Path, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Train the held-out and the full model of one (dataset, seed) and evaluate every row; the result as a dict."""
+    import c2f
+
+    source = Path(dataset) if Path(dataset).exists() else DATA / dataset
+    splits = {name: read_split(source / f"{name}.txt") for name in ("train", "valid", "test")}
+    eligible = sorted(u for u in splits["train"] if splits["test"].get(u))
+    rng = np.random.default_rng(seed)
+    held = sorted(rng.choice(eligible, size=max(1, round(HOLDOUT_FRACTION * len(eligible))), replace=False).tolist())
+    reduced = out / "data" / f"{source.name}-seed{seed}"
+    reduced.mkdir(parents=True, exist_ok=True)
+    for name, split in splits.items():
+        if split:
+            write_split(reduced / f"{name}.txt", split, set(held))
+
+    timings: dict[str, float] = {}
+    models = {}
+    for label, data in (("heldout", reduced), ("full", source)):
+        start = time.perf_counter()
+        models[label] = c2f.train(
+            str(data),
+            method=method,
+            out=out / "models" / f"{source.name}-{label}-seed{seed}",
+            progress=False,
+            seed=seed,
+            **params,
+        )
+        timings[f"train_{label}_s"] = time.perf_counter() - start
+
+    histories = [splits["train"][u] for u in held]
+    masks = [[*splits["train"][u], *splits["valid"].get(u, [])] for u in held]
+    tests = [set(splits["test"][u]) for u in held]
+    rows: dict[str, dict[str, float]] = {}
+
+    def record(label: str, ranked: np.ndarray) -> None:
+        recall, ndcg = metrics(ranked, tests)
+        rows[label] = {"recall@20": float(recall.mean()), "ndcg@20": float(ndcg.mean())}
+
+    held_model, full_model = models["heldout"], models["full"]
+    for estimator in ESTIMATORS:
+        start = time.perf_counter()
+        ranked_ids = np.full((len(held), K), "", dtype=object)
+        for row, (history, mask) in enumerate(zip(histories, masks, strict=True)):
+            # the history folds in; the validation items are masked too, as for a trained user
+            ids, _ = held_model.recommend_from_items(history, n=K, exclude=mask, estimator=estimator)
+            ranked_ids[row, : ids.size] = ids
+        timings[f"foldin_{estimator}_ms_per_user"] = 1000 * (time.perf_counter() - start) / len(held)
+        record(f"foldin_{estimator}", ranked_ids)
+    trained_ids, _ = full_model.recommend(held, n=K)
+    record("trained", trained_ids)
+    for estimator in ESTIMATORS:
+        ranked_ids = np.full((len(held), K), "", dtype=object)
+        for row, (history, mask) in enumerate(zip(histories, masks, strict=True)):
+            ids, _ = full_model.recommend_from_items(history, n=K, exclude=mask, estimator=estimator)
+            ranked_ids[row, : ids.size] = ids
+        record(f"full_model_foldin_{estimator}", ranked_ids)
+    record("popularity", _popular(held_model, masks))
+    return {
+        "dataset": source.name,
+        "seed": seed,
+        "method": method,
+        "params": params,
+        "heldout_users": len(held),
+        "users": len(eligible),
+        "rows": rows,
+        "timings": timings,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _popular(model: Any, masks: list[list[str]]) -> np.ndarray:
+    """Top-K by training popularity of ``model`` for each mask."""
+    rec = model.recommender
+    out = np.full((len(masks), K), "", dtype=object)
+    for row, mask in enumerate(masks):
+        idx, _ = rec.popular(K, exclude=[i for i in (rec.item_index(m) for m in mask) if i is not None])
+        out[row, : idx.size] = model.item_ids[idx]
+    return out
+
+
+def render(paths: list[Path]) -> str:
+    """Per dataset: each row's R@20 / N@20 over seeds (mean ± std), and as % of the trained users' R@20."""
+    results = [json.loads(p.read_text()) for p in paths]
+    lines = []
+    for dataset in sorted({r["dataset"] for r in results}):
+        runs = sorted((r for r in results if r["dataset"] == dataset), key=lambda r: r["seed"])
+        seeds = " ".join(str(r["seed"]) for r in runs)
+        lines += [f"### {dataset} (seeds {seeds}; {runs[0]['heldout_users']} held-out users a seed)", ""]
+        lines += ["| row | R@20 | N@20 | % of trained R@20 |", "|---|---|---|---|"]
+        trained = np.array([r["rows"]["trained"]["recall@20"] for r in runs])
+        for label in runs[0]["rows"]:
+            rec = np.array([r["rows"][label]["recall@20"] for r in runs])
+            ndcg = np.array([r["rows"][label]["ndcg@20"] for r in runs])
+            pct = 100 * rec.mean() / trained.mean()
+            cell = f"{rec.mean():.4f} ± {rec.std(ddof=1) if len(rec) > 1 else 0:.4f}"
+            lines.append(f"| {label} | {cell} | {ndcg.mean():.4f} | {pct:.1f}% |")
+        if len(runs) > 1:
+            base = np.array([r["rows"]["foldin_linear"]["recall@20"] for r in runs])
+            for other in ("foldin_propagate", "foldin_least_squares", "trained"):
+                diff, p = paired_t(base, np.array([r["rows"][other]["recall@20"] for r in runs]))
+                lines.append(f"\nfoldin_linear − {other}: {diff:+.4f} R@20 (paired t, p = {p:.3f})")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="lastfm,ml-1m")
+    parser.add_argument("--seeds", default="2024,2025,2026")
+    parser.add_argument("--method", default=None, help="default: TrainConfig's default method")
+    parser.add_argument("--param", action="append", default=[], help="key=JSON value, passed to c2f.train")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--render", type=Path, nargs="*")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # dataset:seed, run in this process
+    args = parser.parse_args()
+    if args.render:
+        print(render(args.render))
+        return
+    params = {k: json.loads(v) for k, v in (p.split("=", 1) for p in args.param)}
+    if args.out is None:
+        parser.error("--out is required to run")
+    method = args.method or "c2f"
+    if args.one:
+        dataset, seed = args.one.rsplit(":", 1)
+        result = run_one(dataset, int(seed), args.out, method, params)
+        result["machine"] = machine().describe()
+        path = args.out / "results" / f"{result['dataset']}-{method}-seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2))
+        print(json.dumps(result["rows"], indent=1))
+        return
+    paths = []
+    for dataset in args.datasets.split(","):
+        for seed in args.seeds.split(","):
+            print(f"== {dataset} seed {seed}", flush=True)
+            cmd = [sys.executable, __file__, "--out", str(args.out), "--one", f"{dataset}:{seed}", "--method", method]
+            cmd += [f"--param={p}" for p in args.param]
+            subprocess.run(cmd, check=True, env={**os.environ})
+            paths.append(args.out / "results" / f"{Path(dataset).name}-{method}-seed{seed}.json")
+    print(render(paths))
+
+
+if __name__ == "__main__":
+    main()
