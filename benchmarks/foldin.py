@@ -36,6 +36,10 @@ from benchmarks.common import DATA, machine, paired_t
 HOLDOUT_FRACTION = 0.1
 K = 20
 ESTIMATORS = ("linear", "propagate", "least_squares")
+REFERENCE_DIM = 128  # bytes as % of the float32 N × 128 table, as benchmarks/quality.py counts them
+# stored arrays with one row per entity (users then items) among what the served forms read: a model serving its
+# users by fold-in keeps only their item rows (pq_item_scale and item_bias have item rows only already)
+PER_ENTITY_ARRAYS = ("pq_codes", "S_c_idx_served", "S_c_w_served", "H_full")
 
 
 def read_split(path: Path) -> dict[str, list[str]]:
@@ -67,7 +71,27 @@ def metrics(ranked: np.ndarray, tests: list[set[str]]) -> tuple[np.ndarray, np.n
     return recall, ndcg
 
 
-def run_one(dataset: str, seed: int, out: Path, method: str, params: dict[str, Any]) -> dict[str, Any]:
+def served_bytes(model: Any) -> dict[str, float]:
+    """What compressed serving holds (the footprint's serving bytes), and what it would hold serving every user by
+    fold-in: the item rows of the per-entity arrays, the shared arrays, and the fold-in's (d, d) map and offset
+    (float32); both also as % of the float32 N × 128 table."""
+    footprint = model.footprint()
+    served = int(footprint.serving_memory_bytes)
+    user_share = footprint.n_users / footprint.n_entities
+    user_rows = sum(footprint.arrays.get(name, 0) for name in PER_ENTITY_ARRAYS) * user_share
+    items_only = served - user_rows + (footprint.d + 1) * footprint.d * 4
+    table = footprint.n_entities * REFERENCE_DIM * 4
+    return {
+        "served_bytes": served,
+        "served_pct": 100 * served / table,
+        "items_only_bytes": items_only,
+        "items_only_pct": 100 * items_only / table,
+    }
+
+
+def run_one(
+    dataset: str, seed: int, out: Path, method: str, params: dict[str, Any], label: str | None = None
+) -> dict[str, Any]:
     """Train the held-out and the full model of one (dataset, seed) and evaluate every row; the result as a dict."""
     import c2f
 
@@ -84,17 +108,17 @@ def run_one(dataset: str, seed: int, out: Path, method: str, params: dict[str, A
 
     timings: dict[str, float] = {}
     models = {}
-    for label, data in (("heldout", reduced), ("full", source)):
+    for kind, data in (("heldout", reduced), ("full", source)):
         start = time.perf_counter()
-        models[label] = c2f.train(
+        models[kind] = c2f.train(
             str(data),
             method=method,
-            out=out / "models" / f"{source.name}-{label}-seed{seed}",
+            out=out / "models" / f"{source.name}-{label or method}-{kind}-seed{seed}",
             progress=False,
             seed=seed,
             **params,
         )
-        timings[f"train_{label}_s"] = time.perf_counter() - start
+        timings[f"train_{kind}_s"] = time.perf_counter() - start
 
     histories = [splits["train"][u] for u in held]
     masks = [[*splits["train"][u], *splits["valid"].get(u, [])] for u in held]
@@ -125,6 +149,8 @@ def run_one(dataset: str, seed: int, out: Path, method: str, params: dict[str, A
         record(f"full_model_foldin_{estimator}", ranked_ids)
     record("popularity", _popular(held_model, masks))
     return {
+        "label": label or method,
+        "bytes": served_bytes(full_model),
         "dataset": source.name,
         "seed": seed,
         "method": method,
@@ -151,10 +177,19 @@ def render(paths: list[Path]) -> str:
     """Per dataset: each row's R@20 / N@20 over seeds (mean ± std), and as % of the trained users' R@20."""
     results = [json.loads(p.read_text()) for p in paths]
     lines = []
-    for dataset in sorted({r["dataset"] for r in results}):
-        runs = sorted((r for r in results if r["dataset"] == dataset), key=lambda r: r["seed"])
+    groups = sorted({(r["dataset"], r.get("label", r["method"])) for r in results})
+    for dataset, label in groups:
+        runs = [r for r in results if r["dataset"] == dataset and r.get("label", r["method"]) == label]
+        runs.sort(key=lambda r: r["seed"])
         seeds = " ".join(str(r["seed"]) for r in runs)
-        lines += [f"### {dataset} (seeds {seeds}; {runs[0]['heldout_users']} held-out users a seed)", ""]
+        lines += [f"### {dataset}, {label} (seeds {seeds}; {runs[0]['heldout_users']} held-out users a seed)", ""]
+        if "bytes" in runs[0]:
+            b = runs[0]["bytes"]
+            lines += [
+                f"Served bytes {b['served_bytes']:,.0f} ({b['served_pct']:.2f}% of the float32 d = 128 table); "
+                f"users served by fold-in instead: {b['items_only_bytes']:,.0f} ({b['items_only_pct']:.2f}%).",
+                "",
+            ]
         lines += ["| row | R@20 | N@20 | % of trained R@20 |", "|---|---|---|---|"]
         trained = np.array([r["rows"]["trained"]["recall@20"] for r in runs])
         for label in runs[0]["rows"]:
@@ -178,6 +213,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="2024,2025,2026")
     parser.add_argument("--method", default=None, help="default: TrainConfig's default method")
     parser.add_argument("--param", action="append", default=[], help="key=JSON value, passed to c2f.train")
+    parser.add_argument("--label", help="names the result files (default: the method)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--render", type=Path, nargs="*")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # dataset:seed, run in this process
@@ -191,9 +227,9 @@ def main() -> None:
     method = args.method or "c2f"
     if args.one:
         dataset, seed = args.one.rsplit(":", 1)
-        result = run_one(dataset, int(seed), args.out, method, params)
+        result = run_one(dataset, int(seed), args.out, method, params, args.label)
         result["machine"] = machine().describe()
-        path = args.out / "results" / f"{result['dataset']}-{method}-seed{seed}.json"
+        path = args.out / "results" / f"{result['dataset']}-{result['label']}-seed{seed}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2))
         print(json.dumps(result["rows"], indent=1))
@@ -203,9 +239,9 @@ def main() -> None:
         for seed in args.seeds.split(","):
             print(f"== {dataset} seed {seed}", flush=True)
             cmd = [sys.executable, __file__, "--out", str(args.out), "--one", f"{dataset}:{seed}", "--method", method]
-            cmd += [f"--param={p}" for p in args.param]
+            cmd += [f"--param={p}" for p in args.param] + ([f"--label={args.label}"] if args.label else [])
             subprocess.run(cmd, check=True, env={**os.environ})
-            paths.append(args.out / "results" / f"{Path(dataset).name}-{method}-seed{seed}.json")
+            paths.append(args.out / "results" / f"{Path(dataset).name}-{args.label or method}-seed{seed}.json")
     print(render(paths))
 
 
