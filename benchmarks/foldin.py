@@ -2,6 +2,7 @@
 
     python benchmarks/foldin.py --datasets lastfm,ml-1m --seeds 2024,2025,2026 --out /tmp/foldin
     python benchmarks/foldin.py --render /tmp/foldin/results/*.json
+    python benchmarks/foldin.py --latency --out /tmp/foldin-latency   # per-request cost at Gowalla's size
 
 For each (dataset, seed): 10% of the users that have training and test interactions (seeded) are removed from every
 split, and the default method (``c2f.train(DIR, seed=...)``, exactly what ``c2f train DIR`` trains) is trained on
@@ -173,6 +174,47 @@ def _popular(model: Any, masks: list[list[str]]) -> np.ndarray:
     return out
 
 
+def latency(out: Path, n_users: int, n_items: int, history: int, requests: int, seed: int = 0) -> dict[str, Any]:
+    """Per-request cost of a visitor folded in from ``history`` items then ranked (``Model.recommend_from_items``,
+    n = 20) in process, on a random c2f model of the given size (d = 128, m_c = 300, t_c = 4: Gowalla's default
+    shape; random weights cost what trained ones do). Also the fold-in alone and the load (which fits the map)."""
+    import c2f
+    from benchmarks.artifacts import build_artifact, make_manifest
+
+    version = build_artifact(
+        out / "latency-model", "c2f", manifest=make_manifest("c2f"), n_users=n_users, n_items=n_items, d=128,
+        m_c=300, t_c=4, m_r=300, t_r=2, seen_per_user=20, seed=seed,
+    )  # fmt: skip
+    start = time.perf_counter()
+    model = c2f.load(out / "latency-model", version)
+    load_s = time.perf_counter() - start
+    rng = np.random.default_rng(seed)
+    histories = [model.item_ids[rng.choice(n_items, size=history, replace=False)].tolist() for _ in range(requests)]
+    for items in histories[:50]:  # warm-up
+        model.recommend_from_items(items, n=20)
+    stages: dict[str, list[float]] = {"fold_in_us": [], "fold_in_and_top20_us": []}
+    for items in histories:
+        t0 = time.perf_counter()
+        model.fold_in(items)
+        t1 = time.perf_counter()
+        model.recommend_from_items(items, n=20)
+        t2 = time.perf_counter()
+        stages["fold_in_us"].append(1e6 * (t1 - t0))
+        stages["fold_in_and_top20_us"].append(1e6 * (t2 - t1))
+    summary = {
+        name: {q: float(np.percentile(v, p)) for q, p in (("p50", 50), ("p99", 99), ("max", 100))}
+        for name, v in stages.items()
+    }
+    return {
+        "n_users": n_users,
+        "n_items": n_items,
+        "history": history,
+        "requests": requests,
+        "load_s": load_s,
+        **summary,
+    }
+
+
 def render(paths: list[Path]) -> str:
     """Per dataset: each row's R@20 / N@20 over seeds (mean ± std), and as % of the trained users' R@20."""
     results = [json.loads(p.read_text()) for p in paths]
@@ -216,6 +258,10 @@ def main() -> None:
     parser.add_argument("--label", help="names the result files (default: the method)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--render", type=Path, nargs="*")
+    parser.add_argument("--latency", action="store_true", help="time fold-in requests on a Gowalla-sized model")
+    parser.add_argument("--latency-size", default="29858,40981", help="users,items of --latency's model")
+    parser.add_argument("--history", type=int, default=50, help="items a --latency request folds in from")
+    parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # dataset:seed, run in this process
     args = parser.parse_args()
     if args.render:
@@ -224,6 +270,12 @@ def main() -> None:
     params = {k: json.loads(v) for k, v in (p.split("=", 1) for p in args.param)}
     if args.out is None:
         parser.error("--out is required to run")
+    if args.latency:
+        n_users, n_items = (int(v) for v in args.latency_size.split(","))
+        result = latency(args.out, n_users, n_items, args.history, args.requests)
+        result["machine"] = machine().describe()
+        print(json.dumps(result, indent=1))
+        return
     method = args.method or "c2f"
     if args.one:
         dataset, seed = args.one.rsplit(":", 1)

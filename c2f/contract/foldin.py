@@ -44,14 +44,13 @@ _LS_RIDGE = 1e-2  # λ, relative to the mean diagonal of G
 
 def history_csr(indptr: np.ndarray, indices: np.ndarray, n_neighbours: int) -> sp.csr_matrix:
     """The (B, n_neighbours) 0/1 matrix of B histories (duplicates within a history count once)."""
+    indptr = np.asarray(indptr, dtype=np.int64)
     rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-    m = sp.csr_matrix(
-        (np.ones(len(indices), dtype=np.float32), (rows, np.asarray(indices, dtype=np.int64))),
-        shape=(len(indptr) - 1, n_neighbours),
-    )
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
+    keys = np.unique(rows * n_neighbours + np.asarray(indices, dtype=np.int64))  # sorted: row-major, deduplicated
+    counts = np.bincount(keys // n_neighbours, minlength=len(indptr) - 1) if keys.size else np.zeros(len(indptr) - 1)
+    new_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    data = np.ones(keys.size, dtype=np.float32)
+    return sp.csr_matrix((data, keys % n_neighbours, new_indptr), shape=(len(indptr) - 1, n_neighbours))
 
 
 class FoldIn:
@@ -77,16 +76,23 @@ class FoldIn:
 
     # ---- features ----
     def features(self, histories: sp.csr_matrix) -> np.ndarray:
-        """(B, d) float32 propagation features f of B histories ((B, n_neighbours) CSR, any non-negative weights)."""
-        A = sp.csr_matrix(histories, dtype=np.float32)
-        size = np.asarray((A != 0).sum(axis=1)).ravel()
-        A = sp.diags((1.0 / np.sqrt(np.maximum(size, 1))).astype(np.float32)) @ A @ sp.diags(self._inv_sqrt_degree)
-        A = sp.csc_matrix(A)
-        used = np.flatnonzero(np.diff(A.indptr))  # only the neighbours some history touches are ever decoded
+        """(B, d) float32 propagation features f of B histories ((B, n_neighbours) 0/1 CSR, as
+        :func:`history_csr` builds them)."""
+        A = sp.csr_matrix(histories)
+        size = np.diff(A.indptr)
+        # the weight of each (history, neighbour) entry: 1 / sqrt(|N_u| · deg_i)
+        weights = self._inv_sqrt_degree[A.indices] / np.sqrt(np.maximum(np.repeat(size, size), 1)).astype(np.float32)
+        # only the neighbours some history touches are ever decoded, a block of them at a time
+        used, position = np.unique(A.indices, return_inverse=True)
+        rows = np.repeat(np.arange(A.shape[0]), size)
         out = np.zeros((A.shape[0], self.d), dtype=np.float32)
         for start in range(0, used.size, _BLOCK):
-            cols = used[start : start + _BLOCK]
-            out += A[:, cols] @ self.neighbour_vectors(cols)
+            block = (position >= start) & (position < start + _BLOCK)
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[block], minlength=A.shape[0]))])
+            entries = sp.csr_matrix(
+                (weights[block], position[block] - start, indptr), shape=(A.shape[0], min(_BLOCK, used.size - start))
+            )
+            out += entries @ self.neighbour_vectors(used[start : start + _BLOCK])
         return out
 
     # ---- the linear map ----
