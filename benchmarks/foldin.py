@@ -72,6 +72,59 @@ def metrics(ranked: np.ndarray, tests: list[set[str]]) -> tuple[np.ndarray, np.n
     return recall, ndcg
 
 
+ITEM_EVAL_USERS = 3000  # users (seeded sample) the item experiment ranks for
+
+
+def item_rows(
+    splits: dict[str, dict[str, list[str]]], held_items: list[str], folded: Any, full: Any, seed: int
+) -> dict[str, dict[str, float]]:
+    """Items held out of training, folded in from their training users (``Recommender.fold_in_items``) and ranked
+    with the model's own items. R@20 / N@20 of a sample of test users over all their test items, and recall over
+    the test interactions with held-out items only (``new_item_recall``), for: the model with the folded-in items,
+    the same model without them (they can never be recommended), and the full model (trained with them)."""
+    rec = folded.recommender
+    held = set(held_items)
+    histories, kept = [], []
+    for item in held_items:
+        users = [rec.user_index(u) for u, items in splits["train"].items() if item in items]
+        users = [u for u in users if u is not None]
+        if users:
+            histories.append(np.asarray(users))
+            kept.append(item)
+    vectors, biases = rec.fold_in_items(histories)
+    candidates = [u for u, t in splits["test"].items() if t and rec.user_index(u) is not None]
+    rng = np.random.default_rng(seed)
+    users = sorted(rng.choice(candidates, size=min(ITEM_EVAL_USERS, len(candidates)), replace=False).tolist())
+    tests = [set(splits["test"][u]) for u in users]
+    all_ids = np.concatenate([folded.item_ids.astype(str), np.array(kept, dtype=str)])
+    position = {item: i for i, item in enumerate(all_ids.tolist())}
+    uidx = np.array([rec.user_index(u) for u in users])
+    scores = np.hstack(
+        [rec.user_scores(uidx), rec.user_embeddings(uidx) @ vectors.T + (0 if biases is None else biases)]
+    )
+    for row, user in enumerate(users):
+        seen = [position[i] for i in (*splits["train"][user], *splits["valid"].get(user, [])) if i in position]
+        scores[row, seen] = -np.inf
+    top = np.argsort(-scores, axis=1)[:, :K]
+    ranked = {
+        "items_folded_in": all_ids[top],
+        "items_absent": np.array([folded.recommend(u, n=K)[0] for u in users], dtype=object),
+        "items_trained": full.recommend(users, n=K)[0],
+    }
+    rows: dict[str, dict[str, float]] = {}
+    new_tests = [t & held for t in tests]
+    with_new = [i for i, t in enumerate(new_tests) if t]
+    for label, ids in ranked.items():
+        recall, ndcg = metrics(np.asarray(ids), tests)
+        new_recall, _ = metrics(np.asarray(ids)[with_new], [new_tests[i] for i in with_new])
+        rows[label] = {
+            "recall@20": float(recall.mean()),
+            "ndcg@20": float(ndcg.mean()),
+            "new_item_recall": float(new_recall.mean()),
+        }
+    return rows
+
+
 def served_bytes(model: Any) -> dict[str, float]:
     """What compressed serving holds (the footprint's serving bytes), and what it would hold serving every user by
     fold-in: the item rows of the per-entity arrays, the shared arrays, and the fold-in's (d, d) map and offset
@@ -91,7 +144,13 @@ def served_bytes(model: Any) -> dict[str, float]:
 
 
 def run_one(
-    dataset: str, seed: int, out: Path, method: str, params: dict[str, Any], label: str | None = None
+    dataset: str,
+    seed: int,
+    out: Path,
+    method: str,
+    params: dict[str, Any],
+    label: str | None = None,
+    items: bool = False,
 ) -> dict[str, Any]:
     """Train the held-out and the full model of one (dataset, seed) and evaluate every row; the result as a dict."""
     import c2f
@@ -149,7 +208,31 @@ def run_one(
             ranked_ids[row, : ids.size] = ids
         record(f"full_model_foldin_{estimator}", ranked_ids)
     record("popularity", _popular(held_model, masks))
+    item_results: dict[str, Any] = {}
+    if items:  # 10% of the training items (seeded) removed from train and validation; test untouched
+        trained_items = sorted({i for row in splits["train"].values() for i in row})
+        held_items = sorted(
+            rng.choice(trained_items, size=round(HOLDOUT_FRACTION * len(trained_items)), replace=False).tolist()
+        )
+        drop = set(held_items)
+        item_data = out / "data" / f"{source.name}-items-seed{seed}"
+        item_data.mkdir(parents=True, exist_ok=True)
+        for name, split in splits.items():
+            if split:
+                kept = split if name == "test" else {u: [i for i in v if i not in drop] for u, v in split.items()}
+                write_split(item_data / f"{name}.txt", kept, set())
+        start = time.perf_counter()
+        item_model = c2f.train(
+            str(item_data), method=method, out=out / "models" / f"{source.name}-{label or method}-items-seed{seed}",
+            progress=False, seed=seed, **params,
+        )  # fmt: skip
+        timings["train_items_s"] = time.perf_counter() - start
+        item_results = {
+            "heldout_items": len(held_items),
+            "rows": item_rows(splits, held_items, item_model, full_model, seed),
+        }
     return {
+        "items": item_results,
         "label": label or method,
         "bytes": served_bytes(full_model),
         "dataset": source.name,
@@ -240,6 +323,19 @@ def render(paths: list[Path]) -> str:
             pct = 100 * rec.mean() / trained.mean()
             cell = f"{rec.mean():.4f} ± {rec.std(ddof=1) if len(rec) > 1 else 0:.4f}"
             lines.append(f"| {label} | {cell} | {ndcg.mean():.4f} | {pct:.1f}% |")
+        if runs[0].get("items"):
+            lines += [
+                "",
+                f"Items held out ({runs[0]['items']['heldout_items']} a seed), folded in from their users:",
+                "",
+            ]
+            lines += ["| row | R@20 | N@20 | recall of held-out items' test interactions |", "|---|---|---|---|"]
+            for label in runs[0]["items"]["rows"]:
+                cells = [
+                    np.mean([r["items"]["rows"][label][k] for r in runs])
+                    for k in ("recall@20", "ndcg@20", "new_item_recall")
+                ]
+                lines.append(f"| {label} | {cells[0]:.4f} | {cells[1]:.4f} | {cells[2]:.4f} |")
         if len(runs) > 1:
             base = np.array([r["rows"]["foldin_linear"]["recall@20"] for r in runs])
             for other in ("foldin_propagate", "foldin_least_squares", "trained"):
@@ -256,6 +352,7 @@ def main() -> None:
     parser.add_argument("--method", default=None, help="default: TrainConfig's default method")
     parser.add_argument("--param", action="append", default=[], help="key=JSON value, passed to c2f.train")
     parser.add_argument("--label", help="names the result files (default: the method)")
+    parser.add_argument("--items", action="store_true", help="also hold 10%% of the items out and fold them in")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--render", type=Path, nargs="*")
     parser.add_argument("--latency", action="store_true", help="time fold-in requests on a Gowalla-sized model")
@@ -279,7 +376,7 @@ def main() -> None:
     method = args.method or "c2f"
     if args.one:
         dataset, seed = args.one.rsplit(":", 1)
-        result = run_one(dataset, int(seed), args.out, method, params, args.label)
+        result = run_one(dataset, int(seed), args.out, method, params, args.label, args.items)
         result["machine"] = machine().describe()
         path = args.out / "results" / f"{result['dataset']}-{result['label']}-seed{seed}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -292,6 +389,7 @@ def main() -> None:
             print(f"== {dataset} seed {seed}", flush=True)
             cmd = [sys.executable, __file__, "--out", str(args.out), "--one", f"{dataset}:{seed}", "--method", method]
             cmd += [f"--param={p}" for p in args.param] + ([f"--label={args.label}"] if args.label else [])
+            cmd += ["--items"] if args.items else []
             subprocess.run(cmd, check=True, env={**os.environ})
             paths.append(args.out / "results" / f"{Path(dataset).name}-{args.label or method}-seed{seed}.json")
     print(render(paths))

@@ -24,12 +24,12 @@ def test_metrics_follow_lightgcns_definitions() -> None:
     assert ndcg[0] == (1 / np.log2(3)) / (1 + 1 / np.log2(3))
 
 
-def test_one_point_holds_users_out_and_folds_them_in(tmp_path: Path) -> None:
+def test_one_point_holds_users_and_items_out_and_folds_them_in(tmp_path: Path) -> None:
     users, items, _, _ = planted_communities(n_users=300, n_items=200)
     data = write_lightgcn_dir(tmp_path / "data", users, items)
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "foldin.py"), "--out", str(out), "--datasets", str(data)]
-    done = subprocess.run([*cmd, "--seeds", "7", *TINY], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([*cmd, "--seeds", "7", "--items", *TINY], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     (path,) = (out / "results").glob("*.json")
     result = json.loads(path.read_text())
@@ -41,6 +41,10 @@ def test_one_point_holds_users_out_and_folds_them_in(tmp_path: Path) -> None:
     assert set(rows) >= {"foldin_linear", "trained", "popularity", "full_model_foldin_linear"}
     # planted communities: folding in from a user's items beats the popularity list by far
     assert rows["foldin_linear"]["recall@20"] > rows["popularity"]["recall@20"] + 0.05
+    # items held out: without fold-in they can never be recommended; folded in, some of their test interactions hit
+    items = result["items"]["rows"]
+    assert items["items_absent"]["new_item_recall"] == 0.0
+    assert items["items_folded_in"]["new_item_recall"] > 0.05
     b = result["bytes"]
     assert 0 < b["items_only_bytes"] < b["served_bytes"]
     assert "foldin_linear" in bench.render([path]) and "served by fold-in instead" in bench.render([path])

@@ -12,6 +12,7 @@ Item/user indices are 0-based within their kind (items 0..n_items-1), as in the 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -133,6 +134,17 @@ class Recommender:
             shape=(self.n_users, self.n_items),
         )
         self.user_fold_in: FoldIn = fitted(self.scorer.item_vectors, self.scorer.user_vectors, graph, d)
+        self._graph_matrix = graph
+
+    @cached_property
+    def item_fold_in(self) -> FoldIn:
+        """New items folded in from their users (the symmetric estimate, with the item bias predicted too), fitted
+        on trained items at first use."""
+        graph_t = sp.csr_matrix(self._graph_matrix.T)
+        own_biases = self._item_bias
+        return fitted(
+            self.scorer.user_vectors, self.scorer.item_vectors, graph_t, int(self.artifact.d), own_biases=own_biases
+        )
 
     # ----------------------------------------------------------------------------------------------------------
     # id maps
@@ -236,6 +248,19 @@ class Recommender:
         if indices.size and (indices.min() < 0 or indices.max() >= self.n_items):
             raise IndexError(f"item index out of range [0, {self.n_items})")
         return self.user_fold_in.vectors(history_csr(indptr, indices, self.n_items), estimator)
+
+    def fold_in_items(self, histories: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(B, d) float32 vectors of B items the model never trained, each folded in from the user indices that
+        interacted with it, and their (B,) predicted item biases (None when the model has none)."""
+        lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        indices = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(histories) else indptr[:0]
+        if indices.size and (indices.min() < 0 or indices.max() >= self.n_users):
+            raise IndexError(f"user index out of range [0, {self.n_users})")
+        matrix = history_csr(indptr, indices, self.n_users)
+        fold = self.item_fold_in
+        biases = fold.bias(matrix) if self._item_bias is not None else None
+        return fold.vectors(matrix), biases
 
     def recommend_histories(
         self,

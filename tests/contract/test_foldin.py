@@ -107,3 +107,19 @@ def test_fold_in_refuses_out_of_range_items_and_answers_an_empty_history(
     assert len(idx) == 5
     with pytest.raises(ValueError, match="unknown fold-in estimator"):
         rec.fold_in([np.array([0])], "magic")  # type: ignore[arg-type]
+
+
+def test_a_new_item_folded_in_from_a_communitys_users_points_at_that_community(
+    planted: tuple[Recommender, np.ndarray],
+) -> None:
+    rec, item_comm = planted
+    user_comm = np.arange(rec.n_users) % 4
+    vectors, biases = rec.fold_in_items([np.flatnonzero(user_comm == c)[:4] for c in range(4)])
+    assert vectors.shape == (4, 4) and biases is None  # the planted model has no item biases
+    # each new item's largest coordinate is its community's axis, and that community's users score it highest
+    np.testing.assert_array_equal(vectors.argmax(axis=1), np.arange(4))
+    users = rec.user_embeddings(np.arange(rec.n_users))
+    best_community = user_comm[(users @ vectors.T).argmax(axis=0)]
+    np.testing.assert_array_equal(best_community, np.arange(4))
+    with pytest.raises(IndexError):
+        rec.fold_in_items([np.array([rec.n_users])])
