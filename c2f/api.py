@@ -35,7 +35,7 @@ from c2f.contract.artifact import (
     publish,
     version_path,
 )
-from c2f.contract.foldin import ESTIMATORS
+from c2f.contract.foldin import DEFAULT_ESTIMATOR, ESTIMATORS
 from c2f.contract.foldin import Estimator as FoldInEstimator
 from c2f.contract.manifest import Footprint, Manifest
 from c2f.service.scoring import Recommender
@@ -240,11 +240,11 @@ class Model:
             histories.append(np.asarray(self._item_indices(ids, strict=False), dtype=np.int64))
         return single, histories
 
-    def fold_in(self, items: Any, estimator: FoldInEstimator = "linear") -> np.ndarray:
+    def fold_in(self, items: Any, estimator: FoldInEstimator = DEFAULT_ESTIMATOR) -> np.ndarray:
         """The served vector of a user the model never trained, estimated from the items it interacted with
         (no retraining; :mod:`c2f.contract.foldin`): ``(d,)`` for one history (a list of item ids), ``(B, d)`` for a
-        list of histories. Unknown item ids are skipped. ``estimator``: "linear" (default), "propagate" or
-        "least_squares"."""
+        list of histories. Unknown item ids are skipped. ``estimator``: "least_squares+map" (the default),
+        "propagate+map", "least_squares" or "propagate" (:mod:`c2f.contract.foldin`)."""
         single, histories = self._histories(items)
         vectors = self.recommender.fold_in(histories, _as_estimator(estimator))
         return vectors[0] if single else vectors
@@ -255,7 +255,7 @@ class Model:
         n: int = 20,
         exclude_seen: bool = True,
         exclude: Iterable[str | int] | None = None,
-        estimator: FoldInEstimator = "linear",
+        estimator: FoldInEstimator = DEFAULT_ESTIMATOR,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` items for a visitor known only by the items it interacted with (:meth:`fold_in`), as
         :meth:`recommend` answers: one history gives ``(item_ids, scores)``, a list of histories two ``(B, n)``

@@ -134,6 +134,7 @@ class Recommender:
             shape=(self.n_users, self.n_items),
         )
         self.user_fold_in: FoldIn = fitted(self.scorer.item_vectors, self.scorer.user_vectors, graph, d)
+        self.user_fold_in.vectors(graph[:0])  # the default estimator's map is fitted now, not by the first request
         self._graph_matrix = graph
 
     @cached_property

@@ -1,4 +1,4 @@
-"""Fold-in (c2f.contract.foldin): propagation features, the linear map, the estimators on planted communities."""
+"""Fold-in (c2f.contract.foldin): the base estimates, the fitted map, the estimators on planted communities."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from c2f.contract.artifact import load_artifact, version_path
-from c2f.contract.foldin import ESTIMATORS, FoldIn, fitted, history_csr
+from c2f.contract.foldin import ESTIMATORS, FoldIn, Map, fitted, history_csr
 from c2f.service.scoring import Recommender
 from tests.fixtures import build_artifact, make_manifest, planted_ud_arrays
 
@@ -25,42 +25,51 @@ def test_features_are_one_lightgcn_propagation_step() -> None:
     histories = history_csr(np.array([0, 2, 3]), np.array([0, 2, 1]), 3)
     expected_0 = (vectors[0] / np.sqrt(2 * 4) + vectors[2] / np.sqrt(2 * 9)).astype(np.float32)
     expected_1 = vectors[1] / np.sqrt(1 * 1)
-    np.testing.assert_allclose(fold.features(histories), np.stack([expected_0, expected_1]), rtol=1e-6)
+    np.testing.assert_allclose(fold.propagate(histories), np.stack([expected_0, expected_1]), rtol=1e-6)
 
 
 def test_a_repeated_item_counts_once_and_an_empty_history_gives_zero_features() -> None:
     vectors = np.eye(3, dtype=np.float32)
     fold = FoldIn(_table(vectors), np.ones(3), 3)
-    once = fold.features(history_csr(np.array([0, 1]), np.array([2]), 3))
-    twice = fold.features(history_csr(np.array([0, 2]), np.array([2, 2]), 3))
-    empty = fold.features(history_csr(np.array([0, 0]), np.array([], dtype=np.int64), 3))
-    np.testing.assert_allclose(once, twice)
-    assert not empty.any()
+    once = history_csr(np.array([0, 1]), np.array([2]), 3)
+    twice = history_csr(np.array([0, 2]), np.array([2, 2]), 3)
+    empty = history_csr(np.array([0, 0]), np.array([], dtype=np.int64), 3)
+    for base in ("propagate", "least_squares"):
+        np.testing.assert_allclose(fold.base(once, base), fold.base(twice, base))
+        assert not fold.base(empty, base).any()
 
 
-def test_the_linear_fit_recovers_a_linear_relation() -> None:
+def test_the_map_fit_recovers_a_linear_relation() -> None:
     rng = np.random.default_rng(0)
+    features = rng.standard_normal((400, 5))
+    W0, c0 = rng.standard_normal((5, 5)), rng.standard_normal(5)
+    targets = features @ W0 + c0
+    fitted_map = Map.fit(features, targets.astype(np.float32), biases=(2 * targets[:, 0]).astype(np.float32))
+    np.testing.assert_allclose(fitted_map.W, W0, atol=0.01)
+    np.testing.assert_allclose(fitted_map.c, c0, atol=0.01)
+    assert fitted_map.bias is not None
+    np.testing.assert_allclose(features @ fitted_map.bias[0] + fitted_map.bias[1], 2 * targets[:, 0], atol=0.05)
+
+
+def test_the_map_is_fitted_on_the_base_estimates_of_trained_entities() -> None:
+    rng = np.random.default_rng(1)
     n_items, d = 60, 5
     vectors = rng.standard_normal((n_items, d)).astype(np.float32)
-    graph = sp.random(400, n_items, density=0.1, random_state=1, format="csr")
+    graph = sp.random(300, n_items, density=0.1, random_state=1, format="csr")
     graph.data[:] = 1.0
-    fold = FoldIn(_table(vectors), np.asarray(graph.sum(axis=0)).ravel(), d)
     W0 = rng.standard_normal((d, d))
-    c0 = rng.standard_normal(d)
-    targets = fold.features(graph) @ W0 + c0
-    fold.fit(graph, targets.astype(np.float32), biases=(targets[:, 0] * 2).astype(np.float32))
-    assert fold.W is not None and fold.c is not None
-    np.testing.assert_allclose(fold.W, W0, atol=0.05)
-    np.testing.assert_allclose(fold.c, c0, atol=0.05)
-    np.testing.assert_allclose(fold.bias(graph[:3]), 2 * targets[:3, 0], atol=0.05)
+    probe = FoldIn(_table(vectors), np.bincount(graph.indices, minlength=n_items), d)
+    for base in ("propagate", "least_squares"):
+        targets = (probe.base(graph, base) @ W0).astype(np.float32)  # trained vectors that the map can explain
+        fold = fitted(_table(vectors), _table(targets), graph, d)
+        np.testing.assert_allclose(fold.vectors(graph[:5], f"{base}+map"), targets[:5], atol=0.05)  # type: ignore[arg-type]
 
 
-def test_fitted_uses_only_entities_with_neighbours_and_the_identity_without_any() -> None:
+def test_without_trained_entities_the_map_is_the_identity() -> None:
     vectors = np.eye(2, dtype=np.float32)
-    empty = sp.csr_matrix((3, 2))
-    fold = fitted(_table(vectors), _table(np.ones((3, 2), dtype=np.float32)), empty, 2)
-    assert fold.W is not None
-    np.testing.assert_array_equal(fold.W, np.eye(2))
+    fold = fitted(_table(vectors), _table(np.ones((3, 2), dtype=np.float32)), sp.csr_matrix((3, 2)), 2)
+    history = history_csr(np.array([0, 1]), np.array([1]), 2)
+    np.testing.assert_allclose(fold.vectors(history, "propagate+map"), fold.vectors(history, "propagate"))
 
 
 @pytest.fixture
@@ -83,16 +92,17 @@ def test_a_visitor_of_a_planted_community_gets_that_communitys_items(
         assert not set(idx) & set(history)  # exclude_seen drops the history
 
 
-def test_the_linear_estimate_of_a_trained_user_is_close_to_its_trained_vector(
-    planted: tuple[Recommender, np.ndarray],
+@pytest.mark.parametrize("estimator", ["least_squares+map", "propagate+map"])
+def test_a_mapped_estimate_of_a_trained_user_is_close_to_its_trained_vector(
+    planted: tuple[Recommender, np.ndarray], estimator: str
 ) -> None:
     rec, _ = planted
     histories = [rec.seen_items(u) for u in range(rec.n_users)]
-    folded = rec.fold_in(histories, "linear")
+    folded = rec.fold_in(histories, estimator)  # type: ignore[arg-type]
     trained = rec.user_embeddings(np.arange(rec.n_users))
     cosine = (folded * trained).sum(1) / np.linalg.norm(folded, axis=1) / np.linalg.norm(trained, axis=1)
     assert cosine.min() > 0.95
-    # and on the trained users' scale, which the raw propagation is not
+    # and on the trained users' scale, which the raw estimates are not
     ratio = np.linalg.norm(folded, axis=1) / np.linalg.norm(trained, axis=1)
     assert np.all((ratio > 0.8) & (ratio < 1.25))
 
