@@ -151,6 +151,7 @@ def run_one(
     params: dict[str, Any],
     label: str | None = None,
     items: bool = False,
+    reuse: bool = False,
 ) -> dict[str, Any]:
     """Train the held-out and the full model of one (dataset, seed) and evaluate every row; the result as a dict."""
     import c2f
@@ -168,17 +169,20 @@ def run_one(
 
     timings: dict[str, float] = {}
     models = {}
-    for kind, data in (("heldout", reduced), ("full", source)):
+    tag = label or method
+
+    def trained(data: Path, root: Path) -> tuple[Any, float]:
+        """The model trained on ``data`` into ``root``, or the one published there already (``--reuse``)."""
+        if reuse and (root / "LATEST").exists():
+            return c2f.load(root), float("nan")
         start = time.perf_counter()
-        models[kind] = c2f.train(
-            str(data),
-            method=method,
-            out=out / "models" / f"{source.name}-{label or method}-{kind}-seed{seed}",
-            progress=False,
-            seed=seed,
-            **params,
+        model = c2f.train(str(data), method=method, out=root, progress=False, seed=seed, **params)
+        return model, time.perf_counter() - start
+
+    for kind, data in (("heldout", reduced), ("full", source)):
+        models[kind], timings[f"train_{kind}_s"] = trained(
+            data, out / "models" / f"{source.name}-{tag}-{kind}-seed{seed}"
         )
-        timings[f"train_{kind}_s"] = time.perf_counter() - start
 
     histories = [splits["train"][u] for u in held]
     masks = [[*splits["train"][u], *splits["valid"].get(u, [])] for u in held]
@@ -221,12 +225,8 @@ def run_one(
             if split:
                 kept = split if name == "test" else {u: [i for i in v if i not in drop] for u, v in split.items()}
                 write_split(item_data / f"{name}.txt", kept, set())
-        start = time.perf_counter()
-        item_model = c2f.train(
-            str(item_data), method=method, out=out / "models" / f"{source.name}-{label or method}-items-seed{seed}",
-            progress=False, seed=seed, **params,
-        )  # fmt: skip
-        timings["train_items_s"] = time.perf_counter() - start
+        item_root = out / "models" / f"{source.name}-{tag}-items-seed{seed}"
+        item_model, timings["train_items_s"] = trained(item_data, item_root)
         item_results = {
             "heldout_items": len(held_items),
             "rows": item_rows(splits, held_items, item_model, full_model, seed),
@@ -354,6 +354,7 @@ def main() -> None:
     parser.add_argument("--param", action="append", default=[], help="key=JSON value, passed to c2f.train")
     parser.add_argument("--label", help="names the result files (default: the method)")
     parser.add_argument("--items", action="store_true", help="also hold 10%% of the items out and fold them in")
+    parser.add_argument("--reuse", action="store_true", help="load the models an earlier run published in --out")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--render", type=Path, nargs="*")
     parser.add_argument("--latency", action="store_true", help="time fold-in requests on a Gowalla-sized model")
@@ -377,7 +378,7 @@ def main() -> None:
     method = args.method or "c2f"
     if args.one:
         dataset, seed = args.one.rsplit(":", 1)
-        result = run_one(dataset, int(seed), args.out, method, params, args.label, args.items)
+        result = run_one(dataset, int(seed), args.out, method, params, args.label, args.items, args.reuse)
         result["machine"] = machine().describe()
         path = args.out / "results" / f"{result['dataset']}-{result['label']}-seed{seed}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -391,6 +392,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--out", str(args.out), "--one", f"{dataset}:{seed}", "--method", method]
             cmd += [f"--param={p}" for p in args.param] + ([f"--label={args.label}"] if args.label else [])
             cmd += ["--items"] if args.items else []
+            cmd += ["--reuse"] if args.reuse else []
             subprocess.run(cmd, check=True, env={**os.environ})
             paths.append(args.out / "results" / f"{Path(dataset).name}-{args.label or method}-seed{seed}.json")
     print(render(paths))
