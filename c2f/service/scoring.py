@@ -156,6 +156,12 @@ class Recommender:
     def item_index(self, item_id: str) -> int | None:
         return self._item_index.get(item_id)
 
+    def item_indices(self, item_ids: Sequence[str]) -> np.ndarray:
+        """(len(item_ids),) int64 indices of many item ids at once (one vectorised search); -1 where unknown."""
+        if len(item_ids) == 0:
+            return np.empty(0, np.int64)
+        return self._item_index.lookup(np.asarray(item_ids, dtype=str))
+
     # ----------------------------------------------------------------------------------------------------------
     # embeddings and raw scores
     # ----------------------------------------------------------------------------------------------------------

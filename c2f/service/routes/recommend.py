@@ -61,16 +61,10 @@ def split_ids(values: list[str] | None, limit: int) -> list[str]:
 
 
 def resolve_items(model: LoadedModel, ids: list[str]) -> tuple[list[int], list[str]]:
-    rec = model.recommender
-    known: list[int] = []
-    unknown: list[str] = []
-    for item_id in ids:
-        idx = rec.item_index(item_id)
-        if idx is None:
-            unknown.append(item_id)
-        else:
-            known.append(idx)
-    return known, unknown
+    """(indices of the known ids, the unknown ids), both in the order given."""
+    found = model.recommender.item_indices(ids)
+    unknown = [item_id for item_id, k in zip(ids, found.tolist(), strict=True) if k < 0]
+    return found[found >= 0].tolist(), unknown
 
 
 def scored(model: LoadedModel, idx: np.ndarray, scores: np.ndarray) -> list[dict[str, object]]:
