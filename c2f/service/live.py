@@ -88,6 +88,7 @@ class LiveHistories:
         self.new_users = 0  # entries of users the model never trained
         self.item_count = 0  # item indices held, all entries together
         self.nbytes = 0
+        self.recorded_here: set[str] = set()  # stream ids this process applied at once (its reader skips them)
         self.refused = 0  # events read back from the stream that a bound kept out (recorded by another process)
         self.skipped = 0  # events read back whose item this model does not know
 

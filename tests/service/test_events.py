@@ -175,8 +175,9 @@ def test_a_model_trained_on_the_events_skips_them(planted_root: Path, events_nam
 
 def test_the_reader_follows_events_recorded_elsewhere(planted_root: Path, events_namespace: str) -> None:
     settings = event_settings(planted_root, events_namespace)
-    writer = EventLog(settings, lambda: None)
-    writer_model = writer.prepare(_model(planted_root))
+    writer_holder: dict[str, LoadedModel] = {}
+    writer = EventLog(settings, lambda: writer_holder.get("model"))
+    writer_model = writer_holder["model"] = writer.prepare(_model(planted_root))
     holder: dict[str, LoadedModel] = {}
     reader = EventLog(settings, lambda: holder.get("model"))
     try:
@@ -186,6 +187,12 @@ def test_the_reader_follows_events_recorded_elsewhere(planted_root: Path, events
         live = holder["model"].live
         assert live is not None and live.get("far") is not None
         assert reader.status(holder["model"])["folded_users"] == 1 and not reader.stale
+        # the writer's own reader skips what it applied when it recorded it, and moves on past it
+        assert writer_model.live is not None and len(writer_model.live.recorded_here) == 1
+        entry = writer_model.live.get("far")
+        assert writer.read_once()
+        assert writer_model.live.recorded_here == set() and writer_model.live.get("far") is entry
+        assert writer_model.live.position == live.position
     finally:
         writer.stop()
         reader.stop()
