@@ -38,6 +38,11 @@ PAYLOAD_TOO_LARGE = "payload_too_large"
 URI_TOO_LONG = "uri_too_long"
 REQUEST_TIMEOUT = "request_timeout"
 HEADERS_TOO_LARGE = "headers_too_large"
+EVENTS_UNAVAILABLE = "events_unavailable"
+# per event of POST /interactions (the event is refused, the rest of the batch is recorded)
+INVALID_TIMESTAMP = "invalid_timestamp"
+FOLDED_USERS_FULL = "folded_users_full"
+USER_HISTORY_FULL = "user_history_full"
 
 _STATUS_CODES = {
     400: "bad_request",

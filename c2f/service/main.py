@@ -1,7 +1,8 @@
 """The FastAPI app: ``create_app(settings)``; ``app`` is a module-level instance for ``uvicorn service.main:app``.
 
 The lifespan loads the model LATEST points to (no artifact: the app still starts, /health/ready answers 503 and
-model endpoints 503 ``no_model``) and runs the poller that reloads new versions every ``settings.reload_seconds``.
+model endpoints 503 ``no_model``) and runs the poller that reloads new versions every ``settings.reload_seconds``,
+and the reader of recorded interaction events (:mod:`service.events`: every model is loaded with them).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from starlette.concurrency import run_in_threadpool
 
 from c2f.service.encoding import FastJSONResponse
 from c2f.service.errors import install_error_handlers
+from c2f.service.events import EventLog
 from c2f.service.limits import RequestLimits
 from c2f.service.logs import RequestLog, configure_logging
 from c2f.service.metrics import LatencyMiddleware, ServiceMetrics
 from c2f.service.offload import BoundedExecutor
 from c2f.service.registry import LoadedModel, ModelRegistry
-from c2f.service.routes import footprint, health, jobs, models, page, recommend, similar
+from c2f.service.routes import footprint, health, interactions, jobs, models, page, recommend, similar
 from c2f.service.settings import Settings
 
 logger = logging.getLogger("c2f.service")
@@ -51,7 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reload_seconds=settings.reload_seconds,
         on_swap=on_swap,
         on_failure=lambda version, message: metrics.observe_failure(),
+        prepare=lambda model: events.prepare(model),
     )
+    events = EventLog(settings, lambda: registry.current)
     job_pool = BoundedExecutor(settings.redis_threads, settings.redis_queue, name="c2f-jobs")
 
     @asynccontextmanager
@@ -64,9 +68,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 result.error or "nothing published yet",
             )
         registry.start()
+        events.start()
         try:
             yield
         finally:
+            events.stop()
             registry.stop()
             job_pool.shutdown()
 
@@ -81,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = registry
     app.state.metrics = metrics
     app.state.job_pool = job_pool
+    app.state.events = events
     install_error_handlers(app)
     # Outermost last: request id and access log around everything, then metrics, then the request limits.
     app.add_middleware(
@@ -92,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.add_middleware(RequestLog, access_log=settings.access_log)
-    routers = [module.router for module in (recommend, similar, footprint, health, models, jobs, page)]
+    routers = [module.router for module in (recommend, similar, interactions, footprint, health, models, jobs, page)]
     for router in routers:
         app.include_router(router)
     app.state.api_routes = [route for router in routers for route in router.routes]  # for 405's Allow header
@@ -126,6 +133,9 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
             visitor["n"]["maximum"] = settings.max_n
             visitor["items"]["maxItems"] = settings.max_history_items
             visitor["exclude"]["maxItems"] = settings.max_exclude
+        events = components.get("InteractionsRequest", {}).get("properties")
+        if events:
+            events["events"]["maxItems"] = settings.max_events_per_request
         app.openapi_schema = schema
         return schema
 

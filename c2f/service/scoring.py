@@ -188,6 +188,11 @@ class Recommender:
     # ----------------------------------------------------------------------------------------------------------
     # masks
     # ----------------------------------------------------------------------------------------------------------
+    def graph_items(self, user_index: int) -> np.ndarray:
+        """The user's training-graph items (what its trained vector and the fold-in's fit saw)."""
+        gp, gi = self._graph
+        return gi[gp[user_index] : gp[user_index + 1]]
+
     def seen_items(self, user_index: int) -> np.ndarray:
         """Items the user interacted with in training (graph ∪ held-out validation), possibly with repeats."""
         (gp, gi), (hp, hi) = self._graph, self._heldout
@@ -291,6 +296,34 @@ class Recommender:
                 s = scores[row]
                 if exclude_seen:
                     s[np.asarray(history, dtype=np.int64)] = _NEG_INF
+                if excl.size:
+                    s[excl] = _NEG_INF
+                results.append(top_n(s, n))
+        return results
+
+    def recommend_vectors(
+        self,
+        vectors: np.ndarray,
+        seen: Sequence[np.ndarray | None],
+        n: int = 20,
+        exclude_items: Iterable[int] | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top-``n`` for B users served from vectors of their own ((B, d): folded in, or moved by recorded events,
+        :mod:`service.live`), plus item biases; row b drops the item indices ``seen[b]`` (None: none) and every row
+        ``exclude_items``. One (indices, scores) per row."""
+        excl = self._exclude_array(exclude_items)
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        results: list[tuple[np.ndarray, np.ndarray]] = []
+        step = max(1, _CHUNK_ELEMENTS // max(1, self.n_items))
+        for start in range(0, vectors.shape[0], step):
+            scores = self.scores_for_vectors(vectors[start : start + step])
+            if self._item_bias is not None:
+                scores += self._item_bias
+            for row in range(scores.shape[0]):
+                s = scores[row]
+                mask = seen[start + row]
+                if mask is not None:
+                    s[np.asarray(mask, dtype=np.int64)] = _NEG_INF
                 if excl.size:
                     s[excl] = _NEG_INF
                 results.append(top_n(s, n))

@@ -51,6 +51,7 @@ def test_schemathesis_all_checks_pass(artifact_root: Path, tmp_path: Path) -> No
         api_key="schemathesis",
         redis_url=REDIS_URL,
         queue_name=queue,
+        events_namespace=queue,  # the events schemathesis records go to streams of their own, deleted below
         data_root=tmp_path / "data",
         access_log=False,
     )
@@ -66,4 +67,7 @@ def test_schemathesis_all_checks_pass(artifact_root: Path, tmp_path: Path) -> No
             )  # fmt: skip
     finally:
         delete_queue_keys(redis, queue)
+        streams = list(redis.scan_iter(f"c2f:events:{queue}:*"))
+        if streams:
+            redis.delete(*streams)
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]

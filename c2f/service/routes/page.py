@@ -4,7 +4,8 @@ The page reads everything through the app: the served model from ``app.state.reg
 ``GET /footprint`` computes it, the manifest's trained and served metrics, and recent jobs from ``c2f.service.jobs``.
 It renders whatever is available: no model loaded, or Redis down, still gives a page (with a note in place of the
 missing part). No JavaScript build: one Jinja2 template with inline CSS, an inline SVG bar chart and a few lines of
-``fetch()`` for the recommendation form.
+``fetch()`` for the recommendation form. Recorded interaction events get a line under the footprint (users folded in
+or moved, their bytes, the caps: ``GET /footprint``'s ``events``).
 """
 
 from __future__ import annotations
@@ -209,6 +210,7 @@ async def status_page(request: Request) -> HTMLResponse:
     state = request.app.state
     settings = getattr(state, "settings", None)
     registry = getattr(state, "registry", None)
+    events = getattr(state, "events", None)
     model = registry.current if registry is not None else None
     status: dict[str, Any] = {}
     if registry is not None:
@@ -251,6 +253,7 @@ async def status_page(request: Request) -> HTMLResponse:
                 "example_user": str(artifact.arrays["user_ids"][0]) if artifact.n_users else "",
             },
             footprint=fp,
+            events=events.status(model) if events is not None else None,
             bars=bars,
             chart_height=chart_height,
             metrics=metrics_table(manifest),

@@ -4,6 +4,10 @@ Unknown ids in ``exclude`` are ignored and echoed back in ``ignored_exclude`` (a
 request, but the caller can see it).  ``exclude`` takes comma-separated ids and may be repeated, at most
 ``settings.max_exclude`` of them (422 beyond).
 
+Recorded events (``POST /interactions``, :mod:`service.live`) count at once: a user the model trained is scored with
+its vector moved by them and their items count as seen; a user id only events named is folded in from them
+(strategy ``fold_in``) and served like any other.
+
 The handlers are the hot path: ``async`` (no thread-pool hop; the numpy work is ~0.1 ms), and they answer with a
 dict they build themselves, encoded by orjson (:class:`FastJSONResponse`), instead of a pydantic model that
 FastAPI would validate again; ``response_model`` still documents the shape.
@@ -21,6 +25,7 @@ from fastapi.routing import APIRoute
 from c2f.service.deps import ModelDep, SettingsDep
 from c2f.service.encoding import FastJSONResponse
 from c2f.service.errors import UNKNOWN_USER, invalid, unknown_user
+from c2f.service.live import LiveUser
 from c2f.service.registry import LoadedModel
 from c2f.service.schemas import (
     BatchRecommendRequest,
@@ -67,6 +72,21 @@ def resolve_items(model: LoadedModel, ids: list[str]) -> tuple[list[int], list[s
     return found[found >= 0].tolist(), unknown
 
 
+def live_user(model: LoadedModel, user_id: str) -> LiveUser | None:
+    """The user's recorded events as served (None: it has none, or no event log runs)."""
+    return model.live.get(user_id) if model.live is not None else None
+
+
+def live_ranked(
+    model: LoadedModel, users: list[LiveUser], n: int, exclude_seen: bool, excl: list[int]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Top-n of users served from their recorded events' vectors (one (indices, scores) per user)."""
+    rec = model.recommender
+    vectors = np.stack([user.vector for user in users])
+    seen = [user.seen(rec) if exclude_seen else None for user in users]
+    return rec.recommend_vectors(vectors, seen, n, exclude_items=excl)
+
+
 def scored(model: LoadedModel, idx: np.ndarray, scores: np.ndarray) -> list[dict[str, object]]:
     """``[{"item_id", "score"}, ...]`` (the :class:`ScoredItem` shape) for item indices and their scores."""
     ids = model.recommender.item_ids[idx].tolist()
@@ -105,11 +125,15 @@ def answer(
     excl, ignored = resolve_items(model, split_ids(exclude, settings.max_exclude))
     rec = model.recommender
     uidx = rec.user_index(user_id)
-    if uidx is None:
+    live = live_user(model, user_id)
+    if live is not None:
+        ((idx, scores),) = live_ranked(model, [live], n, exclude_seen, excl)
+        strategy: Literal["model", "popular", "fold_in"] = "fold_in" if live.index is None else "model"
+    elif uidx is None:
         if fallback != "popular":
             raise unknown_user(user_id)
         idx, scores = rec.popular(n, exclude=excl)
-        strategy: Literal["model", "popular"] = "popular"
+        strategy = "popular"
     else:
         idx, scores = rec.recommend(uidx, n, exclude_seen=exclude_seen, exclude_items=excl)
         strategy = "model"
@@ -208,13 +232,22 @@ def recommend_batch(model: ModelDep, settings: SettingsDep, body: BatchRecommend
         )
     rec = model.recommender
     excl, ignored = resolve_items(model, split_ids(body.exclude, settings.max_exclude))
-    indices = [rec.user_index(u) for u in body.user_ids]
+    lives = [live_user(model, u) for u in body.user_ids]
+    indices = [rec.user_index(u) if live is None else None for u, live in zip(body.user_ids, lives, strict=True)]
     known = [i for i in indices if i is not None]
     ranked = iter(rec.recommend_batch(known, body.n, exclude_seen=body.exclude_seen, exclude_items=excl))
+    with_events = [live for live in lives if live is not None]
+    from_events = iter(live_ranked(model, with_events, body.n, body.exclude_seen, excl) if with_events else [])
     popular = rec.popular(body.n, exclude=excl) if body.fallback == "popular" else None
     results: list[dict[str, object]] = []
-    for user_id, uidx in zip(body.user_ids, indices, strict=True):
-        if uidx is not None:
+    for user_id, uidx, live in zip(body.user_ids, indices, lives, strict=True):
+        if live is not None:
+            idx, scores = next(from_events)
+            strategy = "fold_in" if live.index is None else "model"
+            results.append(
+                {"user_id": user_id, "items": scored(model, idx, scores), "strategy": strategy, "error": None}
+            )
+        elif uidx is not None:
             idx, scores = next(ranked)
             results.append(
                 {"user_id": user_id, "items": scored(model, idx, scores), "strategy": "model", "error": None}
