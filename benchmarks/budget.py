@@ -6,9 +6,10 @@
     python benchmarks/budget.py --counts served --methods ud+pq,legcf --out /tmp/served   # what serving holds
 
 For each budget (percent of the float32 full table N·d·4 at d = 128) and each method, one run (three at the budget
-of ``--seeds-at``, default 2%) of the same ``train_and_publish`` that ``c2f train --budget`` runs, each in its own
-subprocess. A method that cannot meet a budget (legcf/c2f below ~3.1% at d = 128: their per-entity index and weight
-alone cost that much) is recorded as "does not fit" with the trainer's reason, not trained.
+of ``--seeds-at``, default 2%): one ``c2f train --budget`` process (benchmarks/common.py's ``train_cli``: its peak RSS
+is that run's, its wall time includes interpreter start and imports), the figures read from the published version
+through ``c2f.load``. A method that cannot meet a budget (legcf/c2f below ~3.1% at d = 128: their per-entity index
+and weight alone cost that much) is recorded as "does not fit" with the reason ``c2f train`` gives, not trained.
 
 Each point: x = the published embedding bytes (what the service holds to score, at the stored dtypes; the manifest's
 ``budget.achieved_bytes``), y = served Recall@20 and NDCG@20 in the compressed serving mode (test.txt, full ranking).
@@ -17,7 +18,8 @@ them on a log byte axis with the full table's R@20 (``--ceiling``, or a ``ud`` r
 
 ``--methods popularity`` (or ``--run popularity``) writes a reference result instead of a point: items ranked by
 train counts on the seed's split, which needs no embeddings; the table prints it below the rows and the PNG draws it
-as the floor a method must clear.
+as the floor a method must clear. It reads the data with the trainer's own loader and split (the one use of a c2f
+layer here: no public call ranks by popularity; its own subprocess keeps torch out of this one).
 
 ``--counts served`` sizes every point by what compressed serving holds instead (``TrainConfig.budget_counts``:
 the served form, hash/qr's rebuilt float32 table; not exact mode's layer-0 arrays, which the service frees), and
@@ -29,12 +31,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import resource
+import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,8 @@ import numpy as np
 if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
     import _as_script  # noqa: F401
 
-from benchmarks.common import paired_t
+import c2f
+from benchmarks.common import paired_t, train_cli
 from benchmarks.train_gowalla import GOWALLA, mean_std
 
 BUDGETS = (0.5, 1.0, 2.0, 5.0, 10.0)
@@ -64,31 +65,26 @@ def method_values(label: str) -> dict[str, Any]:
     return {"method": method, **({"pq_subspaces": 8} if form else {})}
 
 
+# how `c2f train` words a budget no size of the method meets (c2f/contract/budget.py's BudgetError)
+DOES_NOT_FIT = re.compile(r"a budget of .+ is below ")
+
+
 def run_one(label: str, budget: float, seed: int, dataset: str, out: str, extra: dict[str, Any], path: str) -> None:
-    """Train one (method label, budget, seed) point in this process and write its figures as JSON."""
-    from c2f.contract.budget import BudgetError
-    from c2f.contract.config import TrainConfig
-    from c2f.trainer.pipeline import train_and_publish
-
-    if label == POPULARITY:
-        run_popularity(seed, dataset, TrainConfig.from_dict({**BASE, **extra, "seed": seed}), path)
-        return
-
+    """Train one (method label, budget, seed) point with ``c2f train`` and write its figures as JSON."""
     values = {**BASE, **extra, **method_values(label), "budget": budget, "seed": seed}
     counts = values.get("budget_counts", "stored")
     result: dict[str, Any] = {"method": label, "budget": budget, "seed": seed, "counts": counts, "config": values}
-    start = time.perf_counter()
-    try:
-        published = train_and_publish(dataset, TrainConfig.from_dict(values), out)
-    except BudgetError as exc:
+    run = train_cli(dataset, out, values)
+    if run.returncode == 2 and run.error and DOES_NOT_FIT.match(run.error):
         result["fits"] = False
-        result["reason"] = str(exc)
+        result["reason"] = run.error
     else:
-        manifest = published.manifest.model_dump()
+        model = c2f.load(out, run.check())
+        manifest = model.manifest.model_dump()
         report = manifest.get("budget") or {}
         result.update(
             fits=True,
-            version=published.version,
+            version=model.version,
             sizes=report.get("sizes", {}),
             budget_bytes=report.get("budget_bytes"),
             bytes=report.get("achieved_bytes") or manifest["footprint"]["embedding_bytes"],
@@ -99,17 +95,19 @@ def run_one(label: str, budget: float, seed: int, dataset: str, out: str, extra:
             served=manifest["metrics"]["served"]["compressed"]["test"],
             epochs=stage_epochs(manifest["metrics"]["history"]),
         )
-    result["wall_seconds"] = time.perf_counter() - start
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["wall_seconds"] = run.wall_seconds
+    result["peak_rss_mb"] = run.peak_rss_mb
     Path(path).write_text(json.dumps(result, indent=2, default=float))
 
 
-def run_popularity(seed: int, dataset: str, config: Any, path: str) -> None:
+def run_popularity(seed: int, dataset: str, extra: dict[str, Any], path: str) -> None:
     """The floor every method should clear: items ranked by train counts, on the split a trained run of ``seed``
-    uses (``config``'s validation carve-out), test figures written as a reference result (not a point)."""
+    uses (the validation carve-out of its TrainConfig), test figures written as a reference result (not a point)."""
+    from c2f.contract.config import TrainConfig
     from c2f.trainer.data import load_dataset
     from c2f.trainer.synthetic import popularity_metrics
 
+    config = TrainConfig.from_dict({**BASE, **extra, "seed": seed})
     data = load_dataset(dataset, seed=seed, valid_fraction=config.valid_fraction, valid_from=config.valid_from)
     figures = popularity_metrics(data, (20,))
     result = {"method": POPULARITY, "reference": True, "seed": seed, "served": figures, "trained": figures}
@@ -317,9 +315,11 @@ def main() -> None:
     args = parser.parse_args()
     extra = {k: json.loads(v) for k, _, v in (p.partition("=") for p in args.param)}
     extra["budget_counts"] = args.counts
+    if args.run == POPULARITY:
+        run_popularity(args.seed, args.dataset, extra, args.result)
+        return
+    extra["epochs"] = args.max_epochs
     if args.run:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        extra["epochs"] = args.max_epochs
         run_one(args.run, args.budget, args.seed, args.dataset, args.out, extra, args.result)
         return
     if args.render:
@@ -341,14 +341,14 @@ def main() -> None:
                     if path in done:
                         continue
                     done.add(path)
-                    command = [sys.executable, __file__, "--run", method, "--budget", str(budget)]
-                    command += ["--seed", str(seed), "--result", str(path), "--dataset", args.dataset]
-                    command += ["--out", args.out, "--max-epochs", str(args.max_epochs)]
-                    for p in args.param:
-                        command += ["--param", p]
-                    command += ["--counts", args.counts]
                     print(f"== {method} at {budget:g}% seed {seed} -> {path}", flush=True)
-                    subprocess.run(command, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
+                    if method == POPULARITY:  # its own process: the trainer's loader imports torch
+                        command = [sys.executable, __file__, "--run", method, "--seed", str(seed)]
+                        command += ["--result", str(path), "--dataset", args.dataset, "--counts", args.counts]
+                        command += [f"--param={p}" for p in args.param]
+                        subprocess.run(command, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
+                    else:
+                        run_one(method, budget, seed, args.dataset, args.out, extra, str(path))
                     results.append(json.loads(path.read_text()))
     ceiling = args.ceiling
     if ceiling is None and args.ceiling_from:

@@ -1,15 +1,24 @@
-"""What the benchmarks share: where the repository and the data are, the machine a run was on, and the paired
-t-test over seeds."""
+"""What the benchmarks share: where the repository and the data are, the machine a run was on, the paired t-test
+over seeds, and ``c2f train`` run as a subprocess (:func:`train_cli`: the published version, wall time and peak RSS
+of that process)."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib.metadata
+import json
 import os
 import platform
-from collections.abc import Sequence
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,3 +90,102 @@ def paired_t(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     p = float(stats.ttest_rel(a, b).pvalue) if np.any(a != b) else 1.0
     return float(np.mean(a - b)), p
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the `c2f` command as a subprocess
+# ----------------------------------------------------------------------------------------------------------------
+def c2f_command(*args: str) -> list[str]:
+    """``c2f ARGS`` as a subprocess of this interpreter (``python -m c2f.cli.main``: the command the installed ``c2f``
+    script runs); with :func:`c2f_env` it runs this checkout's code."""
+    return [sys.executable, "-m", "c2f.cli.main", *args]
+
+
+def c2f_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment with the repository first on PYTHONPATH (a ``c2f`` subprocess imports the checkout
+    the benchmark runs from, not another install), ``TYPER_USE_RICH=0`` (errors as one plain ``Error: ...`` line) and
+    ``extra``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env["TYPER_USE_RICH"] = "0"
+    env.update(extra or {})
+    return env
+
+
+def train_options(values: Mapping[str, Any]) -> list[str]:
+    """TrainConfig values as ``c2f train`` options: ``--method`` and one ``-p key=JSON`` for every other key (the
+    CLI parses each value as JSON, so strings, numbers, booleans and null arrive as given)."""
+    options = ["--method", str(values["method"])] if "method" in values else []
+    for key, value in values.items():
+        if key != "method":
+            options += ["-p", f"{key}={json.dumps(value)}"]
+    return options
+
+
+@dataclass(frozen=True)
+class CliTrain:
+    """One ``c2f train`` process: its exit status, the version it published (None when it published none), its wall
+    seconds and peak RSS, and the error it printed when it refused its arguments (exit status 2)."""
+
+    returncode: int
+    version: str | None
+    wall_seconds: float
+    peak_rss_mb: float
+    error: str | None
+    stderr_tail: str
+
+    def check(self) -> str:
+        """The published version; SystemExit with the process's last lines when it published none."""
+        if self.version is None:
+            raise SystemExit(f"c2f train exited with {self.returncode}: {self.error or self.stderr_tail}")
+        return self.version
+
+
+def _fork_not_vfork() -> None:
+    """A ``preexec_fn``: its presence makes subprocess fork instead of vfork. A vforked child's ``ru_maxrss`` starts
+    at this process's own high-water mark (Linux carries the old address space's over exec), a forked child's at
+    this process's RSS when it forks; so a benchmark that loads models between runs still reads each run's own
+    peak."""
+
+
+def train_cli(dataset: str | Path, out: str | Path, values: Mapping[str, Any]) -> CliTrain:
+    """``c2f train DATASET --out OUT`` with ``values`` (:func:`train_options`) in a subprocess, its log passed
+    through to stderr.
+
+    ``peak_rss_mb`` is that process's peak (``wait4``'s ``ru_maxrss``), training and publishing only; ``wall_seconds``
+    counts from its start to its exit, interpreter start and imports included. The version is read from the line
+    ``published VERSION -> PATH`` it prints.
+    """
+    command = c2f_command("train", str(dataset), "--out", str(out), *train_options(values))
+    tail: collections.deque[str] = collections.deque(maxlen=40)
+    with tempfile.TemporaryFile("w+") as stdout:
+        start = time.perf_counter()
+        with subprocess.Popen(
+            command,
+            env=c2f_env({"TQDM_DISABLE": "1"}),
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_fork_not_vfork,  # see _fork_not_vfork
+        ) as proc:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                sys.stderr.write(line)
+                tail.append(line)
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        stdout.seek(0)
+        printed = stdout.read()
+    sys.stderr.write(printed)
+    found = re.search(r"^published (\S+) -> ", printed, re.MULTILINE)
+    errors = [line.removeprefix("Error: ").strip() for line in tail if line.startswith("Error: ")]
+    error = errors[-1].removeprefix("Invalid value: ") if errors else None
+    return CliTrain(
+        returncode=proc.returncode,
+        version=found.group(1) if found and proc.returncode == 0 else None,
+        wall_seconds=wall,
+        peak_rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
+        error=error,
+        stderr_tail="".join(tail)[-3000:],
+    )

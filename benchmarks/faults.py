@@ -20,7 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.artifacts import build_artifact
-from c2f.contract.artifact import LATEST_FILE, MANIFEST_FILE, MODEL_FILE, VERSIONS_DIR
+
+# the artifact's files, as docs/artifact.md documents them: ROOT/LATEST names ROOT/versions/<version>/, which holds
+# manifest.json (every file's size and sha256) and model.npz (the arrays)
+LATEST_FILE = "LATEST"
+VERSIONS_DIR = "versions"
+MANIFEST_FILE = "manifest.json"
+MODEL_FILE = "model.npz"
 
 
 def flip_bytes(vdir: Path) -> None:

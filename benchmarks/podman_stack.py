@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from benchmarks.net import free_port  # noqa: F401  (tests/test_containers.py and compose_bench.py import it here)
@@ -252,15 +253,36 @@ def build_images(podman: Podman, workdir: Path, report: Callable[[str], None]) -
 # Running docker-compose.yml
 
 
-def write_tiny_dataset(data_dir: Path, n_users: int = 120) -> Path:
-    """``data_dir/tiny``: a small planted-community LightGCN dataset, readable by the images' non-root user."""
-    from c2f.trainer.synthetic import planted_communities, write_lightgcn_dir
-
-    users, items, _, _ = planted_communities(n_users=n_users, n_items=80, n_communities=4, seed=3)
-    write_lightgcn_dir(data_dir / "tiny", users, items, with_lists=True)
+def write_tiny_dataset(data_dir: Path, n_users: int = 120, n_items: int = 80, seed: int = 3) -> Path:
+    """``data_dir/tiny``: a small LightGCN dataset (``train.txt``, ``test.txt``; ``user_list.txt`` / ``item_list.txt``
+    naming users ``u<k>`` and items ``i<k>``), readable by the images' non-root user. Users and items belong to 4
+    planted communities; each user has 6-13 distinct items, about 80% from its own community, one in five (at least
+    one) held out as test."""
+    communities = 4
+    rng = np.random.default_rng(seed)
+    item_community = np.arange(n_items) % communities
+    train, test = [], []
+    for user in range(n_users):
+        own = np.flatnonzero(item_community == user % communities)
+        other = np.flatnonzero(item_community != user % communities)
+        count = int(rng.integers(6, 14))
+        inside = min(own.size, round(0.8 * count))
+        picked = np.concatenate(
+            [rng.choice(own, inside, replace=False), rng.choice(other, count - inside, replace=False)]
+        )
+        rng.shuffle(picked)
+        held = max(1, round(0.2 * count))
+        test.append(f"{user} " + " ".join(map(str, sorted(picked[:held].tolist()))))
+        train.append(f"{user} " + " ".join(map(str, sorted(picked[held:].tolist()))))
+    tiny = data_dir / "tiny"
+    tiny.mkdir(parents=True, exist_ok=True)
+    (tiny / "train.txt").write_text("\n".join(train) + "\n")
+    (tiny / "test.txt").write_text("\n".join(test) + "\n")
+    (tiny / "user_list.txt").write_text("org_id remap_id\n" + "".join(f"u{u} {u}\n" for u in range(n_users)))
+    (tiny / "item_list.txt").write_text("org_id remap_id\n" + "".join(f"i{i} {i}\n" for i in range(n_items)))
     for path in [data_dir, *data_dir.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-    return data_dir / "tiny"
+    return tiny
 
 
 def write_override(path: Path, *, images: dict[str, str], api_port: int, data_dir: Path) -> Path:

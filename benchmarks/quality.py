@@ -4,9 +4,12 @@
         --out /tmp/quality                       # train every (dataset, variant, seed) point, then report
     python benchmarks/quality.py --render /tmp/quality/results/*/*/*.json --csv benchmarks/results/quality_per_byte.csv
 
-Each point is its own subprocess (peak RSS per run) through ``train_and_publish``, the function ``c2f train`` and
-``POST /train`` use. ``default`` is exactly what ``c2f train DATA`` and ``POST /train`` with only a dataset train
-(``TrainConfig()``; tests/test_quality_bench.py checks it). Result files land in ``OUT/results/DATASET/LABEL/``.
+Each point is one ``c2f train DATASET --out OUT -p key=value ...`` process (benchmarks/common.py's ``train_cli``):
+``peak train MB`` is that process's peak RSS (training and publishing) and ``s a run`` its wall time, interpreter
+start and imports included (a few seconds that the in-process figures of results before 2026-12-07 did not count).
+The other figures are read from the published version through ``c2f.load`` (``Model.manifest``). ``default`` is
+exactly what ``c2f train DATA`` and ``POST /train`` with only a dataset train (``TrainConfig()``;
+tests/test_quality_bench.py checks it). Result files land in ``OUT/results/DATASET/LABEL/``.
 
 The report: one table per dataset (served bytes, as % of that dataset's float32 d = 128 table; served and trained
 R@20/N@20; each row's served R@20 as % of the better converged full table of d = 64 and d = 128 (``ud64``,
@@ -20,11 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import resource
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,8 @@ import numpy as np
 if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
     import _as_script  # noqa: F401
 
-from benchmarks.common import DATA, paired_t
+import c2f
+from benchmarks.common import DATA, paired_t, train_cli
 
 SEEDS = (2024, 2025, 2026)
 FULL_TABLES = ("ud64", "ud128")  # the yardstick: the better of the two on each dataset
@@ -76,14 +75,11 @@ def dataset_path(name: str) -> str:
 
 
 def run_one(label: str, dataset: str, seed: int, out: str, extra: dict[str, Any], path: str) -> None:
-    """Train one (dataset, variant, seed) point in this process and write its figures as JSON."""
-    from c2f.contract.config import TrainConfig
-    from c2f.trainer.pipeline import train_and_publish
-
+    """Train one (dataset, variant, seed) point with ``c2f train`` and write its figures as JSON."""
     values = {**VARIANTS[label], **extra, "seed": seed}
-    start = time.perf_counter()
-    published = train_and_publish(dataset_path(dataset), TrainConfig.from_dict(values), out)
-    manifest = published.manifest.model_dump()
+    run = train_cli(dataset_path(dataset), out, values)
+    model = c2f.load(out, run.check())
+    manifest = model.manifest.model_dump()
     footprint, metrics = manifest["footprint"], manifest["metrics"]
     result = {
         "dataset": Path(dataset).name,
@@ -91,7 +87,7 @@ def run_one(label: str, dataset: str, seed: int, out: str, extra: dict[str, Any]
         "seed": seed,
         "config": values,
         "method": manifest["method"],
-        "version": published.version,
+        "version": model.version,
         "n_entities": footprint["n_entities"],
         "serving_memory_bytes": footprint["serving_memory_bytes"],
         "embedding_bytes": footprint["embedding_bytes"],
@@ -100,8 +96,8 @@ def run_one(label: str, dataset: str, seed: int, out: str, extra: dict[str, Any]
         "epochs": len(metrics["history"]),
         "stage_kept": manifest["info"].get("stage_kept"),
         "fine_forward": manifest["info"].get("fine_forward"),
-        "wall_seconds": time.perf_counter() - start,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "wall_seconds": run.wall_seconds,
+        "peak_rss_mb": run.peak_rss_mb,
     }
     Path(path).write_text(json.dumps(result, indent=2, default=float))
 
@@ -341,10 +337,8 @@ def main() -> None:
                 folder = Path(args.out) / "results" / Path(dataset).name / label
                 folder.mkdir(parents=True, exist_ok=True)
                 path = folder / f"{label}-seed{seed}.json"
-                command = [sys.executable, __file__, "--run", label, "--dataset", dataset, "--seed", str(seed)]
-                command += ["--out", args.out, "--result", str(path), *(f"--param={p}" for p in args.param)]
                 print(f"== {dataset} {label} seed {seed} -> {path}", flush=True)
-                subprocess.run(command, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
+                run_one(label, dataset, seed, args.out, extra, str(path))
                 files.append(path)
     print(report([load(p) for p in files], args.paired, args.csv, tuple(args.full.split(","))))
 

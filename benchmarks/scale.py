@@ -9,12 +9,13 @@ For every size it
 
 1. writes a Parquet table (string ids ``u…``/``i…``, planted communities, Zipf item popularity, a heavy-tailed
    number of items per user; vectorised: a few seconds per ten million rows) with :func:`write_table`;
-2. trains each method in its own subprocess through ``train_and_publish`` (what ``c2f train`` runs), so that peak
-   RSS is that run's, and records per phase: dataset load, METIS, propagation precompute, seconds per epoch, per
-   assignment update, per validation pass, the final test evaluations, export (which includes the served ones);
-   the high-water RSS after each phase; artifact bytes;
-3. loads the last artifact into the service's ``Recommender`` (compressed mode, in process, its own subprocess):
-   load seconds, RSS, and ``recommend(n=20)`` latency p50/p99 over random users;
+2. trains each method in its own subprocess through ``train_and_publish`` (what ``c2f train`` runs; in process, not
+   through the CLI, because the phases are timed by wrapping trainer functions), so that peak RSS is that run's, and
+   records per phase: dataset load, METIS, propagation precompute, seconds per epoch, per assignment update, per
+   validation pass, the final test evaluations, export (which includes the served ones); the high-water RSS after
+   each phase; artifact bytes;
+3. loads the last artifact as the service does (``c2f.load``, compressed mode, in its own subprocess): load
+   seconds, RSS, and ``recommend(n=20)`` latency p50/p99 over random users on ``Model.recommender``;
 4. with ``--torchrun K``: the same training under ``torchrun --nproc-per-node=K`` on CPU processes, each rank's
    peak RSS and seconds (rank 0: per epoch too) (``--torchrun-only``: this alone, without steps 2 and 3).
 
@@ -40,6 +41,7 @@ import numpy as np
 if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
     import _as_script  # noqa: F401
 
+import c2f
 from benchmarks.common import machine
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -258,14 +260,12 @@ def train_worker(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def serve_worker(args: argparse.Namespace) -> dict[str, Any]:
-    """Load an artifact into the service's Recommender (compressed mode) and time ``recommend(n=20)``."""
-    from c2f.contract.artifact import load_artifact
-    from c2f.service.scoring import Recommender
-
+    """Load a version as the service does (``c2f.load``: sizes and sha256 verified, arrays checked, a smoke query;
+    compressed mode) and time ``recommend(n=20)`` on its scorer (``Model.recommender``, by index)."""
+    load = c2f.load  # imports the API (numpy, the service's scorer) before the RSS baseline
     rss_before = current_rss_mb()
     t0 = time.perf_counter()
-    artifact = load_artifact(args.version_dir)
-    recommender = Recommender(artifact, "compressed")
+    recommender = load(args.version_dir).recommender
     load_seconds = time.perf_counter() - t0
     rss_loaded = current_rss_mb()
     rng = np.random.default_rng(0)

@@ -3,24 +3,22 @@
     python benchmarks/train_gowalla.py --seeds 3 --append          # the default variants, seeds 2024-2026
     python benchmarks/train_gowalla.py --variants legcf,c2f,ctl-coarse --max-epochs 20
 
-Each run (variant × seed) is its own subprocess (so peak RSS is per run) through the same `train_and_publish` that
-`c2f train` uses, publishing into --out; the fine-stage variants and the controls start from the "legcf" run of
-their seed. The table (mean ± std over seeds of R@{10,20}, N@{10,20}; #param, bytes, served-vs-trained, epochs and
-how many improved on their phase's starting state, time) and paired t-tests between variants are printed and,
-with --append, added to BENCHMARKS.md with the command, machine, date and protocol.
+Each run (variant × seed) is one `c2f train --out OUT -p key=value ...` process (benchmarks/common.py's
+`train_cli`), so peak RSS is that run's (training and publishing); its wall time includes interpreter start and
+imports, a few seconds that the in-process figures of results before 2026-12-07 did not count. Its figures are read
+from the published version through `c2f.load` (`Model.manifest`). The fine-stage variants and the controls start
+from the "legcf" run of their seed. The table (mean ± std over seeds of R@{10,20}, N@{10,20}; #param, bytes,
+served-vs-trained, epochs and how many improved on their phase's starting state, time) and paired t-tests between
+variants are printed and, with --append, added to BENCHMARKS.md with the command, machine, date and protocol.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,8 @@ import numpy as np
 if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
     import _as_script  # noqa: F401
 
-from benchmarks.common import DATA, ROOT, machine, paired_t
+import c2f
+from benchmarks.common import DATA, ROOT, machine, paired_t, train_cli
 
 GOWALLA = DATA / "gowalla"
 
@@ -164,28 +163,25 @@ COMPARISONS = (
 
 
 def run_one(name: str, dataset: str, out_root: str, max_epochs: int, extra: dict[str, Any], result_path: str) -> None:
-    """Train one variant in this process and write its figures as JSON."""
-    from c2f.contract.config import TrainConfig
-    from c2f.trainer.pipeline import train_and_publish
-
+    """Train one variant with ``c2f train`` and write its figures as JSON."""
     values = {**VARIANTS[name], **extra}
     values["epochs"] = max_epochs
-    config = TrainConfig.from_dict(values)
-    start = time.perf_counter()
-    published = train_and_publish(dataset, config, out_root)
-    manifest = published.manifest.model_dump()  # plain dicts: the result file is JSON
+    run = train_cli(dataset, out_root, values)
+    model = c2f.load(out_root, run.check())
+    manifest = model.manifest.model_dump()  # plain dicts: the result file is JSON
+    recorded = manifest["config"]  # the TrainConfig the run resolved, defaults included
     metrics = manifest["metrics"]
     footprint = manifest["footprint"]
     phases = manifest["info"].get("phases", [])
     # epochs of the phases this variant trained itself (reused coarse phases are not counted) that beat the
     # state their phase started from
-    own = [p for p in phases if not (config.coarse_from and p["stage"] == "coarse" and p["phase"] in (1, 2))]
+    own = [p for p in phases if not (recorded.get("coarse_from") and p["stage"] == "coarse" and p["phase"] in (1, 2))]
     result = {
         "variant": name,
-        "seed": config.seed,
-        "protocol": config.protocol,
-        "version": published.version,
-        "path": str(published.path),
+        "seed": recorded["seed"],
+        "protocol": recorded["protocol"],
+        "version": model.version,
+        "path": str(model.path),
         "config": values,
         "trained": metrics["trained"]["test"],
         "valid": metrics["trained"]["valid"],
@@ -208,8 +204,8 @@ def run_one(name: str, dataset: str, out_root: str, max_epochs: int, extra: dict
             for r in metrics["history"]
             if r.get("test")
         ],
-        "wall_seconds": time.perf_counter() - start,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "wall_seconds": run.wall_seconds,
+        "peak_rss_mb": run.peak_rss_mb,
     }
     Path(result_path).write_text(json.dumps(result, indent=2, default=float))
 
@@ -357,7 +353,6 @@ def main() -> None:
     extra = {k: json.loads(v) for k, _, v in (p.partition("=") for p in args.param)}
     out_root = args.out or tempfile.mkdtemp(prefix="c2f-bench-")
     if args.run:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         run_one(args.run, args.dataset, out_root, args.max_epochs, extra, args.result)
         return
     if args.render:
@@ -380,16 +375,13 @@ def main() -> None:
         coarse_from: str | None = args.coarse_from
         for name in names:
             result_path = results_dir / f"{name}-seed{seed}.json"
-            command = [sys.executable, __file__, "--run", name, "--result", str(result_path)]
-            command += ["--dataset", args.dataset, "--max-epochs", str(args.max_epochs), "--out", out_root]
-            for p in [*args.param, f"seed={seed}"]:
-                command += ["--param", p]
+            values = {**extra, "seed": seed}
             if name in REUSE and not args.no_reuse:
                 if not coarse_from:
                     raise SystemExit(f"{name} starts from a legcf run: add 'legcf' to --variants or give --coarse-from")
-                command += ["--param", f"coarse_from={json.dumps(coarse_from)}"]
+                values["coarse_from"] = coarse_from
             print(f"== {name} seed {seed} -> {result_path}", flush=True)
-            subprocess.run(command, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
+            run_one(name, args.dataset, out_root, args.max_epochs, values, str(result_path))
             result = json.loads(result_path.read_text())
             results.append(result)
             if name == "legcf":

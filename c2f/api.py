@@ -99,6 +99,11 @@ class Model:
 
     ``recommend`` and ``similar_items`` answer like the ``implicit`` library: numpy arrays of item ids and scores,
     best first. Ids are the external ids as stored in the artifact (strings; integer ids may be passed as ints).
+
+    What was published, read-only: ``version`` (its name), ``path`` (its directory, ``ROOT/versions/<version>``) and
+    ``manifest`` (its ``manifest.json`` as a typed :class:`c2f.contract.manifest.Manifest`: the training
+    configuration, dataset, metrics with their history and timings, footprint, budget report and trainer notes);
+    ``recommender`` is the service's scorer for it, by 0-based indices.
     """
 
     def __init__(self, artifact: Artifact, mode: ServingMode = "compressed") -> None:
@@ -111,12 +116,14 @@ class Model:
         self.path: Path = artifact.path
         """The version directory the model was loaded from."""
         self.manifest: Manifest = artifact.manifest
+        """The version's manifest.json, typed: config, dataset, metrics (history, timings), footprint, budget, info."""
 
     # ------------------------------------------------------------------------------------------------------------
     # description
     # ------------------------------------------------------------------------------------------------------------
     @property
     def version(self) -> str:
+        """The version's name (``YYYYMMDDTHHMMSSffffffZ-<method>``), the last part of :attr:`path`."""
         return self.recommender.version
 
     @property

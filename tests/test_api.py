@@ -213,6 +213,16 @@ def test_footprint_and_metrics(model: c2f.Model) -> None:
     assert "recall@20" in metrics["served"]["compressed"]["test"]
 
 
+def test_the_published_version_is_described(model: c2f.Model) -> None:
+    """What benchmarks read off a trained model without the layers: its version, directory and typed manifest."""
+    assert model.path.name == model.version and model.path.parent.name == "versions"
+    assert (model.path / "manifest.json").is_file() and "model.npz" in model.manifest.files
+    assert model.manifest.model_version == model.version and model.manifest.method == model.method == "c2f"
+    assert model.manifest.footprint == model.footprint()
+    assert model.manifest.metrics.as_reported() == model.metrics
+    assert model.manifest.metrics.history and model.manifest.metrics.timings
+
+
 def test_save_then_load_round_trips(model: c2f.Model, tmp_path: Path) -> None:
     root = tmp_path / "saved"
     version = model.save(root)
@@ -378,6 +388,7 @@ def test_help_c2f_is_the_api_reference() -> None:
         "import pydoc, sys, c2f\n"
         "text = pydoc.render_doc(c2f, renderer=pydoc.plaintext)\n"
         "names = ['train(', 'load(', 'class Model', 'recommend(', 'similar_items(', 'footprint(', 'save(',\n"
+        "         'ROOT/versions/<version>', 'c2f.contract.manifest.Manifest',\n"
         "         'UnknownIdError', 'ArgumentError', 'ArtifactError', 'BudgetError', 'MethodError']\n"
         "print([n for n in names if n not in text], 'torch' in sys.modules)\n"
     )

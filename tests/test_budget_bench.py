@@ -90,6 +90,21 @@ def test_one_point_end_to_end_records_bytes_within_the_budget(tmp_path: Path, sy
     assert f"| ud {result['epochs']['ud']['epochs']} |" in done.stdout
 
 
+def test_a_budget_the_method_cannot_meet_is_recorded_not_trained(tmp_path: Path, synthetic_lightgcn_dir: Path) -> None:
+    """`c2f train` refuses legcf at 0.5% of the d = 128 table on any dataset: the point says so, with its reason."""
+    path = tmp_path / "legcf.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "budget.py"), "--run", "legcf", "--budget", "0.5"]
+    command += ["--seed", "2024", "--result", str(path), "--dataset", str(synthetic_lightgcn_dir)]
+    command += ["--out", str(tmp_path / "art")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(path.read_text())
+    assert result["fits"] is False and result["method"] == "legcf" and result["peak_rss_mb"] > 0
+    assert result["reason"].startswith("a budget of 0.5% of the full table is below what the smallest legcf model")
+    assert not (tmp_path / "art").exists()  # nothing was trained or published
+    assert "| 0.5% | legcf | 2024 | does not fit | stored |" in bench.table([result])
+
+
 def test_points_counted_differently_get_separate_fronts() -> None:
     served = {**_point("ud+pq", 2, 2024, 5_000, 0.09), "counts": "served"}
     results = [_point("ud", 2, 2024, 2_000, 0.10), _point("hash", 5, 2024, 4_900, 0.08), served]

@@ -5,12 +5,18 @@ Every module under ``c2f/`` has its imports parsed (ast, so lazy imports inside 
 import the jobs layer or the CLI; the contract imports none of them; torch is imported nowhere in service/ or
 contract/, nor by the top-level ``c2f`` package itself. The Python API (``c2f/api.py``, a top-level module) stands on
 contract and service; it reaches the trainer only inside ``train()``, lazily, and never torch directly.
+
+Benchmarks (``benchmarks/*.py``) use c2f's public API (``import c2f``: ``c2f.train``, ``c2f.load``, ``Model``), the
+``c2f`` command or HTTP: none imports ``tests``, a ``_private`` name or a c2f layer, except the few that measure or
+break a layer on purpose, each named in BENCHMARK_INTERNALS with the modules it may import and why.
 """
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import c2f
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("contract", "service", "trainer", "jobs", "cli")
@@ -152,10 +158,70 @@ def benchmark_imports(path: Path) -> set[str]:
     return names
 
 
-def benchmark_violations(imports: dict[str, set[str]]) -> list[str]:
-    """module path -> what it imports (:func:`benchmark_imports`) -> the imports a benchmark may not make."""
+# What a benchmark may import of c2f without reason: the package itself and the names it exports (c2f.__all__).
+PUBLIC_C2F = frozenset({"c2f", *(f"c2f.{name}" for name in c2f.__all__)})
+
+# benchmark -> (the c2f modules it may import besides the public ones, why). Only benchmarks that measure or break a
+# layer itself are here; every other one uses the public API, the `c2f` command or HTTP.
+BENCHMARK_INTERNALS: dict[str, tuple[tuple[str, ...], str]] = {
+    "benchmarks/artifacts.py": (
+        ("c2f.contract.artifact",),
+        "fixture artifacts of random arrays, published as the exporter publishes (no public call takes raw arrays)",
+    ),
+    "benchmarks/jobs.py": (
+        ("c2f.jobs.worker", "c2f.service.jobs", "c2f.service.settings"),
+        "fault injection: a job enqueued exactly as the service enqueues one, workers configured from Settings",
+    ),
+    "benchmarks/chaos.py": (
+        ("c2f.jobs.server", "c2f.service.settings"),
+        "fault injection: a redis-server of its own (the binary `c2f serve` embeds) and the workers' Settings",
+    ),
+    "benchmarks/serve_bench.py": (
+        ("c2f.contract.artifact", "c2f.contract.methods", "c2f.service.scoring"),
+        "its in-process part times the service's scorer itself (Recommender, top_n) against numpy and FAISS",
+    ),
+    "benchmarks/scale.py": (
+        ("c2f.trainer", "c2f.contract.config"),
+        "times the trainer's phases (METIS, propagation, evaluation) by wrapping its functions in the training process",
+    ),
+    "benchmarks/served_terms.py": (
+        ("c2f.trainer", "c2f.contract"),
+        "exports one trained model at many served forms with the exporter's own functions, without retraining",
+    ),
+    "benchmarks/budget.py": (
+        ("c2f.trainer.data", "c2f.trainer.synthetic", "c2f.contract.config"),
+        "its popularity floor counts items on the trainer's own split of a seed, which no public call gives",
+    ),
+    "benchmarks/planted_budget.py": (
+        ("c2f.trainer.budget_study",),
+        "prints the figures of c2f/trainer/budget_study.py, the study tests/trainer/test_budget.py checks",
+    ),
+    "benchmarks/train_step.py": (
+        ("c2f.trainer", "c2f.contract.config"),
+        "micro-benchmark of a training epoch's kernels (Trainer, BPR sampler, sparse products)",
+    ),
+    "benchmarks/evaluate_timing.py": (("c2f.trainer",), "micro-benchmark of the trainer's full-ranking evaluation"),
+    "benchmarks/csv_read.py": (("c2f.trainer.data.readers",), "micro-benchmark of the trainer's two CSV readers"),
+}
+
+
+LAYER = "a c2f layer: use c2f's public API, the c2f command or HTTP"
+
+
+def _within(name: str, module: str) -> bool:
+    return name == module or name.startswith(module + ".")
+
+
+def benchmark_violations(
+    imports: dict[str, set[str]], internals: dict[str, tuple[tuple[str, ...], str]] | None = None
+) -> list[str]:
+    """module path -> what it imports (:func:`benchmark_imports`) -> the imports a benchmark may not make:
+    ``tests``, private names, relative imports, and c2f beyond its public names unless ``internals`` (default
+    BENCHMARK_INTERNALS) allows that module to."""
+    internals = BENCHMARK_INTERNALS if internals is None else internals
     out = []
     for module, names in imports.items():
+        allowed = internals.get(module, ((), ""))[0]
         for name in sorted(names):
             parts = name.split(".")
             if parts[0] == "tests":
@@ -164,6 +230,8 @@ def benchmark_violations(imports: dict[str, set[str]]) -> list[str]:
                 out.append(f"{module} imports {name} (private to c2f)")
             elif name.startswith("."):
                 out.append(f"{module} imports {name} (relative: `python benchmarks/NAME.py` cannot run it)")
+            elif parts[0] == "c2f" and name not in PUBLIC_C2F and not any(_within(name, m) for m in allowed):
+                out.append(f"{module} imports {name} ({LAYER})")
     return out
 
 
@@ -176,6 +244,21 @@ def test_benchmarks_import_only_public_c2f_and_never_tests() -> None:
     assert "benchmarks/__init__.py" in imports and len(imports) > 12  # a package, every module read
     assert any(name.startswith("c2f.") for names in imports.values() for name in names)
     assert benchmark_violations(imports) == []
+    # the benchmarks that train or serve through the public API
+    for module in ("quality", "train_gowalla", "budget", "scale"):
+        assert "c2f" in imports[f"benchmarks/{module}.py"], module
+
+
+def test_the_allow_list_of_internals_is_exact() -> None:
+    """Every benchmark allowed a layer imports something of each module it is allowed (no stale entry), and says
+    why in one line."""
+    imports = benchmark_modules()
+    for module, (allowed, reason) in BENCHMARK_INTERNALS.items():
+        assert module in imports, f"{module}: no such benchmark"
+        assert reason and "\n" not in reason and len(reason) <= 120, module
+        for prefix in allowed:
+            assert prefix.startswith("c2f.") and prefix not in PUBLIC_C2F, prefix
+            assert any(_within(name, prefix) for name in imports[module]), f"{module} no longer imports {prefix}"
 
 
 def test_only_the_script_shim_touches_sys_path() -> None:
@@ -184,7 +267,7 @@ def test_only_the_script_shim_touches_sys_path() -> None:
             assert "sys.path" not in path.read_text(encoding="utf-8"), f"{path.name} changes sys.path"
 
 
-def test_the_benchmark_check_catches_tests_and_private_names(tmp_path: Path) -> None:
+def test_the_benchmark_check_catches_tests_private_names_and_layers(tmp_path: Path) -> None:
     module = tmp_path / "b.py"
     module.write_text(
         "import importlib\n"
@@ -203,11 +286,28 @@ def test_the_benchmark_check_catches_tests_and_private_names(tmp_path: Path) -> 
         "benchmarks/b.py imports .common.ROOT (relative: `python benchmarks/NAME.py` cannot run it)",
         "benchmarks/b.py imports c2f._internal.x (private to c2f)",
         "benchmarks/b.py imports c2f.jobs.server._redis_binary (private to c2f)",
+        f"benchmarks/b.py imports c2f.jobs.server.redis_binary ({LAYER})",
+        f"benchmarks/b.py imports c2f.trainer.data.readers ({LAYER})",
         "benchmarks/b.py imports tests.fixtures (tests)",
         "benchmarks/b.py imports tests.live.free_port (tests)",
         "benchmarks/b.py imports tests.reliability (tests)",
     ]
-    assert benchmark_violations({"benchmarks/ok.py": {"c2f.service.scoring.Recommender", "benchmarks.common"}}) == []
+    public = {"c2f", "c2f.train", "c2f.load", "c2f.Model", "c2f.BudgetError", "benchmarks.common"}
+    assert benchmark_violations({"benchmarks/ok.py": public}) == []
+    layers = {"c2f.service.scoring.Recommender", "c2f.trainer", "c2f.api.Model", "c2f.trainerx.y"}
+    assert benchmark_violations({"benchmarks/b.py": layers}, {}) == [
+        f"benchmarks/b.py imports {name} ({LAYER})" for name in sorted(layers)
+    ]
+    allowed = {"benchmarks/b.py": (("c2f.trainer", "c2f.service.scoring"), "why")}
+    assert benchmark_violations({"benchmarks/b.py": layers}, allowed) == [
+        f"benchmarks/b.py imports c2f.api.Model ({LAYER})",
+        f"benchmarks/b.py imports c2f.trainerx.y ({LAYER})",
+    ]
+    # an allowed layer is no licence for tests or private names
+    assert benchmark_violations({"benchmarks/b.py": {"c2f.trainer._x", "tests.live"}}, allowed) == [
+        "benchmarks/b.py imports c2f.trainer._x (private to c2f)",
+        "benchmarks/b.py imports tests.live (tests)",
+    ]
 
 
 if __name__ == "__main__":  # print the graph: package -> packages it imports

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+import benchmarks.faults as faults
 from benchmarks.faults import FAULTS, publish_faulty
+from c2f.contract import artifact
 from c2f.contract.artifact import ArtifactError, latest_version, load_artifact, version_path
 from tests.fixtures import build_artifact
 
@@ -31,3 +33,10 @@ def test_fault_is_refused_with_its_reason(artifact_root: Path, kind: str) -> Non
         assert latest_version(artifact_root) == broken
     assert sorted(p.name for p in artifact_root.parent.iterdir() if "staging" in p.name) == []
     load_artifact(version_path(artifact_root, good))  # the good version is untouched
+
+
+def test_the_faults_break_the_files_the_artifact_format_names() -> None:
+    """benchmarks/faults.py spells the documented file names out (a benchmark imports no c2f layer): they are the
+    format's own."""
+    for name in ("LATEST_FILE", "VERSIONS_DIR", "MANIFEST_FILE", "MODEL_FILE"):
+        assert getattr(faults, name) == getattr(artifact, name), name
