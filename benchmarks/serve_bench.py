@@ -1,4 +1,4 @@
-"""Serving benchmark on Gowalla: in-process µs per recommend, then HTTP latency/throughput of ``c2f serve``.
+"""Serving benchmark on Gowalla: in-process µs per recommend, then HTTP latency/throughput of ``c2f serve`` under wrk.
 
     python benchmarks/serve_bench.py                        # trains a 2-epoch c2f artifact into a temp dir first
     python benchmarks/serve_bench.py --artifact ROOT --append
@@ -7,11 +7,17 @@
    n=100: ``Recommender(artifact, "compressed")`` vs ``Recommender(artifact, "exact")`` vs a plain numpy dense
    baseline (``H_full @ h_u`` + argpartition) vs FAISS ``IndexFlatIP`` when ``faiss`` is importable.  BLAS/OpenMP
    threads are limited to ``--threads`` (default 1: one request per core, as a server would run them).  A stage
-   breakdown of the Recommender's paths (embedding, scoring, masking, top-n) says where the time goes.
+   breakdown of the Recommender's paths (embedding, scoring, masking, top-n) says where the time goes.  This part
+   times the service's scorer itself, so it imports it (tests/test_import_graph.py allows that here).
 2. Over HTTP: ``c2f serve`` in a subprocess (``C2F_REDIS_URL`` set, so no embedded Redis/worker) on a free
-   loopback port; ``GET /recommend/{user}?n=20`` open-loop at a fixed offered rate (asyncio HTTP/1.1 keep-alive
-   client; latency is measured from each request's *scheduled* send time, so client lag and queueing count)
-   and closed-loop for maximum throughput (``wrk`` when installed, else the asyncio client); the server's RSS.
+   loopback port, loaded by ``wrk`` (https://github.com/wg/wrk; Debian's ``wrk`` package) with a Lua script that
+   cycles ``GET /recommend/{user}?n=20`` through the users and prints its summary as JSON: a paced run at
+   ``--rate`` req/s (``--paced-connections`` connections, each leaving exponential gaps between its requests: wrk's
+   ``delay()`` hook), then a closed loop at full speed (``--concurrency`` connections); the server's RSS, CPU per
+   request and collector pauses.  **wrk is a closed-loop generator**: a connection sends its next request only
+   once the last one has answered, so a stalled response delays the requests queued behind it without their wait
+   being counted (coordinated omission); the paced run's p99 is a lower bound on what an open loop at that rate
+   would measure.  Without wrk the HTTP part says how to install it and is skipped.
 3. A markdown table on stdout; ``--append`` adds it to BENCHMARKS.md with the command, machine, date and load.
 
 The load generator runs on the same cores as the server; the results say so.
@@ -20,16 +26,13 @@ The load generator runs on the same cores as the server; the results say so.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import gc
 import json
 import os
-import re
 import resource
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,7 +50,8 @@ import numpy as np
 if not __package__:  # run as `python benchmarks/NAME.py`: see benchmarks/_as_script.py
     import _as_script  # noqa: F401
 
-from benchmarks.common import DATA, ROOT, machine
+import c2f
+from benchmarks.common import DATA, ROOT, c2f_command, c2f_env, machine
 from benchmarks.net import free_port
 from c2f.contract.artifact import Artifact, latest_version, load_artifact, version_path
 from c2f.contract.methods import exact_embeddings
@@ -82,10 +86,8 @@ def train_artifact(dataset: str, out_root: str | Path, *, epochs: int = 2) -> Pa
     A subprocess keeps torch and the training heap out of the load generator: a gen-2 garbage collection over
     the ~440k objects training leaves behind paused this process for ~200 ms and showed up as server p99.
     """
-    cmd = [sys.executable, "-m", "c2f.cli.main", "train", str(dataset), "--method", "c2f", "--epochs", str(epochs)]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    subprocess.run([*cmd, "--out", str(out_root)], cwd=ROOT, env=env, check=True, stdout=sys.stderr)
+    cmd = c2f_command("train", str(dataset), "--method", "c2f", "--epochs", str(epochs), "--out", str(out_root))
+    subprocess.run(cmd, env=c2f_env(), check=True, stdout=sys.stderr)
     return Path(out_root)
 
 
@@ -308,20 +310,17 @@ def run_server(
     """``c2f serve`` on a free loopback port; yields (process, base URL) once /health/ready answers 200.
     ``extra_env``: more ``C2F_*`` settings."""
     port = free_port()
-    env = dict(os.environ)
-    env.update(
+    env = c2f_env(
         {
             "C2F_ARTIFACT_ROOT": str(artifact_root),
             "C2F_REDIS_URL": redis_url,
             "C2F_SERVING_MODE": mode,
             "C2F_LOG_LEVEL": log_level,
             "C2F_RELOAD_SECONDS": str(reload_seconds),
-            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
             **(extra_env or {}),
         }
     )
-    cmd = [sys.executable, "-m", "c2f.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--workers", str(workers)]
+    cmd = c2f_command("serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers))
     log_file = open(log_path, "wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file)
     base = f"http://127.0.0.1:{port}"
@@ -393,11 +392,11 @@ def worker_memory(
 ) -> dict[str, Any]:
     """``c2f serve --workers N``: Rss, Pss and Private memory of the parent and of each server process it forked
     (none for N = 1: the parent serves), MB, after ``requests`` recommendations spread over fresh connections and,
-    with ``swap``, again after a new version (the same arrays republished) was hot-swapped in by every process."""
+    with ``swap``, again after a new version (the same model republished: ``Model.save``) was hot-swapped in by every
+    process."""
     root = Path(artifact_root)
-    _, vdir = resolve_artifact(root)
-    artifact = load_artifact(vdir)
-    user_ids = [str(u) for u in artifact.arrays["user_ids"][:1000]]
+    model = c2f.load(root)
+    user_ids = [str(u) for u in model.user_ids[:1000]]
     phases: dict[str, list[dict[str, Any]]] = {}
     with run_server(root, redis_url=redis_url, workers=workers, reload_seconds=0.5 if swap else 0) as (proc, base):
         time.sleep(3)  # /health/ready answered from one process; the others start too
@@ -405,9 +404,7 @@ def worker_memory(
         time.sleep(1)
         phases["after requests"] = _tree_memory(proc.pid)
         if swap:
-            from c2f.contract.artifact import publish
-
-            new = publish(root, dict(artifact.arrays), artifact.manifest.model_copy(deep=True))
+            new = model.save(root)
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:  # every process polls LATEST; wait until a spread answers `new` only
                 time.sleep(2)
@@ -417,7 +414,7 @@ def worker_memory(
             _spread_requests(base, user_ids, requests)
             time.sleep(1)
             phases["after a hot swap"] = _tree_memory(proc.pid)
-    del artifact
+    del model
     return {"workers": workers, "phases": phases}
 
 
@@ -499,289 +496,116 @@ def cpu_meter(pid: int) -> Iterator[CpuMeter]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# load generators
+# load generator: wrk
 # ----------------------------------------------------------------------------------------------------------------
-class _Conn:
-    """One HTTP/1.1 keep-alive connection speaking just enough of the protocol for GET + Content-Length."""
+WRK_MISSING = (
+    "wrk is not installed, so the HTTP part is skipped: install it (Debian/Ubuntu: apt-get install wrk; macOS: "
+    "brew install wrk; https://github.com/wg/wrk) or pass --skip-http"
+)
+WRK_MARKER = "C2F_WRK "  # the line the script's done() prints: its summary as JSON
+# wrk's error counts -> the names the report gives them ("status": responses with a status of 400 or more)
+WRK_ERRORS = {"status": "HTTP >= 400", "connect": "connect", "read": "read", "write": "write", "timeout": "timeout"}
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, host: str, port: int) -> _Conn:
-        reader, writer = await asyncio.open_connection(host, port)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(reader, writer)
-
-    async def get(self, path: str, host: str) -> tuple[int, bool]:
-        """(status, keep-alive) of ``GET path``; the body is read and dropped."""
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        length, keep = 0, True
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            name = name.strip().lower()
-            if name == "content-length":
-                length = int(value)
-            elif name == "connection" and value.strip().lower() == "close":
-                keep = False
-            elif name == "transfer-encoding":
-                raise RuntimeError("chunked responses are not supported by this client")
-        if length:
-            await self.reader.readexactly(length)
-        return status, keep
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-class _Pool:
-    def __init__(self, host: str, port: int, max_conns: int) -> None:
-        self.host, self.port, self.max_conns = host, port, max_conns
-        self.idle: list[_Conn] = []
-        self.opened = 0
-        self.peak = 0
-        self._free = asyncio.Condition()
-
-    async def acquire(self) -> tuple[_Conn, bool]:
-        """(connection, reused): an idle keep-alive connection if one is still open, else a new one."""
-        async with self._free:
-            while True:
-                while not self.idle and self.opened >= self.max_conns:
-                    await self._free.wait()
-                if not self.idle:
-                    break
-                conn = self.idle.pop()
-                if not conn.reader.at_eof():
-                    return conn, True
-                conn.close()  # the server closed it while idle (keep-alive timeout)
-                self.opened -= 1
-            self.opened += 1
-            self.peak = max(self.peak, self.opened)
-        try:
-            return await _Conn.open(self.host, self.port), False
-        except BaseException:
-            async with self._free:
-                self.opened -= 1
-                self._free.notify()
-            raise
-
-    async def release(self, conn: _Conn, reusable: bool) -> None:
-        async with self._free:
-            if reusable:
-                self.idle.append(conn)
-            else:
-                conn.close()
-                self.opened -= 1
-            self._free.notify()
-
-    async def fill(self, count: int) -> None:
-        for conn, _ in [await self.acquire() for _ in range(min(count, self.max_conns))]:
-            await self.release(conn, True)
-
-    def close(self) -> None:
-        for conn in self.idle:
-            conn.close()
-        self.idle.clear()
+# %(paths)s: a Lua list of request paths; %(pace_ms)s: the mean gap (ms) a connection leaves before each request, 0
+# for none. Each wrk thread has its own Lua state: with one thread, every connection takes the next path in turn.
+WRK_SCRIPT = r"""
+local paths = {%(paths)s}
+local pace_ms = %(pace_ms)s
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i %% #paths) + 1])
+end
+if pace_ms > 0 then
+  -- exponential gaps (Poisson arrivals per connection), rounded to whole ms at random so that the mean is kept
+  delay = function()
+    local gap = -pace_ms * math.log(1 - math.random())
+    return math.floor(gap + math.random())
+  end
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '%(marker)s{"requests": %%d, "duration_us": %%d, "bytes": %%d, "connect": %%d, "read": %%d, "write": %%d, '
+    .. '"status": %%d, "timeout": %%d, "mean_us": %%.3f, "max_us": %%d, "p50_us": %%d, "p90_us": %%d, '
+    .. '"p99_us": %%d}\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency.max, latency:percentile(50), latency:percentile(90), latency:percentile(99)))
+end
+"""
 
 
-async def _one(pool: _Pool, path: str, timeout: float) -> tuple[bool, str | None]:
-    """One GET: (HTTP 200?, error kind).  Like any HTTP client, a request that finds its reused keep-alive
-    connection closed by the server before any response byte is retried once on a fresh connection."""
-    for attempt in range(2):
-        conn, reused = await pool.acquire()
-        ok = keep = False
-        try:
-            status, keep = await asyncio.wait_for(conn.get(path, pool.host), timeout)
-            ok = True
-            return status == 200, None if status == 200 else f"HTTP {status}"
-        except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as exc:
-            stale = not (isinstance(exc, asyncio.IncompleteReadError) and exc.partial)
-            if reused and stale and attempt == 0:
-                continue
-            return False, type(exc).__name__
-        except (TimeoutError, OSError, RuntimeError, ValueError) as exc:
-            return False, type(exc).__name__
-        finally:
-            await pool.release(conn, ok and keep)
-    raise AssertionError("unreachable")
+def wrk_script(paths: Sequence[str], pace_ms: float = 0.0) -> str:
+    """The Lua script of a run: GET ``paths`` in turn; with ``pace_ms`` > 0 each connection first waits an
+    exponential gap of that mean (wrk's ``delay()`` hook); ``done()`` prints the summary as one JSON line."""
+    quoted = ",".join('"' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in paths)
+    return WRK_SCRIPT % {"paths": quoted, "pace_ms": repr(float(pace_ms)), "marker": WRK_MARKER}
 
 
-def _http_summary(lat_ms: list[float], errors: dict[str, int], sent: int, elapsed: float) -> dict[str, Any]:
-    s = summarize(lat_ms)
+def parse_wrk_summary(output: str) -> dict[str, Any]:
+    """A run's figures from wrk's stdout (the script's JSON line): requests, errors by kind, req/s and latency in
+    ms (p50, p90, p99, mean, max; wrk records every response's, from the request's write to its response)."""
+    line = next((x for x in output.splitlines() if x.startswith(WRK_MARKER)), None)
+    if line is None:
+        raise ValueError(f"no {WRK_MARKER.strip()} line in wrk's output: {output[-2000:]!r}")
+    raw = json.loads(line[len(WRK_MARKER) :])
+    kinds = {label: int(raw[key]) for key, label in WRK_ERRORS.items() if raw[key]}
+    elapsed = raw["duration_us"] / 1e6
+    requests = int(raw["requests"])
     return {
-        "sent": sent,
-        "ok": len(lat_ms),
-        "errors": sum(errors.values()),
-        "error_kinds": dict(errors),
-        "achieved_rps": len(lat_ms) / elapsed if elapsed > 0 else float("nan"),
-        "p50_ms": s["p50"],
-        "p99_ms": s["p99"],
-        "mean_ms": s["mean"],
-        "max_ms": s["max"],
+        "sent": requests,
+        "ok": requests - int(raw["status"]),
+        "errors": sum(kinds.values()),
+        "error_kinds": kinds,
+        "achieved_rps": requests / elapsed if elapsed > 0 else float("nan"),
+        "p50_ms": raw["p50_us"] / 1e3,
+        "p90_ms": raw["p90_us"] / 1e3,
+        "p99_ms": raw["p99_us"] / 1e3,
+        "mean_ms": raw["mean_us"] / 1e3,
+        "max_ms": raw["max_us"] / 1e3,
         "elapsed_s": elapsed,
     }
 
 
-async def open_loop(
+def wrk_run(
     base_url: str,
     paths: Sequence[str],
     *,
-    rate: float,
+    connections: int,
     duration: float,
-    max_conns: int = 128,
+    rate: float | None = None,
+    threads: int = 1,
     timeout: float = 5.0,
 ) -> dict[str, Any]:
-    """Offer ``rate`` req/s for ``duration`` s (``rate*duration`` requests, bounded), whatever the responses do.
+    """``wrk`` against ``base_url`` for ``duration`` seconds (whole seconds, at least 1: wrk's unit), cycling through
+    ``paths`` on ``connections`` keep-alive connections.
 
-    Latency runs from each request's scheduled send time to the end of its response (queueing in the client
-    pool or behind a late scheduler counts); a request still unanswered ``timeout`` s after it was sent is an
-    error.  ``send_lag_p99_ms`` shows how late the generator itself fired.
+    Without ``rate``: closed loop, every connection sends its next request as soon as the last one answered (the
+    maximum throughput). With ``rate``: each connection waits an exponential gap of mean ``connections / rate``
+    seconds before each request, so that about ``rate`` req/s arrive; still a closed loop per connection: a slow
+    response delays the requests behind it, and the time they would have waited is not counted (coordinated
+    omission), so its tail latency is a lower bound on an open loop's. A response slower than ``timeout`` counts as
+    an error.
     """
-    parsed = urllib.parse.urlsplit(base_url)
-    host, port = parsed.hostname or "127.0.0.1", int(parsed.port or 80)
-    pool = _Pool(host, port, max_conns)
-    await pool.fill(min(16, max_conns))
-    loop = asyncio.get_running_loop()
-    total = max(1, int(rate * duration))
-    lat_ms: list[float] = []
-    lag_ms: list[float] = []
-    errors: dict[str, int] = {}
-
-    async def fire(path: str, scheduled: float) -> None:
-        lag_ms.append((loop.time() - scheduled) * 1e3)
-        ok, err = await _one(pool, path, timeout)
-        if ok:
-            lat_ms.append((loop.time() - scheduled) * 1e3)
-        else:
-            errors[err or "error"] = errors.get(err or "error", 0) + 1
-
-    start = loop.time() + 0.05
-    tasks = []
-    for i in range(total):
-        scheduled = start + i / rate
-        delay = scheduled - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(fire(paths[i % len(paths)], scheduled)))
-    _, pending = await asyncio.wait(tasks, timeout=timeout + 5.0)
-    for task in pending:
-        task.cancel()
-        errors["unfinished"] = errors.get("unfinished", 0) + 1
-    elapsed = loop.time() - start
-    pool.close()
-    out = _http_summary(lat_ms, errors, total, elapsed)
-    out.update(
-        {
-            "offered_rps": rate,
-            "send_lag_p99_ms": summarize(lag_ms)["p99"],
-            "connections": pool.peak,
-            "client": "asyncio",
-        }
-    )
-    return out
-
-
-async def closed_loop(
-    base_url: str, paths: Sequence[str], *, concurrency: int = 8, duration: float = 10.0, timeout: float = 5.0
-) -> dict[str, Any]:
-    """``concurrency`` keep-alive connections, each sending its next request as soon as the last one answered."""
-    parsed = urllib.parse.urlsplit(base_url)
-    host, port = parsed.hostname or "127.0.0.1", int(parsed.port or 80)
-    pool = _Pool(host, port, concurrency)
-    await pool.fill(concurrency)
-    loop = asyncio.get_running_loop()
-    lat_ms: list[float] = []
-    errors: dict[str, int] = {}
-    sent = 0
-    start = loop.time()
-    stop_at = start + duration
-
-    async def worker(offset: int) -> None:
-        nonlocal sent
-        i = offset
-        while loop.time() < stop_at:
-            t0 = loop.time()
-            sent += 1
-            ok, err = await _one(pool, paths[i % len(paths)], timeout)
-            if ok:
-                lat_ms.append((loop.time() - t0) * 1e3)
-            else:
-                errors[err or "error"] = errors.get(err or "error", 0) + 1
-            i += concurrency
-
-    await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    elapsed = loop.time() - start
-    pool.close()
-    out = _http_summary(lat_ms, errors, sent, elapsed)
-    out.update({"connections": concurrency, "client": "asyncio"})
-    return out
-
-
-_WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
-
-
-def _wrk_ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
-    if not m:
-        raise ValueError(f"unparsable wrk duration {text!r}")
-    return float(m.group(1)) * _WRK_UNITS[m.group(2)]
-
-
-def parse_wrk(output: str, duration: float) -> dict[str, Any]:
-    """p50/p99/max latency, req/s and errors from ``wrk --latency`` output."""
-    pct = dict(re.findall(r"^\s*(50|75|90|99)%\s+(\S+)\s*$", output, re.M))
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    total = re.search(r"(\d+) requests in", output)
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    lat_max = re.search(r"^\s*Latency\s+\S+\s+\S+\s+(\S+)", output, re.M)
-    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(x) for x in sock.groups()) if sock else 0)
-    sent = int(total.group(1)) if total else 0
-    return {
-        "sent": sent,
-        "ok": sent - (int(non2xx.group(1)) if non2xx else 0),
-        "errors": errors,
-        "error_kinds": {},
-        "achieved_rps": float(rps.group(1)) if rps else float("nan"),
-        "p50_ms": _wrk_ms(pct["50"]) if "50" in pct else float("nan"),
-        "p99_ms": _wrk_ms(pct["99"]) if "99" in pct else float("nan"),
-        "mean_ms": float("nan"),
-        "max_ms": _wrk_ms(lat_max.group(1)) if lat_max else float("nan"),
-        "elapsed_s": duration,
-    }
-
-
-def wrk_closed_loop(
-    base_url: str, paths: Sequence[str], *, concurrency: int = 8, duration: float = 10.0, threads: int = 1
-) -> dict[str, Any]:
-    """The closed-loop run with ``wrk`` (cycling through ``paths`` via a Lua request hook)."""
     wrk = shutil.which("wrk")
     if wrk is None:
-        raise FileNotFoundError("wrk")
-    lua_paths = ",".join('"' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in paths)
-    script = (
-        f"local paths = {{{lua_paths}}}\n"
-        "local i = 0\n"
-        "request = function()\n"
-        "  i = i + 1\n"
-        "  return wrk.format('GET', paths[(i % #paths) + 1])\n"
-        "end\n"
-    )
+        raise FileNotFoundError(WRK_MISSING)
+    pace_ms = 1e3 * connections / rate if rate else 0.0
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(script)
+        fh.write(wrk_script(paths, pace_ms))
         lua = fh.name
+    seconds = max(1, round(duration))
+    cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={max(1, round(timeout))}s"]
     try:
-        cmd = [wrk, f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--latency", "-s", lua]
-        out = subprocess.run([*cmd, base_url], capture_output=True, text=True, timeout=duration + 60, check=True)
+        done = subprocess.run(
+            [*cmd, "-s", lua, base_url], capture_output=True, text=True, timeout=seconds + timeout + 60, check=False
+        )
     finally:
         os.unlink(lua)
-    result = parse_wrk(out.stdout, duration)
-    result.update({"connections": concurrency, "client": f"wrk -t{threads}"})
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk exited with {done.returncode}: {done.stderr[-2000:] or done.stdout[-2000:]}")
+    result = parse_wrk_summary(done.stdout)
+    result.update({"connections": connections, "client": f"wrk -t{threads}", "offered_rps": rate})
     return result
 
 
@@ -820,12 +644,16 @@ def http_bench(
     duration: float = 20.0,
     closed_duration: float = 10.0,
     concurrency: int = 8,
-    use_wrk: bool = True,
+    paced_connections: int = 32,
     mode: str = "compressed",
     redis_url: str = "redis://127.0.0.1:6379/14",
     progress: Callable[[str], None] = lambda msg: None,
 ) -> dict[str, Any]:
-    """Start the server, warm it up, run the open-loop then the closed-loop load; RSS before and after."""
+    """Start the server, warm it up, run ``wrk`` paced at ``rate`` req/s, then closed loop at full speed
+    (:func:`wrk_run`); the server's RSS, CPU and collector pauses around them. FileNotFoundError (saying how to
+    install it) when wrk is not installed."""
+    if shutil.which("wrk") is None:
+        raise FileNotFoundError(WRK_MISSING)
     paths = recommend_paths(user_ids)
     out: dict[str, Any] = {"mode": mode}
     started = time.perf_counter()
@@ -833,28 +661,22 @@ def http_bench(
         out["ready_seconds"] = time.perf_counter() - started
         out["rss_ready_mb"] = rss_mb(proc.pid)
         progress(f"http: server ready at {base} in {out['ready_seconds']:.1f} s; warm-up")
-        asyncio.run(closed_loop(base, paths, concurrency=2, duration=min(2.0, closed_duration)))
-        progress(f"http: open loop {rate:.0f} req/s for {duration:.0f} s")
+        wrk_run(base, paths, connections=2, duration=min(2.0, closed_duration))
+        progress(f"http: paced at {rate:.0f} req/s, {paced_connections} connections, {duration:.0f} s")
         gc_before = gc_pauses(base)
         with cpu_meter(proc.pid) as cpu:
-            out["open"] = asyncio.run(open_loop(base, paths, rate=rate, duration=duration))
-        out["open"].update(cpu.per_request(out["open"]["sent"]))
-        # the server's collector pauses during the open loop: a p99/max stall with none over 10 ms is not the GC's
+            out["paced"] = wrk_run(base, paths, connections=paced_connections, duration=duration, rate=rate)
+        out["paced"].update(cpu.per_request(out["paced"]["sent"]))
+        # the server's collector pauses during the paced run: a p99/max stall with none over 10 ms is not the GC's
         gc_after = gc_pauses(base)
-        out["open"]["server_gc"] = {key: gc_after[key] - gc_before[key] for key in ("count", "seconds", "over_10ms")}
-        out["open"]["server_gc"]["max_seconds_since_start"] = gc_after["max_seconds"]
-        progress(f"http: server GC during the open loop: {out['open']['server_gc']}")
-        out["rss_after_open_mb"] = rss_mb(proc.pid)
+        out["paced"]["server_gc"] = {key: gc_after[key] - gc_before[key] for key in ("count", "seconds", "over_10ms")}
+        out["paced"]["server_gc"]["max_seconds_since_start"] = gc_after["max_seconds"]
+        progress(f"http: server GC during the paced run: {out['paced']['server_gc']}")
+        out["rss_after_paced_mb"] = rss_mb(proc.pid)
         progress(f"http: closed loop, {concurrency} connections, {closed_duration:.0f} s")
-        closed = None
-        if use_wrk and shutil.which("wrk"):
-            with cpu_meter(proc.pid) as cpu, contextlib.suppress(subprocess.SubprocessError, ValueError, KeyError):
-                closed = wrk_closed_loop(base, paths, concurrency=concurrency, duration=closed_duration)
-        if closed is None:
-            with cpu_meter(proc.pid) as cpu:
-                closed = asyncio.run(closed_loop(base, paths, concurrency=concurrency, duration=closed_duration))
-        closed.update(cpu.per_request(closed["sent"]))
-        out["closed"] = closed
+        with cpu_meter(proc.pid) as cpu:
+            out["closed"] = wrk_run(base, paths, connections=concurrency, duration=closed_duration)
+        out["closed"].update(cpu.per_request(out["closed"]["sent"]))
         out["rss_after_mb"] = rss_mb(proc.pid)
     return out
 
@@ -878,6 +700,7 @@ def render_markdown(
     http: dict[str, Any] | None,
     threads: int,
     load_end: tuple[float, float, float] | None = None,
+    http_skipped: str | None = None,
 ) -> str:
     la = machine["loadavg"]
     lines = [
@@ -943,18 +766,21 @@ def render_markdown(
         ]
         lines += [f"{note}  " for note in inproc.notes]
     if http is not None:
-        o, c = http["open"], http["closed"]
+        o, c = http["paced"], http["closed"]
         lines += [
             "",
             f"HTTP: `c2f serve` (uvicorn, 1 process, serving_mode={http['mode']}, log level warning, "
             "C2F_REDIS_URL set so no embedded Redis/worker), `GET /recommend/{user}?n=20` over loopback, "
-            f"cycling through the same users. **The load generator runs on the same {machine['nproc']} cores as the "
-            "server.** Open-loop latency counts from each request's scheduled send time.",
+            f"cycling through the same users, load from `wrk`. **The load generator runs on the same "
+            f"{machine['nproc']} cores as the server.** wrk is a closed loop: a connection sends its next request "
+            "only once the last one has answered, so a stall delays the requests behind it without counting their "
+            "wait (coordinated omission); the paced run's connections leave exponential gaps (wrk's `delay()`) for "
+            "about the offered rate, and its p99 is a lower bound on an open loop's.",
             "",
             "| run | client | conns | offered req/s | achieved req/s | requests | errors | p50 ms | p99 ms | max ms "
             "| server CPU ms/req | server cores | client cores |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-            f"| open loop {o['elapsed_s']:.0f} s | {o['client']} | ≤{o['connections']} | {_f(o['offered_rps'])} | "
+            f"| paced {o['elapsed_s']:.0f} s | {o['client']} | {o['connections']} | {_f(o['offered_rps'])} | "
             f"{_f(o['achieved_rps'])} | {o['sent']:,} | {o['errors']} | {_f(o['p50_ms'], 2)} | "
             f"{_f(o['p99_ms'], 2)} | {_f(o['max_ms'], 1)} | {_f(o.get('server_cpu_ms_per_req'), 2)} | "
             f"{_f(o.get('server_cores'), 2)} | {_f(o.get('client_cores'), 2)} |",
@@ -963,16 +789,17 @@ def render_markdown(
             f"{_f(c['p99_ms'], 2)} | {_f(c['max_ms'], 1)} | {_f(c.get('server_cpu_ms_per_req'), 2)} | "
             f"{_f(c.get('server_cores'), 2)} | {_f(c.get('client_cores'), 2)} |",
             "",
-            f"Server RSS: {http['rss_ready_mb']:.0f} MB when ready, {http['rss_after_open_mb']:.0f} MB after the "
-            f"open-loop run, {http['rss_after_mb']:.0f} MB after all load (ready in {http['ready_seconds']:.1f} s). "
-            f"Open-loop generator lag p99 {_f(o['send_lag_p99_ms'], 2)} ms.  ",
-            f"Targets: p99 ≤ {TARGET_P99_MS:.0f} ms at {o['offered_rps']:.0f} req/s: "
+            f"Server RSS: {http['rss_ready_mb']:.0f} MB when ready, {http['rss_after_paced_mb']:.0f} MB after the "
+            f"paced run, {http['rss_after_mb']:.0f} MB after all load (ready in {http['ready_seconds']:.1f} s).  ",
+            f"Targets: p99 ≤ {TARGET_P99_MS:.0f} ms at {o['offered_rps']:.0f} req/s (paced, closed loop): "
             f"**{'met' if o['p99_ms'] <= TARGET_P99_MS and o['errors'] == 0 else 'not met'}** "
             f"({_f(o['p99_ms'], 2)} ms, {o['errors']} errors); RSS ≤ {TARGET_RSS_MB:.0f} MB: "
             f"**{'met' if http['rss_after_mb'] <= TARGET_RSS_MB else 'not met'}** ({http['rss_after_mb']:.0f} MB).",
         ]
         if o["error_kinds"] or c["error_kinds"]:
-            lines.append(f"Errors by kind: open {o['error_kinds']}, closed {c['error_kinds']}.")
+            lines.append(f"Errors by kind: paced {o['error_kinds']}, closed {c['error_kinds']}.")
+    elif http_skipped:
+        lines += ["", f"HTTP: skipped: {http_skipped}."]
     return "\n".join(lines) + "\n"
 
 
@@ -992,14 +819,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=2000, help="random users timed in process")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads in process")
-    parser.add_argument("--rate", type=float, default=500.0, help="open-loop offered req/s")
-    parser.add_argument("--duration", type=float, default=20.0, help="open-loop seconds")
-    parser.add_argument("--closed-duration", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=500.0, help="req/s offered by the paced run")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of the paced run (whole seconds)")
+    parser.add_argument("--closed-duration", type=float, default=10.0, help="seconds of the closed loop")
     parser.add_argument("--concurrency", type=int, default=8, help="closed-loop connections")
+    parser.add_argument("--paced-connections", type=int, default=32, help="connections of the paced run")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--no-faiss", action="store_true")
-    parser.add_argument("--no-wrk", action="store_true", help="closed loop with the asyncio client even if wrk exists")
-    parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-http", action="store_true", help="no HTTP part (it needs wrk)")
     parser.add_argument("--skip-inprocess", action="store_true")
     parser.add_argument("--append", action="store_true", help="append the table to BENCHMARKS.md")
     parser.add_argument(
@@ -1056,7 +883,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=say,
             )
         http = None
-        if not args.skip_http:
+        http_skipped = None
+        if not args.skip_http and shutil.which("wrk") is None:
+            http_skipped = WRK_MISSING
+            say(WRK_MISSING)
+        elif not args.skip_http:
             rng = np.random.default_rng(1)
             picks = rng.choice(artifact.n_users, size=min(args.users, artifact.n_users), replace=False)
             user_ids = [str(artifact.arrays["user_ids"][u]) for u in picks]
@@ -1067,7 +898,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 duration=args.duration,
                 closed_duration=args.closed_duration,
                 concurrency=args.concurrency,
-                use_wrk=not args.no_wrk,
+                paced_connections=args.paced_connections,
                 redis_url=args.redis_url,
                 progress=say,
             )
@@ -1080,6 +911,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             http=http,
             threads=args.threads,
             load_end=os.getloadavg(),
+            http_skipped=http_skipped,
         )
     print(text)
     if args.append:

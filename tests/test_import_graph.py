@@ -245,7 +245,7 @@ def test_benchmarks_import_only_public_c2f_and_never_tests() -> None:
     assert any(name.startswith("c2f.") for names in imports.values() for name in names)
     assert benchmark_violations(imports) == []
     # the benchmarks that train or serve through the public API
-    for module in ("quality", "train_gowalla", "budget", "scale"):
+    for module in ("quality", "train_gowalla", "budget", "scale", "serve_bench"):
         assert "c2f" in imports[f"benchmarks/{module}.py"], module
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -88,41 +90,62 @@ def test_inprocess_bench_and_report(artifact_root, tmp_path):
     assert body.startswith("# ") and body.count("### Serving benchmark") == 2
 
 
-def test_wrk_output_is_parsed():
-    sample = """Running 10s test @ http://127.0.0.1:1/
-  1 threads and 8 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency     6.02ms    1.10ms  30.51ms   90.00%
-    Req/Sec     1.34k    50.00     1.40k    70.00%
-  Latency Distribution
-     50%    5.90ms
-     75%    6.30ms
-     90%    7.00ms
-     99%  850.00us
-  13400 requests in 10.00s, 9.00MB read
-  Non-2xx or 3xx responses: 2
-Requests/sec:   1339.50
-Transfer/sec:      0.90MB
-"""
-    r = bench.parse_wrk(sample, 10.0)
-    assert r["p50_ms"] == pytest.approx(5.9) and r["p99_ms"] == pytest.approx(0.85)
-    assert r["achieved_rps"] == pytest.approx(1339.5) and r["errors"] == 2 and r["sent"] == 13400
-    assert r["max_ms"] == pytest.approx(30.51)
+WRK = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
 
 
+def test_wrk_summary_is_parsed():
+    sample = (
+        "Running 1s test @ http://127.0.0.1:1/\n  1 threads and 8 connections\n"
+        'C2F_WRK {"requests": 13400, "duration_us": 10000000, "bytes": 9000000, "connect": 0, "read": 1, "write": 0, '
+        '"status": 2, "timeout": 3, "mean_us": 6020.5, "max_us": 30510, "p50_us": 5900, "p90_us": 7000, '
+        '"p99_us": 850}\n'
+        "Requests/sec:   1339.50\n"
+    )
+    r = bench.parse_wrk_summary(sample)
+    assert r["p50_ms"] == pytest.approx(5.9) and r["p99_ms"] == pytest.approx(0.85) and r["max_ms"] == 30.51
+    assert r["achieved_rps"] == pytest.approx(1340.0) and r["sent"] == 13400 and r["ok"] == 13398
+    assert r["errors"] == 6 and r["error_kinds"] == {"HTTP >= 400": 2, "read": 1, "timeout": 3}
+    with pytest.raises(ValueError, match="no C2F_WRK line"):
+        bench.parse_wrk_summary("Running 1s test\n")
+
+
+def test_the_wrk_script_cycles_the_paths_and_paces_only_when_asked():
+    paced = bench.wrk_script(['/recommend/a"b?n=20', "/recommend/c?n=20"], pace_ms=64.0)
+    assert 'local paths = {"/recommend/a\\"b?n=20","/recommend/c?n=20"}' in paced
+    assert "local pace_ms = 64.0" in paced and "delay = function()" in paced and "C2F_WRK " in paced
+    assert "local pace_ms = 0.0" in bench.wrk_script(["/x"])  # delay() is only defined when pace_ms > 0
+
+
+def test_without_wrk_the_http_part_says_how_to_install_it_and_is_skipped(artifact_root, monkeypatch, capsys):
+    monkeypatch.setattr(bench.shutil, "which", lambda name, *a, **k: None)
+    with pytest.raises(FileNotFoundError, match="apt-get install wrk"):
+        bench.http_bench(artifact_root, ["u0"])
+    try:
+        assert bench.main(["--artifact", str(artifact_root), "--skip-inprocess"]) == 0
+    finally:
+        gc.unfreeze()
+    captured = capsys.readouterr()
+    assert "HTTP: skipped: wrk is not installed" in captured.out and "apt-get install wrk" in captured.err
+
+
+@WRK
 def test_http_bench_against_c2f_serve(artifact_root):
     art = load_artifact(bench.resolve_artifact(artifact_root)[1])
     user_ids = [str(u) for u in art.arrays["user_ids"][:20]] + ["nobody"]
-    http = bench.http_bench(artifact_root, user_ids, rate=100, duration=0.42, closed_duration=0.5, use_wrk=False)
-    opened, closed = http["open"], http["closed"]
-    assert opened["sent"] == 42 and opened["ok"] == 40 and opened["errors"] == 2  # the unknown user: HTTP 404
-    assert opened["error_kinds"] == {"HTTP 404": 2}
-    assert opened["p99_ms"] >= opened["p50_ms"] > 0 and opened["server_cpu_ms_per_req"] > 0
-    assert closed["ok"] > 0 and closed["achieved_rps"] > 0 and closed["client"] == "asyncio"
+    http = bench.http_bench(
+        artifact_root, user_ids, rate=100, duration=1, closed_duration=1, concurrency=2, paced_connections=4
+    )
+    paced, closed = http["paced"], http["closed"]
+    assert paced["client"] == closed["client"] == "wrk -t1" and paced["connections"] == 4
+    assert paced["offered_rps"] == 100 and 20 < paced["sent"] < 200 and paced["achieved_rps"] > 20
+    assert paced["errors"] > 0 and paced["error_kinds"] == {"HTTP >= 400": paced["errors"]}  # "nobody": HTTP 404
+    assert paced["ok"] == paced["sent"] - paced["errors"]
+    assert paced["p99_ms"] >= paced["p50_ms"] > 0 and paced["server_cpu_ms_per_req"] > 0
+    assert closed["ok"] > 0 and closed["achieved_rps"] > 0 and closed["offered_rps"] is None
     assert http["rss_ready_mb"] > 10 and http["rss_after_mb"] > 10
-    gc_open = opened["server_gc"]  # read from the server's /metrics around the open loop
-    assert gc_open["count"] >= 0 and gc_open["over_10ms"] <= gc_open["count"]
-    assert gc_open["max_seconds_since_start"] > 0  # the load's gc.collect() at least
+    gc_paced = paced["server_gc"]  # read from the server's /metrics around the paced run
+    assert gc_paced["count"] >= 0 and gc_paced["over_10ms"] <= gc_paced["count"]
+    assert gc_paced["max_seconds_since_start"] > 0  # the load's gc.collect() at least
     text = bench.render_markdown(
         command="x",
         machine=bench.machine_info(),
@@ -132,4 +155,5 @@ def test_http_bench_against_c2f_serve(artifact_root):
         http=http,
         threads=1,
     )
-    assert "| open loop" in text and "| closed loop" in text and "RSS ≤ 200 MB" in text
+    assert "| paced 1 s | wrk -t1 | 4 | 100 |" in text and "| closed loop" in text and "RSS ≤ 200 MB" in text
+    assert "coordinated omission" in text
