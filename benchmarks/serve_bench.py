@@ -799,7 +799,7 @@ def render_markdown(
         if o["error_kinds"] or c["error_kinds"]:
             lines.append(f"Errors by kind: paced {o['error_kinds']}, closed {c['error_kinds']}.")
     elif http_skipped:
-        lines += ["", f"HTTP: skipped: {http_skipped}."]
+        lines += ["", f"HTTP: {http_skipped}."]
     return "\n".join(lines) + "\n"
 
 
