@@ -176,6 +176,10 @@ BENCHMARK_INTERNALS: dict[str, tuple[tuple[str, ...], str]] = {
         ("c2f.jobs.server", "c2f.service.settings"),
         "fault injection: a redis-server of its own (the binary `c2f serve` embeds) and the workers' Settings",
     ),
+    "benchmarks/events.py": (
+        ("c2f.service.events",),
+        "checks that every acknowledged event is in the service's Redis stream, named by the service's stream_key",
+    ),
     "benchmarks/serve_bench.py": (
         ("c2f.contract.artifact", "c2f.contract.methods", "c2f.service.scoring"),
         "its in-process part times the service's scorer itself (Recommender, top_n) against numpy and FAISS",
