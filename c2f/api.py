@@ -38,7 +38,7 @@ from c2f.contract.artifact import (
 from c2f.contract.foldin import DEFAULT_ESTIMATOR, ESTIMATORS
 from c2f.contract.foldin import Estimator as FoldInEstimator
 from c2f.contract.manifest import Footprint, Manifest
-from c2f.service.scoring import Recommender
+from c2f.service.scoring import USER_VECTORS, Recommender, UserVectors
 
 if TYPE_CHECKING:
     from c2f.contract.served import ServingMode
@@ -106,10 +106,14 @@ class Model:
     ``recommender`` is the service's scorer for it, by 0-based indices.
     """
 
-    def __init__(self, artifact: Artifact, mode: ServingMode = "compressed") -> None:
+    def __init__(
+        self, artifact: Artifact, mode: ServingMode = "compressed", user_vectors: UserVectors = "trained"
+    ) -> None:
         if mode not in _MODES:
             raise ArgumentError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
-        recommender = Recommender(artifact, mode)
+        if user_vectors not in USER_VECTORS:
+            raise ArgumentError(f"user_vectors must be one of {', '.join(USER_VECTORS)}, got {user_vectors!r}")
+        recommender = Recommender(artifact, mode, user_vectors)
         recommender.smoke_test()
         self.recommender: Recommender = recommender
         """The service's scorer for this version (:class:`c2f.service.scoring.Recommender`), by 0-based indices."""
@@ -306,19 +310,21 @@ def load(
     version: str | None = None,
     *,
     mode: ServingMode = "compressed",
+    user_vectors: UserVectors = "trained",
 ) -> Model:
     """Load a model as the service does (every file's size and sha256 verified, the arrays validated, a smoke
     query run).
 
     ``path_or_root``: an artifact root (``LATEST`` or ``version`` picks the version) or one version directory.
-    ``mode``: "compressed" (the served form, the default of ``c2f serve``) or "exact". Raises
-    :class:`c2f.ArtifactError` for anything missing or corrupt.
+    ``mode``: "compressed" (the served form, the default of ``c2f serve``) or "exact". ``user_vectors``:
+    "trained" (the default) or "fold_in", known users scored with vectors folded in from their training items
+    (``C2F_USER_VECTORS``). Raises :class:`c2f.ArtifactError` for anything missing or corrupt.
     """
     if mode not in _MODES:
         raise ArgumentError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
     path = Path(path_or_root)
     if version is None and (path / MANIFEST_FILE).is_file():
-        return Model(load_artifact(path, verify=True), mode)
+        return Model(load_artifact(path, verify=True), mode, user_vectors)
     if version is None:
         version = latest_version(path)
         if version is None:
@@ -326,7 +332,7 @@ def load(
     artifact = load_artifact(version_path(path, version), verify=True)
     if artifact.version != version:
         raise ArtifactError(f"manifest model_version {artifact.version!r} does not match directory {version!r}")
-    return Model(artifact, mode)
+    return Model(artifact, mode, user_vectors)
 
 
 # ----------------------------------------------------------------------------------------------------------------

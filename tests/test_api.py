@@ -135,6 +135,15 @@ def test_a_visitor_folded_in_from_a_planted_community_gets_that_community(model:
         model.recommend_from_items("17")
 
 
+def test_load_can_serve_known_users_by_fold_in(model: c2f.Model) -> None:
+    folded = c2f.load(model.path, user_vectors="fold_in")
+    user = str(model.user_ids[3])
+    ids, _ = folded.recommend(user, n=10)
+    assert ids.tolist() == folded.recommend_from_items(folded.seen_items(user).tolist(), n=10)[0].tolist()
+    with pytest.raises(c2f.ArgumentError, match="user_vectors"):
+        c2f.load(model.path, user_vectors="magic")  # type: ignore[arg-type]
+
+
 def test_exclude_and_items_filter_the_candidates(model: c2f.Model) -> None:
     user = str(model.user_ids[0])
     top, _ = model.recommend(user, n=5)

@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry = ModelRegistry(
         settings.artifact_root,
         settings.serving_mode,
+        user_vectors=settings.user_vectors,
         reload_seconds=settings.reload_seconds,
         on_swap=on_swap,
         on_failure=lambda version, message: metrics.observe_failure(),

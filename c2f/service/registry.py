@@ -31,7 +31,7 @@ from c2f.contract.artifact import (
     version_path,
 )
 from c2f.service.live import LiveHistories
-from c2f.service.scoring import Recommender
+from c2f.service.scoring import Recommender, UserVectors
 
 logger = logging.getLogger("c2f.service")
 
@@ -76,6 +76,7 @@ class ModelRegistry:
         root: str | Path,
         mode: str = "compressed",
         *,
+        user_vectors: UserVectors = "trained",
         reload_seconds: float = 5.0,
         on_swap: Callable[[LoadedModel], None] | None = None,
         on_failure: Callable[[str | None, str], None] | None = None,
@@ -83,6 +84,7 @@ class ModelRegistry:
     ) -> None:
         self.root = Path(root)
         self.mode = mode
+        self.user_vectors: UserVectors = user_vectors
         self.reload_seconds = reload_seconds
         self._on_swap = on_swap
         self._on_failure = on_failure
@@ -109,7 +111,7 @@ class ModelRegistry:
         artifact = load_artifact(version_path(self.root, version), verify=True)
         if artifact.version != version:
             raise ArtifactError(f"manifest model_version {artifact.version!r} does not match directory {version!r}")
-        recommender = Recommender(artifact, self.mode)
+        recommender = Recommender(artifact, self.mode, self.user_vectors)
         recommender.smoke_test()
         model = LoadedModel(  # the recommender's artifact: only the arrays serving reads stay referenced
             artifact=recommender.artifact,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from functools import cached_property
+from typing import Literal, get_args
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,6 +24,9 @@ from c2f.contract.idmap import IdMap
 from c2f.contract.methods import COMMON_ARRAYS, exact_embeddings
 from c2f.contract.served import CHUNK_ELEMENTS, ServedForm, served_form
 
+UserVectors = Literal["trained", "fold_in"]
+"""What a known user is scored with: its trained vector, or one folded in from its training items."""
+USER_VECTORS: tuple[str, ...] = get_args(UserVectors)
 _NEG_INF = np.float32(-np.inf)
 _CHUNK_ELEMENTS = CHUNK_ELEMENTS  # users scored at a time: score temporaries of at most ~16 MB float32
 
@@ -98,9 +102,13 @@ class Recommender:
     Immutable after construction and safe to share between threads.
     """
 
-    def __init__(self, artifact: Artifact, mode: str = "compressed") -> None:
+    def __init__(self, artifact: Artifact, mode: str = "compressed", user_vectors: UserVectors = "trained") -> None:
         self.artifact = artifact
         self.mode: str = mode
+        # "trained": a known user is scored with its trained (served) vector; "fold_in": with the vector folded in
+        # from its training items, as a new visitor would be (:meth:`fold_in`), which served held-out and trained
+        # users better than their trained vectors on lastfm and ml-1m (BENCHMARKS.md, "Fold-in")
+        self.user_vectors: UserVectors = user_vectors
         a = artifact.arrays
         self.n_users = artifact.n_users
         self.n_items = artifact.n_items
@@ -166,7 +174,9 @@ class Recommender:
     # embeddings and raw scores
     # ----------------------------------------------------------------------------------------------------------
     def user_embeddings(self, user_indices: np.ndarray) -> np.ndarray:
-        """(len(user_indices), d) float32 user vectors as served."""
+        """(len(user_indices), d) float32 user vectors as served (trained, or folded in: ``user_vectors``)."""
+        if self.user_vectors == "fold_in":
+            return self.fold_in([self.seen_items(int(u)) for u in np.asarray(user_indices).ravel()])
         return self.scorer.user_vectors(user_indices)
 
     def item_embeddings(self, item_indices: np.ndarray) -> np.ndarray:

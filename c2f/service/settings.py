@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from c2f.contract.served import ServingMode
+from c2f.service.scoring import UserVectors
 
 
 class Settings(BaseSettings):
@@ -20,6 +21,11 @@ class Settings(BaseSettings):
     artifact_root: str = Field("artifacts", description="Directory that `c2f train --out` publishes into.")
     serving_mode: ServingMode = Field(
         "compressed", description="'compressed' (score from S^c and the codebook) or 'exact' (recompute at load)."
+    )
+    user_vectors: UserVectors = Field(
+        "trained",
+        description="'trained': score a known user with its trained vector; 'fold_in': with a vector folded in from "
+        "its training items at request time, as a new visitor is (served better on lastfm and ml-1m: BENCHMARKS.md).",
     )
     max_n: int = Field(1000, ge=1, description="Largest n a recommend/similar request may ask for.")
     max_batch_users: int = Field(256, ge=1, description="Largest user list for POST /recommend/batch.")

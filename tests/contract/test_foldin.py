@@ -150,3 +150,16 @@ def test_least_squares_solves_the_implicit_als_system() -> None:
         expected = np.linalg.solve(system, (1 + foldin._LS_ALPHA) * H.sum(0))
         got = fold.least_squares(history_csr(np.array([0, k]), np.arange(k), 30))
         np.testing.assert_allclose(got[0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_known_users_served_by_fold_in_get_their_communitys_items(artifact_root: Path) -> None:
+    arrays, item_comm = planted_ud_arrays()
+    version = build_artifact(artifact_root, "ud", arrays=arrays, manifest=make_manifest("ud"))
+    artifact = load_artifact(version_path(artifact_root, version))
+    trained, folded = Recommender(artifact, user_vectors="trained"), Recommender(artifact, user_vectors="fold_in")
+    users = np.arange(folded.n_users)
+    expected = folded.fold_in([folded.seen_items(u) for u in users])
+    np.testing.assert_allclose(folded.user_embeddings(users), expected)
+    assert not np.allclose(trained.user_embeddings(users), expected)  # not the trained vectors
+    for u, (idx, _) in zip(users, folded.recommend_batch(users, n=5), strict=True):
+        assert set(item_comm[idx]) == {u % 4}

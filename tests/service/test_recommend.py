@@ -229,3 +229,18 @@ def test_post_recommend_rejects_bad_bodies(planted_root: Path, make_client) -> N
         assert_error(client.post("/recommend", json={"items": "i1"}), 422, "validation_error")
         r = client.post("/recommend", content=b"{not json", headers={"content-type": "application/json"})
         assert r.status_code in (400, 422) and "error" in r.json()
+
+
+def test_known_users_can_be_served_by_fold_in(planted_root: Path, make_client) -> None:  # type: ignore[no-untyped-def]
+    from tests.fixtures import planted_ud_arrays
+
+    _, item_comm = planted_ud_arrays()
+    with make_client(user_vectors="fold_in") as client:
+        for user in (0, 5, 10, 15):
+            r = client.get(f"/recommend/u{user}", params={"n": 5})
+            assert r.status_code == 200, r.text
+            assert {int(item_comm[int(it["item_id"][1:])]) for it in r.json()["items"]} == {user % 4}
+    with pytest.raises(ValueError, match="user_vectors"):
+        from c2f.service.settings import Settings
+
+        Settings(user_vectors="magic")  # type: ignore[arg-type]
