@@ -42,15 +42,27 @@ class IdMap:
         return found if str(self.ids[found]) == key else None
 
     def lookup(self, keys: np.ndarray | list[str]) -> np.ndarray:
-        """Indices (len(keys),) int64 of many ids at once; -1 where an id is unknown."""
-        query = np.asarray(keys)
-        if query.dtype.kind != "U":
-            query = query.astype(str)
+        """Indices (len(keys),) int64 of many ids at once; -1 where an id is unknown.
+
+        A list of strings is converted at the width of the longest known id: a fixed-width array as wide as the
+        longest key would cost len(keys) × its length × 4 bytes (one 1 MB id among 1000 in a request body: 4 GB).
+        A longer key, or one ending in NUL (numpy would drop it and match the id without), is unknown, as in
+        :meth:`get`."""
+        if isinstance(keys, np.ndarray):
+            query = keys if keys.dtype.kind == "U" else keys.astype(str)
+            usable = None
+        else:
+            keys = [str(k) for k in keys]
+            width = self.ids.dtype.itemsize // 4
+            usable = np.fromiter((len(k) <= width and not k.endswith("\x00") for k in keys), bool, len(keys))
+            query = np.array([k if ok else "" for k, ok in zip(keys, usable, strict=True)], dtype=f"<U{max(1, width)}")
         if self.ids.size == 0:
             return np.full(query.shape, -1, dtype=np.int64)
         pos = np.minimum(np.searchsorted(self.ids, query, sorter=self._order), self.ids.size - 1)
         index = pos if self._order is None else self._order[pos]
         found = self.ids[index] == query
+        if usable is not None:
+            found &= usable
         return np.where(found, index, -1).astype(np.int64)
 
     def nbytes(self) -> int:

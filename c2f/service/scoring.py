@@ -143,13 +143,15 @@ class Recommender:
         )
         self.user_fold_in: FoldIn = fitted(self.scorer.item_vectors, self.scorer.user_vectors, graph, d)
         self.user_fold_in.vectors(graph[:0])  # the default estimator's map is fitted now, not by the first request
-        self._graph_matrix = graph
 
     @cached_property
     def item_fold_in(self) -> FoldIn:
         """New items folded in from their users (the symmetric estimate, with the item bias predicted too), fitted
         on trained items at first use."""
-        graph_t = sp.csr_matrix(self._graph_matrix.T)
+        # built here, not held from __init__: its data (nnz float32 ones) would be held for a benchmark-only path
+        gp, gi = self._graph
+        graph = sp.csr_matrix((np.ones(len(gi), dtype=np.float32), gi, gp), shape=(self.n_users, self.n_items))
+        graph_t = sp.csr_matrix(graph.T)
         own_biases = self._item_bias
         return fitted(
             self.scorer.user_vectors, self.scorer.item_vectors, graph_t, int(self.artifact.d), own_biases=own_biases
@@ -168,7 +170,7 @@ class Recommender:
         """(len(item_ids),) int64 indices of many item ids at once (one vectorised search); -1 where unknown."""
         if len(item_ids) == 0:
             return np.empty(0, np.int64)
-        return self._item_index.lookup(np.asarray(item_ids, dtype=str))
+        return self._item_index.lookup(list(item_ids))  # not np.asarray(dtype=str): IdMap.lookup bounds its width
 
     # ----------------------------------------------------------------------------------------------------------
     # embeddings and raw scores
@@ -279,10 +281,7 @@ class Recommender:
         indices = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(histories) else indptr[:0]
         if indices.size and (indices.min() < 0 or indices.max() >= self.n_users):
             raise IndexError(f"user index out of range [0, {self.n_users})")
-        matrix = history_csr(indptr, indices, self.n_users)
-        fold = self.item_fold_in
-        biases = fold.bias(matrix) if self._item_bias is not None else None
-        return fold.vectors(matrix), biases
+        return self.item_fold_in.vectors_and_bias(history_csr(indptr, indices, self.n_users))
 
     def recommend_histories(
         self,
@@ -374,5 +373,8 @@ class Recommender:
             "item_norms": int(self._item_norms.nbytes),
             "popularity": int(self._popularity.nbytes),
             "id_lookup": self._user_index.nbytes() + self._item_index.nbytes(),
+            # the fold-in's Gram system, maps, degree weights and fit sample (POST /recommend, recorded events)
+            "fold_in": self.user_fold_in.nbytes()
+            + (self.__dict__["item_fold_in"].nbytes() if "item_fold_in" in self.__dict__ else 0),
             **self.scorer.memory_bytes(),
         }

@@ -136,7 +136,9 @@ def test_a_new_item_folded_in_from_a_communitys_users_points_at_that_community(
 
 
 def test_least_squares_solves_the_implicit_als_system() -> None:
-    """The Woodbury path (k < d neighbours) and the direct one (k >= d) both give (G + α·HᵀH + λI)⁻¹(1 + α)·Σh."""
+    """The Woodbury path (k < 2d/3 neighbours) and the direct one (k >= 2d/3) both give
+    (G + α·HᵀH + λI)⁻¹(1 + α)·Σh, for histories one at a time and decoded together in one batch (mixed lengths,
+    shared and repeated neighbours, an empty one)."""
     from c2f.contract import foldin
 
     rng = np.random.default_rng(3)
@@ -144,12 +146,19 @@ def test_least_squares_solves_the_implicit_als_system() -> None:
     fold = FoldIn(_table(vectors), np.ones(30), 6)
     G = vectors.astype(np.float64).T @ vectors
     ridge = foldin._LS_RIDGE * np.trace(G) / 6
-    for k in (3, 9):
-        H = vectors[:k].astype(np.float64)
+    histories = [np.arange(3), np.array([], dtype=np.int64), np.array([29, 4, 4]), np.arange(9), np.arange(5, 9)]
+    expected = np.zeros((len(histories), 6))
+    for row, history in enumerate(histories):
+        if not history.size:
+            continue
+        H = vectors[np.unique(history)].astype(np.float64)
         system = G + foldin._LS_ALPHA * H.T @ H + ridge * np.eye(6)
-        expected = np.linalg.solve(system, (1 + foldin._LS_ALPHA) * H.sum(0))
-        got = fold.least_squares(history_csr(np.array([0, k]), np.arange(k), 30))
-        np.testing.assert_allclose(got[0], expected, rtol=1e-4, atol=1e-5)
+        expected[row] = np.linalg.solve(system, (1 + foldin._LS_ALPHA) * H.sum(0))
+        got = fold.least_squares(history_csr(np.array([0, history.size]), history, 30))
+        np.testing.assert_allclose(got[0], expected[row], rtol=1e-4, atol=1e-5)
+    indptr = np.concatenate([[0], np.cumsum([h.size for h in histories])])
+    batch = fold.least_squares(history_csr(indptr, np.concatenate(histories), 30))
+    np.testing.assert_allclose(batch, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_known_users_served_by_fold_in_get_their_communitys_items(artifact_root: Path) -> None:

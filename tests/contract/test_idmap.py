@@ -38,3 +38,21 @@ def test_integer_like_and_unicode_ids() -> None:
     assert idmap.get("12") is None and idmap.get("01") is None
     uni = IdMap(np.array(["naïve", "café", "日本"]))
     assert uni.get("café") == 1 and uni.get("日本") == 2 and uni.get("cafe") is None
+
+
+def test_a_long_or_nul_ended_key_is_unknown_and_costs_no_array_as_wide_as_it() -> None:
+    """A request's ids are searched at the width of the longest known id: one huge id among many must not make
+    a (len(keys), len(huge)) array (1000 ids and one of 1 MB would be 4 GB), and "d\\x00" is not "d"."""
+    import tracemalloc
+
+    idmap = IdMap(np.array(["b", "d", "a10", "a9"]))
+    keys = ["d", "x" * 200_000, "d\x00", *(str(i) for i in range(999)), "a9"]
+    tracemalloc.start()
+    try:
+        found = idmap.lookup(keys)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert found[:3].tolist() == [1, -1, -1] and found[-1] == 3 and (found[3:-1] == -1).all()
+    assert peak < 1_000_000, peak  # 1002 keys × 3 characters, not 1002 × 200,000 × 4 bytes (800 MB)
+    assert idmap.lookup(np.array(["d", "a10"])).tolist() == [1, 2]  # an array as given is searched as before

@@ -108,12 +108,19 @@ def test_readers_see_whole_entries_while_a_writer_applies(planted: tuple[Recomme
     live = _live(rec, max_items=1000)
     stop = threading.Event()
     bad: list[str] = []
+    # the vector each state must carry: items 0..k-1 folded in; an entry whose items and vector come from different
+    # states (a torn or in-place update) fails, not only one of the wrong shape
+    expected = [np.zeros(rec.artifact.d)] + [rec.fold_in([np.arange(k)])[0] for k in range(1, rec.n_items + 1)]
 
     def read() -> None:
         while not stop.is_set():
             entry = live.get("w")
-            if entry is not None and (entry.vector.shape != (rec.artifact.d,) or not np.isfinite(entry.vector).all()):
-                bad.append("torn")
+            if entry is None:
+                continue
+            k = len(entry.items)
+            whole = entry.items.tolist() == list(range(k)) and entry.vector.shape == (rec.artifact.d,)
+            if not whole or not np.allclose(entry.vector, expected[k], rtol=1e-5, atol=1e-6):
+                bad.append(f"torn at {k}")
 
     reader = threading.Thread(target=read)
     reader.start()

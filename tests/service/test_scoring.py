@@ -235,7 +235,13 @@ def test_memory_stays_compressed(artifact_root: Path) -> None:
     rec = Recommender(load_artifact(version_path(artifact_root, version)), "compressed")
     derived = rec.memory_bytes()
     assert "exact_H_full" not in derived
-    assert sum(derived.values()) < 500 * 64 * 4 / 4  # far less than an n_items × d table
+    # the served form: far less than an n_items × d table
+    assert sum(v for k, v in derived.items() if k != "fold_in") < 500 * 64 * 4 / 4
+    # the fold-in is counted too (its d × d system and map, whatever the model's size: here 10 users, 500 items)
+    d = 64
+    assert derived["fold_in"] == rec.user_fold_in.nbytes() >= 2 * d * d * 8 + d * d * 4 + 500 * 4
+    rec.fold_in_items([np.array([0, 1])])  # the item side, fitted at first use, counts from then on
+    assert rec.memory_bytes()["fold_in"] == rec.user_fold_in.nbytes() + rec.item_fold_in.nbytes()
 
 
 def test_item_biases_are_added_to_user_scores_but_not_to_item_similarity(artifact_root: Path) -> None:
