@@ -38,6 +38,10 @@ PAYLOAD_TOO_LARGE = "payload_too_large"
 URI_TOO_LONG = "uri_too_long"
 REQUEST_TIMEOUT = "request_timeout"
 HEADERS_TOO_LARGE = "headers_too_large"
+CATALOG_UNAVAILABLE = "catalog_unavailable"
+HIDDEN_ITEMS_FULL = "hidden_items_full"
+NO_ITEM_ATTRIBUTES = "no_item_attributes"
+UNKNOWN_ATTRIBUTE = "unknown_attribute"
 
 _STATUS_CODES = {
     400: "bad_request",

@@ -51,6 +51,7 @@ def test_schemathesis_all_checks_pass(artifact_root: Path, tmp_path: Path) -> No
         api_key="schemathesis",
         redis_url=REDIS_URL,
         queue_name=queue,
+        catalog_name=queue,  # the items it hides stay in its own namespace (removed below)
         data_root=tmp_path / "data",
         access_log=False,
     )
@@ -66,4 +67,6 @@ def test_schemathesis_all_checks_pass(artifact_root: Path, tmp_path: Path) -> No
             )  # fmt: skip
     finally:
         delete_queue_keys(redis, queue)
+        for key in redis.scan_iter(f"c2f:catalog:{queue}:*"):
+            redis.delete(key)
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]

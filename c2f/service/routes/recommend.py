@@ -2,7 +2,9 @@
 
 Unknown ids in ``exclude`` are ignored and echoed back in ``ignored_exclude`` (a typo should not fail a
 request, but the caller can see it).  ``exclude`` takes comma-separated ids and may be repeated, at most
-``settings.max_exclude`` of them (422 beyond).
+``settings.max_exclude`` of them (422 beyond).  The allow-list ``items`` (the candidates to rank) works the same way
+(``ignored_items``, at most ``settings.max_candidates``), and ``where=column:value`` keeps the items whose attribute
+matches (:mod:`service.filters`).  Hidden items (:mod:`service.catalog`) are never answered.
 
 The handlers are the hot path: ``async`` (no thread-pool hop; the numpy work is ~0.1 ms), and they answer with a
 dict they build themselves, encoded by orjson (:class:`FastJSONResponse`), instead of a pydantic model that
@@ -18,9 +20,11 @@ import numpy as np
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.routing import APIRoute
 
-from c2f.service.deps import ModelDep, SettingsDep
+from c2f.service.catalog import HiddenItems
+from c2f.service.deps import CatalogDep, ModelDep, SettingsDep
 from c2f.service.encoding import FastJSONResponse
 from c2f.service.errors import UNKNOWN_USER, invalid, unknown_user
+from c2f.service.filters import Selection, select_items
 from c2f.service.registry import LoadedModel
 from c2f.service.schemas import BatchRecommendRequest, BatchRecommendResponse, ErrorResponse, RecommendResponse
 from c2f.service.settings import Settings
@@ -29,9 +33,30 @@ router = APIRouter(tags=["recommend"])
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorResponse, "description": "Unknown user (code unknown_user)."},
-    422: {"model": ErrorResponse, "description": "Invalid parameters (code validation_error)."},
+    422: {
+        "model": ErrorResponse,
+        "description": "Invalid parameters (code validation_error); a where= filter on a model without item "
+        "attributes (no_item_attributes) or on a column it does not have (unknown_attribute).",
+    },
     503: {"model": ErrorResponse, "description": "No model loaded yet (code no_model)."},
 }
+
+ItemsQuery = Annotated[
+    list[str] | None,
+    Query(
+        description="Allow-list: rank only these item ids (comma-separated and/or repeated; unknown ids are ignored "
+        "and reported in ignored_items).",
+        examples=["7,9,1337"],
+    ),
+]
+WhereQuery = Annotated[
+    list[str] | None,
+    Query(
+        description="Attribute filter column:value (| between alternative values); repeated: all must hold. Needs "
+        "a model trained with an item attribute table.",
+        examples=["genre:jazz|blues"],
+    ),
+]
 
 
 _BAD_BODY: dict[str, object] = {"model": ErrorResponse, "description": "The body is not JSON (code bad_request)."}
@@ -42,28 +67,27 @@ def check_n(n: int, max_n: int) -> None:
         raise invalid(f"n must be between 1 and {max_n}, got {n}", details=[{"loc": ["n"], "max": max_n}])
 
 
-def split_ids(values: list[str] | None, limit: int) -> list[str]:
-    """Flatten ``["a,b", "c"]`` into ``["a", "b", "c"]`` (blank entries dropped, order kept, duplicates removed);
-    422 when more than ``limit`` ids are given."""
-    out: list[str] = []
-    for value in values or []:
-        out.extend(part.strip() for part in value.split(",") if part.strip())
-        if len(out) > limit:
-            raise invalid(f"at most {limit} ids in exclude", details=[{"loc": ["exclude"], "max": limit}])
-    return list(dict.fromkeys(out))
-
-
-def resolve_items(model: LoadedModel, ids: list[str]) -> tuple[list[int], list[str]]:
+def selection(
+    model: LoadedModel,
+    settings: Settings,
+    catalog: HiddenItems,
+    exclude: list[str] | None,
+    items: list[str] | None = None,
+    where: list[str] | None = None,
+) -> Selection:
+    """The items a request may be answered with: :func:`service.filters.select_items` with the hidden items and the
+    configured bounds."""
     rec = model.recommender
-    known: list[int] = []
-    unknown: list[str] = []
-    for item_id in ids:
-        idx = rec.item_index(item_id)
-        if idx is None:
-            unknown.append(item_id)
-        else:
-            known.append(idx)
-    return known, unknown
+    return select_items(
+        rec,
+        catalog.indices(rec),
+        exclude=exclude,
+        items=items,
+        where=where,
+        max_exclude=settings.max_exclude,
+        max_candidates=settings.max_candidates,
+        max_where=settings.max_where,
+    )
 
 
 def scored(model: LoadedModel, idx: np.ndarray, scores: np.ndarray) -> list[dict[str, object]]:
@@ -75,6 +99,7 @@ def scored(model: LoadedModel, idx: np.ndarray, scores: np.ndarray) -> list[dict
 async def recommend(
     model: ModelDep,
     settings: SettingsDep,
+    catalog: CatalogDep,
     user_id: Annotated[str, Path(description="External user id.", examples=["42"])],
     n: Annotated[int, Query(ge=1, description="Number of items (at most settings.max_n).")] = 20,
     exclude_seen: Annotated[bool, Query(description="Drop items the user interacted with in training.")] = True,
@@ -85,32 +110,37 @@ async def recommend(
         Literal["popular"] | None,
         Query(description="'popular': unknown users get the most popular items (strategy 'popular')."),
     ] = None,
+    items: ItemsQuery = None,
+    where: WhereQuery = None,
 ) -> FastJSONResponse:
-    return answer(model, settings, user_id, n, exclude_seen, exclude, fallback)
+    return answer(model, settings, catalog, user_id, n, exclude_seen, exclude, fallback, items, where)
 
 
 def answer(
     model: LoadedModel,
     settings: Settings,
+    catalog: HiddenItems,
     user_id: str,
     n: int,
     exclude_seen: bool,
     exclude: list[str] | None,
     fallback: str | None,
+    items: list[str] | None = None,
+    where: list[str] | None = None,
 ) -> FastJSONResponse:
     """The body of ``GET /recommend/{user_id}`` once its parameters are parsed (by FastAPI or by
     :class:`HandParsedRoute`)."""
     check_n(n, settings.max_n)
-    excl, ignored = resolve_items(model, split_ids(exclude, settings.max_exclude))
+    chosen = selection(model, settings, catalog, exclude, items, where)
     rec = model.recommender
     uidx = rec.user_index(user_id)
     if uidx is None:
         if fallback != "popular":
             raise unknown_user(user_id)
-        idx, scores = rec.popular(n, exclude=excl)
+        idx, scores = rec.popular(n, item_filter=chosen.filter)
         strategy: Literal["model", "popular"] = "popular"
     else:
-        idx, scores = rec.recommend(uidx, n, exclude_seen=exclude_seen, exclude_items=excl)
+        idx, scores = rec.recommend(uidx, n, exclude_seen=exclude_seen, item_filter=chosen.filter)
         strategy = "model"
     return FastJSONResponse(
         {
@@ -118,7 +148,8 @@ def answer(
             "items": scored(model, idx, scores),
             "model_version": model.version,
             "strategy": strategy,
-            "ignored_exclude": ignored,
+            "ignored_exclude": chosen.ignored_exclude,
+            "ignored_items": chosen.ignored_items,
         }
     )
 
@@ -126,20 +157,23 @@ def answer(
 # Query values FastAPI (pydantic, lax mode) reads as these booleans; anything else goes to the full path, which
 # answers exactly as before (422 for a bad value).
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
-_KNOWN_QUERY = frozenset(("n", "exclude_seen", "exclude", "fallback"))
+_KNOWN_QUERY = frozenset(("n", "exclude_seen", "exclude", "fallback", "items", "where"))
+_LISTS = frozenset(("exclude", "items", "where"))
+
+HandParsed = tuple[int, bool, list[str] | None, str | None, list[str] | None, list[str] | None]
 
 
-def _hand_parse(request: Request) -> tuple[int, bool, list[str] | None, str | None] | None:
-    """``(n, exclude_seen, exclude, fallback)`` for a plainly well-formed query string, else None.
+def _hand_parse(request: Request) -> HandParsed | None:
+    """``(n, exclude_seen, exclude, fallback, items, where)`` for a plainly well-formed query string, else None.
 
     None sends the request through FastAPI's own parameter solving and validation (errors, odd spellings of
     booleans, repeated scalar parameters), so the hand parser only has to be right about the requests it accepts."""
     n, exclude_seen, fallback = 20, True, None
-    exclude: list[str] = []
+    lists: dict[str, list[str]] = {}
     seen: set[str] = set()
     for key, value in request.query_params.multi_items():
-        if key == "exclude":
-            exclude.append(value)
+        if key in _LISTS:
+            lists.setdefault(key, []).append(value)
             continue
         if key in seen or key not in _KNOWN_QUERY:
             if key in _KNOWN_QUERY:
@@ -158,14 +192,14 @@ def _hand_parse(request: Request) -> tuple[int, bool, list[str] | None, str | No
             fallback = value
         else:
             return None
-    return n, exclude_seen, exclude or None, fallback
+    return n, exclude_seen, lists.get("exclude"), fallback, lists.get("items"), lists.get("where")
 
 
 class HandParsedRoute(APIRoute):
     """``GET /recommend/{user_id}``: FastAPI documents it from :func:`recommend`'s signature and handles every
     unusual request through it, but a plainly well-formed request skips FastAPI's dependency solving and parameter
     validation (about half of the app's CPU per request, measured in process with cProfile) for a hand parser of
-    the four query parameters; both paths then run :func:`answer`."""
+    the six query parameters; both paths then run :func:`answer`."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         full = super().get_route_handler()
@@ -176,7 +210,12 @@ class HandParsedRoute(APIRoute):
             if parsed is None:
                 return await full(request)
             request.scope.setdefault("state", {})["model_version"] = model.version  # for the access log
-            return answer(model, request.app.state.settings, request.path_params["user_id"], *parsed)
+            state = request.app.state
+            n, exclude_seen, exclude, fallback, items, where = parsed
+            user_id = request.path_params["user_id"]
+            return answer(
+                model, state.settings, state.catalog, user_id, n, exclude_seen, exclude, fallback, items, where
+            )
 
         return handler
 
@@ -198,7 +237,9 @@ router.add_api_route(
     responses={400: _BAD_BODY, 422: _ERRORS[422], 503: _ERRORS[503]},
     summary="Top-n items for several users (unknown users are reported per entry)",
 )
-def recommend_batch(model: ModelDep, settings: SettingsDep, body: BatchRecommendRequest) -> FastJSONResponse:
+def recommend_batch(
+    model: ModelDep, settings: SettingsDep, catalog: CatalogDep, body: BatchRecommendRequest
+) -> FastJSONResponse:
     check_n(body.n, settings.max_n)
     if len(body.user_ids) > settings.max_batch_users:
         raise invalid(
@@ -206,11 +247,11 @@ def recommend_batch(model: ModelDep, settings: SettingsDep, body: BatchRecommend
             details=[{"loc": ["user_ids"], "max": settings.max_batch_users}],
         )
     rec = model.recommender
-    excl, ignored = resolve_items(model, split_ids(body.exclude, settings.max_exclude))
+    chosen = selection(model, settings, catalog, body.exclude, body.items, body.where)
     indices = [rec.user_index(u) for u in body.user_ids]
     known = [i for i in indices if i is not None]
-    ranked = iter(rec.recommend_batch(known, body.n, exclude_seen=body.exclude_seen, exclude_items=excl))
-    popular = rec.popular(body.n, exclude=excl) if body.fallback == "popular" else None
+    ranked = iter(rec.recommend_batch(known, body.n, exclude_seen=body.exclude_seen, item_filter=chosen.filter))
+    popular = rec.popular(body.n, item_filter=chosen.filter) if body.fallback == "popular" else None
     results: list[dict[str, object]] = []
     for user_id, uidx in zip(body.user_ids, indices, strict=True):
         if uidx is not None:
@@ -223,4 +264,11 @@ def recommend_batch(model: ModelDep, settings: SettingsDep, body: BatchRecommend
         else:
             err = {"code": UNKNOWN_USER, "message": f"unknown user id {user_id!r}", "details": None}
             results.append({"user_id": user_id, "items": [], "strategy": None, "error": err})
-    return FastJSONResponse({"model_version": model.version, "results": results, "ignored_exclude": ignored})
+    return FastJSONResponse(
+        {
+            "model_version": model.version,
+            "results": results,
+            "ignored_exclude": chosen.ignored_exclude,
+            "ignored_items": chosen.ignored_items,
+        }
+    )
