@@ -35,6 +35,8 @@ from c2f.contract.artifact import (
     publish,
     version_path,
 )
+from c2f.contract.foldin import DEFAULT_ESTIMATOR, ESTIMATORS
+from c2f.contract.foldin import Estimator as FoldInEstimator
 from c2f.contract.manifest import Footprint, Manifest
 from c2f.service.scoring import Recommender
 
@@ -78,6 +80,12 @@ def _as_ids(values: Any, what: str) -> list[str]:
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
         raise ArgumentError(f"{what} must be a list of ids, got {type(values).__name__}")
     return [_as_id(v, what) for v in values]
+
+
+def _as_estimator(value: Any) -> FoldInEstimator:
+    if value not in ESTIMATORS:
+        raise ArgumentError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {value!r}")
+    return value  # type: ignore[no-any-return]
 
 
 def _check_n(n: Any) -> int:
@@ -201,6 +209,12 @@ class Model:
             allowed[self._item_indices(_as_ids(items, "items"), strict=True)] = True
             dropped.update(np.flatnonzero(~allowed).tolist())
         ranked = self.recommender.recommend_batch(indices, n, exclude_seen=bool(exclude_seen), exclude_items=dropped)
+        return self._ranked(ranked, n, single)
+
+    def _ranked(
+        self, ranked: list[tuple[np.ndarray, np.ndarray]], n: int, single: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Item ids and scores of ranked (indices, scores) pairs: one pair's 1-d arrays, or (B, n) padded rows."""
         if single:
             idx, scores = ranked[0]
             return self.item_ids[idx], scores
@@ -211,6 +225,48 @@ class Model:
             out_ids[row, : idx.size] = self.item_ids[idx]
             out_scores[row, : idx.size] = scores
         return out_ids, out_scores
+
+    def _histories(self, items: Any) -> tuple[bool, list[np.ndarray]]:
+        """(single, item-index histories) of one history (a list of item ids) or several (a list of lists);
+        unknown item ids are skipped, as a visitor's history may name items newer than the model."""
+        if _is_scalar_id(items):
+            raise ArgumentError("items must be a list of item ids (one history) or a list of such lists")
+        values = list(items)
+        single = not values or _is_scalar_id(values[0])
+        groups = [values] if single else values
+        histories = []
+        for group in groups:
+            ids = _as_ids(group, "items")
+            histories.append(np.asarray(self._item_indices(ids, strict=False), dtype=np.int64))
+        return single, histories
+
+    def fold_in(self, items: Any, estimator: FoldInEstimator = DEFAULT_ESTIMATOR) -> np.ndarray:
+        """The served vector of a user the model never trained, estimated from the items it interacted with
+        (no retraining; :mod:`c2f.contract.foldin`): ``(d,)`` for one history (a list of item ids), ``(B, d)`` for a
+        list of histories. Unknown item ids are skipped. ``estimator``: "least_squares+map" (the default),
+        "propagate+map", "least_squares" or "propagate" (:mod:`c2f.contract.foldin`)."""
+        single, histories = self._histories(items)
+        vectors = self.recommender.fold_in(histories, _as_estimator(estimator))
+        return vectors[0] if single else vectors
+
+    def recommend_from_items(
+        self,
+        items: Any,
+        n: int = 20,
+        exclude_seen: bool = True,
+        exclude: Iterable[str | int] | None = None,
+        estimator: FoldInEstimator = DEFAULT_ESTIMATOR,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items for a visitor known only by the items it interacted with (:meth:`fold_in`), as
+        :meth:`recommend` answers: one history gives ``(item_ids, scores)``, a list of histories two ``(B, n)``
+        arrays. ``exclude_seen`` drops the history's own items; ``exclude`` drops these ids for every history."""
+        n = _check_n(n)
+        single, histories = self._histories(items)
+        dropped = self._item_indices(_as_ids(exclude, "exclude"), strict=False) if exclude is not None else None
+        ranked = self.recommender.recommend_histories(
+            histories, n, exclude_seen=bool(exclude_seen), exclude_items=dropped, estimator=_as_estimator(estimator)
+        )
+        return self._ranked(ranked, n, single)
 
     def similar_items(self, item_id: str | int, n: int = 20) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` items nearest ``item_id`` by cosine similarity of their served vectors (the item itself left

@@ -79,3 +79,31 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
     assert body["error"]["code"] == code, body
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     return body["error"]  # type: ignore[no-any-return]
+
+
+def planted_ud_arrays(
+    communities: int = 4, users_per: int = 10, items_per: int = 12, seen: int = 5, seed: int = 0
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A ud model with planted communities, no training: d = ``communities``; an item of community c has the vector
+    e_c (plus 5% noise) and a popularity-like norm, a user of community c the vector 2·e_c and ``seen`` graph items
+    of its own community. Returns (arrays, community of each item (n_items,))."""
+    rng = np.random.default_rng(seed)
+    n_users, n_items = communities * users_per, communities * items_per
+    user_comm = np.arange(n_users) % communities
+    item_comm = np.arange(n_items) % communities
+    eye = np.eye(communities, dtype=np.float32)
+    items = eye[item_comm] * rng.uniform(0.5, 1.5, (n_items, 1)) + 0.05 * rng.standard_normal((n_items, communities))
+    users = 2.0 * eye[user_comm]
+    rows = [np.sort(rng.choice(np.flatnonzero(item_comm == c), size=seen, replace=False)) for c in user_comm]
+    table = np.vstack([users, items]).astype(np.float32)
+    arrays = {
+        "user_ids": np.array([f"u{i}" for i in range(n_users)]),
+        "item_ids": np.array([f"i{i}" for i in range(n_items)]),
+        "graph_indptr": np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64),
+        "graph_indices": np.concatenate(rows).astype(np.int32),
+        "heldout_indptr": np.zeros(n_users + 1, dtype=np.int64),
+        "heldout_indices": np.zeros(0, dtype=np.int32),
+        "E": table,
+        "H_full": table,
+    }
+    return arrays, item_comm

@@ -112,6 +112,29 @@ def test_recommend_many_users_one_row_each(model: c2f.Model) -> None:
     assert model.recommend(np.asarray(users), n=7)[0].tolist() == ids.tolist()
 
 
+def test_a_visitor_folded_in_from_a_planted_community_gets_that_community(model: c2f.Model) -> None:
+    _, _, _, item_comm = planted_communities()
+    shares = []
+    for community in range(8):
+        history = [str(i) for i in np.flatnonzero(item_comm == community)[:8]]
+        ids, scores = model.recommend_from_items([*history, "no-such-item"], n=10)  # unknown ids are skipped
+        assert ids.shape == (10,) and np.all(np.diff(scores) <= 0) and not set(ids.tolist()) & set(history)
+        shares.append(np.mean([item_comm[int(i)] == community for i in ids]))
+        vector = model.fold_in(history)
+        assert vector.shape == (model.recommender.scorer.item_vectors(np.array([0])).shape[1],)
+    # 1/8 by chance; trained users of this (two-epoch) model get about 0.9 of their top 10 from their community
+    assert np.mean(shares) >= 0.8 and min(shares) >= 0.5, shares
+    # many histories: one row each, the same as one at a time
+    histories = [[str(i) for i in np.flatnonzero(item_comm == c)[:8]] for c in range(2)]
+    many, _ = model.recommend_from_items(histories, n=5, exclude=[])
+    assert many.shape == (2, 5) and many[1].tolist() == model.recommend_from_items(histories[1], n=5)[0].tolist()
+    assert model.fold_in(histories).shape[0] == 2
+    with pytest.raises(c2f.ArgumentError, match="estimator"):
+        model.fold_in(histories[0], estimator="magic")  # type: ignore[arg-type]
+    with pytest.raises(c2f.ArgumentError):
+        model.recommend_from_items("17")
+
+
 def test_exclude_and_items_filter_the_candidates(model: c2f.Model) -> None:
     user = str(model.user_ids[0])
     top, _ = model.recommend(user, n=5)

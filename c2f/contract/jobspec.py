@@ -3,7 +3,10 @@ path, its keyword arguments, the HTTP schema of the training parameters, progres
 
 The HTTP schema :class:`TrainParams` is derived from :class:`contract.config.TrainConfig` field by field (type,
 default, :data:`PARAM_BOUNDS`), so a new TrainConfig field is accepted by ``POST /train`` without
-further changes. Only the keys a client sends are passed on; TrainConfig's defaults fill the rest.
+further changes. Only the keys a client sends are passed on; TrainConfig's defaults fill the rest. The checks of the
+values (each field's and those across fields) are TrainConfig's own: the model builds the config from what was sent,
+as the worker will. :data:`PARAM_BOUNDS` adds the ranges a network request must keep within (sizes, rates; strings
+are short tokens, never paths).
 """
 
 from __future__ import annotations
@@ -127,32 +130,26 @@ def _field(name: str, annotation: Any, default: Any) -> tuple[Any, Any]:
 
 
 class _TrainParamsBase(BaseModel):
-    """Strict (no string-to-number coercion), no unknown keys, and the cross-field checks."""
+    """Strict (no string-to-number coercion) and no unknown keys."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> _TrainParamsBase:
-        values = self.__dict__
-        if values["t_c"] > values["m_c"]:
-            raise ValueError(f"t_c ({values['t_c']}) must not exceed m_c ({values['m_c']})")
-        if values["t_r"] > values["m_r"]:
-            raise ValueError(f"t_r ({values['t_r']}) must not exceed m_r ({values['m_r']})")
-        if values["served_terms"] is not None and values["served_terms"] > values["m_c"]:
-            raise ValueError(f"served_terms ({values['served_terms']}) must not exceed m_c ({values['m_c']})")
-        if values["served_terms"] not in (None, values["t_c"]) and values["served_fit"] != "reassign":
-            raise ValueError("served_terms other than t_c needs served_fit='reassign'")
-        if values["pq_subspaces"] and values["dim"] % values["pq_subspaces"]:
-            raise ValueError(f"pq_subspaces ({values['pq_subspaces']}) must divide dim ({values['dim']})")
-        if values.get("budget") is not None and values.get("budget_bytes") is not None:
-            raise ValueError("give a memory budget as budget (percent) or budget_bytes, not both")
-        return self
+
+def _built_by(config_cls: type[TrainConfig]) -> Any:
+    """The model validator that checks the values the client sent by building ``config_cls`` from them (its
+    :meth:`~contract.config.TrainConfig.validate`; a ValueError becomes the 422's message)."""
+
+    def consistent(params: BaseModel) -> BaseModel:
+        config_cls.from_dict(params.model_dump(exclude_unset=True))
+        return params
+
+    return model_validator(mode="after")(consistent)
 
 
-def train_params_model(config_cls: type = TrainConfig) -> type[BaseModel]:
+def train_params_model(config_cls: type[TrainConfig] = TrainConfig) -> type[BaseModel]:
     """A strict pydantic model of every field of ``config_cls`` (TrainConfig) except
     :data:`HTTP_EXCLUDED`, with the dataclass's defaults and the bounds of
-    :data:`PARAM_BOUNDS` (or the default bounds)."""
+    :data:`PARAM_BOUNDS` (or the default bounds), validated by building ``config_cls``."""
     hints = typing.get_type_hints(config_cls)
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(config_cls):
@@ -168,6 +165,7 @@ def train_params_model(config_cls: type = TrainConfig) -> type[BaseModel]:
     return create_model(
         "TrainParams",
         __base__=_TrainParamsBase,
+        __validators__={"_consistent": _built_by(config_cls)},
         __doc__="Training hyper-parameters accepted over HTTP: TrainConfig's fields (minus method and extra).",
         **fields,
     )

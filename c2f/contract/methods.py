@@ -340,7 +340,7 @@ class LegcfSpec(MethodSpec):
 
     def knob_range(self, config: Any, n_entities: int) -> tuple[int, int]:
         """From the t_c trained and t_s served distinct rows an entity needs to N // budget_entities_per_row (N
-        without a cap): more rows than that are each trained by too few entities (TrainConfig's comment)."""
+        without a cap): more rows than that are each trained by too few entities (BudgetConfig's attributes)."""
         low = max(int(config.t_c), int(config.terms_served))
         per_row = int(config.budget_entities_per_row)
         return low, max(low, n_entities // per_row if per_row > 0 else n_entities)

@@ -126,7 +126,8 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
                         param["description"] += f" At most {settings.max_candidates} ids."
                     elif param.get("name") == "where":
                         param["description"] += f" At most {settings.max_where} values in all."
-        batch = schema.get("components", {}).get("schemas", {}).get("BatchRecommendRequest", {}).get("properties")
+        components = schema.get("components", {}).get("schemas", {})
+        batch = components.get("BatchRecommendRequest", {}).get("properties")
         if batch:
             batch["n"]["maximum"] = settings.max_n
             batch["user_ids"]["maxItems"] = settings.max_batch_users
@@ -136,6 +137,12 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
                 if branch.get("type") == "array":
                     branch["maxItems"] = settings.max_candidates
             batch["where"]["description"] += f" At most {settings.max_where} values in all."
+        visitor = components.get("FoldInRecommendRequest", {}).get("properties")
+        if visitor:
+            visitor["n"]["maximum"] = settings.max_n
+            visitor["items"]["maxItems"] = settings.max_history_items
+            visitor["exclude"]["maxItems"] = settings.max_exclude
+            visitor["where"]["description"] += f" At most {settings.max_where} values in all."
         app.openapi_schema = schema
         return schema
 

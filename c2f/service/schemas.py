@@ -93,6 +93,50 @@ class BatchRecommendRequest(BaseModel):
     )
 
 
+class FoldInRecommendRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"items": ["1337", "7", "512"], "n": 10, "exclude_seen": True, "exclude": []}}
+    )
+    items: list[str] = Field(
+        min_length=1,
+        description="Item ids the visitor interacted with, most relevant first or in any order (at most "
+        "settings.max_history_items); the visitor is folded in from them.",
+    )
+    n: JsonInt = Field(20, ge=1, description="Number of items (at most settings.max_n).")
+    exclude_seen: StrictBool = Field(True, description="Drop the items of `items` from the answer.")
+    exclude: list[str] = Field(default_factory=list, description="Further item ids to drop.")
+    where: list[str] | None = Field(
+        None,
+        description="Attribute filters column:value (| between alternative values), all of which must hold. Needs "
+        "a model trained with an item attribute table.",
+    )
+
+
+class FoldInRecommendResponse(BaseModel):
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "example": {
+                "items": [{"item_id": "1338", "score": 3.2}, {"item_id": "9", "score": 2.9}],
+                "model_version": "20250101T120000000000Z-c2f",
+                "strategy": "fold_in",
+                "ignored_items": [],
+                "ignored_exclude": [],
+            }
+        },
+    )
+    items: list[ScoredItem]
+    model_version: str
+    strategy: Literal["fold_in", "popular"] = Field(
+        description="'fold_in': ranked for a vector folded in from `items`; 'popular': none of `items` is known "
+        "to the model, so the most popular items answer."
+    )
+    ignored_items: list[str] = Field(
+        default_factory=list, description="Ids in `items` the model does not know (not used for the fold-in)."
+    )
+    ignored_exclude: list[str] = Field(default_factory=list)
+
+
 class BatchRecommendEntry(BaseModel):
     user_id: str
     items: list[ScoredItem] = Field(default_factory=list)

@@ -14,11 +14,14 @@ Item/user indices are 0-based within their kind (items 0..n_items-1), as in the 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 
 import numpy as np
+import scipy.sparse as sp
 
 from c2f.contract.artifact import Artifact, ArtifactError
 from c2f.contract.attributes import ItemAttributes
+from c2f.contract.foldin import DEFAULT_ESTIMATOR, Estimator, FoldIn, fitted, history_csr
 from c2f.contract.idmap import IdMap
 from c2f.contract.manifest import Footprint
 from c2f.contract.methods import ATTRIBUTE_ARRAYS, COMMON_ARRAYS, exact_embeddings
@@ -146,6 +149,25 @@ class Recommender:
         # the item attribute table (where= filters), None when the artifact has none
         self.attributes: ItemAttributes | None = ItemAttributes.from_arrays(self.artifact.arrays)
         self.gather_limit = self.n_items // _gather_divisor(self.scorer.name, artifact.d, artifact.footprint)
+        # users folded in from their items (c2f.contract.foldin), the linear map fitted here on trained users
+        d = int(artifact.d)
+        graph = sp.csr_matrix(
+            (np.ones(len(self._graph[1]), dtype=np.float32), self._graph[1], self._graph[0]),
+            shape=(self.n_users, self.n_items),
+        )
+        self.user_fold_in: FoldIn = fitted(self.scorer.item_vectors, self.scorer.user_vectors, graph, d)
+        self.user_fold_in.vectors(graph[:0])  # the default estimator's map is fitted now, not by the first request
+        self._graph_matrix = graph
+
+    @cached_property
+    def item_fold_in(self) -> FoldIn:
+        """New items folded in from their users (the symmetric estimate, with the item bias predicted too), fitted
+        on trained items at first use."""
+        graph_t = sp.csr_matrix(self._graph_matrix.T)
+        own_biases = self._item_bias
+        return fitted(
+            self.scorer.user_vectors, self.scorer.item_vectors, graph_t, int(self.artifact.d), own_biases=own_biases
+        )
 
     # ----------------------------------------------------------------------------------------------------------
     # id maps
@@ -300,6 +322,50 @@ class Recommender:
         """The filter's candidates when few enough to score them alone (:attr:`gather_limit`), else None."""
         candidates = filt.candidates
         return candidates if candidates is not None and candidates.size <= self.gather_limit else None
+
+    def fold_in(self, histories: Sequence[np.ndarray], estimator: Estimator = DEFAULT_ESTIMATOR) -> np.ndarray:
+        """(B, d) float32 vectors of B users the model never trained, each folded in from the item indices it
+        interacted with (:mod:`c2f.contract.foldin`); an empty history gives a vector that ranks by item bias."""
+        lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        indices = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(histories) else indptr[:0]
+        if indices.size and (indices.min() < 0 or indices.max() >= self.n_items):
+            raise IndexError(f"item index out of range [0, {self.n_items})")
+        return self.user_fold_in.vectors(history_csr(indptr, indices, self.n_items), estimator)
+
+    def fold_in_items(self, histories: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(B, d) float32 vectors of B items the model never trained, each folded in from the user indices that
+        interacted with it, and their (B,) predicted item biases (None when the model has none)."""
+        lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        indices = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(histories) else indptr[:0]
+        if indices.size and (indices.min() < 0 or indices.max() >= self.n_users):
+            raise IndexError(f"user index out of range [0, {self.n_users})")
+        matrix = history_csr(indptr, indices, self.n_users)
+        fold = self.item_fold_in
+        biases = fold.bias(matrix) if self._item_bias is not None else None
+        return fold.vectors(matrix), biases
+
+    def recommend_histories(
+        self,
+        histories: Sequence[np.ndarray],
+        n: int = 20,
+        exclude_seen: bool = True,
+        exclude_items: Iterable[int] | None = None,
+        estimator: Estimator = DEFAULT_ESTIMATOR,
+        item_filter: ItemFilter | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top-``n`` for B users folded in from item-index histories; ``exclude_seen`` drops each history's items,
+        ``exclude_items`` and ``item_filter`` (:class:`service.filters.ItemFilter`: hidden items, allow-list,
+        attribute filter) apply to all of them. One (indices, scores) per history."""
+        filt = self.filter_for(exclude_items, item_filter)
+        results: list[tuple[np.ndarray, np.ndarray]] = []
+        step = max(1, _CHUNK_ELEMENTS // max(1, self.n_items))
+        for start in range(0, len(histories), step):
+            chunk = histories[start : start + step]
+            drop = [np.asarray(history, dtype=np.int64) for history in chunk] if exclude_seen else None
+            results.extend(self.rank(self.fold_in(chunk, estimator), n, filt, drop))
+        return results
 
     def similar_items(
         self, item_index: int, n: int = 20, item_filter: ItemFilter | None = None

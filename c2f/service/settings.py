@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     max_url_bytes: int = Field(8192, ge=256, description="Longest request target (path and query); longer: 414.")
     max_header_bytes: int = Field(32768, ge=1024, description="Largest header block (names and values); more: 431.")
     max_exclude: int = Field(1000, ge=0, description="Most ids in `exclude` (query or body); more: 422.")
+    max_history_items: int = Field(
+        1000, ge=1, description="Most item ids a visitor is folded in from (POST /recommend `items`); more: 422."
+    )
     body_read_seconds: float = Field(10.0, gt=0, description="Time allowed to receive a request body; then 408.")
 
     # Jobs

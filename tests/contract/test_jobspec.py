@@ -18,7 +18,7 @@ class ExtendedConfig(TrainConfig):
 
     patience_fine: int = 7
     bias_scale: float = 0.5
-    protocol: Literal["paper", "released"] = "paper"
+    flavour: Literal["paper", "released"] = "paper"
     use_bias: bool = False
     note: str | None = None
 
@@ -26,11 +26,11 @@ class ExtendedConfig(TrainConfig):
 def test_a_new_field_is_accepted_with_its_default_and_default_bounds() -> None:
     params = train_params_model(ExtendedConfig)
     assert params.model_validate({}).model_dump()["patience_fine"] == 7
-    ok = params.model_validate({"patience_fine": 3, "bias_scale": 2.0, "protocol": "released", "use_bias": True})
+    ok = params.model_validate({"patience_fine": 3, "bias_scale": 2.0, "flavour": "released", "use_bias": True})
     assert ok.model_dump(exclude_unset=True) == {
         "patience_fine": 3,
         "bias_scale": 2.0,
-        "protocol": "released",
+        "flavour": "released",
         "use_bias": True,
     }
     for bad in (
@@ -38,7 +38,7 @@ def test_a_new_field_is_accepted_with_its_default_and_default_bounds() -> None:
         {"patience_fine": 10**10},
         {"bias_scale": float("inf")},
         {"patience_fine": "3"},  # strict: no string-to-number coercion
-        {"protocol": "other"},
+        {"flavour": "other"},
         {"note": "../../etc/passwd"},  # strings default to a short token, never a path
         {"unknown": 1},
     ):

@@ -66,7 +66,9 @@ def settings_for(root: Path, catalog_name: str, **overrides: Any) -> Settings:
 
 
 def every_answer(client: TestClient | httpx.Client) -> dict[str, list[str]]:
-    """Item ids of every route that answers items, for requests under which i0 would be answered."""
+    """Item ids of every route that answers items (GET /recommend by both parsers, with an allow-list and the popular
+    fallback, similar items, POST /recommend folded in and its popular fallback, the batch route), for requests under
+    which i0 would be answered."""
     out: dict[str, list[str]] = {}
 
     def ids(response: httpx.Response, key: str = "items") -> list[str]:
@@ -78,6 +80,8 @@ def every_answer(client: TestClient | httpx.Client) -> dict[str, list[str]]:
     out["recommend_allow"] = ids(client.get("/recommend/alice?n=5&items=i0,i1"))
     out["popular"] = ids(client.get("/recommend/nobody?n=5&fallback=popular&exclude_seen=false"))
     out["similar"] = ids(client.get("/similar-items/i4?n=5"))
+    out["fold_in"] = ids(client.post("/recommend", json={"items": ["i2", "i3"], "n": 5, "exclude_seen": False}))
+    out["fold_in_popular"] = ids(client.post("/recommend", json={"items": ["nope"], "n": 5}))
     batch = client.post("/recommend/batch", json={"user_ids": ["alice", "nobody"], "n": 5, "fallback": "popular"})
     assert batch.status_code == 200, batch.text
     for entry in batch.json()["results"]:

@@ -252,6 +252,9 @@ def test_where_filters_on_the_planted_attributes(catalog_root: Path, make_client
         assert _ids(client.get("/recommend/u1?n=100&where=genre:jazz&items=i0,i1,i4")) == [
             i for i in full if i in ("i0", "i4")
         ]
+        visitor = client.post("/recommend", json={"items": ["i1", "i2"], "n": 100, "where": ["genre:jazz"]})
+        assert visitor.json()["strategy"] == "fold_in" and _ids(visitor)
+        assert all(_genre(int(i[1:])) == "jazz" for i in _ids(visitor))
         popular = _ids(client.get("/recommend/ghost?fallback=popular&n=100&where=country:fr"))
         assert popular and all(int(i[1:]) % 2 == 0 for i in popular)
         similar = _ids(client.get("/similar-items/i3?n=100&where=genre:rock"))
@@ -307,3 +310,49 @@ def test_filters_are_documented_with_examples(tiny_root: Path, make_client) -> N
         assert operation["parameters"][0]["schema"]["examples"] == ["1337"]
     assert "409" in schema["paths"]["/items/{item_id}/hidden"]["put"]["responses"]
     assert "example" in schema["components"]["schemas"]["HiddenItemsResponse"]
+
+
+@pytest.fixture
+def planted_root(artifact_root: Path) -> Path:
+    from tests.fixtures import planted_ud_arrays
+
+    arrays, _ = planted_ud_arrays()
+    build_artifact(artifact_root, "ud", arrays=arrays, manifest=make_manifest("ud"))
+    return artifact_root
+
+
+def test_post_recommend_folds_a_visitor_in_from_items(planted_root: Path, make_client) -> None:  # type: ignore[no-untyped-def]
+    from tests.fixtures import planted_ud_arrays
+
+    _, item_comm = planted_ud_arrays()
+    community = {f"i{i}": int(c) for i, c in enumerate(item_comm)}
+    with make_client() as client:
+        history = [f"i{i}" for i in np.flatnonzero(item_comm == 2)[:3]]
+        r = client.post("/recommend", json={"items": [*history, "nope"], "n": 5, "exclude": ["zzz"]})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["strategy"] == "fold_in" and body["ignored_items"] == ["nope"]
+        assert body["ignored_exclude"] == ["zzz"]
+        got = [it["item_id"] for it in body["items"]]
+        assert len(got) == 5 and {community[i] for i in got} == {2} and not set(got) & set(history)
+
+        # exclude_seen=false may return the history itself; exclude drops ids
+        r = client.post("/recommend", json={"items": history, "n": 40, "exclude_seen": False, "exclude": [got[0]]})
+        ranked = [it["item_id"] for it in r.json()["items"]]
+        assert set(history) <= set(ranked) and got[0] not in ranked
+
+        # nothing known: the popular items answer
+        r = client.post("/recommend", json={"items": ["nope"], "n": 3})
+        assert r.status_code == 200 and r.json()["strategy"] == "popular" and len(r.json()["items"]) == 3
+
+
+def test_post_recommend_rejects_bad_bodies(planted_root: Path, make_client) -> None:  # type: ignore[no-untyped-def]
+    with make_client(max_history_items=3) as client:
+        assert_error(client.post("/recommend", json={"items": []}), 422, "validation_error")
+        assert_error(client.post("/recommend", json={"items": ["i1"], "n": 0}), 422, "validation_error")
+        assert_error(client.post("/recommend", json={"items": ["i1"], "n": 100000}), 422, "validation_error")
+        err = assert_error(client.post("/recommend", json={"items": ["a", "b", "c", "d"]}), 422, "validation_error")
+        assert "at most 3" in err["message"]
+        assert_error(client.post("/recommend", json={"items": "i1"}), 422, "validation_error")
+        r = client.post("/recommend", content=b"{not json", headers={"content-type": "application/json"})
+        assert r.status_code in (400, 422) and "error" in r.json()

@@ -47,7 +47,7 @@ def test_bad_values_give_clear_errors(values: dict, message: str) -> None:
     ("values", "message"),
     [
         ({"served_terms": 0}, "greater than or equal to 1"),
-        ({"served_terms": 30, "m_c": 20}, r"served_terms \(30\) must not exceed m_c \(20\)"),
+        ({"served_terms": 30, "m_c": 20}, r"served_terms must be between 1 and m_c \(20\); got 30"),
         ({"served_terms": 4, "served_fit": "codebook"}, "needs served_fit='reassign'"),
         ({"store_dtype": "float64"}, "float32"),
     ],

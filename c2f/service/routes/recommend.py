@@ -1,4 +1,4 @@
-"""GET /recommend/{user_id} and POST /recommend/batch.
+"""GET /recommend/{user_id}, POST /recommend (a visitor folded in from items) and POST /recommend/batch.
 
 Unknown ids in ``exclude`` are ignored and echoed back in ``ignored_exclude`` (a typo should not fail a
 request, but the caller can see it).  ``exclude`` takes comma-separated ids and may be repeated, at most
@@ -24,9 +24,16 @@ from c2f.service.catalog import HiddenItems
 from c2f.service.deps import CatalogDep, ModelDep, SettingsDep
 from c2f.service.encoding import FastJSONResponse
 from c2f.service.errors import UNKNOWN_USER, invalid, unknown_user
-from c2f.service.filters import Selection, select_items
+from c2f.service.filters import Selection, resolve_ids, select_items
 from c2f.service.registry import LoadedModel
-from c2f.service.schemas import BatchRecommendRequest, BatchRecommendResponse, ErrorResponse, RecommendResponse
+from c2f.service.schemas import (
+    BatchRecommendRequest,
+    BatchRecommendResponse,
+    ErrorResponse,
+    FoldInRecommendRequest,
+    FoldInRecommendResponse,
+    RecommendResponse,
+)
 from c2f.service.settings import Settings
 
 router = APIRouter(tags=["recommend"])
@@ -270,5 +277,45 @@ def recommend_batch(
             "results": results,
             "ignored_exclude": chosen.ignored_exclude,
             "ignored_items": chosen.ignored_items,
+        }
+    )
+
+
+@router.post(
+    "/recommend",
+    response_model=FoldInRecommendResponse,
+    responses={400: _BAD_BODY, 422: _ERRORS[422], 503: _ERRORS[503]},
+    summary="Top-n items for a visitor known only by the items it interacted with (fold-in, no retraining)",
+)
+def recommend_from_items(
+    model: ModelDep, settings: SettingsDep, catalog: CatalogDep, body: FoldInRecommendRequest
+) -> FastJSONResponse:
+    """The visitor's vector is folded in from the known ids of ``items`` (c2f.contract.foldin) and ranked like a
+    trained user's; when none of them is known, the popular items answer (strategy "popular"). Hidden items and
+    ``where`` filters apply as on every ranking route (``items`` here is the visitor's history, not an allow-list)."""
+    check_n(body.n, settings.max_n)
+    if len(body.items) > settings.max_history_items:
+        raise invalid(
+            f"at most {settings.max_history_items} ids in items, got {len(body.items)}",
+            details=[{"loc": ["items"], "max": settings.max_history_items}],
+        )
+    rec = model.recommender
+    history, ignored_items = resolve_ids(rec, list(dict.fromkeys(body.items)))
+    chosen = selection(model, settings, catalog, body.exclude, None, body.where)
+    if history.size:
+        ((idx, scores),) = rec.recommend_histories(
+            [history], body.n, exclude_seen=body.exclude_seen, item_filter=chosen.filter
+        )
+        strategy = "fold_in"
+    else:
+        idx, scores = rec.popular(body.n, item_filter=chosen.filter)
+        strategy = "popular"
+    return FastJSONResponse(
+        {
+            "items": scored(model, idx, scores),
+            "model_version": model.version,
+            "strategy": strategy,
+            "ignored_items": ignored_items,
+            "ignored_exclude": chosen.ignored_exclude,
         }
     )
