@@ -166,11 +166,10 @@ class Model:
         return [i for i in found if i is not None]
 
     def _item_indices(self, ids: list[str], *, strict: bool) -> list[int]:
-        found = [self.recommender.item_index(i) for i in ids]
-        unknown = [i for i, k in zip(ids, found, strict=True) if k is None]
-        if unknown and strict:
-            raise UnknownIdError("item", unknown)
-        return [k for k in found if k is not None]
+        found = self.recommender.item_indices(ids)
+        if strict and (found < 0).any():
+            raise UnknownIdError("item", [i for i, k in zip(ids, found.tolist(), strict=True) if k < 0])
+        return found[found >= 0].tolist()  # type: ignore[no-any-return]
 
     def seen_items(self, user_id: str | int) -> np.ndarray:
         """Item ids ``exclude_seen`` drops for ``user_id``: its training interactions (graph and validation; the

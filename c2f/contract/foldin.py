@@ -35,7 +35,7 @@ DEFAULT_ESTIMATOR: Estimator = "least_squares+map"
 FIT_SAMPLE = 5_000  # trained entities a map is fitted on (seeded): bounded load time at any scale
 _RIDGE = 1e-3  # ridge of the linear fit, relative to the mean diagonal of FᵀF
 _BLOCK = 65_536  # neighbour vectors gathered at a time: temporaries of at most _BLOCK × d float32
-_LS_BATCH = 256  # histories solved at a time: (256, d, d) float64 systems, 32 MB at d = 128
+_LS_BATCH = 4096  # histories whose neighbours are decoded together
 _LS_ALPHA = 10.0  # α: the confidence of a history's items over the implicit negatives
 _LS_RIDGE = 1e-2  # λ, relative to the mean diagonal of G
 
@@ -76,7 +76,7 @@ class FoldIn:
         self._inv_sqrt_degree = (1.0 / np.sqrt(np.maximum(neighbour_degree, 1))).astype(np.float32)
         self._fit = (fit_histories, fit_targets, fit_biases)
         self._maps: dict[str, Map] = {}  # base estimate -> its fitted map
-        self._gram: np.ndarray | None = None
+        self._B0_inv: np.ndarray | None = None
 
     # ---- base estimates ----
     def propagate(self, histories: sp.csr_matrix) -> np.ndarray:
@@ -99,27 +99,34 @@ class FoldIn:
         return out
 
     def least_squares(self, histories: sp.csr_matrix) -> np.ndarray:
-        """(B, d) float32 implicit-ALS estimates of B histories: one (d, d) system each, solved a batch at a time."""
-        gram = self._neighbour_gram()
-        ridge = _LS_RIDGE * float(np.trace(gram)) / max(1, self.d)
-        base = gram + ridge * np.eye(self.d)
+        """(B, d) float32 implicit-ALS estimates of B histories.
+
+        With B0 = G + λI inverted once, a history of k < d neighbours H (k, d) is solved through the Woodbury
+        identity, (B0 + α·HᵀH)⁻¹ = B0⁻¹ − Pᵀ(I/α + P·Hᵀ)⁻¹P with P = H·B0⁻¹: a (k, k) system instead of (d, d)."""
+        B0_inv = self._base_inverse()
         A = sp.csr_matrix(histories)
         out = np.zeros((A.shape[0], self.d), dtype=np.float32)
-        for start in range(0, A.shape[0], _LS_BATCH):
-            rows = np.arange(start, min(A.shape[0], start + _LS_BATCH))
-            used, position = np.unique(A.indices[A.indptr[start] : A.indptr[rows[-1] + 1]], return_inverse=True)
+        for start in range(0, A.shape[0], _LS_BATCH):  # a batch's neighbours decoded once
+            stop = min(A.shape[0], start + _LS_BATCH)
+            offset = A.indptr[start]
+            used, position = np.unique(A.indices[offset : A.indptr[stop]], return_inverse=True)
             if used.size == 0:
                 continue
-            H = self.neighbour_vectors(used).astype(np.float64)
-            offset = A.indptr[start]
-            systems = np.repeat(base[None], rows.size, axis=0)
-            rhs = np.zeros((rows.size, self.d))
-            for k, row in enumerate(rows):  # per history: the Gram matrix of its own few neighbours
-                own = H[position[A.indptr[row] - offset : A.indptr[row + 1] - offset]]
-                systems[k] += _LS_ALPHA * (own.T @ own)
-                rhs[k] = (1.0 + _LS_ALPHA) * own.sum(axis=0)
-            out[rows] = np.linalg.solve(systems, rhs[..., None])[..., 0]
+            vectors = self.neighbour_vectors(used).astype(np.float64)
+            for row in range(start, stop):
+                H = vectors[position[A.indptr[row] - offset : A.indptr[row + 1] - offset]]
+                if H.shape[0]:
+                    out[row] = self._solve(H, B0_inv)
         return out
+
+    def _solve(self, H: np.ndarray, B0_inv: np.ndarray) -> np.ndarray:
+        """u = (B0 + α·HᵀH)⁻¹ (1 + α)·Σ_rows H for one history's neighbours H (k, d) float64."""
+        r = (1.0 + _LS_ALPHA) * H.sum(axis=0)
+        if H.shape[0] >= self.d:
+            return np.linalg.solve(np.linalg.inv(B0_inv) + _LS_ALPHA * (H.T @ H), r)
+        P = H @ B0_inv
+        inner = np.eye(H.shape[0]) / _LS_ALPHA + P @ H.T
+        return B0_inv @ r - P.T @ np.linalg.solve(inner, P @ r)
 
     def base(self, histories: sp.csr_matrix, name: str) -> np.ndarray:
         """The base estimate ``name`` ("propagate" or "least_squares") of B histories."""
@@ -160,20 +167,21 @@ class FoldIn:
         w, c0 = fitted_map.bias
         return (self.base(histories, base) @ w + c0).astype(np.float32)
 
-    def _neighbour_gram(self) -> np.ndarray:
-        """G = Σ_all h hᵀ (d, d) over the neighbour side, a block at a time (computed once)."""
-        if self._gram is None:
+    def _base_inverse(self) -> np.ndarray:
+        """(G + λI)⁻¹ (d, d) float64, G = Σ_all h hᵀ over the neighbour side (a block at a time), computed once."""
+        if self._B0_inv is None:
             gram = np.zeros((self.d, self.d))
             for start in range(0, self.n_neighbours, _BLOCK):
                 H = self.neighbour_vectors(np.arange(start, min(self.n_neighbours, start + _BLOCK))).astype(np.float64)
                 gram += H.T @ H
-            self._gram = gram
-        return self._gram
+            ridge = _LS_RIDGE * float(np.trace(gram)) / max(1, self.d)
+            self._B0_inv = np.linalg.inv(gram + ridge * np.eye(self.d))
+        return self._B0_inv
 
     def nbytes(self) -> int:
         """Bytes held: the degree weights, the fitted maps, the Gram matrix and the fit sample's targets."""
         held = self._inv_sqrt_degree.nbytes + sum(m.nbytes() for m in self._maps.values())
-        held += 0 if self._gram is None else self._gram.nbytes
+        held += 0 if self._B0_inv is None else self._B0_inv.nbytes
         histories, targets, biases = self._fit
         for array in (targets, biases):
             held += 0 if array is None else array.nbytes

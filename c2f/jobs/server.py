@@ -99,6 +99,8 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
+        if not self._own_dir:  # a kept directory: also log every write (interaction events) to disk each second
+            cmd += ["--appendonly", "yes", "--appendfsync", "everysec"]
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=_child_preexec(os.getpid())
         )

@@ -6,6 +6,13 @@ valid metrics, elapsed) for ``GET /jobs/{id}``; the return value carries the pub
 raise with a readable message (the API shows the exception's last line). Nothing is half-published:
 ``train_and_publish`` publishes atomically at the very end, so a failed, canceled or killed job leaves no
 version behind.
+
+With ``include_events`` (the default) the run also trains on every interaction event the service recorded for the
+dataset (its Redis stream, :mod:`service.events`): :func:`recorded_events` reads them once the dataset is loaded
+(the stream is keyed by its content hash), the pipeline merges them into the training split
+(:mod:`trainer.data.extra`), and the manifest records the last stream entry included, so that the service does
+not apply those events again on top of the new model. A stream that cannot be read fails the job (nothing is
+trained without the events it was asked to include).
 """
 
 from __future__ import annotations
@@ -13,14 +20,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from redis import Redis
+from redis.exceptions import RedisError
 
 from c2f.contract.artifact import version_path
 from c2f.contract.config import TrainConfig
 from c2f.contract.jobspec import CANCEL_KEY
 from c2f.contract.methods import get_spec
+from c2f.service.events import read_recorded, stream_key
 from c2f.service.settings import Settings
 from c2f.service.uri import check_dataset_uri
+
+if TYPE_CHECKING:
+    from c2f.trainer.data import InteractionData
+    from c2f.trainer.data.extra import ExtraInteractions
 
 SAVE_EVERY_SECONDS = 0.5
 
@@ -99,8 +114,42 @@ class ProgressReporter:
         self.job.save_meta()
 
 
-def train_job(dataset_uri: str, method: str, params: dict[str, Any], artifact_root: str) -> dict[str, Any]:
-    """Train ``method`` on ``dataset_uri`` with ``params`` (TrainConfig fields), publish in ``artifact_root``.
+class EventsUnreadable(RuntimeError):
+    """The dataset's recorded events could not be read (the job trains nothing without them)."""
+
+
+def recorded_events(settings: Settings) -> Callable[[InteractionData], ExtraInteractions | None]:
+    """The pipeline's ``extra_interactions``: every event recorded for the loaded dataset (None when none were)."""
+
+    def read(data: InteractionData) -> ExtraInteractions | None:
+        from c2f.trainer.data.extra import ExtraInteractions
+
+        if not settings.redis_url:
+            return None  # no event log: nothing can have been recorded
+        stream = stream_key(settings.events_namespace, data.content_hash, data.uri)
+        timeout = settings.redis_timeout_seconds
+        client = Redis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            recorded = read_recorded(client, stream)
+        except RedisError as err:
+            raise EventsUnreadable(
+                f"cannot read the recorded interaction events ({type(err).__name__}: {err}); retry, or train "
+                "with include_events=false"
+            ) from None
+        finally:
+            client.close()
+        if not recorded.user_ids:
+            return None
+        return ExtraInteractions(recorded.user_ids, recorded.item_ids, recorded.info())
+
+    return read
+
+
+def train_job(
+    dataset_uri: str, method: str, params: dict[str, Any], artifact_root: str, include_events: bool = True
+) -> dict[str, Any]:
+    """Train ``method`` on ``dataset_uri`` with ``params`` (TrainConfig fields), publish in ``artifact_root``;
+    with ``include_events``, on the events recorded for the dataset too.
 
     Returns ``{"model_version", "path", "metrics"}`` (metrics: the manifest's trained/served metrics).
     """
@@ -117,7 +166,8 @@ def train_job(dataset_uri: str, method: str, params: dict[str, Any], artifact_ro
     job = get_current_job()
     progress = ProgressReporter(job)
     progress({"stage": "loading", "epoch": 0, "loss": None, "valid": None, "elapsed": 0.0})
-    published = _pipeline()(uri, config, artifact_root, progress=progress)
+    extra = recorded_events(settings) if include_events else None
+    published = _pipeline()(uri, config, artifact_root, progress=progress, extra_interactions=extra)
     progress.flush()
     metrics = {k: v for k, v in published.manifest.metrics.as_reported().items() if v is not None}
     return {

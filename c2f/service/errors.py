@@ -42,6 +42,11 @@ CATALOG_UNAVAILABLE = "catalog_unavailable"
 HIDDEN_ITEMS_FULL = "hidden_items_full"
 NO_ITEM_ATTRIBUTES = "no_item_attributes"
 UNKNOWN_ATTRIBUTE = "unknown_attribute"
+EVENTS_UNAVAILABLE = "events_unavailable"
+# per event of POST /interactions (the event is refused, the rest of the batch is recorded)
+INVALID_TIMESTAMP = "invalid_timestamp"
+FOLDED_USERS_FULL = "folded_users_full"
+USER_HISTORY_FULL = "user_history_full"
 
 _STATUS_CODES = {
     400: "bad_request",

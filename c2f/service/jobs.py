@@ -89,6 +89,11 @@ class TrainRequest(BaseModel):
         json_schema_extra={"enum": list(METHODS)},
     )
     params: TrainParams = Field(default_factory=lambda: TrainParams.model_validate({}))  # type: ignore[valid-type]
+    include_events: bool = Field(
+        True,
+        description="Train on the interaction events recorded for this dataset (POST /interactions) as well as on "
+        "its file, so nothing a user did since it was written is lost; false: the file alone.",
+    )
 
     @field_validator("method")
     @classmethod
@@ -208,6 +213,7 @@ def enqueue_training(settings: Settings, request: TrainRequest, dataset_uri: str
             "method": request.method,
             "params": request.job_params(),
             "artifact_root": artifact_root,
+            "include_events": request.include_events,
         },
         timeout=settings.job_timeout_seconds,
         result_ttl=settings.job_result_ttl_seconds,

@@ -1,7 +1,8 @@
 """The FastAPI app: ``create_app(settings)``; ``app`` is a module-level instance for ``uvicorn service.main:app``.
 
 The lifespan loads the model LATEST points to (no artifact: the app still starts, /health/ready answers 503 and
-model endpoints 503 ``no_model``) and runs the poller that reloads new versions every ``settings.reload_seconds``.
+model endpoints 503 ``no_model``) and runs the poller that reloads new versions every ``settings.reload_seconds``,
+and the reader of recorded interaction events (:mod:`service.events`: every model is loaded with them).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from starlette.concurrency import run_in_threadpool
 from c2f.service.catalog import HiddenItems
 from c2f.service.encoding import FastJSONResponse
 from c2f.service.errors import install_error_handlers
+from c2f.service.events import EventLog
 from c2f.service.limits import RequestLimits
 from c2f.service.logs import RequestLog, configure_logging
 from c2f.service.metrics import LatencyMiddleware, ServiceMetrics
 from c2f.service.offload import BoundedExecutor
 from c2f.service.registry import LoadedModel, ModelRegistry
-from c2f.service.routes import footprint, health, items, jobs, models, page, recommend, similar
+from c2f.service.routes import footprint, health, interactions, items, jobs, models, page, recommend, similar
 from c2f.service.settings import Settings
 
 logger = logging.getLogger("c2f.service")
@@ -54,7 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reload_seconds=settings.reload_seconds,
         on_swap=on_swap,
         on_failure=lambda version, message: metrics.observe_failure(),
+        prepare=lambda model: events.prepare(model),
     )
+    events = EventLog(settings, lambda: registry.current)
     job_pool = BoundedExecutor(settings.redis_threads, settings.redis_queue, name="c2f-jobs")
     catalog = HiddenItems(settings, current=lambda: registry.current)
 
@@ -69,9 +73,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         registry.start()
         await run_in_threadpool(catalog.start)  # one read of the hidden items (bounded by the Redis timeout) first
+        events.start()
         try:
             yield
         finally:
+            events.stop()
             catalog.stop()
             registry.stop()
             job_pool.shutdown()
@@ -88,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.job_pool = job_pool
     app.state.catalog = catalog
+    app.state.events = events
     install_error_handlers(app)
     # Outermost last: request id and access log around everything, then metrics, then the request limits.
     app.add_middleware(
@@ -99,7 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.add_middleware(RequestLog, access_log=settings.access_log)
-    routers = [module.router for module in (recommend, similar, items, footprint, health, models, jobs, page)]
+    modules = (recommend, similar, items, interactions, footprint, health, models, jobs, page)
+    routers = [module.router for module in modules]
     for router in routers:
         app.include_router(router)
     app.state.api_routes = [route for router in routers for route in router.routes]  # for 405's Allow header
@@ -143,6 +151,9 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
             visitor["items"]["maxItems"] = settings.max_history_items
             visitor["exclude"]["maxItems"] = settings.max_exclude
             visitor["where"]["description"] += f" At most {settings.max_where} values in all."
+        events = components.get("InteractionsRequest", {}).get("properties")
+        if events:
+            events["events"]["maxItems"] = settings.max_events_per_request
         app.openapi_schema = schema
         return schema
 

@@ -4,6 +4,8 @@ Loading (checksums, shapes, building the recommender, a smoke query) happens off
 thread or in the thread that handles ``POST /models/reload``; only a successful load replaces the reference.
 A request reads :attr:`ModelRegistry.current` once and uses that snapshot throughout, so it never mixes versions.
 A failed load keeps the old model and is recorded (``last_error``, ``failed_version``) for ``GET /models``.
+``prepare`` (the app's :meth:`service.events.EventLog.prepare`) finishes a loaded model before it is swapped in: it
+attaches the recorded events (:mod:`service.live`), so a new version serves them from its first request.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from c2f.contract.artifact import (
     load_artifact,
     version_path,
 )
+from c2f.service.live import LiveHistories
 from c2f.service.scoring import Recommender
 
 logger = logging.getLogger("c2f.service")
@@ -39,12 +42,14 @@ def _now() -> str:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """What one request works with: the artifact, its recommender and when it was loaded."""
+    """What one request works with: the artifact, its recommender, when it was loaded and the users recorded
+    events added to it (None without an event log)."""
 
     artifact: Artifact
     recommender: Recommender
     loaded_at: str
     load_seconds: float
+    live: LiveHistories | None = None
 
     @property
     def version(self) -> str:
@@ -74,12 +79,14 @@ class ModelRegistry:
         reload_seconds: float = 5.0,
         on_swap: Callable[[LoadedModel], None] | None = None,
         on_failure: Callable[[str | None, str], None] | None = None,
+        prepare: Callable[[LoadedModel], LoadedModel] | None = None,
     ) -> None:
         self.root = Path(root)
         self.mode = mode
         self.reload_seconds = reload_seconds
         self._on_swap = on_swap
         self._on_failure = on_failure
+        self._prepare = prepare
         self._current: LoadedModel | None = None
         self._load_lock = threading.Lock()
         self._stop = threading.Event()
@@ -104,12 +111,13 @@ class ModelRegistry:
             raise ArtifactError(f"manifest model_version {artifact.version!r} does not match directory {version!r}")
         recommender = Recommender(artifact, self.mode)
         recommender.smoke_test()
-        return LoadedModel(  # the recommender's artifact: only the arrays serving reads stay referenced
+        model = LoadedModel(  # the recommender's artifact: only the arrays serving reads stay referenced
             artifact=recommender.artifact,
             recommender=recommender,
             loaded_at=_now(),
             load_seconds=time.perf_counter() - start,
         )
+        return model if self._prepare is None else self._prepare(model)
 
     def _signature(self, version: str) -> tuple[tuple[str, int, int], ...]:
         """(name, size, mtime_ns) of every file in the version directory: changes when a file is repaired."""

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
-Strategy = Literal["model", "popular"]
+Strategy = Literal["model", "popular", "fold_in"]
 
 
 def _json_integer(value: Any) -> Any:
@@ -17,6 +17,15 @@ def _json_integer(value: Any) -> Any:
 
 JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 """An integer as JSON Schema has it: 20 and 20.0, never "20" or true."""
+
+
+def _json_number_or_string(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a JSON number or string")
+    return value
+
+
+MAX_ID_CHARS = 256  # longest user or item id an event may name
 
 
 class ErrorBody(BaseModel):
@@ -56,7 +65,10 @@ class RecommendResponse(BaseModel):
     user_id: str
     items: list[ScoredItem]
     model_version: str
-    strategy: Strategy = Field(description="'model' (personalised) or 'popular' (fallback for unknown users).")
+    strategy: Strategy = Field(
+        description="'model' (personalised; recorded events included), 'fold_in' (a user the model never trained, "
+        "folded in from its recorded events: POST /interactions) or 'popular' (fallback for unknown users)."
+    )
     ignored_exclude: list[str] = Field(
         default_factory=list, description="Ids passed in `exclude` that the model does not know (ignored)."
     )
@@ -168,6 +180,86 @@ class BatchRecommendResponse(BaseModel):
     results: list[BatchRecommendEntry]
     ignored_exclude: list[str] = Field(default_factory=list)
     ignored_items: list[str] = Field(default_factory=list, description="Ids in `items` the model does not know.")
+
+
+class InteractionEvent(BaseModel):
+    user_id: str = Field(
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        description="External user id: a user the model trained, or a new one (folded in from its events).",
+    )
+    item_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="External item id of the served model.")
+    ts: Annotated[float | str | None, BeforeValidator(_json_number_or_string)] = Field(
+        None,
+        description="When it happened: seconds since the Unix epoch, or an ISO 8601 time (UTC when it names no "
+        "zone); absent: when the service records it. Anything else refuses this event (invalid_timestamp).",
+    )
+
+
+class InteractionsRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "events": [
+                    {"user_id": "42", "item_id": "1337", "ts": 1735732800},
+                    {"user_id": "new-visitor-7", "item_id": "7", "ts": "2025-01-01T12:00:00Z"},
+                ]
+            }
+        }
+    )
+    events: list[InteractionEvent] = Field(
+        min_length=1, description="The events, in the order they happened (at most settings.max_events_per_request)."
+    )
+
+
+class EventResult(BaseModel):
+    id: str | None = Field(None, description="The event's entry in the dataset's event stream (recorded events).")
+    error: ErrorBody | None = Field(
+        None,
+        description="Why this event was refused (nothing of it is recorded): unknown_item, invalid_timestamp, "
+        "folded_users_full (the cap of new users) or user_history_full (the cap of one user's added items).",
+    )
+
+
+class InteractionsResponse(BaseModel):
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "example": {
+                "model_version": "20250101T120000000000Z-c2f",
+                "recorded": 1,
+                "refused": 1,
+                "results": [
+                    {"id": "1735732800123-0", "error": None},
+                    {"id": None, "error": {"code": "unknown_item", "message": "unknown item id 'nope'"}},
+                ],
+            }
+        },
+    )
+    model_version: str = Field(description="The version the events were checked against and applied to.")
+    recorded: int = Field(description="Events recorded (durably, in Redis) and applied.")
+    refused: int = Field(description="Events refused, each with its error in `results`.")
+    results: list[EventResult] = Field(description="One per event, in the order of the request.")
+
+
+class EventsFootprint(BaseModel):
+    """What recorded events cost this process (not embedding bytes; counted here)."""
+
+    configured: bool = Field(description="False without Redis: no events are recorded or read.")
+    stream: str | None = Field(description="The Redis stream of the served model's dataset.")
+    folded_users: int = Field(description="Users the model never trained, folded in from their events.")
+    max_folded_users: int = Field(description="The cap of folded_users (C2F_MAX_FOLDED_USERS); past it: refused.")
+    users_with_events: int = Field(description="Users the model trained whose events moved their vector.")
+    event_items: int = Field(description="Item indices the events added, all users together.")
+    max_items_per_user: int = Field(description="The cap of one user's added items (C2F_MAX_HISTORY_ITEMS).")
+    bytes: int = Field(description="Bytes this process holds for them (vectors, item indices, ids, entries).")
+    position: str | None = Field(description="The last stream entry read into this process.")
+    refused: int = Field(description="Events read back from the stream that a cap kept out here.")
+    skipped: int = Field(description="Events read back whose item the served model does not know.")
+    stale: bool = Field(description="True when Redis could not be read lately (the events read so far apply).")
+    last_read_at: str | None = None
+    last_error: str | None = None
+    last_error_at: str | None = None
 
 
 class SimilarItemsResponse(BaseModel):
@@ -298,6 +390,9 @@ class FootprintResponse(BaseModel):
     process_rss_bytes: int
     catalog: CatalogFootprint | None = Field(
         None, description="Hidden items and the item attribute table (not embedding bytes; counted here)."
+    )
+    events: EventsFootprint | None = Field(
+        None, description="Users folded in or moved by recorded events (POST /interactions), and their bytes."
     )
 
 

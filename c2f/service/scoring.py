@@ -178,9 +178,11 @@ class Recommender:
     def item_index(self, item_id: str) -> int | None:
         return self._item_index.get(item_id)
 
-    def item_indices(self, item_ids: np.ndarray | list[str]) -> np.ndarray:
-        """Indices (len(item_ids),) int64 of many item ids at once; -1 where an id is unknown."""
-        return self._item_index.lookup(item_ids)
+    def item_indices(self, item_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """(len(item_ids),) int64 indices of many item ids at once (one vectorised search); -1 where unknown."""
+        if len(item_ids) == 0:
+            return np.empty(0, np.int64)
+        return self._item_index.lookup(np.asarray(item_ids, dtype=str))
 
     # ----------------------------------------------------------------------------------------------------------
     # embeddings and raw scores
@@ -208,6 +210,11 @@ class Recommender:
     # ----------------------------------------------------------------------------------------------------------
     # masks
     # ----------------------------------------------------------------------------------------------------------
+    def graph_items(self, user_index: int) -> np.ndarray:
+        """The user's training-graph items (what its trained vector and the fold-in's fit saw)."""
+        gp, gi = self._graph
+        return gi[gp[user_index] : gp[user_index + 1]]
+
     def seen_items(self, user_index: int) -> np.ndarray:
         """Items the user interacted with in training (graph ∪ held-out validation), possibly with repeats."""
         (gp, gi), (hp, hi) = self._graph, self._heldout
@@ -366,6 +373,21 @@ class Recommender:
             drop = [np.asarray(history, dtype=np.int64) for history in chunk] if exclude_seen else None
             results.extend(self.rank(self.fold_in(chunk, estimator), n, filt, drop))
         return results
+
+    def recommend_vectors(
+        self,
+        vectors: np.ndarray,
+        seen: Sequence[np.ndarray | None],
+        n: int = 20,
+        exclude_items: Iterable[int] | None = None,
+        item_filter: ItemFilter | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top-``n`` for B users served from vectors of their own ((B, d): folded in, or moved by recorded events,
+        :mod:`service.live`), plus item biases; row b drops the item indices ``seen[b]`` (None: none) and every row
+        ``exclude_items`` and what ``item_filter`` drops (:class:`service.filters.ItemFilter`). One (indices, scores)
+        per row."""
+        drop = [np.empty(0, np.int64) if mask is None else np.asarray(mask, dtype=np.int64) for mask in seen]
+        return self.rank(vectors, n, self.filter_for(exclude_items, item_filter), drop)
 
     def similar_items(
         self, item_index: int, n: int = 20, item_filter: ItemFilter | None = None

@@ -42,7 +42,10 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(32768, ge=1024, description="Largest header block (names and values); more: 431.")
     max_exclude: int = Field(1000, ge=0, description="Most ids in `exclude` (query or body); more: 422.")
     max_history_items: int = Field(
-        1000, ge=1, description="Most item ids a visitor is folded in from (POST /recommend `items`); more: 422."
+        1000,
+        ge=1,
+        description="Most item ids a visitor is folded in from (POST /recommend `items`; more: 422), and most items "
+        "recorded events add to one user (POST /interactions; more: refused per event, user_history_full).",
     )
     body_read_seconds: float = Field(10.0, gt=0, description="Time allowed to receive a request body; then 408.")
 
@@ -61,8 +64,8 @@ class Settings(BaseSettings):
     redis_queue: int = Field(16, ge=0, description="Job-queue calls that may wait for a thread; more: 503.")
     embedded_redis_dir: Path | None = Field(
         None,
-        description="Where `c2f serve`'s embedded Redis keeps its socket and database (job records, hidden items; "
-        "kept across restarts); unset: a temporary directory, removed on exit.",
+        description="Where `c2f serve`'s embedded Redis keeps its socket and database (job records, hidden items, "
+        "interaction events; kept across restarts); unset: a temporary directory, removed on exit.",
     )
 
     # Live catalog: hidden items (in Redis, c2f/service/catalog.py), allow-lists and attribute filters
@@ -84,6 +87,20 @@ class Settings(BaseSettings):
         1000, ge=0, description="Most ids in `items` (the allow-list, query or body); more: 422."
     )
     max_where: int = Field(32, ge=0, description="Most values in `where` filters, all clauses together; more: 422.")
+    # Interaction events (POST /interactions: a Redis stream per dataset, c2f/service/events.py)
+    max_events_per_request: int = Field(1000, ge=1, description="Most events in one POST /interactions; more: 422.")
+    max_folded_users: int = Field(
+        100_000,
+        ge=0,
+        description="Most users that recorded events fold in (ids the served model never trained), per process; "
+        "events of one more are refused per event (folded_users_full); users the model trained are not counted.",
+    )
+    events_namespace: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Redis namespace of the event streams (one per dataset, keyed by its content hash): "
+        "deployments that share a Redis but must not share events each take their own.",
+    )
 
     # Dataset URI safety
     data_root: Path = Field(Path("data"), description="file:// and bare paths must resolve inside this directory.")

@@ -133,3 +133,20 @@ def test_a_new_item_folded_in_from_a_communitys_users_points_at_that_community(
     np.testing.assert_array_equal(best_community, np.arange(4))
     with pytest.raises(IndexError):
         rec.fold_in_items([np.array([rec.n_users])])
+
+
+def test_least_squares_solves_the_implicit_als_system() -> None:
+    """The Woodbury path (k < d neighbours) and the direct one (k >= d) both give (G + α·HᵀH + λI)⁻¹(1 + α)·Σh."""
+    from c2f.contract import foldin
+
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((30, 6)).astype(np.float32)
+    fold = FoldIn(_table(vectors), np.ones(30), 6)
+    G = vectors.astype(np.float64).T @ vectors
+    ridge = foldin._LS_RIDGE * np.trace(G) / 6
+    for k in (3, 9):
+        H = vectors[:k].astype(np.float64)
+        system = G + foldin._LS_ALPHA * H.T @ H + ridge * np.eye(6)
+        expected = np.linalg.solve(system, (1 + foldin._LS_ALPHA) * H.sum(0))
+        got = fold.least_squares(history_csr(np.array([0, k]), np.arange(k), 30))
+        np.testing.assert_allclose(got[0], expected, rtol=1e-4, atol=1e-5)

@@ -41,8 +41,9 @@ def catalog_name() -> Iterator[str]:
     client = redis_or_skip()
     name = f"test-{uuid.uuid4().hex[:12]}"
     yield name
-    for key in client.scan_iter(f"c2f:catalog:{name}:*"):
-        client.delete(key)
+    for pattern in (f"c2f:catalog:{name}:*", f"c2f:events:{name}:*"):
+        for key in client.scan_iter(pattern):
+            client.delete(key)
 
 
 @pytest.fixture
@@ -57,6 +58,7 @@ def settings_for(root: Path, catalog_name: str, **overrides: Any) -> Settings:
         "reload_seconds": 0,
         "redis_url": REDIS_URL,
         "catalog_name": catalog_name,
+        "events_namespace": catalog_name,
         "api_key": KEY,
         "hidden_refresh_seconds": 0.2,
         "access_log": False,
@@ -67,8 +69,8 @@ def settings_for(root: Path, catalog_name: str, **overrides: Any) -> Settings:
 
 def every_answer(client: TestClient | httpx.Client) -> dict[str, list[str]]:
     """Item ids of every route that answers items (GET /recommend by both parsers, with an allow-list and the popular
-    fallback, similar items, POST /recommend folded in and its popular fallback, the batch route), for requests under
-    which i0 would be answered."""
+    fallback, similar items, POST /recommend folded in and its popular fallback, the batch route, a user known only
+    from recorded events when there is one), for requests under which i0 would be answered."""
     out: dict[str, list[str]] = {}
 
     def ids(response: httpx.Response, key: str = "items") -> list[str]:
@@ -82,6 +84,10 @@ def every_answer(client: TestClient | httpx.Client) -> dict[str, list[str]]:
     out["similar"] = ids(client.get("/similar-items/i4?n=5"))
     out["fold_in"] = ids(client.post("/recommend", json={"items": ["i2", "i3"], "n": 5, "exclude_seen": False}))
     out["fold_in_popular"] = ids(client.post("/recommend", json={"items": ["nope"], "n": 5}))
+    carol = client.get("/recommend/carol?n=5&exclude_seen=false")  # a user only recorded events made known
+    if carol.status_code == 200:
+        assert carol.json()["strategy"] == "fold_in"
+        out["events_user"] = ids(carol)
     batch = client.post("/recommend/batch", json={"user_ids": ["alice", "nobody"], "n": 5, "fallback": "popular"})
     assert batch.status_code == 200, batch.text
     for entry in batch.json()["results"]:
@@ -96,6 +102,9 @@ def anywhere(answers: dict[str, list[str]], item_id: str) -> list[str]:
 def test_hidden_item_never_appears_in_any_route_of_any_instance(tiny_root: Path, catalog_name: str) -> None:
     settings = settings_for(tiny_root, catalog_name)
     with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
+        events = [{"user_id": "carol", "item_id": item} for item in ("i2", "i3")]
+        assert a.post("/interactions", json={"events": events}, headers=AUTH).status_code == 200
+        wait_for(lambda: "events_user" in every_answer(b), 5.0, "instance b to read carol's events")
         assert set(anywhere(every_answer(a), "i0")) == set(every_answer(a))  # i0 is in every answer before
         version = a.get("/models").json()["loaded"]["version"]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from redis import Redis
 from rq import Queue
 from rq.job import Job
@@ -28,6 +29,7 @@ from benchmarks.jobs import start_worker, stop_process, worker_env  # noqa: F401
 from c2f.contract.manifest import Manifest
 from c2f.jobs.worker import apply_env, settings_to_env
 from c2f.service import jobs
+from c2f.service.main import create_app
 from c2f.service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -311,6 +313,7 @@ def test_post_train_enqueues_by_dotted_path(make_client: Any, job_settings: Sett
             "method": "ud",
             "params": {"dim": 16, "epochs": 2},
             "artifact_root": str(Path(job_settings.artifact_root).resolve()),
+            "include_events": True,
         }
 
         status = client.get(f"/jobs/{job_id}").json()
@@ -325,6 +328,11 @@ def test_post_train_enqueues_by_dotted_path(make_client: Any, job_settings: Sett
         assert client.get("/jobs", params={"status": "finished"}).json()["jobs"] == []
         assert len(client.get("/jobs", params={"limit": 1}).json()["jobs"]) == 1
         assert client.get("/jobs", params={"status": "bogus"}).status_code == 422
+        off = client.post("/train", json={**body, "include_events": False}, headers=AUTH).json()["job_id"]
+        assert (
+            Job.fetch(off, connection=Redis.from_url(REDIS_URL), serializer=jobs.SERIALIZER).kwargs["include_events"]
+            is False
+        )
 
 
 def test_cancel_queued_job(make_client: Any, job_settings: Settings) -> None:
@@ -380,8 +388,10 @@ class FakePublished:
 
 
 def fake_pipeline(calls: list[dict[str, Any]]) -> Callable[..., FakePublished]:
-    def train_and_publish(uri: str, config: Any, out_root: str, *, progress: Any = None) -> FakePublished:
-        calls.append({"uri": uri, "config": config, "out_root": out_root})
+    def train_and_publish(
+        uri: str, config: Any, out_root: str, *, progress: Any = None, extra_interactions: Any = None
+    ) -> FakePublished:
+        calls.append({"uri": uri, "config": config, "out_root": out_root, "extra_interactions": extra_interactions})
         progress({"stage": "coarse", "epoch": 1, "loss": 0.69, "valid": {"ndcg@20": 0.1}, "elapsed": 0.1})
         progress({"stage": "coarse", "epoch": 2, "loss": 0.5, "valid": None, "elapsed": 0.2})
         progress({"stage": "export", "epoch": 2, "loss": None, "valid": None, "elapsed": 0.3})
@@ -465,6 +475,75 @@ def test_coarse_from_is_a_version_name_resolved_in_the_artifact_root(
     for bad in ("/etc/passwd", "../x", "20240101T000000000000Z-ud"):
         with pytest.raises(ValueError):
             jobs.TrainParams.model_validate({"coarse_from": bad})
+
+
+def test_train_job_includes_the_recorded_events(
+    monkeypatch: pytest.MonkeyPatch, job_settings: Settings, data_root: Path, artifact_root: Path
+) -> None:
+    """Events recorded for the dataset are in the trained model's graph (a new user included), the manifest records
+    the last entry included, and a service serving that model does not apply them again; include_events=false
+    trains on the file alone."""
+    import c2f.jobs.train as tj
+    from c2f.contract.artifact import load_artifact, version_path
+    from c2f.service.events import stream_key
+    from c2f.trainer.data import load_dataset
+
+    namespace = f"test-{uuid.uuid4().hex[:12]}"
+    settings = job_settings.model_copy(update={"events_namespace": namespace})
+    apply_env(settings_to_env(settings), _EnvProxy(monkeypatch))
+    data = load_dataset(str(data_root / "ds"))
+    user0_items = set(data.train[0].indices.tolist())
+    new_item = next(str(i) for i in range(data.n_items) if i not in user0_items)
+    stream = stream_key(namespace, data.content_hash)
+    client = Redis.from_url(REDIS_URL)
+    events = [("newcomer", "3"), ("newcomer", "5"), ("0", new_item), ("0", "no-such-item")]
+    try:
+        ids = [client.xadd(stream, {"u": u, "i": i, "t": "1.0"}).decode() for u, i in events]
+        params = {**TINY_PARAMS, "epochs": 1}
+        result = tj.train_job("ds", "ud", params, str(artifact_root))
+        artifact = load_artifact(version_path(artifact_root, result["model_version"]))
+        user_ids = artifact.arrays["user_ids"].tolist()
+        item_ids = artifact.arrays["item_ids"].tolist()
+        indptr, indices = artifact.arrays["graph_indptr"], artifact.arrays["graph_indices"]
+
+        def graph_items(user: str) -> set[str]:
+            u = user_ids.index(user)
+            return {item_ids[i] for i in indices[indptr[u] : indptr[u + 1]]}
+
+        assert {"3", "5"} <= graph_items("newcomer")
+        heldout = artifact.arrays["heldout_indices"][
+            artifact.arrays["heldout_indptr"][0] : artifact.arrays["heldout_indptr"][1]
+        ]
+        assert new_item in graph_items("0") and new_item not in {item_ids[i] for i in heldout}
+        info = artifact.manifest.info["events"]
+        assert info["stream"] == stream and info["last_id"] == ids[-1] and info["events"] == 4
+        assert info["new_users"] == 1 and info["unknown_items"] == 1 and info["added_to_train"] == 3
+
+        # served: the included events are not applied on top of the model that learned them; later ones are
+        with TestClient(create_app(settings.model_copy(update={"artifact_root": str(artifact_root)}))) as api:
+            r = api.get("/recommend/newcomer")
+            assert r.status_code == 200 and r.json()["strategy"] == "model"
+            assert api.get("/footprint").json()["events"]["folded_users"] == 0
+            api.post("/interactions", json={"events": [{"user_id": "later", "item_id": "7"}]}, headers=AUTH)
+            assert api.get("/recommend/later").json()["strategy"] == "fold_in"
+
+        plain = tj.train_job("ds", "ud", params, str(artifact_root), include_events=False)
+        manifest = load_artifact(version_path(artifact_root, plain["model_version"])).manifest
+        assert "events" not in manifest.info and manifest.dataset.stats["n_users"] == data.n_users
+    finally:
+        client.delete(stream)
+        client.close()
+
+
+def test_train_job_fails_when_the_events_cannot_be_read(
+    monkeypatch: pytest.MonkeyPatch, job_settings: Settings
+) -> None:
+    import c2f.jobs.train as tj
+
+    down = job_settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0", "redis_timeout_seconds": 0.3})
+    apply_env(settings_to_env(down), _EnvProxy(monkeypatch))
+    with pytest.raises(tj.EventsUnreadable, match="include_events=false"):
+        tj.train_job("ds", "ud", {**TINY_PARAMS, "epochs": 1}, "/tmp/never")
 
 
 class _EnvProxy:

@@ -118,6 +118,28 @@ def test_batch_matches_single(artifact_root: Path) -> None:
         assert not {1, 2} & set(idx.tolist())
 
 
+def test_recommend_vectors_ranks_like_recommend_for_the_same_vector_and_mask(artifact_root: Path) -> None:
+    """A user served from a vector of its own (service.live) is ranked exactly as a trained user with that vector,
+    item biases included; each row masks its own items."""
+    arrays = make_arrays("legcf", n_users=12, n_items=30, seed=4)
+    arrays["item_bias"] = np.random.default_rng(0).standard_normal(30).astype(np.float32)
+    rec = Recommender(_load(artifact_root, "legcf", arrays=arrays, manifest=make_manifest("legcf")), "compressed")
+    users = [3, 0, 11]
+    vectors = rec.user_embeddings(np.array(users))
+    seen = [rec.seen_items(3), None, np.array([0, 1, 2])]
+    got = rec.recommend_vectors(vectors, seen, 6, exclude_items=[5])
+    for u, mask, (idx, scores) in zip(users, seen, got, strict=True):
+        want_idx, want_scores = rec.recommend(
+            u, 6, exclude_seen=False, exclude_items=[5, *([] if mask is None else mask.tolist())]
+        )
+        assert idx.tolist() == want_idx.tolist()
+        np.testing.assert_allclose(scores, want_scores, rtol=1e-6)
+    assert (
+        rec.graph_items(3).tolist()
+        == arrays["graph_indices"][arrays["graph_indptr"][3] : arrays["graph_indptr"][4]].tolist()
+    )
+
+
 def test_ud_dense_scoring(artifact_root: Path) -> None:
     artifact = _load(artifact_root, "ud", seed=5)
     rec = Recommender(artifact, "compressed")

@@ -1,9 +1,10 @@
-"""GET /footprint: memory of the served model, the paper's parameter count and the trained/served metrics."""
+"""GET /footprint: memory of the served model, the paper's parameter count and the trained/served metrics, and what
+recorded interaction events add to it in this process (``events``: users folded in or moved, their bytes, the caps)."""
 
 from __future__ import annotations
 
 import psutil
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from c2f.service.catalog import HiddenItems
 from c2f.service.deps import CatalogDep, ModelDep
@@ -19,7 +20,7 @@ router = APIRouter(tags=["footprint"])
     responses={503: {"model": ErrorResponse, "description": "No model loaded yet (code no_model)."}},
     summary="Sizes of the served model vs. its full-table equivalent",
 )
-async def get_footprint(model: ModelDep, catalog: CatalogDep) -> FootprintResponse:
+async def get_footprint(model: ModelDep, catalog: CatalogDep, request: Request) -> FootprintResponse:
     artifact, rec = model.artifact, model.recommender
     fp = artifact.footprint  # of every array as loaded
     derived = rec.memory_bytes()
@@ -57,6 +58,7 @@ async def get_footprint(model: ModelDep, catalog: CatalogDep) -> FootprintRespon
         metrics=metrics.as_reported(),
         process_rss_bytes=psutil.Process().memory_info().rss,
         catalog=catalog_footprint(model, catalog),
+        events=request.app.state.events.status(model),
     )
 
 

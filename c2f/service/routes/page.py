@@ -3,9 +3,10 @@
 The page reads everything through the app: the served model from ``app.state.registry``, its footprint exactly as
 ``GET /footprint`` computes it, the manifest's trained and served metrics, and recent jobs from ``c2f.service.jobs``.
 It renders whatever is available: no model loaded, or Redis down, still gives a page (with a note in place of the
-missing part). The live catalog's line counts the hidden items and the item attribute table (as GET /footprint).
-No JavaScript build: one Jinja2 template with inline CSS, an inline SVG bar chart and a few lines of
-``fetch()`` for the recommendation form.
+missing part). No JavaScript build: one Jinja2 template with inline CSS, an inline SVG bar chart and a few lines of
+``fetch()`` for the recommendation form. Recorded interaction events get a line under the footprint (users folded in
+or moved, their bytes, the caps: ``GET /footprint``'s ``events``), and so does the live catalog (hidden items and
+the item attribute table, as ``GET /footprint``'s ``catalog``).
 """
 
 from __future__ import annotations
@@ -213,6 +214,7 @@ async def status_page(request: Request) -> HTMLResponse:
     settings = getattr(state, "settings", None)
     registry = getattr(state, "registry", None)
     catalog = getattr(state, "catalog", None)
+    events = getattr(state, "events", None)
     model = registry.current if registry is not None else None
     status: dict[str, Any] = {}
     if registry is not None:
@@ -257,6 +259,7 @@ async def status_page(request: Request) -> HTMLResponse:
             footprint=fp,
             catalog=catalog_footprint(model, catalog) if catalog is not None else None,
             hidden=catalog.status() if catalog is not None else {},
+            events=events.status(model) if events is not None else None,
             bars=bars,
             chart_height=chart_height,
             metrics=metrics_table(manifest),

@@ -6,6 +6,10 @@ request, but the caller can see it).  ``exclude`` takes comma-separated ids and 
 (``ignored_items``, at most ``settings.max_candidates``), and ``where=column:value`` keeps the items whose attribute
 matches (:mod:`service.filters`).  Hidden items (:mod:`service.catalog`) are never answered.
 
+Recorded events (``POST /interactions``, :mod:`service.live`) count at once: a user the model trained is scored with
+its vector moved by them and their items count as seen; a user id only events named is folded in from them
+(strategy ``fold_in``) and served like any other.
+
 The handlers are the hot path: ``async`` (no thread-pool hop; the numpy work is ~0.1 ms), and they answer with a
 dict they build themselves, encoded by orjson (:class:`FastJSONResponse`), instead of a pydantic model that
 FastAPI would validate again; ``response_model`` still documents the shape.
@@ -24,7 +28,8 @@ from c2f.service.catalog import HiddenItems
 from c2f.service.deps import CatalogDep, ModelDep, SettingsDep
 from c2f.service.encoding import FastJSONResponse
 from c2f.service.errors import UNKNOWN_USER, invalid, unknown_user
-from c2f.service.filters import Selection, resolve_ids, select_items
+from c2f.service.filters import ItemFilter, Selection, resolve_ids, select_items
+from c2f.service.live import LiveUser
 from c2f.service.registry import LoadedModel
 from c2f.service.schemas import (
     BatchRecommendRequest,
@@ -97,6 +102,22 @@ def selection(
     )
 
 
+def live_user(model: LoadedModel, user_id: str) -> LiveUser | None:
+    """The user's recorded events as served (None: it has none, or no event log runs)."""
+    return model.live.get(user_id) if model.live is not None else None
+
+
+def live_ranked(
+    model: LoadedModel, users: list[LiveUser], n: int, exclude_seen: bool, item_filter: ItemFilter
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Top-n of users served from their recorded events' vectors (one (indices, scores) per user), among the items
+    ``item_filter`` answers."""
+    rec = model.recommender
+    vectors = np.stack([user.vector for user in users])
+    seen = [user.seen(rec) if exclude_seen else None for user in users]
+    return rec.recommend_vectors(vectors, seen, n, item_filter=item_filter)
+
+
 def scored(model: LoadedModel, idx: np.ndarray, scores: np.ndarray) -> list[dict[str, object]]:
     """``[{"item_id", "score"}, ...]`` (the :class:`ScoredItem` shape) for item indices and their scores."""
     ids = model.recommender.item_ids[idx].tolist()
@@ -141,11 +162,15 @@ def answer(
     chosen = selection(model, settings, catalog, exclude, items, where)
     rec = model.recommender
     uidx = rec.user_index(user_id)
-    if uidx is None:
+    live = live_user(model, user_id)
+    if live is not None:
+        ((idx, scores),) = live_ranked(model, [live], n, exclude_seen, chosen.filter)
+        strategy: Literal["model", "popular", "fold_in"] = "fold_in" if live.index is None else "model"
+    elif uidx is None:
         if fallback != "popular":
             raise unknown_user(user_id)
         idx, scores = rec.popular(n, item_filter=chosen.filter)
-        strategy: Literal["model", "popular"] = "popular"
+        strategy = "popular"
     else:
         idx, scores = rec.recommend(uidx, n, exclude_seen=exclude_seen, item_filter=chosen.filter)
         strategy = "model"
@@ -255,13 +280,22 @@ def recommend_batch(
         )
     rec = model.recommender
     chosen = selection(model, settings, catalog, body.exclude, body.items, body.where)
-    indices = [rec.user_index(u) for u in body.user_ids]
+    lives = [live_user(model, u) for u in body.user_ids]
+    indices = [rec.user_index(u) if live is None else None for u, live in zip(body.user_ids, lives, strict=True)]
     known = [i for i in indices if i is not None]
     ranked = iter(rec.recommend_batch(known, body.n, exclude_seen=body.exclude_seen, item_filter=chosen.filter))
+    with_events = [live for live in lives if live is not None]
+    from_events = iter(live_ranked(model, with_events, body.n, body.exclude_seen, chosen.filter) if with_events else [])
     popular = rec.popular(body.n, item_filter=chosen.filter) if body.fallback == "popular" else None
     results: list[dict[str, object]] = []
-    for user_id, uidx in zip(body.user_ids, indices, strict=True):
-        if uidx is not None:
+    for user_id, uidx, live in zip(body.user_ids, indices, lives, strict=True):
+        if live is not None:
+            idx, scores = next(from_events)
+            strategy = "fold_in" if live.index is None else "model"
+            results.append(
+                {"user_id": user_id, "items": scored(model, idx, scores), "strategy": strategy, "error": None}
+            )
+        elif uidx is not None:
             idx, scores = next(ranked)
             results.append(
                 {"user_id": user_id, "items": scored(model, idx, scores), "strategy": "model", "error": None}
