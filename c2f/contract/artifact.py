@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from c2f.contract.attributes import check_attribute_arrays
 from c2f.contract.footprint import footprint
 from c2f.contract.manifest import FileEntry, Footprint, Manifest
 from c2f.contract.methods import METHODS, SHAPE_KEYS, MethodError, MethodSpec, get_spec
@@ -215,6 +216,7 @@ def _validate(arrays: Mapping[str, np.ndarray], manifest: Manifest, spec: Method
     check_csr(arrays, "heldout", dims["n_users"], dims["n_items"])
     spec.check_arrays(arrays, dims)
     spec.check_served_pq(arrays, dims)
+    check_attribute_arrays(arrays)
     declared = manifest.shape
     for key in SHAPE_KEYS:
         value = getattr(declared, key)

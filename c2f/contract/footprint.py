@@ -9,7 +9,7 @@ import numpy as np
 
 from c2f.contract.dtypes import dtype_names, target_dtype
 from c2f.contract.manifest import Footprint
-from c2f.contract.methods import COMMON_COMPONENTS, OPTIONAL_ARRAYS, MethodSpec, get_spec
+from c2f.contract.methods import NON_EMBEDDING_COMPONENTS, OPTIONAL_ARRAYS, MethodSpec, get_spec
 from c2f.contract.served import PQForm, SparseForm, SparsePQForm, form_class
 
 
@@ -49,8 +49,8 @@ def component_bytes(spec: MethodSpec, per_array: Mapping[str, int]) -> dict[str,
 
 
 def embedding_bytes_of(components: Mapping[str, int]) -> int:
-    """Embedding bytes: every component except the id maps and the seen-items graph."""
-    return sum(b for c, b in components.items() if c not in COMMON_COMPONENTS)
+    """Embedding bytes: every component except the id maps, the seen-items graph and the item attribute table."""
+    return sum(b for c, b in components.items() if c not in NON_EMBEDDING_COMPONENTS)
 
 
 def planned_array_bytes(method: str, config: Any, n_users: int, n_items: int) -> dict[str, int]:
@@ -118,9 +118,9 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
     ``compression_ratio_params = N·d / params_total`` (params_total = params_paper + item biases, which the paper
     does not count but a model that has them needs) and
     ``compression_ratio_bytes = full_table_bytes / embedding_bytes`` where ``embedding_bytes`` counts every
-    stored embedding array (everything except id maps and the seen-items graph).  ``compressed_serving_bytes``
-    is what compressed-mode scoring reads (S_c_idx_served, S_c_w_served, H_meta, and pq_codes, pq_codebooks when
-    present); ``serving_memory_bytes`` what compressed-mode serving holds, for every method
+    stored embedding array (everything except id maps, the seen-items graph and item attributes).
+    ``compressed_serving_bytes`` is what compressed-mode scoring reads (S_c_idx_served, S_c_w_served, H_meta, and
+    pq_codes, pq_codebooks when present); ``serving_memory_bytes`` what compressed-mode serving holds, for every method
     (:func:`serving_memory_bytes`).  Bytes are as stored: a float16 or uint16 array counts 2 bytes an entry
     (``dtypes`` names each array's type); the full table stays float32.
     """

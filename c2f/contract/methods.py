@@ -92,17 +92,28 @@ SHAPE_KEYS = ("n_users", "n_items", "d", "m_c", "t_c", "m_r", "t_r")
 # (TrainConfig.pq_item_norms) multiplies each item's served vector, so that it has the norm of the item's exact
 # vector: quantization shrinks norms unevenly, and an item's norm is much of its score (popularity, in LightGCN),
 # while a user's norm scales all of that user's scores alike and is left as it is.
+# And the item attribute table (a dataset's items.csv / items.parquet; c2f/contract/attributes.py): string columns
+# per item, dictionary-encoded (each column's sorted distinct values, and per item the position of its value among
+# them), for the service's `where=` filters. Not embedding bytes: counted apart, as the id maps and the graph are.
 OPTIONAL_ARRAYS: dict[str, ArraySpec] = {
     "item_bias": ArraySpec("f", 4, ("n_items",)),
     "pq_codes": ArraySpec("u", 1, ("N", "pq_m")),
     "pq_codebooks": real_array("pq_m", "pq_k", "pq_w"),
     "pq_item_scale": real_array("n_items"),
+    "item_attr_names": ArraySpec("U", None, ("n_attrs",)),
+    "item_attr_offsets": ArraySpec("i", 8, ("n_attrs+1",)),
+    "item_attr_values": ArraySpec("U", None, (None,)),
+    "item_attr_codes": ArraySpec("u", None, ("n_attrs", "n_items")),
 }
 OPTIONAL_COMPONENTS: dict[str, tuple[str, ...]] = {
     "biases": ("item_bias",),
     "pq": ("pq_codes", "pq_codebooks", "pq_item_scale"),
+    "attributes": ("item_attr_names", "item_attr_offsets", "item_attr_values", "item_attr_codes"),
 }
 PQ_ARRAYS = ("pq_codes", "pq_codebooks")
+ATTRIBUTE_ARRAYS = OPTIONAL_COMPONENTS["attributes"]
+# Footprint components that are not embedding bytes (Footprint.embedding_bytes counts every other one).
+NON_EMBEDDING_COMPONENTS = (*COMMON_COMPONENTS, "attributes")
 
 
 def _dim(arrays: Mapping[str, np.ndarray], name: str, axis: int) -> int:
@@ -156,6 +167,12 @@ class MethodSpec:
             dims["pq_m"] = _dim(arrays, "pq_codebooks", 0)
             dims["pq_k"] = _dim(arrays, "pq_codebooks", 1)
             dims["pq_w"] = _dim(arrays, "pq_codebooks", 2)
+        if any(name in arrays for name in ATTRIBUTE_ARRAYS):
+            missing = [name for name in ATTRIBUTE_ARRAYS if name not in arrays]
+            if missing:
+                raise MethodError(f"the item attribute table needs {', '.join(ATTRIBUTE_ARRAYS)}; missing {missing}")
+            dims["n_attrs"] = _dim(arrays, "item_attr_names", 0)
+            dims["n_attrs+1"] = dims["n_attrs"] + 1
         return dims
 
     def check_served_pq(self, arrays: Mapping[str, np.ndarray], dims: Mapping[str, int]) -> None:

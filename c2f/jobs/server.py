@@ -94,7 +94,7 @@ class EmbeddedRedis:
             "--unixsocketperm", "700",
             "--dir", str(self.directory),
             "--dbfilename", "jobs.rdb",
-            "--save", "" if self._own_dir else "60 1",
+            "--save", *([""] if self._own_dir else ["60", "1"]),  # one argument each: "60 1" would disable saving
             "--appendonly", "no",
             "--daemonize", "no",
             "--logfile", str(self.directory / "redis.log"),

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from c2f.service.catalog import HiddenItems
 from c2f.service.errors import UNAUTHORIZED, ApiError, no_model
 from c2f.service.metrics import ServiceMetrics
 from c2f.service.registry import LoadedModel, ModelRegistry
@@ -35,6 +36,10 @@ async def get_registry(request: Request) -> ModelRegistry:
 
 async def get_metrics(request: Request) -> ServiceMetrics:
     return request.app.state.metrics  # type: ignore[no-any-return]
+
+
+async def get_catalog(request: Request) -> HiddenItems:
+    return request.app.state.catalog  # type: ignore[no-any-return]
 
 
 async def get_model(request: Request) -> LoadedModel:
@@ -65,4 +70,5 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 ModelDep = Annotated[LoadedModel, Depends(get_model)]
+CatalogDep = Annotated[HiddenItems, Depends(get_catalog)]
 ApiKeyDep = Annotated[None, Depends(require_api_key)]

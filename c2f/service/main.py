@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from c2f.service.catalog import HiddenItems
 from c2f.service.encoding import FastJSONResponse
 from c2f.service.errors import install_error_handlers
 from c2f.service.events import EventLog
@@ -23,7 +24,7 @@ from c2f.service.logs import RequestLog, configure_logging
 from c2f.service.metrics import LatencyMiddleware, ServiceMetrics
 from c2f.service.offload import BoundedExecutor
 from c2f.service.registry import LoadedModel, ModelRegistry
-from c2f.service.routes import footprint, health, interactions, jobs, models, page, recommend, similar
+from c2f.service.routes import footprint, health, interactions, items, jobs, models, page, recommend, similar
 from c2f.service.settings import Settings
 
 logger = logging.getLogger("c2f.service")
@@ -34,6 +35,8 @@ Serves top-n recommendations from compressed C2F/LEGCF embeddings (or a full UD 
 * Compressed mode scores straight from the assignment matrix S^c and the propagated codebook H_meta, without
   materialising the item table; exact mode recomputes H_full once at load.
 * Ids are the dataset's raw external ids. Every model response carries `model_version`.
+* Hidden items (`PUT /items/{item_id}/hidden`) are left out of every answer; `items=` (an allow-list) and
+  `where=column:value` (item attributes) narrow what an answer may contain.
 * Errors are always JSON: `{"error": {"code": "...", "message": "..."}}` (see docs/api.md for the few that the
   HTTP server itself answers before the app sees the request).
 """
@@ -58,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     events = EventLog(settings, lambda: registry.current)
     job_pool = BoundedExecutor(settings.redis_threads, settings.redis_queue, name="c2f-jobs")
+    catalog = HiddenItems(settings, current=lambda: registry.current)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,11 +73,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 result.error or "nothing published yet",
             )
         registry.start()
+        await run_in_threadpool(catalog.start)  # one read of the hidden items (bounded by the Redis timeout) first
         events.start()
         try:
             yield
         finally:
             events.stop()
+            catalog.stop()
             registry.stop()
             job_pool.shutdown()
 
@@ -88,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = registry
     app.state.metrics = metrics
     app.state.job_pool = job_pool
+    app.state.catalog = catalog
     app.state.events = events
     install_error_handlers(app)
     # Outermost last: request id and access log around everything, then metrics, then the request limits.
@@ -100,7 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.add_middleware(RequestLog, access_log=settings.access_log)
-    routers = [module.router for module in (recommend, similar, interactions, footprint, health, models, jobs, page)]
+    modules = (recommend, similar, items, interactions, footprint, health, models, jobs, page)
+    routers = [module.router for module in modules]
     for router in routers:
         app.include_router(router)
     app.state.api_routes = [route for router in routers for route in router.routes]  # for 405's Allow header
@@ -123,17 +131,27 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
                         param["schema"]["maximum"] = settings.max_n
                     elif param.get("name") == "exclude":
                         param["description"] += f" At most {settings.max_exclude} ids."
+                    elif param.get("name") == "items":
+                        param["description"] += f" At most {settings.max_candidates} ids."
+                    elif param.get("name") == "where":
+                        param["description"] += f" At most {settings.max_where} values in all."
         components = schema.get("components", {}).get("schemas", {})
         batch = components.get("BatchRecommendRequest", {}).get("properties")
         if batch:
             batch["n"]["maximum"] = settings.max_n
             batch["user_ids"]["maxItems"] = settings.max_batch_users
             batch["exclude"]["maxItems"] = settings.max_exclude
+            batch["items"]["description"] += f" At most {settings.max_candidates} ids."
+            for branch in batch["items"].get("anyOf", []):
+                if branch.get("type") == "array":
+                    branch["maxItems"] = settings.max_candidates
+            batch["where"]["description"] += f" At most {settings.max_where} values in all."
         visitor = components.get("FoldInRecommendRequest", {}).get("properties")
         if visitor:
             visitor["n"]["maximum"] = settings.max_n
             visitor["items"]["maxItems"] = settings.max_history_items
             visitor["exclude"]["maxItems"] = settings.max_exclude
+            visitor["where"]["description"] += f" At most {settings.max_where} values in all."
         events = components.get("InteractionsRequest", {}).get("properties")
         if events:
             events["events"]["maxItems"] = settings.max_events_per_request

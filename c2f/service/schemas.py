@@ -58,6 +58,7 @@ class RecommendResponse(BaseModel):
                 "model_version": "20250101T120000000000Z-c2f",
                 "strategy": "model",
                 "ignored_exclude": [],
+                "ignored_items": [],
             }
         },
     )
@@ -71,16 +72,36 @@ class RecommendResponse(BaseModel):
     ignored_exclude: list[str] = Field(
         default_factory=list, description="Ids passed in `exclude` that the model does not know (ignored)."
     )
+    ignored_items: list[str] = Field(
+        default_factory=list, description="Ids passed in `items` (the allow-list) that the model does not know."
+    )
 
 
 class BatchRecommendRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {"user_ids": ["42", "43"], "n": 10, "exclude_seen": True}})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"user_ids": ["42", "43"], "n": 10, "exclude_seen": True},
+                {"user_ids": ["42"], "n": 3, "items": ["7", "9", "1337"], "where": ["genre:jazz|blues"]},
+            ]
+        }
+    )
     user_ids: list[str] = Field(min_length=1, description="External user ids (at most settings.max_batch_users).")
     n: JsonInt = Field(20, ge=1, description="Items per user (at most settings.max_n).")
     exclude_seen: StrictBool = True
     exclude: list[str] = Field(default_factory=list, description="Item ids excluded for every user.")
     fallback: Literal["popular"] | None = Field(
         None, description="'popular': unknown users get the most popular items instead of an error entry."
+    )
+    items: list[str] | None = Field(
+        None,
+        description="Allow-list: rank only these item ids, for every user (unknown ids: ignored_items; absent: "
+        "every item).",
+    )
+    where: list[str] | None = Field(
+        None,
+        description="Attribute filters column:value (| between alternative values), all of which must hold. Needs "
+        "a model trained with an item attribute table.",
     )
 
 
@@ -96,6 +117,11 @@ class FoldInRecommendRequest(BaseModel):
     n: JsonInt = Field(20, ge=1, description="Number of items (at most settings.max_n).")
     exclude_seen: StrictBool = Field(True, description="Drop the items of `items` from the answer.")
     exclude: list[str] = Field(default_factory=list, description="Further item ids to drop.")
+    where: list[str] | None = Field(
+        None,
+        description="Attribute filters column:value (| between alternative values), all of which must hold. Needs "
+        "a model trained with an item attribute table.",
+    )
 
 
 class FoldInRecommendResponse(BaseModel):
@@ -146,12 +172,14 @@ class BatchRecommendResponse(BaseModel):
                     },
                 ],
                 "ignored_exclude": [],
+                "ignored_items": [],
             }
         },
     )
     model_version: str
     results: list[BatchRecommendEntry]
     ignored_exclude: list[str] = Field(default_factory=list)
+    ignored_items: list[str] = Field(default_factory=list, description="Ids in `items` the model does not know.")
 
 
 class InteractionEvent(BaseModel):
@@ -242,12 +270,76 @@ class SimilarItemsResponse(BaseModel):
                 "item_id": "1337",
                 "items": [{"item_id": "7", "score": 0.93}],
                 "model_version": "20250101T120000000000Z-c2f",
+                "ignored_exclude": [],
+                "ignored_items": [],
             }
         },
     )
     item_id: str
     items: list[ScoredItem] = Field(description="Cosine neighbours, best first; score is the cosine similarity.")
     model_version: str
+    ignored_exclude: list[str] = Field(default_factory=list, description="Ids in `exclude` the model does not know.")
+    ignored_items: list[str] = Field(default_factory=list, description="Ids in `items` the model does not know.")
+
+
+class HiddenItemsStatus(BaseModel):
+    """This process's copy of the hidden items (refreshed from Redis in the background)."""
+
+    count: int = Field(description="Hidden item ids.")
+    version: int | None = Field(description="The Redis state's change counter this copy is at (None: never read).")
+    bytes: int = Field(description="Bytes this process holds for them (the id set and the current model's indices).")
+    configured: bool = Field(description="False without Redis: nothing can be hidden.")
+    stale: bool = Field(description="True when Redis could not be read lately: the last known set is in force.")
+    last_refresh_at: str | None = Field(description="Last successful read of Redis.")
+    refresh_age_seconds: float | None = None
+    last_error: str | None = None
+    last_error_at: str | None = None
+    refresh_seconds: float
+    max_hidden_items: int
+
+
+class HiddenItemsResponse(HiddenItemsStatus):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "items": ["1337", "7"],
+                "count": 2,
+                "version": 5,
+                "bytes": 392,
+                "configured": True,
+                "stale": False,
+                "last_refresh_at": "2025-01-01T12:00:05Z",
+                "refresh_age_seconds": 0.2,
+                "last_error": None,
+                "last_error_at": None,
+                "refresh_seconds": 0.5,
+                "max_hidden_items": 100000,
+            }
+        }
+    )
+    items: list[str] = Field(description="The hidden item ids, sorted.")
+
+
+class HiddenItemChange(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"item_id": "1337", "hidden": True, "changed": True, "count": 3, "version": 6}}
+    )
+    item_id: str
+    hidden: bool = Field(description="Whether the item is hidden now.")
+    changed: bool = Field(description="False when it already was (PUT) or was not (DELETE) hidden.")
+    count: int = Field(description="Hidden items after the change.")
+    version: int | None = Field(description="The Redis state's change counter after the change.")
+
+
+class CatalogFootprint(BaseModel):
+    """What the live catalog costs this process, apart from the model's embeddings."""
+
+    hidden_items: int = Field(description="Hidden item ids in this process's copy.")
+    hidden_bytes: int = Field(description="Bytes of that copy (ids and the served model's item indices).")
+    hidden_stale: bool
+    attribute_columns: list[str] = Field(description="The model's item attribute columns (none: no table).")
+    attribute_values: dict[str, int] = Field(description="Distinct values per attribute column.")
+    attribute_bytes: int = Field(description="Bytes of the attribute table (its four arrays, as loaded).")
 
 
 class FootprintResponse(BaseModel):
@@ -296,6 +388,9 @@ class FootprintResponse(BaseModel):
     compression_ratio_bytes: float | None = Field(description="full_table_bytes / embedding_bytes.")
     metrics: dict[str, Any] = Field(description="The manifest's metrics: trained and served (compressed/exact).")
     process_rss_bytes: int
+    catalog: CatalogFootprint | None = Field(
+        None, description="Hidden items and the item attribute table (not embedding bytes; counted here)."
+    )
     events: EventsFootprint | None = Field(
         None, description="Users folded in or moved by recorded events (POST /interactions), and their bytes."
     )
@@ -309,6 +404,9 @@ class ReadyResponse(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
     status: Literal["ready"] = "ready"
     model_version: str
+    hidden_items: HiddenItemsStatus | None = Field(
+        None, description="The hidden items in force here; stale: Redis unreadable, the last known set applies."
+    )
 
 
 class LoadedModelInfo(BaseModel):

@@ -4,7 +4,9 @@ What a model is served from, in either serving mode, is its served form (:mod:`c
 table rebuilt at load, ud's stored table, the sparse form (legcf, c2f: never an n_items × d table), the
 product-quantized codes alone or on the sparse form. The form is chosen once at load; :class:`Recommender` adds
 id maps, item biases, masks and top-n on top of whichever it got, and frees every stored array the form does not
-keep. The trainer's served metrics evaluate the same form's vectors.
+keep. The trainer's served metrics evaluate the same form's vectors. Which items a ranking may answer (exclude,
+hidden, an allow-list, attribute filters) is one :class:`service.filters.ItemFilter` per request; with few
+answerable items only those are scored (their vectors gathered from the served form).
 
 Item/user indices are 0-based within their kind (items 0..n_items-1), as in the artifact's CSR arrays.
 """
@@ -19,10 +21,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from c2f.contract.artifact import Artifact, ArtifactError
+from c2f.contract.attributes import ItemAttributes
 from c2f.contract.foldin import DEFAULT_ESTIMATOR, Estimator, FoldIn, fitted, history_csr
 from c2f.contract.idmap import IdMap
-from c2f.contract.methods import COMMON_ARRAYS, exact_embeddings
+from c2f.contract.manifest import Footprint
+from c2f.contract.methods import ATTRIBUTE_ARRAYS, COMMON_ARRAYS, exact_embeddings
 from c2f.contract.served import CHUNK_ELEMENTS, ServedForm, served_form
+from c2f.service.filters import ItemFilter
 
 UserVectors = Literal["trained", "fold_in"]
 """What a known user is scored with: its trained vector, or one folded in from its training items."""
@@ -81,6 +86,20 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return idx[keep], vals[keep].astype(np.float32)
 
 
+def _gather_divisor(form: str, d: int, fp: Footprint) -> int:
+    """Score only an item filter's candidates (their vectors gathered) when they are at most n_items / this: where
+    gathering them costs about what scoring every item does. Scoring every item reads a dense form's d values an
+    item, the sparse form's t_s terms, the codes' M bytes; gathering decodes d values a candidate (t_s·d for the
+    sparse form). Measured on a 40,000-item catalogue, d = 64, one core: break-even at about n_items/2 for a
+    dense table, n_items/50 for the sparse form and n_items/20 for the codes with M = 8 (tests pin the choice, not
+    the speed)."""
+    if form in ("exact", "table"):
+        return 2
+    if form in ("pq", "sparse+pq"):
+        return max(2, 2 * d // max(1, fp.pq_subspaces or 1))
+    return max(2, d)
+
+
 def _exact_table(artifact: Artifact) -> np.ndarray:
     """The propagated (N, d) float32 table of ``artifact`` (:func:`contract.methods.exact_embeddings`), for the
     exact form; ArtifactError when the manifest lacks what it needs or the result has the wrong shape."""
@@ -132,9 +151,12 @@ class Recommender:
         # what serving holds: the id maps and graph the recommender reads, the stored arrays the form keeps; every
         # other array (exact mode's layer-0 arrays, a full table served from codes) is freed once the caller drops
         # the artifact as loaded, and self.artifact.arrays is what stays in memory of the stored ones
-        self.artifact = artifact.holding({*COMMON_ARRAYS, *self.scorer.kept})
+        self.artifact = artifact.holding({*COMMON_ARRAYS, *self.scorer.kept, *ATTRIBUTE_ARRAYS})
         self.scoring: str = self.scorer.scoring
         self._item_norms = self.scorer.item_norms
+        # the item attribute table (where= filters), None when the artifact has none
+        self.attributes: ItemAttributes | None = ItemAttributes.from_arrays(self.artifact.arrays)
+        self.gather_limit = self.n_items // _gather_divisor(self.scorer.name, artifact.d, artifact.footprint)
         # users folded in from their items (c2f.contract.foldin), the linear map fitted here on trained users
         d = int(artifact.d)
         graph = sp.csr_matrix(
@@ -166,7 +188,7 @@ class Recommender:
     def item_index(self, item_id: str) -> int | None:
         return self._item_index.get(item_id)
 
-    def item_indices(self, item_ids: Sequence[str]) -> np.ndarray:
+    def item_indices(self, item_ids: Sequence[str] | np.ndarray) -> np.ndarray:
         """(len(item_ids),) int64 indices of many item ids at once (one vectorised search); -1 where unknown."""
         if len(item_ids) == 0:
             return np.empty(0, np.int64)
@@ -210,11 +232,23 @@ class Recommender:
         (gp, gi), (hp, hi) = self._graph, self._heldout
         return np.concatenate([gi[gp[user_index] : gp[user_index + 1]], hi[hp[user_index] : hp[user_index + 1]]])
 
-    def _exclude_array(self, exclude_items: Iterable[int] | None) -> np.ndarray:
+    def filter_for(
+        self,
+        exclude_items: Iterable[int] | None = None,
+        item_filter: ItemFilter | None = None,
+    ) -> ItemFilter:
+        """``item_filter`` (every item answerable when None) with ``exclude_items`` dropped too."""
+        if item_filter is None:
+            return ItemFilter.build(self.n_items, exclude=exclude_items)
         if exclude_items is None:
-            return np.empty(0, np.int64)
-        arr = np.fromiter((int(i) for i in exclude_items), dtype=np.int64)
-        return arr[(arr >= 0) & (arr < self.n_items)]
+            return item_filter
+        more = ItemFilter.build(self.n_items, exclude=exclude_items).blocked
+        return ItemFilter.build(
+            self.n_items,
+            exclude=np.union1d(item_filter.blocked, more),
+            allow=item_filter.candidates,
+            mask=item_filter.keep,
+        )
 
     def _check_user(self, user_index: int) -> None:
         if not 0 <= user_index < self.n_users:
@@ -233,9 +267,10 @@ class Recommender:
         n: int = 20,
         exclude_seen: bool = True,
         exclude_items: Iterable[int] | None = None,
+        item_filter: ItemFilter | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` items for one user: (item indices int64, scores float32), best first."""
-        return self.recommend_batch([user_index], n, exclude_seen, exclude_items)[0]
+        return self.recommend_batch([user_index], n, exclude_seen, exclude_items, item_filter)[0]
 
     def recommend_batch(
         self,
@@ -243,25 +278,69 @@ class Recommender:
         n: int = 20,
         exclude_seen: bool = True,
         exclude_items: Iterable[int] | None = None,
+        item_filter: ItemFilter | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Top-``n`` for several users; ``exclude_items`` applies to all of them.  One (indices, scores) per user."""
+        """Top-``n`` for several users; ``exclude_items`` and ``item_filter`` (exclude, hidden, allow-list, attribute
+        filter: :class:`service.filters.ItemFilter`) apply to all of them. One (indices, scores) per user."""
         users = [int(u) for u in user_indices]
         for u in users:
             self._check_user(u)
-        excl = self._exclude_array(exclude_items)
+        seen = [self.seen_items(u) for u in users] if exclude_seen else None
+        return self.rank(
+            self.user_embeddings(np.asarray(users, dtype=np.int64)),
+            n,
+            self.filter_for(exclude_items, item_filter),
+            seen,
+        )
+
+    def rank(
+        self,
+        queries: np.ndarray,
+        n: int,
+        item_filter: ItemFilter | None = None,
+        drop: Sequence[np.ndarray] | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top-``n`` items for each query vector (B, d), h·h_i (+ b_i with item biases), among the items
+        ``item_filter`` answers, minus ``drop[b]`` (item indices, e.g. a user's seen items) for row b.
+
+        With few answerable items (at most :attr:`gather_limit`) only those are scored, from their served vectors;
+        else every item, the others set to -inf. Either way the order is the full ranking's, filtered."""
+        filt = item_filter if item_filter is not None else ItemFilter.none(self.n_items)
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        columns = self._gathered(filt)  # the items the score columns stand for (None: every item)
+        width = self.n_items if columns is None else columns.size
+        step = max(1, _CHUNK_ELEMENTS // max(1, width))
+        vectors = self.item_embeddings(columns) if columns is not None and columns.size else None
         results: list[tuple[np.ndarray, np.ndarray]] = []
-        step = max(1, _CHUNK_ELEMENTS // max(1, self.n_items))
-        for start in range(0, len(users), step):
-            chunk = users[start : start + step]
-            scores = self.user_scores(chunk)
-            for row, u in enumerate(chunk):
+        for start in range(0, queries.shape[0], step):
+            chunk = queries[start : start + step]
+            if columns is None:
+                scores = self.scores_for_vectors(chunk)
+                if self._item_bias is not None:
+                    scores += self._item_bias
+                filt.apply(scores)
+            elif vectors is None:
+                scores = np.empty((chunk.shape[0], 0), dtype=np.float32)
+            else:
+                scores = np.asarray(chunk @ vectors.T, dtype=np.float32)
+                if self._item_bias is not None:
+                    scores += self._item_bias[columns]
+            for row in range(chunk.shape[0]):
                 s = scores[row]
-                if exclude_seen:
-                    s[self.seen_items(u)] = _NEG_INF
-                if excl.size:
-                    s[excl] = _NEG_INF
-                results.append(top_n(s, n))
+                dropped = drop[start + row] if drop is not None else None
+                if dropped is not None and dropped.size:
+                    if columns is None:
+                        s[dropped] = _NEG_INF
+                    else:
+                        s[np.isin(columns, dropped)] = _NEG_INF
+                idx, vals = top_n(s, n)
+                results.append((idx if columns is None else columns[idx], vals))
         return results
+
+    def _gathered(self, filt: ItemFilter) -> np.ndarray | None:
+        """The filter's candidates when few enough to score them alone (:attr:`gather_limit`), else None."""
+        candidates = filt.candidates
+        return candidates if candidates is not None and candidates.size <= self.gather_limit else None
 
     def fold_in(self, histories: Sequence[np.ndarray], estimator: Estimator = DEFAULT_ESTIMATOR) -> np.ndarray:
         """(B, d) float32 vectors of B users the model never trained, each folded in from the item indices it
@@ -290,24 +369,18 @@ class Recommender:
         exclude_seen: bool = True,
         exclude_items: Iterable[int] | None = None,
         estimator: Estimator = DEFAULT_ESTIMATOR,
+        item_filter: ItemFilter | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Top-``n`` for B users folded in from item-index histories; ``exclude_seen`` drops each history's items.
-        One (indices, scores) per history."""
-        excl = self._exclude_array(exclude_items)
+        """Top-``n`` for B users folded in from item-index histories; ``exclude_seen`` drops each history's items,
+        ``exclude_items`` and ``item_filter`` (:class:`service.filters.ItemFilter`: hidden items, allow-list,
+        attribute filter) apply to all of them. One (indices, scores) per history."""
+        filt = self.filter_for(exclude_items, item_filter)
         results: list[tuple[np.ndarray, np.ndarray]] = []
         step = max(1, _CHUNK_ELEMENTS // max(1, self.n_items))
         for start in range(0, len(histories), step):
             chunk = histories[start : start + step]
-            scores = self.scores_for_vectors(self.fold_in(chunk, estimator))
-            if self._item_bias is not None:
-                scores += self._item_bias
-            for row, history in enumerate(chunk):
-                s = scores[row]
-                if exclude_seen:
-                    s[np.asarray(history, dtype=np.int64)] = _NEG_INF
-                if excl.size:
-                    s[excl] = _NEG_INF
-                results.append(top_n(s, n))
+            drop = [np.asarray(history, dtype=np.int64) for history in chunk] if exclude_seen else None
+            results.extend(self.rank(self.fold_in(chunk, estimator), n, filt, drop))
         return results
 
     def recommend_vectors(
@@ -316,46 +389,53 @@ class Recommender:
         seen: Sequence[np.ndarray | None],
         n: int = 20,
         exclude_items: Iterable[int] | None = None,
+        item_filter: ItemFilter | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Top-``n`` for B users served from vectors of their own ((B, d): folded in, or moved by recorded events,
         :mod:`service.live`), plus item biases; row b drops the item indices ``seen[b]`` (None: none) and every row
-        ``exclude_items``. One (indices, scores) per row."""
-        excl = self._exclude_array(exclude_items)
-        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        results: list[tuple[np.ndarray, np.ndarray]] = []
-        step = max(1, _CHUNK_ELEMENTS // max(1, self.n_items))
-        for start in range(0, vectors.shape[0], step):
-            scores = self.scores_for_vectors(vectors[start : start + step])
-            if self._item_bias is not None:
-                scores += self._item_bias
-            for row in range(scores.shape[0]):
-                s = scores[row]
-                mask = seen[start + row]
-                if mask is not None:
-                    s[np.asarray(mask, dtype=np.int64)] = _NEG_INF
-                if excl.size:
-                    s[excl] = _NEG_INF
-                results.append(top_n(s, n))
-        return results
+        ``exclude_items`` and what ``item_filter`` drops (:class:`service.filters.ItemFilter`). One (indices, scores)
+        per row."""
+        drop = [np.empty(0, np.int64) if mask is None else np.asarray(mask, dtype=np.int64) for mask in seen]
+        return self.rank(vectors, n, self.filter_for(exclude_items, item_filter), drop)
 
-    def similar_items(self, item_index: int, n: int = 20) -> tuple[np.ndarray, np.ndarray]:
-        """Cosine neighbours of an item (the item itself excluded): (item indices, cosine similarities)."""
+    def similar_items(
+        self, item_index: int, n: int = 20, item_filter: ItemFilter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine neighbours of an item (the item itself excluded) among the items ``item_filter`` answers:
+        (item indices, cosine similarities)."""
         self._check_item(item_index)
+        filt = item_filter if item_filter is not None else ItemFilter.none(self.n_items)
         vec = self.item_embeddings(np.array([item_index], dtype=np.int64))
-        dots = self.scores_for_vectors(vec)[0]
-        denom = self._item_norms * self._item_norms[item_index]
+        columns = self._gathered(filt)
+        if columns is None:
+            dots = self.scores_for_vectors(vec)[0]
+            norms = self._item_norms
+        else:
+            columns = columns[columns != item_index]
+            dots = (
+                (self.item_embeddings(columns) @ vec[0]).astype(np.float32) if columns.size else np.empty(0, np.float32)
+            )
+            norms = self._item_norms[columns]
+        denom = norms * self._item_norms[item_index]
         with np.errstate(divide="ignore", invalid="ignore"):
             cos = np.where(denom > 0, dots / denom, 0.0).astype(np.float32)
-        cos[item_index] = _NEG_INF
-        return top_n(cos, n)
+        if columns is None:
+            filt.apply(cos)
+            cos[item_index] = _NEG_INF
+            return top_n(cos, n)
+        idx, vals = top_n(cos, n)
+        return columns[idx], vals
 
-    def popular(self, n: int = 20, exclude: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Most-interacted items in the training data (graph ∪ held-out), minus ``exclude``: (indices, counts)."""
-        scores = self._popularity.copy()
-        excl = self._exclude_array(exclude)
-        if excl.size:
-            scores[excl] = _NEG_INF
-        return top_n(scores, n)
+    def popular(
+        self, n: int = 20, exclude: Iterable[int] | None = None, item_filter: ItemFilter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Most-interacted items in the training data (graph ∪ held-out), minus ``exclude``, among the items
+        ``item_filter`` answers: (indices, counts)."""
+        filt = self.filter_for(exclude, item_filter)
+        if filt.candidates is not None:
+            idx, vals = top_n(self._popularity[filt.candidates], n)
+            return filt.candidates[idx], vals
+        return top_n(filt.apply(self._popularity.copy()), n)
 
     def smoke_test(self) -> None:
         """A tiny end-to-end query; raises when the model produces non-finite or malformed output."""

@@ -70,10 +70,29 @@ class Settings(BaseSettings):
     redis_queue: int = Field(16, ge=0, description="Job-queue calls that may wait for a thread; more: 503.")
     embedded_redis_dir: Path | None = Field(
         None,
-        description="Where `c2f serve`'s embedded Redis keeps its socket and job database (kept across restarts); "
-        "unset: a temporary directory, removed on exit.",
+        description="Where `c2f serve`'s embedded Redis keeps its socket and database (job records, hidden items, "
+        "interaction events; kept across restarts); unset: a temporary directory, removed on exit.",
     )
 
+    # Live catalog: hidden items (in Redis, c2f/service/catalog.py), allow-lists and attribute filters
+    catalog_name: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Redis namespace of the hidden items: every process serving the same items shares it; give "
+        "each other model served from the same Redis its own.",
+    )
+    hidden_refresh_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="How often each process re-reads the hidden items' version from Redis (a change reaches every "
+        "process within about this long).",
+    )
+    max_hidden_items: int = Field(100_000, ge=0, description="Most hidden items; hiding one more: 409.")
+    max_candidates: int = Field(
+        1000, ge=0, description="Most ids in `items` (the allow-list, query or body); more: 422."
+    )
+    max_where: int = Field(32, ge=0, description="Most values in `where` filters, all clauses together; more: 422.")
     # Interaction events (POST /interactions: a Redis stream per dataset, c2f/service/events.py)
     max_events_per_request: int = Field(1000, ge=1, description="Most events in one POST /interactions; more: 422.")
     max_folded_users: int = Field(

@@ -229,6 +229,7 @@ def _method_arrays(trained: TrainedModel, data: InteractionData) -> tuple[dict[s
         arrays["item_bias"] = model.item_bias.detach().cpu().numpy().astype(np.float32)
     config = trained.config
     arrays.update(get_trainer(config.method).arrays(trained, H_full))
+    arrays.update(data.item_attributes)  # the item attribute table, when the dataset has one (stored as encoded)
     return store_dtypes(arrays, config.method, config.store_dtype), H_full
 
 

@@ -59,6 +59,22 @@ def test_embedded_redis_is_private_and_removed_on_stop() -> None:
     assert not redis.directory.exists()
 
 
+def test_embedded_redis_in_a_directory_keeps_its_data_across_restarts(tmp_path: Path) -> None:
+    """C2F_EMBEDDED_REDIS_DIR: jobs and hidden items outlive a restart (Redis saves on SIGTERM and loads on start)."""
+    redis = EmbeddedRedis(tmp_path / "redis")
+    try:
+        client = Redis.from_url(redis.start())
+        assert client.config_get("save")["save"] == "60 1"
+        client.sadd("kept", "a")
+        client.close()
+        redis.stop()
+        client = Redis.from_url(redis.start())
+        assert client.smembers("kept") == {b"a"}
+        client.close()
+    finally:
+        redis.stop()
+
+
 def test_embedded_queue_runs_jobs_and_shuts_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)  # the worker imports this test package's job functions
     settings = Settings(redis_url=None, artifact_root=str(tmp_path / "artifacts"), data_root=tmp_path)

@@ -129,3 +129,27 @@ def test_footprint_endpoint_reports_stored_and_in_memory_bytes(artifact_root: Pa
     # it upcast) plus what the scorer derived
     kept = body["stored_bytes"] - sum(body["arrays"][name] for name in ("S_c_idx", "S_c_w", "E_c", "H_meta"))
     assert body["in_memory_bytes"] == body["loaded_bytes"] == kept + sum(body["derived"].values())
+
+
+def test_footprint_and_page_count_the_live_catalog(artifact_root: Path, make_client) -> None:  # type: ignore[no-untyped-def]
+    """The hidden items and the item attribute table are counted (how many, bytes), never as embedding bytes."""
+    from c2f.contract.attributes import encode_attributes
+    from c2f.service.catalog import HiddenSnapshot
+
+    arrays = make_arrays("legcf", n_users=6, n_items=40)
+    plain = footprint(arrays, "legcf")
+    table = encode_attributes(arrays["item_ids"], arrays["item_ids"], {"genre": np.array(["jazz", "rock"] * 20)})
+    build_artifact(artifact_root, "legcf", arrays={**arrays, **table}, manifest=make_manifest("legcf"))
+    with make_client() as client:
+        client.app.state.catalog._install(HiddenSnapshot(frozenset({"i1", "i2", "gone"}), 3, "e"))
+        body = client.get("/footprint").json()
+        page = client.get("/").text
+    catalog = body["catalog"]
+    table_bytes = sum(int(a.nbytes) for a in table.values())
+    assert catalog["attribute_columns"] == ["genre"] and catalog["attribute_values"] == {"genre": 2}
+    assert table_bytes <= catalog["attribute_bytes"] <= table_bytes + 64  # the arrays (and the column names)
+    assert body["components"]["attributes"] == table_bytes
+    assert body["embedding_bytes"] == plain.embedding_bytes  # not embedding bytes
+    assert catalog["hidden_items"] == 3 and catalog["hidden_bytes"] > 3 * 40 and catalog["hidden_stale"] is False
+    assert 'id="hidden-count">3<' in page and "<code>genre</code> (2 values)" in page
+    assert f'data-bytes="{catalog["attribute_bytes"]}"' in page and "item attribute table" in page

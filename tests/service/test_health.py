@@ -21,7 +21,10 @@ def test_ready_once_a_model_is_loaded(artifact_root: Path, make_client) -> None:
         version = build_artifact(artifact_root, "ud")
         assert client.post("/models/reload").status_code == 200
         r = client.get("/health/ready")
-        assert r.status_code == 200 and r.json() == {"status": "ready", "model_version": version}
+        assert r.status_code == 200 and r.json()["status"] == "ready" and r.json()["model_version"] == version
+        # no Redis configured: nothing can be hidden, and nothing is stale
+        hidden = r.json()["hidden_items"]
+        assert hidden["configured"] is False and hidden["count"] == 0 and hidden["stale"] is False
 
 
 def test_unknown_route_and_method_are_json(make_client) -> None:  # type: ignore[no-untyped-def]

@@ -51,6 +51,7 @@ def test_schemathesis_all_checks_pass(artifact_root: Path, tmp_path: Path) -> No
         api_key="schemathesis",
         redis_url=REDIS_URL,
         queue_name=queue,
+        catalog_name=queue,  # the items it hides stay in its own namespace (removed below)
         events_namespace=queue,  # the events schemathesis records go to streams of their own, deleted below
         data_root=tmp_path / "data",
         access_log=False,
@@ -67,6 +68,8 @@ def test_schemathesis_all_checks_pass(artifact_root: Path, tmp_path: Path) -> No
             )  # fmt: skip
     finally:
         delete_queue_keys(redis, queue)
+        for key in redis.scan_iter(f"c2f:catalog:{queue}:*"):
+            redis.delete(key)
         streams = list(redis.scan_iter(f"c2f:events:{queue}:*"))
         if streams:
             redis.delete(*streams)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from c2f.contract.artifact import load_artifact, version_path
+from c2f.contract.attributes import encode_attributes
 from c2f.service.scoring import Recommender
-from tests.fixtures import assert_error, build_artifact, make_manifest, tiny_known_arrays
+from tests.fixtures import assert_error, build_artifact, make_arrays, make_manifest, tiny_known_arrays
 
 
 @pytest.fixture
@@ -183,6 +184,132 @@ def test_reload_under_concurrent_requests(artifact_root: Path, make_client) -> N
     assert len(responses) > 20
     # the rankings really differ between versions, so a mixed response would have been caught
     assert len({tuple(i for i, _ in v) for v in expected.values()}) > 1
+
+
+# ---------------------------------------------------------------------------------------------- allow-lists, where=
+N_CATALOG = 60
+
+
+def _genre(i: int) -> str:
+    return "jazz" if i % 4 == 0 else ("blues" if i % 4 == 1 else "rock")
+
+
+@pytest.fixture
+def catalog_root(artifact_root: Path) -> Path:
+    """60 items with a planted attribute table: genre jazz (i % 4 == 0), blues (i % 4 == 1), rock; country fr for
+    even items, else de."""
+    arrays = make_arrays("legcf", n_users=8, n_items=N_CATALOG, d=6, seed=3, seen_per_user=5)
+    genre = np.array([_genre(i) for i in range(N_CATALOG)])
+    country = np.array(["fr" if i % 2 == 0 else "de" for i in range(N_CATALOG)])
+    arrays.update(encode_attributes(arrays["item_ids"], arrays["item_ids"], {"genre": genre, "country": country}))
+    build_artifact(artifact_root, "legcf", arrays=arrays, manifest=make_manifest("legcf"))
+    return artifact_root
+
+
+def _ids(response) -> list[str]:  # type: ignore[no-untyped-def]
+    assert response.status_code == 200, response.text
+    return [it["item_id"] for it in response.json()["items"]]
+
+
+def test_allow_list_ranks_its_items_as_the_full_ranking(catalog_root: Path, make_client) -> None:  # type: ignore[no-untyped-def]
+    with make_client() as client:
+        full = _ids(client.get(f"/recommend/u2?n={N_CATALOG}"))
+        allow = ["i5", "i17", "i30", "i41", "i52", "i8"]
+        r = client.get("/recommend/u2?n=4&items=i5,i17,i30,nope&items=i41&items=i52,i8")
+        assert _ids(r) == [i for i in full if i in allow][:4]
+        assert r.json()["ignored_items"] == ["nope"] and r.json()["ignored_exclude"] == []
+        # with exclude on top, and the same through FastAPI's path (n given twice) and the batch route
+        query = "items=i5,i17,i30,i41,i52,i8&exclude=i17"
+        expected = [i for i in full if i in allow and i != "i17"]
+        assert _ids(client.get(f"/recommend/u2?n=10&{query}")) == expected
+        assert _ids(client.get(f"/recommend/u2?n=10&n=10&{query}")) == expected
+        body = {"user_ids": ["u2", "ghost"], "n": 10, "items": allow, "exclude": ["i17"], "fallback": "popular"}
+        r = client.post("/recommend/batch", json=body)
+        assert r.status_code == 200, r.text
+        u2, ghost = r.json()["results"]
+        assert [it["item_id"] for it in u2["items"]] == expected
+        assert {it["item_id"] for it in ghost["items"]} <= set(allow) - {"i17"} and ghost["strategy"] == "popular"
+        # an allow-list of unknown ids only: nothing to answer
+        assert _ids(client.get("/recommend/u2?items=nope")) == []
+        similar = _ids(client.get("/similar-items/i5?n=3&items=i17,i30,i41,i5"))
+        assert set(similar) == {"i17", "i30", "i41"}  # the item itself never
+
+
+def test_where_filters_on_the_planted_attributes(catalog_root: Path, make_client) -> None:  # type: ignore[no-untyped-def]
+    with make_client() as client:
+        full = _ids(client.get(f"/recommend/u1?n={N_CATALOG}"))
+        jazz = _ids(client.get("/recommend/u1?n=100&where=genre:jazz"))
+        assert jazz == [i for i in full if _genre(int(i[1:])) == "jazz"] and jazz
+        either = _ids(client.get("/recommend/u1?n=100&where=genre:jazz|blues"))
+        assert either == [i for i in full if _genre(int(i[1:])) in ("jazz", "blues")]
+        both = _ids(client.get("/recommend/u1?n=100&where=genre:jazz|blues&where=country:de"))
+        assert both == [i for i in full if _genre(int(i[1:])) == "blues"]  # blues are the odd ones
+        assert _ids(client.get("/recommend/u1?n=100&where=genre:polka")) == []  # a value no item has
+        assert _ids(client.get("/recommend/u1?n=100&n=100&where=genre:jazz")) == jazz  # FastAPI's path
+        r = client.post("/recommend/batch", json={"user_ids": ["u1"], "n": 100, "where": ["genre:jazz"]})
+        assert [it["item_id"] for it in r.json()["results"][0]["items"]] == jazz
+        # allow-list and where together; popular fallback and similar items filter too
+        assert _ids(client.get("/recommend/u1?n=100&where=genre:jazz&items=i0,i1,i4")) == [
+            i for i in full if i in ("i0", "i4")
+        ]
+        visitor = client.post("/recommend", json={"items": ["i1", "i2"], "n": 100, "where": ["genre:jazz"]})
+        assert visitor.json()["strategy"] == "fold_in" and _ids(visitor)
+        assert all(_genre(int(i[1:])) == "jazz" for i in _ids(visitor))
+        popular = _ids(client.get("/recommend/ghost?fallback=popular&n=100&where=country:fr"))
+        assert popular and all(int(i[1:]) % 2 == 0 for i in popular)
+        similar = _ids(client.get("/similar-items/i3?n=100&where=genre:rock"))
+        assert "i3" not in similar and all(_genre(int(i[1:])) == "rock" for i in similar)
+
+
+@pytest.mark.parametrize(
+    ("query", "code", "says"),
+    [
+        ("where=colour:red", "unknown_attribute", "this model has: genre, country"),
+        ("where=genre", "validation_error", "column:value"),
+        ("where=genre:", "validation_error", "column:value"),
+        ("where=genre:a|b|c", "validation_error", "at most 2 values"),
+        ("items=i1,i2,i3,i4", "validation_error", "at most 3 ids in items"),
+    ],
+)
+def test_bad_filters_are_422_json(catalog_root: Path, make_client, query: str, code: str, says: str) -> None:  # type: ignore[no-untyped-def]
+    with make_client(max_candidates=3, max_where=2) as client:
+        for path in (f"/recommend/u1?{query}", f"/recommend/u1?n=3&n=3&{query}", f"/similar-items/i1?{query}"):
+            err = assert_error(client.get(path), 422, code)
+            assert says in err["message"], (path, err)
+        key, _, value = query.partition("=")
+        body = {"user_ids": ["u1"], key: [value]}
+        assert says in assert_error(client.post("/recommend/batch", json=body), 422, code)["message"]
+    if code == "unknown_attribute":
+        assert err["details"] == {"available": ["genre", "country"]}
+
+
+def test_where_on_a_model_without_attributes_is_422(tiny_root: Path, make_client) -> None:  # type: ignore[no-untyped-def]
+    with make_client() as client:
+        err = assert_error(client.get("/recommend/alice?where=genre:jazz"), 422, "no_item_attributes")
+        assert "this model has no item attributes" in err["message"]
+        assert_error(
+            client.post("/recommend/batch", json={"user_ids": ["alice"], "where": ["a:b"]}), 422, "no_item_attributes"
+        )
+        assert client.get("/recommend/alice?items=i0,i1").status_code == 200  # allow-lists need no attributes
+
+
+def test_filters_are_documented_with_examples(tiny_root: Path, make_client) -> None:  # type: ignore[no-untyped-def]
+    with make_client(max_candidates=7, max_where=5) as client:
+        schema = client.get("/openapi.json").json()
+    params = {p["name"]: p for p in schema["paths"]["/recommend/{user_id}"]["get"]["parameters"]}
+    assert "At most 7 ids" in params["items"]["description"] and params["items"]["schema"]["examples"]
+    assert "At most 5 values" in params["where"]["description"] and params["where"]["schema"]["examples"]
+    similar = {p["name"] for p in schema["paths"]["/similar-items/{item_id}"]["get"]["parameters"]}
+    assert {"items", "where", "exclude"} <= similar
+    batch = schema["components"]["schemas"]["BatchRecommendRequest"]
+    assert any(branch.get("maxItems") == 7 for branch in batch["properties"]["items"]["anyOf"])
+    assert any("where" in example for example in batch["examples"])
+    for method in ("put", "delete"):
+        operation = schema["paths"]["/items/{item_id}/hidden"][method]
+        assert {"401", "404", "503"} <= set(operation["responses"])
+        assert operation["parameters"][0]["schema"]["examples"] == ["1337"]
+    assert "409" in schema["paths"]["/items/{item_id}/hidden"]["put"]["responses"]
+    assert "example" in schema["components"]["schemas"]["HiddenItemsResponse"]
 
 
 @pytest.fixture

@@ -402,3 +402,96 @@ def test_a_served_model_frees_the_arrays_its_scorer_does_not_read(
     assert set(rec.artifact.arrays) == set(refs) - freed  # what the served artifact lists is what stays in memory
     assert rec.artifact.footprint == footprint and rec.artifact.d == d  # still those of the version as published
     np.testing.assert_array_equal(rec.user_scores([0, 3]), expected)
+
+
+# ---------------------------------------------------------------------------------------------- item filters
+@pytest.mark.parametrize(
+    ("method", "mode", "pq", "biases"),
+    [
+        ("legcf", "compressed", False, True),
+        ("c2f", "exact", False, False),
+        ("ud", "compressed", False, True),
+        ("ud", "compressed", True, False),
+        ("legcf", "compressed", True, True),
+        ("hash", "compressed", False, False),
+    ],
+)
+def test_filtered_rankings_are_the_full_ranking_filtered(
+    artifact_root: Path, method: str, mode: str, pq: bool, biases: bool
+) -> None:
+    """An allow-list (scored alone: its vectors gathered) and an attribute mask (many items: every item scored, the
+    others masked) rank exactly as the full ranking filtered, for every served form."""
+    from c2f.service.filters import ItemFilter
+    from tests.fixtures import with_pq
+
+    n_items = 240
+    arrays = make_arrays(method, n_users=12, n_items=n_items, d=8, seed=5, seen_per_user=6)
+    if pq:
+        arrays = with_pq(arrays, subspaces=4, centroids=16, seed=2, item_scale=True)
+    if biases:
+        arrays["item_bias"] = np.random.default_rng(1).standard_normal(n_items).astype(np.float32)
+    version = build_artifact(artifact_root, method, arrays=arrays, manifest=make_manifest(method, layers=2))
+    rec = Recommender(load_artifact(version_path(artifact_root, version)), mode)
+    rng = np.random.default_rng(9)
+    allow = rng.choice(n_items, 25, replace=False)
+    many = rng.random(n_items) < 0.5
+    hidden = rng.choice(n_items, 30, replace=False)
+    for filt in (
+        ItemFilter.build(n_items, allow=allow, hidden=hidden),
+        ItemFilter.build(n_items, mask=many, exclude=hidden[:5]),
+        ItemFilter.build(n_items, mask=many, allow=allow),
+        ItemFilter.build(n_items, hidden=hidden),
+        ItemFilter.build(n_items, allow=rng.choice(n_items, 100, replace=False)),  # listed, too many to gather
+    ):
+        answerable = filt.answerable()
+        for user in range(rec.n_users):
+            full, full_scores = rec.recommend(user, n_items)
+            expected = full[answerable[full]][:10]
+            idx, scores = rec.recommend(user, 10, item_filter=filt)
+            assert idx.tolist() == expected.tolist(), (user, rec._gathered(filt) is not None)
+            np.testing.assert_allclose(scores, full_scores[answerable[full]][:10], rtol=1e-4, atol=1e-5)
+            assert not np.isin(idx, rec.seen_items(user)).any()
+        batch = rec.recommend_batch(range(rec.n_users), 10, item_filter=filt)
+        assert [b[0].tolist() for b in batch] == [rec.recommend(u, 10, item_filter=filt)[0].tolist() for u in range(12)]
+        sim_full, _ = rec.similar_items(3, n_items)
+        sim, _ = rec.similar_items(3, 10, item_filter=filt)
+        assert sim.tolist() == sim_full[answerable[sim_full]][:10].tolist()
+        pop_full, _ = rec.popular(n_items)
+        assert rec.popular(10, item_filter=filt)[0].tolist() == pop_full[answerable[pop_full]][:10].tolist()
+
+
+def test_an_allow_list_scores_only_its_items(artifact_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small candidate set never scores every item: only the candidates' vectors are read from the served form."""
+    from c2f.service.filters import ItemFilter
+
+    rec = Recommender(_load(artifact_root, "legcf", n_users=4, n_items=500, d=8))
+    asked: list[int] = []
+    original = rec.scorer.item_vectors
+    monkeypatch.setattr(rec.scorer, "scores", lambda q: pytest.fail("scored every item"))
+    monkeypatch.setattr(rec.scorer, "item_vectors", lambda items: asked.append(len(items)) or original(items))
+    filt = ItemFilter.build(rec.n_items, allow=[7, 3, 499, 3, 10_000, -1], exclude=[499])
+    assert filt.candidates is not None and filt.candidates.tolist() == [3, 7] and rec.gather_limit == 500 // 8
+    idx, _ = rec.recommend(0, 5, exclude_seen=False, item_filter=filt)
+    assert sorted(idx.tolist()) == [3, 7] and asked == [2]
+    empty = ItemFilter.build(rec.n_items, allow=[])
+    assert rec.recommend(0, 5, item_filter=empty)[0].size == 0
+    assert rec.similar_items(3, 5, item_filter=ItemFilter.build(rec.n_items, allow=[3]))[0].size == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "mode", "pq", "divisor"),
+    [("ud", "compressed", False, 2), ("legcf", "exact", False, 2), ("legcf", "compressed", False, 8)]
+    + [("ud", "compressed", True, 4), ("legcf", "compressed", True, 4)],
+)
+def test_gather_limits_follow_the_served_form(
+    artifact_root: Path, method: str, mode: str, pq: bool, divisor: int
+) -> None:
+    """Candidates are scored alone up to where gathering them costs what scoring every item does: about half the
+    items for a dense table, n_items / d for the sparse form, n_items / (2·d / M) for the codes (d = 8, M = 4)."""
+    from tests.fixtures import with_pq
+
+    arrays = make_arrays(method, n_users=4, n_items=400, d=8)
+    if pq:
+        arrays = with_pq(arrays, subspaces=4)
+    version = build_artifact(artifact_root, method, arrays=arrays, manifest=make_manifest(method, layers=2))
+    assert Recommender(load_artifact(version_path(artifact_root, version)), mode).gather_limit == 400 // divisor

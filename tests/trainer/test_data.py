@@ -394,6 +394,68 @@ def test_http_load(http_root: tuple[Path, str], synthetic_lightgcn_dir: Path, sy
     print(f"\nhttp loads and refusals: {time.perf_counter() - started:.2f} s")  # never a hang: the timeout marker
 
 
+# ------------------------------------------------------------------------------------------------- item attributes
+
+
+def _attribute_values(data: InteractionData) -> dict[str, list[str]]:
+    from c2f.contract.attributes import ItemAttributes
+
+    attrs = ItemAttributes.from_arrays(data.item_attributes)
+    assert attrs is not None
+    return attrs.item_values(np.arange(data.n_items))
+
+
+def test_item_table_beside_an_interaction_table(tmp_path: Path) -> None:
+    users, items, _, community = planted_communities(n_users=40, n_items=30, n_communities=3, seed=2)
+    csv = write_interactions_csv(tmp_path / "plays.csv.gz", users, items)
+    rows = [f"i{i},c{community[i]},{i * 1.5:g}\n" for i in range(30) if i != 4] + ["i999,c0,1\n"]  # i4 unlisted
+    table = "item_id,community,price\n" + "".join(rows)
+    (tmp_path / "plays.items.csv").write_text(table)
+    data = load_dataset(str(csv))
+    values = _attribute_values(data)
+    for index, item_id in enumerate(data.item_ids.tolist()):
+        i = int(item_id[1:])
+        assert values["community"][index] == ("" if i == 4 else f"c{community[i]}")
+        assert values["price"][index] == ("" if i == 4 else f"{i * 1.5:g}")
+    stats = data.stats["item_attributes"]
+    assert stats["file"] == "plays.items.csv" and stats["columns"] == ["community", "price"]
+    assert stats["rows"] == 30 and stats["rows_without_interactions"] == 1 and stats["items_without_row"] == 1
+    assert stats["sha256"] == hashlib.sha256(table.encode()).hexdigest()
+    # the interactions' content hash is the interactions' own (unchanged by the attribute table)
+    assert data.content_hash == hashlib.sha256(csv.read_bytes()).hexdigest()
+
+
+def test_item_table_in_a_lightgcn_directory_as_parquet(tmp_path: Path) -> None:
+    users, items, _, community = planted_communities(n_users=40, n_items=30, n_communities=3, seed=2)
+    directory = write_lightgcn_dir(tmp_path / "ds", users, items)
+    frame = pd.DataFrame({"item": np.arange(30), "community": [f"c{c}" for c in community], "stock": [None] + [7] * 29})
+    frame.to_parquet(directory / "items.parquet")
+    data = load_dataset(str(directory))
+    values = _attribute_values(data)
+    order = data.item_ids.astype(int)
+    assert values["community"] == [f"c{community[i]}" for i in order]
+    assert values["stock"] == ["" if i == 0 else "7" for i in order]  # integers as integers, a null as ""
+    assert load_dataset(str(write_lightgcn_dir(tmp_path / "plain", users, items))).item_attributes == {}
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("name,genre\ni1,jazz\n", r"items\.csv:1: missing column 'item'"),
+        ("item,genre\n1,jazz\n2,rock\n1,pop\n", r"items\.csv:4: item '1' is listed twice"),
+        ("item,genre\n1,jazz\n,rock\n", r"items\.csv:3: empty item id"),
+        ("item,a:b\n1,jazz\n", r"items\.csv:1: attribute column 'a:b'"),
+        ("", r"items\.csv:1: empty file"),
+    ],
+)
+def test_bad_item_tables_name_the_line(tmp_path: Path, table: str, message: str) -> None:
+    users, items, _, _ = planted_communities(n_users=20, n_items=10, n_communities=2, seed=1)
+    directory = write_lightgcn_dir(tmp_path / "ds", users, items)
+    (directory / "items.csv").write_text(table)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(str(directory))
+
+
 # ------------------------------------------------------------------------------------------------- gowalla
 
 

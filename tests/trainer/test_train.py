@@ -180,3 +180,36 @@ def test_served_fit_recovers_an_exactly_two_sparse_composition():
     err_reassign = np.linalg.norm(compressed_embeddings(idx_r, w_r, C_r) - H_full)
     assert err_reassign < 1e-3 * np.linalg.norm(H_full) < err_weights
     assert {frozenset(r) for r in idx_r.tolist()} == {frozenset(r) for r in true_idx.tolist()}
+
+
+def test_item_attributes_travel_inside_the_artifact(tmp_path):
+    """A dataset's item attribute table is published with the model (checksummed with every array), so serving
+    filters on it without the dataset: where community = c lists only community c's items, in the model's order."""
+    from c2f.service.filters import ItemFilter
+    from c2f.service.scoring import Recommender
+    from c2f.trainer.synthetic import planted_communities, write_interactions_csv
+
+    users, items, community_of_user, community_of_item = planted_communities(seed=4)
+    csv = write_interactions_csv(tmp_path / "data" / "plays.csv", users, items)
+    rows = "".join(f"i{i},c{c},{'even' if i % 2 == 0 else 'odd'}\n" for i, c in enumerate(community_of_item))
+    (tmp_path / "data" / "plays.items.csv").write_text("item,community,parity\n" + rows)
+    config = TrainConfig(method="ud", **{**SMALL, "epochs": 15})
+    published = train_and_publish(str(csv), config, tmp_path / "out")
+    artifact = load_artifact(published.path)
+    assert published.manifest.dataset.stats["item_attributes"]["columns"] == ["community", "parity"]
+    assert published.manifest.footprint.components["attributes"] > 0
+    rec = Recommender(artifact)
+    assert rec.attributes is not None and rec.attributes.names == ["community", "parity"]
+    item_community = np.array([int(community_of_item[int(i[1:])]) for i in rec.item_ids.tolist()])
+    user = 0
+    planted = int(community_of_user[int(rec.user_ids[user][1:])])
+    unfiltered, _ = rec.recommend(user, 20)
+    assert (item_community[unfiltered] == planted).mean() >= 0.7  # the model learned the planted communities
+    other = (planted + 1) % 8
+    mask = rec.attributes.mask([("community", (f"c{other}",))])
+    filt = ItemFilter.build(rec.n_items, mask=mask)
+    idx, scores = rec.recommend(user, 20, item_filter=filt)
+    assert len(idx) == 20 and set(item_community[idx].tolist()) == {other}
+    full, full_scores = rec.recommend(user, rec.n_items)
+    expected = full[item_community[full] == other][:20]
+    assert idx.tolist() == expected.tolist()  # the full ranking, filtered

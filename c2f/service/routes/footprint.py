@@ -6,8 +6,10 @@ from __future__ import annotations
 import psutil
 from fastapi import APIRouter, Request
 
-from c2f.service.deps import ModelDep
-from c2f.service.schemas import ErrorResponse, FootprintResponse
+from c2f.service.catalog import HiddenItems
+from c2f.service.deps import CatalogDep, ModelDep
+from c2f.service.registry import LoadedModel
+from c2f.service.schemas import CatalogFootprint, ErrorResponse, FootprintResponse
 
 router = APIRouter(tags=["footprint"])
 
@@ -18,7 +20,7 @@ router = APIRouter(tags=["footprint"])
     responses={503: {"model": ErrorResponse, "description": "No model loaded yet (code no_model)."}},
     summary="Sizes of the served model vs. its full-table equivalent",
 )
-async def get_footprint(model: ModelDep, request: Request) -> FootprintResponse:
+async def get_footprint(model: ModelDep, catalog: CatalogDep, request: Request) -> FootprintResponse:
     artifact, rec = model.artifact, model.recommender
     fp = artifact.footprint  # of every array as loaded
     derived = rec.memory_bytes()
@@ -55,5 +57,22 @@ async def get_footprint(model: ModelDep, request: Request) -> FootprintResponse:
         compression_ratio_bytes=fp.compression_ratio_bytes,
         metrics=metrics.as_reported(),
         process_rss_bytes=psutil.Process().memory_info().rss,
+        catalog=catalog_footprint(model, catalog),
         events=request.app.state.events.status(model),
+    )
+
+
+def catalog_footprint(model: LoadedModel, catalog: HiddenItems) -> CatalogFootprint:
+    """The hidden items this process holds and the served model's item attribute table (GET /footprint, the
+    status page)."""
+    catalog.indices(model.recommender)  # the served model's indices, counted in the bytes
+    hidden = catalog.status()
+    attributes = model.recommender.attributes
+    return CatalogFootprint(
+        hidden_items=hidden["count"],
+        hidden_bytes=hidden["bytes"],
+        hidden_stale=hidden["stale"],
+        attribute_columns=attributes.names if attributes is not None else [],
+        attribute_values=attributes.value_counts() if attributes is not None else {},
+        attribute_bytes=attributes.nbytes if attributes is not None else 0,
     )

@@ -1,7 +1,8 @@
 """GET /health/live, GET /health/ready and GET /metrics (Prometheus text format).
 
 The probes are ``async`` and read only process state (never Redis, never the thread pool): they answer while the
-job queue hangs or every pool thread is busy.
+job queue hangs or every pool thread is busy. Readiness reports the hidden items in force (``stale`` when Redis
+could not be read lately) without depending on them.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from c2f.service.deps import MetricsDep, ModelDep
+from c2f.service.deps import CatalogDep, MetricsDep, ModelDep
 from c2f.service.encoding import FastJSONResponse
 from c2f.service.schemas import ErrorResponse, LiveResponse, ReadyResponse
 
@@ -27,8 +28,9 @@ async def live() -> FastJSONResponse:
     responses={503: {"model": ErrorResponse, "description": "No model loaded yet (code no_model)."}},
     summary="200 once a model is loaded and served",
 )
-async def ready(model: ModelDep) -> FastJSONResponse:
-    return FastJSONResponse({"status": "ready", "model_version": model.version})
+async def ready(model: ModelDep, catalog: CatalogDep) -> FastJSONResponse:
+    # stale hidden items (Redis unreadable) do not make the process unready: it serves the last known set
+    return FastJSONResponse({"status": "ready", "model_version": model.version, "hidden_items": catalog.status()})
 
 
 @router.get(

@@ -5,7 +5,8 @@ The page reads everything through the app: the served model from ``app.state.reg
 It renders whatever is available: no model loaded, or Redis down, still gives a page (with a note in place of the
 missing part). No JavaScript build: one Jinja2 template with inline CSS, an inline SVG bar chart and a few lines of
 ``fetch()`` for the recommendation form. Recorded interaction events get a line under the footprint (users folded in
-or moved, their bytes, the caps: ``GET /footprint``'s ``events``).
+or moved, their bytes, the caps: ``GET /footprint``'s ``events``), and so does the live catalog (hidden items and
+the item attribute table, as ``GET /footprint``'s ``catalog``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from c2f.service import budget_plot
 from c2f.service.errors import NOT_FOUND, ApiError
 from c2f.service.offload import Busy
 from c2f.service.redact import scrub
+from c2f.service.routes.footprint import catalog_footprint
 
 logger = logging.getLogger("c2f.service")
 
@@ -52,6 +54,7 @@ _COMPONENT_LABELS = {
     "E_r": "S_λ(E_r) sparse fine codebook",
     "id_maps": "external id maps",
     "graph": "seen-items graph (CSR)",
+    "attributes": "item attribute table",
     "other": "other arrays",
 }
 
@@ -210,6 +213,7 @@ async def status_page(request: Request) -> HTMLResponse:
     state = request.app.state
     settings = getattr(state, "settings", None)
     registry = getattr(state, "registry", None)
+    catalog = getattr(state, "catalog", None)
     events = getattr(state, "events", None)
     model = registry.current if registry is not None else None
     status: dict[str, Any] = {}
@@ -253,6 +257,8 @@ async def status_page(request: Request) -> HTMLResponse:
                 "example_user": str(artifact.arrays["user_ids"][0]) if artifact.n_users else "",
             },
             footprint=fp,
+            catalog=catalog_footprint(model, catalog) if catalog is not None else None,
+            hidden=catalog.status() if catalog is not None else {},
             events=events.status(model) if events is not None else None,
             bars=bars,
             chart_height=chart_height,

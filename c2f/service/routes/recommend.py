@@ -2,7 +2,9 @@
 
 Unknown ids in ``exclude`` are ignored and echoed back in ``ignored_exclude`` (a typo should not fail a
 request, but the caller can see it).  ``exclude`` takes comma-separated ids and may be repeated, at most
-``settings.max_exclude`` of them (422 beyond).
+``settings.max_exclude`` of them (422 beyond).  The allow-list ``items`` (the candidates to rank) works the same way
+(``ignored_items``, at most ``settings.max_candidates``), and ``where=column:value`` keeps the items whose attribute
+matches (:mod:`service.filters`).  Hidden items (:mod:`service.catalog`) are never answered.
 
 Recorded events (``POST /interactions``, :mod:`service.live`) count at once: a user the model trained is scored with
 its vector moved by them and their items count as seen; a user id only events named is folded in from them
@@ -22,9 +24,11 @@ import numpy as np
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.routing import APIRoute
 
-from c2f.service.deps import ModelDep, SettingsDep
+from c2f.service.catalog import HiddenItems
+from c2f.service.deps import CatalogDep, ModelDep, SettingsDep
 from c2f.service.encoding import FastJSONResponse
 from c2f.service.errors import UNKNOWN_USER, invalid, unknown_user
+from c2f.service.filters import ItemFilter, Selection, resolve_ids, select_items
 from c2f.service.live import LiveUser
 from c2f.service.registry import LoadedModel
 from c2f.service.schemas import (
@@ -41,9 +45,30 @@ router = APIRouter(tags=["recommend"])
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorResponse, "description": "Unknown user (code unknown_user)."},
-    422: {"model": ErrorResponse, "description": "Invalid parameters (code validation_error)."},
+    422: {
+        "model": ErrorResponse,
+        "description": "Invalid parameters (code validation_error); a where= filter on a model without item "
+        "attributes (no_item_attributes) or on a column it does not have (unknown_attribute).",
+    },
     503: {"model": ErrorResponse, "description": "No model loaded yet (code no_model)."},
 }
+
+ItemsQuery = Annotated[
+    list[str] | None,
+    Query(
+        description="Allow-list: rank only these item ids (comma-separated and/or repeated; unknown ids are ignored "
+        "and reported in ignored_items).",
+        examples=["7,9,1337"],
+    ),
+]
+WhereQuery = Annotated[
+    list[str] | None,
+    Query(
+        description="Attribute filter column:value (| between alternative values); repeated: all must hold. Needs "
+        "a model trained with an item attribute table.",
+        examples=["genre:jazz|blues"],
+    ),
+]
 
 
 _BAD_BODY: dict[str, object] = {"model": ErrorResponse, "description": "The body is not JSON (code bad_request)."}
@@ -54,22 +79,27 @@ def check_n(n: int, max_n: int) -> None:
         raise invalid(f"n must be between 1 and {max_n}, got {n}", details=[{"loc": ["n"], "max": max_n}])
 
 
-def split_ids(values: list[str] | None, limit: int) -> list[str]:
-    """Flatten ``["a,b", "c"]`` into ``["a", "b", "c"]`` (blank entries dropped, order kept, duplicates removed);
-    422 when more than ``limit`` ids are given."""
-    out: list[str] = []
-    for value in values or []:
-        out.extend(part.strip() for part in value.split(",") if part.strip())
-        if len(out) > limit:
-            raise invalid(f"at most {limit} ids in exclude", details=[{"loc": ["exclude"], "max": limit}])
-    return list(dict.fromkeys(out))
-
-
-def resolve_items(model: LoadedModel, ids: list[str]) -> tuple[list[int], list[str]]:
-    """(indices of the known ids, the unknown ids), both in the order given."""
-    found = model.recommender.item_indices(ids)
-    unknown = [item_id for item_id, k in zip(ids, found.tolist(), strict=True) if k < 0]
-    return found[found >= 0].tolist(), unknown
+def selection(
+    model: LoadedModel,
+    settings: Settings,
+    catalog: HiddenItems,
+    exclude: list[str] | None,
+    items: list[str] | None = None,
+    where: list[str] | None = None,
+) -> Selection:
+    """The items a request may be answered with: :func:`service.filters.select_items` with the hidden items and the
+    configured bounds."""
+    rec = model.recommender
+    return select_items(
+        rec,
+        catalog.indices(rec),
+        exclude=exclude,
+        items=items,
+        where=where,
+        max_exclude=settings.max_exclude,
+        max_candidates=settings.max_candidates,
+        max_where=settings.max_where,
+    )
 
 
 def live_user(model: LoadedModel, user_id: str) -> LiveUser | None:
@@ -78,13 +108,14 @@ def live_user(model: LoadedModel, user_id: str) -> LiveUser | None:
 
 
 def live_ranked(
-    model: LoadedModel, users: list[LiveUser], n: int, exclude_seen: bool, excl: list[int]
+    model: LoadedModel, users: list[LiveUser], n: int, exclude_seen: bool, item_filter: ItemFilter
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Top-n of users served from their recorded events' vectors (one (indices, scores) per user)."""
+    """Top-n of users served from their recorded events' vectors (one (indices, scores) per user), among the items
+    ``item_filter`` answers."""
     rec = model.recommender
     vectors = np.stack([user.vector for user in users])
     seen = [user.seen(rec) if exclude_seen else None for user in users]
-    return rec.recommend_vectors(vectors, seen, n, exclude_items=excl)
+    return rec.recommend_vectors(vectors, seen, n, item_filter=item_filter)
 
 
 def scored(model: LoadedModel, idx: np.ndarray, scores: np.ndarray) -> list[dict[str, object]]:
@@ -96,6 +127,7 @@ def scored(model: LoadedModel, idx: np.ndarray, scores: np.ndarray) -> list[dict
 async def recommend(
     model: ModelDep,
     settings: SettingsDep,
+    catalog: CatalogDep,
     user_id: Annotated[str, Path(description="External user id.", examples=["42"])],
     n: Annotated[int, Query(ge=1, description="Number of items (at most settings.max_n).")] = 20,
     exclude_seen: Annotated[bool, Query(description="Drop items the user interacted with in training.")] = True,
@@ -106,36 +138,41 @@ async def recommend(
         Literal["popular"] | None,
         Query(description="'popular': unknown users get the most popular items (strategy 'popular')."),
     ] = None,
+    items: ItemsQuery = None,
+    where: WhereQuery = None,
 ) -> FastJSONResponse:
-    return answer(model, settings, user_id, n, exclude_seen, exclude, fallback)
+    return answer(model, settings, catalog, user_id, n, exclude_seen, exclude, fallback, items, where)
 
 
 def answer(
     model: LoadedModel,
     settings: Settings,
+    catalog: HiddenItems,
     user_id: str,
     n: int,
     exclude_seen: bool,
     exclude: list[str] | None,
     fallback: str | None,
+    items: list[str] | None = None,
+    where: list[str] | None = None,
 ) -> FastJSONResponse:
     """The body of ``GET /recommend/{user_id}`` once its parameters are parsed (by FastAPI or by
     :class:`HandParsedRoute`)."""
     check_n(n, settings.max_n)
-    excl, ignored = resolve_items(model, split_ids(exclude, settings.max_exclude))
+    chosen = selection(model, settings, catalog, exclude, items, where)
     rec = model.recommender
     uidx = rec.user_index(user_id)
     live = live_user(model, user_id)
     if live is not None:
-        ((idx, scores),) = live_ranked(model, [live], n, exclude_seen, excl)
+        ((idx, scores),) = live_ranked(model, [live], n, exclude_seen, chosen.filter)
         strategy: Literal["model", "popular", "fold_in"] = "fold_in" if live.index is None else "model"
     elif uidx is None:
         if fallback != "popular":
             raise unknown_user(user_id)
-        idx, scores = rec.popular(n, exclude=excl)
+        idx, scores = rec.popular(n, item_filter=chosen.filter)
         strategy = "popular"
     else:
-        idx, scores = rec.recommend(uidx, n, exclude_seen=exclude_seen, exclude_items=excl)
+        idx, scores = rec.recommend(uidx, n, exclude_seen=exclude_seen, item_filter=chosen.filter)
         strategy = "model"
     return FastJSONResponse(
         {
@@ -143,7 +180,8 @@ def answer(
             "items": scored(model, idx, scores),
             "model_version": model.version,
             "strategy": strategy,
-            "ignored_exclude": ignored,
+            "ignored_exclude": chosen.ignored_exclude,
+            "ignored_items": chosen.ignored_items,
         }
     )
 
@@ -151,20 +189,23 @@ def answer(
 # Query values FastAPI (pydantic, lax mode) reads as these booleans; anything else goes to the full path, which
 # answers exactly as before (422 for a bad value).
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
-_KNOWN_QUERY = frozenset(("n", "exclude_seen", "exclude", "fallback"))
+_KNOWN_QUERY = frozenset(("n", "exclude_seen", "exclude", "fallback", "items", "where"))
+_LISTS = frozenset(("exclude", "items", "where"))
+
+HandParsed = tuple[int, bool, list[str] | None, str | None, list[str] | None, list[str] | None]
 
 
-def _hand_parse(request: Request) -> tuple[int, bool, list[str] | None, str | None] | None:
-    """``(n, exclude_seen, exclude, fallback)`` for a plainly well-formed query string, else None.
+def _hand_parse(request: Request) -> HandParsed | None:
+    """``(n, exclude_seen, exclude, fallback, items, where)`` for a plainly well-formed query string, else None.
 
     None sends the request through FastAPI's own parameter solving and validation (errors, odd spellings of
     booleans, repeated scalar parameters), so the hand parser only has to be right about the requests it accepts."""
     n, exclude_seen, fallback = 20, True, None
-    exclude: list[str] = []
+    lists: dict[str, list[str]] = {}
     seen: set[str] = set()
     for key, value in request.query_params.multi_items():
-        if key == "exclude":
-            exclude.append(value)
+        if key in _LISTS:
+            lists.setdefault(key, []).append(value)
             continue
         if key in seen or key not in _KNOWN_QUERY:
             if key in _KNOWN_QUERY:
@@ -183,14 +224,14 @@ def _hand_parse(request: Request) -> tuple[int, bool, list[str] | None, str | No
             fallback = value
         else:
             return None
-    return n, exclude_seen, exclude or None, fallback
+    return n, exclude_seen, lists.get("exclude"), fallback, lists.get("items"), lists.get("where")
 
 
 class HandParsedRoute(APIRoute):
     """``GET /recommend/{user_id}``: FastAPI documents it from :func:`recommend`'s signature and handles every
     unusual request through it, but a plainly well-formed request skips FastAPI's dependency solving and parameter
     validation (about half of the app's CPU per request, measured in process with cProfile) for a hand parser of
-    the four query parameters; both paths then run :func:`answer`."""
+    the six query parameters; both paths then run :func:`answer`."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         full = super().get_route_handler()
@@ -201,7 +242,12 @@ class HandParsedRoute(APIRoute):
             if parsed is None:
                 return await full(request)
             request.scope.setdefault("state", {})["model_version"] = model.version  # for the access log
-            return answer(model, request.app.state.settings, request.path_params["user_id"], *parsed)
+            state = request.app.state
+            n, exclude_seen, exclude, fallback, items, where = parsed
+            user_id = request.path_params["user_id"]
+            return answer(
+                model, state.settings, state.catalog, user_id, n, exclude_seen, exclude, fallback, items, where
+            )
 
         return handler
 
@@ -223,7 +269,9 @@ router.add_api_route(
     responses={400: _BAD_BODY, 422: _ERRORS[422], 503: _ERRORS[503]},
     summary="Top-n items for several users (unknown users are reported per entry)",
 )
-def recommend_batch(model: ModelDep, settings: SettingsDep, body: BatchRecommendRequest) -> FastJSONResponse:
+def recommend_batch(
+    model: ModelDep, settings: SettingsDep, catalog: CatalogDep, body: BatchRecommendRequest
+) -> FastJSONResponse:
     check_n(body.n, settings.max_n)
     if len(body.user_ids) > settings.max_batch_users:
         raise invalid(
@@ -231,14 +279,14 @@ def recommend_batch(model: ModelDep, settings: SettingsDep, body: BatchRecommend
             details=[{"loc": ["user_ids"], "max": settings.max_batch_users}],
         )
     rec = model.recommender
-    excl, ignored = resolve_items(model, split_ids(body.exclude, settings.max_exclude))
+    chosen = selection(model, settings, catalog, body.exclude, body.items, body.where)
     lives = [live_user(model, u) for u in body.user_ids]
     indices = [rec.user_index(u) if live is None else None for u, live in zip(body.user_ids, lives, strict=True)]
     known = [i for i in indices if i is not None]
-    ranked = iter(rec.recommend_batch(known, body.n, exclude_seen=body.exclude_seen, exclude_items=excl))
+    ranked = iter(rec.recommend_batch(known, body.n, exclude_seen=body.exclude_seen, item_filter=chosen.filter))
     with_events = [live for live in lives if live is not None]
-    from_events = iter(live_ranked(model, with_events, body.n, body.exclude_seen, excl) if with_events else [])
-    popular = rec.popular(body.n, exclude=excl) if body.fallback == "popular" else None
+    from_events = iter(live_ranked(model, with_events, body.n, body.exclude_seen, chosen.filter) if with_events else [])
+    popular = rec.popular(body.n, item_filter=chosen.filter) if body.fallback == "popular" else None
     results: list[dict[str, object]] = []
     for user_id, uidx, live in zip(body.user_ids, indices, lives, strict=True):
         if live is not None:
@@ -257,7 +305,14 @@ def recommend_batch(model: ModelDep, settings: SettingsDep, body: BatchRecommend
         else:
             err = {"code": UNKNOWN_USER, "message": f"unknown user id {user_id!r}", "details": None}
             results.append({"user_id": user_id, "items": [], "strategy": None, "error": err})
-    return FastJSONResponse({"model_version": model.version, "results": results, "ignored_exclude": ignored})
+    return FastJSONResponse(
+        {
+            "model_version": model.version,
+            "results": results,
+            "ignored_exclude": chosen.ignored_exclude,
+            "ignored_items": chosen.ignored_items,
+        }
+    )
 
 
 @router.post(
@@ -266,25 +321,28 @@ def recommend_batch(model: ModelDep, settings: SettingsDep, body: BatchRecommend
     responses={400: _BAD_BODY, 422: _ERRORS[422], 503: _ERRORS[503]},
     summary="Top-n items for a visitor known only by the items it interacted with (fold-in, no retraining)",
 )
-def recommend_from_items(model: ModelDep, settings: SettingsDep, body: FoldInRecommendRequest) -> FastJSONResponse:
+def recommend_from_items(
+    model: ModelDep, settings: SettingsDep, catalog: CatalogDep, body: FoldInRecommendRequest
+) -> FastJSONResponse:
     """The visitor's vector is folded in from the known ids of ``items`` (c2f.contract.foldin) and ranked like a
-    trained user's; when none of them is known, the popular items answer (strategy "popular")."""
+    trained user's; when none of them is known, the popular items answer (strategy "popular"). Hidden items and
+    ``where`` filters apply as on every ranking route (``items`` here is the visitor's history, not an allow-list)."""
     check_n(body.n, settings.max_n)
     if len(body.items) > settings.max_history_items:
         raise invalid(
             f"at most {settings.max_history_items} ids in items, got {len(body.items)}",
             details=[{"loc": ["items"], "max": settings.max_history_items}],
         )
-    history, ignored_items = resolve_items(model, list(dict.fromkeys(body.items)))
-    excl, ignored = resolve_items(model, split_ids(body.exclude, settings.max_exclude))
     rec = model.recommender
-    if history:
+    history, ignored_items = resolve_ids(rec, list(dict.fromkeys(body.items)))
+    chosen = selection(model, settings, catalog, body.exclude, None, body.where)
+    if history.size:
         ((idx, scores),) = rec.recommend_histories(
-            [np.asarray(history, dtype=np.int64)], body.n, exclude_seen=body.exclude_seen, exclude_items=excl
+            [history], body.n, exclude_seen=body.exclude_seen, item_filter=chosen.filter
         )
         strategy = "fold_in"
     else:
-        idx, scores = rec.popular(body.n, exclude=excl)
+        idx, scores = rec.popular(body.n, item_filter=chosen.filter)
         strategy = "popular"
     return FastJSONResponse(
         {
@@ -292,6 +350,6 @@ def recommend_from_items(model: ModelDep, settings: SettingsDep, body: FoldInRec
             "model_version": model.version,
             "strategy": strategy,
             "ignored_items": ignored_items,
-            "ignored_exclude": ignored,
+            "ignored_exclude": chosen.ignored_exclude,
         }
     )

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
+from c2f.contract.attributes import MAX_ATTRIBUTES, encode_attributes
 from c2f.trainer.data import idmap, split
 from c2f.trainer.data.memory import release_freed_memory
 from c2f.trainer.data.readers import (
@@ -40,7 +41,9 @@ from c2f.trainer.data.readers import (
     open_source,
     parse_id_list,
     parse_lightgcn,
+    read_item_table,
     read_table,
+    strip_compression,
     table_format,
 )
 
@@ -64,6 +67,9 @@ class InteractionData:
     uri: str
     content_hash: str
     stats: dict[str, Any] = field(default_factory=dict)
+    # the item attribute table (items.csv / items.parquet beside the interactions), encoded for these items as the
+    # artifact stores it (c2f/contract/attributes.py); empty without one
+    item_attributes: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_users(self) -> int:
@@ -117,10 +123,12 @@ def load_dataset(
         if not source.exists(source.path):
             raise DatasetError(f"{uri}: not found")
         data = _load_table(source, fmt, seed=seed, valid_fraction=valid_fraction, valid_from=valid_from)
+        _attach_attributes(source, data, _table_attribute_files(source.path))
         release_freed_memory()  # the reader's temporaries, cached by the allocators (c2f/trainer/data/memory.py)
         return data
     if _find(source, "train.txt") is not None:
         data = _load_lightgcn(source, seed=seed, valid_fraction=valid_fraction, valid_from=valid_from)
+        _attach_attributes(source, data, [source.child(f"items{ext}") for ext in ATTRIBUTE_EXTENSIONS])
         release_freed_memory()
         return data
     if source.fs is not None and source.exists(source.path) and not source.isfile(source.path):
@@ -131,6 +139,46 @@ def load_dataset(
             "or a LightGCN directory)"
         )
     raise DatasetError(f"{uri}: not found")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Item attribute tables
+# ----------------------------------------------------------------------------------------------------------------
+
+ATTRIBUTE_EXTENSIONS = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet")
+"""Where an item attribute table is looked for: ``items<ext>`` in a LightGCN directory, ``<name>.items<ext>`` beside
+an interaction table ``<name>.csv`` (the first that exists)."""
+
+
+def _table_attribute_files(path: str) -> list[str]:
+    """``data/plays.csv.gz`` -> ``data/plays.items.csv``, ``data/plays.items.csv.gz``, ..."""
+    base = strip_compression(path.rstrip("/"))
+    stem = base[: base.rfind(".")] if "." in base.rsplit("/", 1)[-1] else base
+    return [f"{stem}.items{ext}" for ext in ATTRIBUTE_EXTENSIONS]
+
+
+def _attach_attributes(source: Source, data: InteractionData, candidates: list[str]) -> None:
+    """Read the first existing attribute table of ``candidates`` into ``data.item_attributes`` (and its stats)."""
+    path = next((p for p in candidates if source.exists(p)), None)
+    if path is None:
+        return
+    raw = source.read_raw(path)
+    display = source.display(path)
+    fmt = table_format(path)
+    assert fmt is not None  # every candidate ends in a table extension
+    table = read_item_table(decompress(raw, path, display), display, fmt, MAX_ATTRIBUTES)
+    data.item_attributes = encode_attributes(data.item_ids, table.item_ids, table.columns)
+    known = np.isin(table.item_ids, data.item_ids)
+    data.stats["item_attributes"] = {
+        "file": display.rsplit("/", 1)[-1],
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "columns": list(table.columns),
+        "rows": int(table.item_ids.size),
+        "rows_without_interactions": int((~known).sum()),
+        "items_without_row": int(data.n_items - known.sum()),
+    }
+    if (~known).any():
+        log.info("%s: %d items have no interactions and are ignored", display, int((~known).sum()))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -579,3 +579,101 @@ def read_csv_pandas(data: bytes, name: str, fmt: str) -> TableColumns:
         timestamps=numbers("timestamp"),
         lines=lines,
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Item attribute tables
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ItemTable:
+    """An item attribute table: unique item ids and string columns (one value per row; missing cells ``""``)."""
+
+    name: str
+    item_ids: np.ndarray  # (rows,) str, unique
+    columns: dict[str, np.ndarray]  # column name -> (rows,) str
+    lines: np.ndarray  # (rows,) int64, the line (CSV) or row (Parquet) of each row
+
+
+def _cells(col: pd.Series) -> np.ndarray:
+    """A column as stripped strings, missing cells (None, NaN, NaT) as ``""``; numbers as Python prints them."""
+    missing = col.isna().to_numpy()
+    values = col.astype(str).str.strip().to_numpy(dtype=str)
+    values[missing] = ""
+    return values
+
+
+def _arrow_strings(col: Any) -> pd.Series:
+    """An Arrow column as a pandas Series of strings as Arrow writes them (integers without a ".0"), nulls None."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    try:
+        return col.cast(pa.string()).to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return col.to_pandas()
+
+
+def read_item_table(data: bytes, name: str, fmt: str, max_columns: int) -> ItemTable:
+    """Parse an item attribute table (CSV / TSV / Parquet, already decompressed): an item id column (any of
+    ``COLUMN_ALIASES["item"]``) and up to ``max_columns`` attribute columns, every value read as a string.
+
+    DatasetError names the file and line: no item column, an empty or duplicated item id, a column name that
+    is empty or holds ``:`` (``where=column:value`` splits on it), too many columns."""
+    if not data.strip():
+        raise DatasetError(f"{name}:1: empty file")
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+        except Exception as exc:  # noqa: BLE001 (pyarrow raises many types)
+            raise DatasetError(f"{name}:1: not a readable parquet file: {exc}") from exc
+        frame = pd.DataFrame({column: _arrow_strings(table.column(column)) for column in table.column_names})
+        first = 1
+    else:
+        try:
+            frame = pd.read_csv(
+                io.BytesIO(data),
+                sep="\t" if fmt == "tsv" else ",",
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                encoding_errors="replace",
+            )
+        except pd.errors.EmptyDataError:
+            raise DatasetError(f"{name}:1: empty file") from None
+        except pd.errors.ParserError as exc:
+            match = _PANDAS_LINE.search(str(exc))
+            raise DatasetError(f"{name}:{match.group(1) if match else '1'}: malformed {fmt.upper()} ({exc})") from exc
+        first = 2
+    lowered = {str(c).strip().lower(): str(c) for c in frame.columns}
+    item_col = next((lowered[a] for a in COLUMN_ALIASES["item"] if a in lowered), None)
+    if item_col is None:
+        have = ", ".join(str(c) for c in frame.columns) or "none"
+        raise DatasetError(
+            f"{name}:1: missing column 'item' (accepted names: {', '.join(COLUMN_ALIASES['item'])}; found: {have})"
+        )
+    lines = np.arange(len(frame), dtype=np.int64) + first
+    ids = _cells(frame[item_col])
+    empty = np.flatnonzero(ids == "")
+    if empty.size:
+        raise DatasetError(f"{name}:{int(lines[empty[0]])}: empty item id")
+    order = np.argsort(ids, kind="stable")
+    dup = np.flatnonzero(ids[order][1:] == ids[order][:-1])
+    if dup.size:
+        pos = int(order[dup[0] + 1])
+        raise DatasetError(f"{name}:{int(lines[pos])}: item {str(ids[pos])!r} is listed twice")
+    others = [str(c) for c in frame.columns if str(c) != item_col]
+    if len(others) > max_columns:
+        raise DatasetError(f"{name}:1: {len(others)} attribute columns; at most {max_columns} are supported")
+    columns: dict[str, np.ndarray] = {}
+    for column in others:
+        label = column.strip()
+        if not label or ":" in label or label in columns:
+            raise DatasetError(f"{name}:1: attribute column {column!r} is empty, repeated or holds ':'")
+        columns[label] = _cells(frame[column])
+    return ItemTable(name=name, item_ids=ids, columns=columns, lines=lines)
