@@ -288,14 +288,28 @@ def latency(out: Path, n_users: int, n_items: int, history: int, requests: int, 
         name: {q: float(np.percentile(v, p)) for q, p in (("p50", 50), ("p99", 99), ("max", 100))}
         for name, v in stages.items()
     }
-    return {
-        "n_users": n_users,
-        "n_items": n_items,
-        "history": history,
-        "requests": requests,
-        "load_s": load_s,
-        **summary,
-    }
+    result = {"n_users": n_users, "n_items": n_items, "history": history, "requests": requests, "load_s": load_s}
+    return {**result, **summary}
+
+
+def http_latency(out: Path, history: int, rate: float, seconds: float, seed: int = 0) -> dict[str, Any]:
+    """``POST /recommend`` with ``history`` items (n = 20) against ``c2f serve`` on :func:`latency`'s model, by wrk:
+    a paced run at ``rate`` req/s (32 connections) and a closed loop (4 connections), ``seconds`` each."""
+    import c2f
+    from benchmarks.serve_bench import run_server, wrk_run
+
+    model = c2f.load(out / "latency-model")
+    rng = np.random.default_rng(seed)
+    bodies = [
+        json.dumps({"items": model.item_ids[rng.choice(model.item_ids.size, size=history, replace=False)].tolist()})
+        for _ in range(500)
+    ]
+    paths = ["/recommend"] * len(bodies)
+    with run_server(out / "latency-model") as (_, base):
+        wrk_run(base, paths, connections=4, duration=2, bodies=bodies)  # warm-up
+        paced = wrk_run(base, paths, connections=32, duration=seconds, rate=rate, bodies=bodies)
+        closed = wrk_run(base, paths, connections=4, duration=seconds, bodies=bodies)
+    return {"paced": paced, "closed_loop": closed}
 
 
 def render(paths: list[Path]) -> str:
@@ -361,6 +375,9 @@ def main() -> None:
     parser.add_argument("--latency-size", default="29858,40981", help="users,items of --latency's model")
     parser.add_argument("--history", type=int, default=50, help="items a --latency request folds in from")
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--http", action="store_true", help="with --latency: also POST /recommend over HTTP (wrk)")
+    parser.add_argument("--rate", type=float, default=100.0, help="--http's paced rate, requests/s")
+    parser.add_argument("--seconds", type=float, default=10.0, help="--http's duration of each run")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # dataset:seed, run in this process
     args = parser.parse_args()
     if args.render:
@@ -372,6 +389,8 @@ def main() -> None:
     if args.latency:
         n_users, n_items = (int(v) for v in args.latency_size.split(","))
         result = latency(args.out, n_users, n_items, args.history, args.requests)
+        if args.http:
+            result["http"] = http_latency(args.out, args.history, args.rate, args.seconds)
         result["machine"] = machine().describe()
         print(json.dumps(result, indent=1))
         return

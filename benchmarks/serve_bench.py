@@ -506,15 +506,22 @@ WRK_MARKER = "C2F_WRK "  # the line the script's done() prints: its summary as J
 # wrk's error counts -> the names the report gives them ("status": responses with a status of 400 or more)
 WRK_ERRORS = {"status": "HTTP >= 400", "connect": "connect", "read": "read", "write": "write", "timeout": "timeout"}
 
-# %(paths)s: a Lua list of request paths; %(pace_ms)s: the mean gap (ms) a connection leaves before each request, 0
-# for none. Each wrk thread has its own Lua state: with one thread, every connection takes the next path in turn.
+# %(paths)s: a Lua list of request paths; %(bodies)s: a Lua list of JSON bodies, empty for GETs (else one POST body per
+# path); %(pace_ms)s: the mean gap (ms) a connection leaves before each request, 0 for none. Each wrk thread has its
+# own Lua state: with one thread, every connection takes the next path in turn.
 WRK_SCRIPT = r"""
 local paths = {%(paths)s}
+local bodies = {%(bodies)s}
 local pace_ms = %(pace_ms)s
 local i = 0
+local json = {["Content-Type"] = "application/json"}
 request = function()
   i = i + 1
-  return wrk.format("GET", paths[(i %% #paths) + 1])
+  local k = (i %% #paths) + 1
+  if #bodies > 0 then
+    return wrk.format("POST", paths[k], json, bodies[k])
+  end
+  return wrk.format("GET", paths[k])
 end
 if pace_ms > 0 then
   -- exponential gaps (Poisson arrivals per connection), rounded to whole ms at random so that the mean is kept
@@ -535,11 +542,20 @@ end
 """
 
 
-def wrk_script(paths: Sequence[str], pace_ms: float = 0.0) -> str:
-    """The Lua script of a run: GET ``paths`` in turn; with ``pace_ms`` > 0 each connection first waits an
-    exponential gap of that mean (wrk's ``delay()`` hook); ``done()`` prints the summary as one JSON line."""
-    quoted = ",".join('"' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in paths)
-    return WRK_SCRIPT % {"paths": quoted, "pace_ms": repr(float(pace_ms)), "marker": WRK_MARKER}
+def _lua_strings(values: Sequence[str]) -> str:
+    return ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+
+
+def wrk_script(paths: Sequence[str], pace_ms: float = 0.0, bodies: Sequence[str] | None = None) -> str:
+    """The Lua script of a run: GET ``paths`` in turn (POST ``bodies[k]`` to ``paths[k]`` when bodies are given);
+    with ``pace_ms`` > 0 each connection first waits an exponential gap of that mean (wrk's ``delay()`` hook);
+    ``done()`` prints the summary as one JSON line."""
+    return WRK_SCRIPT % {
+        "paths": _lua_strings(paths),
+        "bodies": _lua_strings(bodies or []),
+        "pace_ms": repr(float(pace_ms)),
+        "marker": WRK_MARKER,
+    }
 
 
 def parse_wrk_summary(output: str) -> dict[str, Any]:
@@ -576,6 +592,7 @@ def wrk_run(
     rate: float | None = None,
     threads: int = 1,
     timeout: float = 5.0,
+    bodies: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """``wrk`` against ``base_url`` for ``duration`` seconds (whole seconds, at least 1: wrk's unit), cycling through
     ``paths`` on ``connections`` keep-alive connections.
@@ -585,14 +602,14 @@ def wrk_run(
     seconds before each request, so that about ``rate`` req/s arrive; still a closed loop per connection: a slow
     response delays the requests behind it, and the time they would have waited is not counted (coordinated
     omission), so its tail latency is a lower bound on an open loop's. A response slower than ``timeout`` counts as
-    an error.
+    an error. ``bodies``: JSON bodies POSTed to ``paths[k]`` (one per path) instead of GETs.
     """
     wrk = shutil.which("wrk")
     if wrk is None:
         raise FileNotFoundError(WRK_MISSING)
     pace_ms = 1e3 * connections / rate if rate else 0.0
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(wrk_script(paths, pace_ms))
+        fh.write(wrk_script(paths, pace_ms, bodies))
         lua = fh.name
     seconds = max(1, round(duration))
     cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={max(1, round(timeout))}s"]

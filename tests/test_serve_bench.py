@@ -158,3 +158,12 @@ def test_http_bench_against_c2f_serve(artifact_root):
     )
     assert "| paced 1 s | wrk -t1 | 4 | 100 |" in text and "| closed loop" in text and "RSS ≤ 200 MB" in text
     assert "coordinated omission" in text
+
+
+def test_the_wrk_script_posts_one_body_per_path_when_given():
+    script = bench.wrk_script(["/recommend", "/recommend"], bodies=['{"items": ["a"]}', '{"items": ["b\\"c"]}'])
+    assert (
+        'local bodies = {"{\\"items\\": [\\"a\\"]}"' in script
+        and 'wrk.format("POST", paths[k], json, bodies[k])' in script
+    )
+    assert "local bodies = {}" in bench.wrk_script(["/x"])  # GETs without bodies
