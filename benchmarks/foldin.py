@@ -38,9 +38,15 @@ HOLDOUT_FRACTION = 0.1
 K = 20
 ESTIMATORS = ("least_squares+map", "propagate+map", "least_squares", "propagate")
 REFERENCE_DIM = 128  # bytes as % of the float32 N × 128 table, as benchmarks/quality.py counts them
-# stored arrays with one row per entity (users then items) among what the served forms read: a model serving its
-# users by fold-in keeps only their item rows (pq_item_scale and item_bias have item rows only already)
-PER_ENTITY_ARRAYS = ("pq_codes", "S_c_idx_served", "S_c_w_served", "H_full")
+# the stored arrays with one row per entity (users then items) that each served form reads (Footprint.served_form;
+# None: ud's stored table): a model serving its users by fold-in keeps only their item rows (pq_item_scale and
+# item_bias have item rows only already)
+PER_ENTITY_ARRAYS = {
+    None: ("H_full",),
+    "sparse": ("S_c_idx_served", "S_c_w_served"),
+    "pq": ("pq_codes",),
+    "sparse+pq": ("S_c_idx_served", "S_c_w_served", "pq_codes"),
+}
 
 
 def read_split(path: Path) -> dict[str, list[str]]:
@@ -132,7 +138,8 @@ def served_bytes(model: Any) -> dict[str, float]:
     footprint = model.footprint()
     served = int(footprint.serving_memory_bytes)
     user_share = footprint.n_users / footprint.n_entities
-    user_rows = sum(footprint.arrays.get(name, 0) for name in PER_ENTITY_ARRAYS) * user_share
+    per_entity = PER_ENTITY_ARRAYS[footprint.served_form]
+    user_rows = sum(footprint.arrays.get(name, 0) for name in per_entity) * user_share
     items_only = served - user_rows + (footprint.d + 1) * footprint.d * 4
     table = footprint.n_entities * REFERENCE_DIM * 4
     return {
