@@ -78,6 +78,16 @@ def _one_blas_thread() -> AbstractContextManager[object]:
     return threadpool_limits(limits=1)
 
 
+def _histories_csr(histories: Sequence[np.ndarray], bound: int, kind: str) -> sp.csr_matrix:
+    """The (B, bound) 0/1 CSR of B index histories; IndexError for an index outside [0, bound)."""
+    lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    indices = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(histories) else indptr[:0]
+    if indices.size and (indices.min() < 0 or indices.max() >= bound):
+        raise IndexError(f"{kind} index out of range [0, {bound})")
+    return history_csr(indptr, indices, bound)
+
+
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the ``n`` largest finite scores, best first (ties: lower index first).
 
@@ -356,22 +366,12 @@ class Recommender:
     def fold_in(self, histories: Sequence[np.ndarray], estimator: Estimator = DEFAULT_ESTIMATOR) -> np.ndarray:
         """(B, d) float32 vectors of B users the model never trained, each folded in from the item indices it
         interacted with (:mod:`c2f.contract.foldin`); an empty history gives a vector that ranks by item bias."""
-        lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
-        indptr = np.concatenate([[0], np.cumsum(lengths)])
-        indices = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(histories) else indptr[:0]
-        if indices.size and (indices.min() < 0 or indices.max() >= self.n_items):
-            raise IndexError(f"item index out of range [0, {self.n_items})")
-        return self.user_fold_in.vectors(history_csr(indptr, indices, self.n_items), estimator)
+        return self.user_fold_in.vectors(_histories_csr(histories, self.n_items, "item"), estimator)
 
     def fold_in_items(self, histories: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         """(B, d) float32 vectors of B items the model never trained, each folded in from the user indices that
         interacted with it, and their (B,) predicted item biases (None when the model has none)."""
-        lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
-        indptr = np.concatenate([[0], np.cumsum(lengths)])
-        indices = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(histories) else indptr[:0]
-        if indices.size and (indices.min() < 0 or indices.max() >= self.n_users):
-            raise IndexError(f"user index out of range [0, {self.n_users})")
-        return self.item_fold_in.vectors_and_bias(history_csr(indptr, indices, self.n_users))
+        return self.item_fold_in.vectors_and_bias(_histories_csr(histories, self.n_users, "user"))
 
     def recommend_histories(
         self,
