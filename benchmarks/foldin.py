@@ -363,6 +363,9 @@ def render(paths: list[Path]) -> str:
             for other in [f"foldin_{e}" for e in ESTIMATORS[1:]] + ["trained"]:
                 diff, p = paired_t(base, np.array([r["rows"][other]["recall@20"] for r in runs]))
                 lines.append(f"\n{first} − {other}: {diff:+.4f} R@20 (paired t, p = {p:.3f})")
+            served = np.array([r["rows"][f"full_model_{first}"]["recall@20"] for r in runs])
+            diff, p = paired_t(served, np.array([r["rows"]["trained"]["recall@20"] for r in runs]))
+            lines.append(f"\nfull_model_{first} − trained: {diff:+.4f} R@20 (paired t, p = {p:.4f})")
         lines.append("")
     return "\n".join(lines)
 
