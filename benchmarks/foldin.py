@@ -66,6 +66,45 @@ def write_split(path: Path, split: dict[str, list[str]], drop: set[str]) -> None
     path.write_text("\n".join(lines) + "\n")
 
 
+class OriginalIds:
+    """A model trained on a LightGCN directory with ``user_list.txt`` / ``item_list.txt`` (Gowalla) names users and
+    items by their original ids, while the split files (and a model trained on the held-out copy, which has no lists)
+    use the 0-based ones: this wraps such a model so that it is asked and answers in the 0-based ids."""
+
+    def __init__(self, model: Any, source: Path) -> None:
+        self.model = model
+        self._user = _list_map(source / "user_list.txt")
+        self._item = _list_map(source / "item_list.txt")
+        self._item_back = {v: k for k, v in self._item.items()}
+
+    def _items(self, ids: Any) -> list[str]:
+        return [self._item.get(i, i) for i in ids]
+
+    def _back(self, ids: np.ndarray) -> np.ndarray:
+        return np.vectorize(lambda i: self._item_back.get(i, i), otypes=[object])(ids) if ids.size else ids
+
+    def recommend(self, users: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+        ids, scores = self.model.recommend([self._user.get(u, u) for u in users], n=n)
+        return self._back(ids), scores
+
+    def recommend_from_items(self, items: list[str], **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        if "exclude" in kwargs:
+            kwargs["exclude"] = self._items(kwargs["exclude"])
+        ids, scores = self.model.recommend_from_items(self._items(items), **kwargs)
+        return self._back(ids), scores
+
+    def footprint(self) -> Any:
+        return self.model.footprint()
+
+
+def _list_map(path: Path) -> dict[str, str]:
+    """0-based id -> original id of a LightGCN ``*_list.txt`` (header ``org_id remap_id``); {} when absent."""
+    if not path.exists():
+        return {}
+    rows = (line.split() for line in path.read_text().splitlines()[1:])
+    return {remap: org for org, remap in (r for r in rows if len(r) == 2)}
+
+
 def metrics(ranked: np.ndarray, tests: list[set[str]]) -> tuple[np.ndarray, np.ndarray]:
     """Per-user recall@K and ndcg@K of ranked item ids (B, K) against test item sets."""
     discounts = 1.0 / np.log2(np.arange(2, K + 2))
@@ -200,7 +239,7 @@ def run_one(
         recall, ndcg = metrics(ranked, tests)
         rows[label] = {"recall@20": float(recall.mean()), "ndcg@20": float(ndcg.mean())}
 
-    held_model, full_model = models["heldout"], models["full"]
+    held_model, full_model = models["heldout"], OriginalIds(models["full"], source)
     for estimator in ESTIMATORS:
         start = time.perf_counter()
         ranked_ids = np.full((len(held), K), "", dtype=object)
