@@ -35,9 +35,11 @@ from c2f.contract.artifact import (
     publish,
     version_path,
 )
+from c2f.contract.attributes import UnknownAttribute
 from c2f.contract.foldin import DEFAULT_ESTIMATOR, ESTIMATORS
 from c2f.contract.foldin import Estimator as FoldInEstimator
 from c2f.contract.manifest import Footprint, Manifest
+from c2f.service.filters import ItemFilter, WhereSyntaxError, parse_where
 from c2f.service.scoring import USER_VECTORS, Recommender, UserVectors
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ __all__ = ["ArgumentError", "Model", "UnknownIdError", "load", "train"]
 
 _MODES = ("compressed", "exact")
 _SHOWN_IDS = 5  # unknown ids named in an error message
+_MAX_WHERE_VALUES = 1000  # values in where clauses, all together
 
 
 class ArgumentError(ValueError):
@@ -198,6 +201,7 @@ class Model:
         exclude_seen: bool = True,
         exclude: Iterable[str | int] | None = None,
         items: Iterable[str | int] | None = None,
+        where: str | Iterable[str] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` items for one user id or many.
 
@@ -205,7 +209,9 @@ class Model:
         two ``(len(user_ids), n)`` arrays, one row per user; rows with fewer than ``n`` candidates are padded with
         ``""`` and ``-inf``. ``exclude_seen`` drops each user's training items; ``exclude`` drops these item ids for
         every user (unknown ids are ignored, as the service does); ``items`` restricts the candidates to these ids
-        (unknown ids raise). Scores are the model's dot products (plus item biases when trained with them).
+        (unknown ids raise); ``where`` keeps the items whose attributes match, as ``GET /recommend``'s ``where=``
+        does (``"genre:jazz|blues"``; several clauses: all must hold; a model trained with an item attribute table).
+        Scores are the model's dot products (plus item biases when trained with them).
 
         Raises :class:`UnknownIdError` for an unknown user id, :class:`ArgumentError` for malformed arguments.
         """
@@ -213,13 +219,32 @@ class Model:
         single = _is_scalar_id(user_ids)
         users = [_as_id(user_ids, "user_ids")] if single else _as_ids(user_ids, "user_ids")
         indices = self._user_indices(users)
-        dropped = set(self._item_indices(_as_ids(exclude, "exclude"), strict=False)) if exclude is not None else set()
-        if items is not None:
-            allowed = np.zeros(self.recommender.n_items, dtype=bool)
-            allowed[self._item_indices(_as_ids(items, "items"), strict=True)] = True
-            dropped.update(np.flatnonzero(~allowed).tolist())
-        ranked = self.recommender.recommend_batch(indices, n, exclude_seen=bool(exclude_seen), exclude_items=dropped)
+        item_filter = ItemFilter.build(
+            self.recommender.n_items,
+            exclude=self._item_indices(_as_ids(exclude, "exclude"), strict=False) if exclude is not None else None,
+            allow=self._item_indices(_as_ids(items, "items"), strict=True) if items is not None else None,
+            mask=self._attribute_mask(where),
+        )
+        ranked = self.recommender.recommend_batch(indices, n, exclude_seen=bool(exclude_seen), item_filter=item_filter)
         return self._ranked(ranked, n, single)
+
+    def _attribute_mask(self, where: str | Iterable[str] | None) -> np.ndarray | None:
+        """The (n_items,) keep-mask of ``where`` clauses (None without any); ArgumentError when malformed, when the
+        model has no attribute table or no such column."""
+        if where is None:
+            return None
+        clauses = [where] if isinstance(where, str) else _as_ids(where, "where")
+        try:
+            parsed = parse_where(clauses, _MAX_WHERE_VALUES)
+        except WhereSyntaxError as err:
+            raise ArgumentError(str(err)) from None
+        attributes = self.recommender.attributes
+        if attributes is None:
+            raise ArgumentError("this model has no item attributes: train it on a dataset with an item attribute table")
+        try:
+            return attributes.mask(parsed)
+        except UnknownAttribute as err:
+            raise ArgumentError(str(err)) from None
 
     def _ranked(
         self, ranked: list[tuple[np.ndarray, np.ndarray]], n: int, single: bool

@@ -144,6 +144,28 @@ def test_load_can_serve_known_users_by_fold_in(model: c2f.Model) -> None:
         c2f.load(model.path, user_vectors="magic")  # type: ignore[arg-type]
 
 
+def test_where_needs_a_model_with_item_attributes(model: c2f.Model) -> None:
+    with pytest.raises(c2f.ArgumentError, match="no item attributes"):
+        model.recommend(str(model.user_ids[0]), where="genre:jazz")
+
+
+def test_where_keeps_the_items_whose_attributes_match(tmp_path: Path) -> None:
+    users, items, community_of_user, community_of_item = planted_communities(seed=4)
+    table = pd.DataFrame({"user": [f"u{u}" for u in users], "item": [f"i{i}" for i in items]})
+    (tmp_path / "data").mkdir()
+    table.to_csv(tmp_path / "data" / "plays.csv", index=False)
+    rows = "".join(f"i{i},c{c}\n" for i, c in enumerate(community_of_item))
+    (tmp_path / "data" / "plays.items.csv").write_text("item,community\n" + rows)
+    model = c2f.train(tmp_path / "data" / "plays.csv", method="ud", progress=False, **TINY_UD)
+    ids, _ = model.recommend("u0", n=10, where="community:c3|c5")
+    assert ids.size == 10 and {community_of_item[int(i[1:])] for i in ids} <= {3, 5}
+    both, _ = model.recommend("u0", n=10, where=["community:c3|c5", "community:c5"])  # clauses: all hold
+    assert {community_of_item[int(i[1:])] for i in both} == {5}
+    for bad in ("community", "colour:red"):
+        with pytest.raises(c2f.ArgumentError):
+            model.recommend("u0", where=bad)
+
+
 def test_exclude_and_items_filter_the_candidates(model: c2f.Model) -> None:
     user = str(model.user_ids[0])
     top, _ = model.recommend(user, n=5)
