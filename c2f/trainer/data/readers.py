@@ -520,17 +520,17 @@ def read_table(data: bytes, name: str, fmt: str) -> TableColumns:
     return fast if fast is not None else read_csv_pandas(data, name, fmt)
 
 
-def read_csv_pandas(data: bytes, name: str, fmt: str) -> TableColumns:
-    """The reference CSV path (pandas, one string per row): exact line numbers with blank lines, replacement of
-    bytes that are not UTF-8, the error messages the tests pin."""
+def _pandas_strings(data: bytes, name: str, fmt: str, *, skip_blank_lines: bool) -> pd.DataFrame:
+    """A CSV/TSV as a frame of strings (no NA parsing, bytes that are not UTF-8 replaced); DatasetError naming the
+    file and line for an empty or malformed file."""
     try:
-        frame = pd.read_csv(
+        return pd.read_csv(
             io.BytesIO(data),
             sep="\t" if fmt == "tsv" else ",",
             dtype=str,
             keep_default_na=False,
             na_filter=False,
-            skip_blank_lines=False,
+            skip_blank_lines=skip_blank_lines,
             encoding_errors="replace",
         )
     except pd.errors.EmptyDataError:
@@ -539,6 +539,12 @@ def read_csv_pandas(data: bytes, name: str, fmt: str) -> TableColumns:
         match = _PANDAS_LINE.search(str(exc))
         line = match.group(1) if match else "1"
         raise DatasetError(f"{name}:{line}: malformed {fmt.upper()} ({str(exc).strip()})") from exc
+
+
+def read_csv_pandas(data: bytes, name: str, fmt: str) -> TableColumns:
+    """The reference CSV path (pandas, one string per row): exact line numbers with blank lines, replacement of
+    bytes that are not UTF-8, the error messages the tests pin."""
+    frame = _pandas_strings(data, name, fmt, skip_blank_lines=False)
     line_offset = 2  # header on line 1
     # skip_blank_lines=False keeps line numbers exact; blank lines come through as all-empty rows: drop them.
     blank = (frame.isna() | (frame.astype(str).apply(lambda col: col.str.strip()) == "")).all(axis=1).to_numpy()
@@ -635,20 +641,7 @@ def read_item_table(data: bytes, name: str, fmt: str, max_columns: int) -> ItemT
         frame = pd.DataFrame({column: _arrow_strings(table.column(column)) for column in table.column_names})
         first = 1
     else:
-        try:
-            frame = pd.read_csv(
-                io.BytesIO(data),
-                sep="\t" if fmt == "tsv" else ",",
-                dtype=str,
-                keep_default_na=False,
-                na_filter=False,
-                encoding_errors="replace",
-            )
-        except pd.errors.EmptyDataError:
-            raise DatasetError(f"{name}:1: empty file") from None
-        except pd.errors.ParserError as exc:
-            match = _PANDAS_LINE.search(str(exc))
-            raise DatasetError(f"{name}:{match.group(1) if match else '1'}: malformed {fmt.upper()} ({exc})") from exc
+        frame = _pandas_strings(data, name, fmt, skip_blank_lines=True)
         first = 2
     lowered = {str(c).strip().lower(): str(c) for c in frame.columns}
     item_col = next((lowered[a] for a in COLUMN_ALIASES["item"] if a in lowered), None)
