@@ -51,6 +51,25 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ud+pq@2%": {**FULL, "dim": 128, "pq_subspaces": 8, "budget": 2.0, "budget_counts": "served"},
     "ud+pq@5%": {**FULL, "dim": 128, "pq_subspaces": 8, "budget": 5.0, "budget_counts": "served"},
     "ud64+pq16": {**FULL, "dim": 64, "pq_subspaces": 16},
+    # the items' codes alone, every user folded in from its items (served_users="fold_in"); a budget's percent is of
+    # the method's own float32 table, here d = 64: 10% and 4% are 5% and 2% of the d = 128 reference
+    "ud64+pq+fold@5%": {
+        **FULL,
+        "dim": 64,
+        "pq_subspaces": 8,
+        "budget": 10.0,
+        "budget_counts": "served",
+        "served_users": "fold_in",
+    },
+    "ud64+pq+fold@2%": {
+        **FULL,
+        "dim": 64,
+        "pq_subspaces": 8,
+        "budget": 4.0,
+        "budget_counts": "served",
+        "served_users": "fold_in",
+    },
+    "default+fold": {"served_users": "fold_in"},
 }
 CSV_COLUMNS = (
     "dataset",

@@ -373,6 +373,11 @@ class ExportConfig(ConfigGroup):
             everywhere; indices take the smallest unsigned type that holds their bound (c2f/contract/dtypes.py).
             float16: it served the same Recall@20 as float32 (docs/benchmarks-history.md, "Served terms and stored
             dtypes").
+        served_users: what compressed serving holds for users: "stored", each user's row of the served form;
+            "fold_in", none: a user is served the vector folded in from its training items (c2f/contract/foldin.py,
+            least squares then a d × d map fitted at export on the trained users and stored), as a new visitor is,
+            so the bytes go to the items alone (a budget counting "served" sizes the items' form). Needs a stored
+            compressed form (ud, legcf, c2f; hash and qr with pq_subspaces).
     """
 
     served_fit: Literal["weights", "codebook", "reassign"] = "reassign"
@@ -382,8 +387,11 @@ class ExportConfig(ConfigGroup):
     pq_refine_epochs: int = 60
     pq_refine_lr: float = 1e-3
     store_dtype: StoreDtype = "float16"
+    served_users: Literal["stored", "fold_in"] = "stored"
 
     def check(self) -> None:
+        if self.served_users not in ("stored", "fold_in"):
+            raise ValueError(f"served_users must be 'stored' or 'fold_in'; got {self.served_users!r}")
         if self.store_dtype not in STORE_DTYPES:
             raise ValueError(f"store_dtype must be one of {', '.join(STORE_DTYPES)}; got {self.store_dtype!r}")
         if self.served_terms is not None and not _is_int(self.served_terms):
@@ -446,6 +454,11 @@ class TrainConfig(
                 )
         if self.pq_subspaces and self.dim % self.pq_subspaces:
             raise ValueError(f"pq_subspaces ({self.pq_subspaces}) must divide dim ({self.dim})")
+        if self.served_users == "fold_in" and get_spec(self.method).exact_only and not self.pq_subspaces:
+            raise ValueError(
+                f"served_users='fold_in' needs a stored compressed form; {self.method} without pq_subspaces is served "
+                "from the table it rebuilds at load"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The flat dict of every field (the manifest's ``config``; :meth:`from_dict` reads it back)."""

@@ -14,8 +14,11 @@ Neither is on the scale of the model's trained vectors (what item biases are add
 of a trained vector that the history does not explain. ``+map`` fixes both: the base estimate mapped by the ridge
 regression of trained entities' served vectors on their own base estimates (:meth:`FoldIn.map_for`, fitted on a
 seeded sample of the model's trained entities): h ≈ f·W + c, W (d, d); for items the same fit predicts the item
-bias. The default, ``least_squares+map``, was chosen on users held out of training entirely (BENCHMARKS.md,
-"Fold-in"): the raw least-squares estimate ranks badly next to item biases, and the mapped propagation step trails it.
+bias. A model trained with ``served_users = "fold_in"`` stores the users' map (``fold_in_W``, ``fold_in_c``, of
+the ``least_squares`` base), fitted at export on the trained users' exact vectors, since it serves no user vector
+to fit one on (:func:`stored`). The default, ``least_squares+map``, was chosen on users held out of training
+entirely (BENCHMARKS.md, "Fold-in"): the raw least-squares estimate ranks badly next to item biases, and the mapped
+propagation step trails it.
 
 Shapes: histories are (B, n_neighbours) 0/1 CSR matrices (:func:`history_csr`); vectors (B, d) float32.
 """
@@ -68,6 +71,7 @@ class FoldIn:
         fit_histories: sp.csr_matrix | None = None,
         fit_targets: np.ndarray | None = None,
         fit_biases: np.ndarray | None = None,
+        maps: dict[str, Map] | None = None,
     ) -> None:
         self.neighbour_vectors = neighbour_vectors
         self.n_neighbours = int(neighbour_degree.shape[0])
@@ -75,7 +79,7 @@ class FoldIn:
         # 1/sqrt(deg): a neighbour the graph never saw (degree 0) weighs as one of degree 1
         self._inv_sqrt_degree = (1.0 / np.sqrt(np.maximum(neighbour_degree, 1))).astype(np.float32)
         self._fit = (fit_histories, fit_targets, fit_biases)
-        self._maps: dict[str, Map] = {}  # base estimate -> its fitted map
+        self._maps: dict[str, Map] = dict(maps or {})  # base estimate -> its fitted (or given) map
         self._B0: tuple[np.ndarray, np.ndarray] | None = None  # (G + λI, its inverse), float64
 
     # ---- base estimates ----
@@ -254,3 +258,15 @@ def fitted(
     histories.data[:] = 1.0
     biases = None if own_biases is None else own_biases[sample]
     return FoldIn(neighbour_vectors, degree, d, histories, own_vectors(sample), biases)
+
+
+def stored(
+    neighbour_vectors: Callable[[np.ndarray], np.ndarray], graph: sp.csr_matrix, W: np.ndarray, c: np.ndarray
+) -> FoldIn:
+    """The users' :class:`FoldIn` of a model that stores its map (``fold_in_W`` (d, d), ``fold_in_c`` (d,), of the
+    default estimator's base): ``graph`` (n_users, n_items) gives the items' degrees; nothing is fitted here."""
+    graph = sp.csr_matrix(graph)
+    degree = np.bincount(graph.indices, minlength=graph.shape[1])
+    base, _ = _parse(DEFAULT_ESTIMATOR)
+    W32, c32 = np.asarray(W, dtype=np.float32), np.asarray(c, dtype=np.float32)
+    return FoldIn(neighbour_vectors, degree, int(W32.shape[0]), maps={base: Map(W32, c32, None)})

@@ -9,7 +9,7 @@ import numpy as np
 
 from c2f.contract.dtypes import dtype_names, target_dtype
 from c2f.contract.manifest import Footprint
-from c2f.contract.methods import NON_EMBEDDING_COMPONENTS, OPTIONAL_ARRAYS, MethodSpec, get_spec
+from c2f.contract.methods import FOLD_IN_ARRAYS, NON_EMBEDDING_COMPONENTS, OPTIONAL_ARRAYS, MethodSpec, get_spec
 from c2f.contract.served import PQForm, SparseForm, SparsePQForm, form_class
 
 
@@ -76,6 +76,8 @@ def planned_array_bytes(method: str, config: Any, n_users: int, n_items: int) ->
         wanted["pq_codebooks"] = (OPTIONAL_ARRAYS["pq_codebooks"], np.dtype(config.store_dtype))
         if getattr(config, "item_norms_served", False):
             wanted["pq_item_scale"] = (OPTIONAL_ARRAYS["pq_item_scale"], np.dtype(config.store_dtype))
+    if getattr(config, "served_users", "stored") == "fold_in":
+        wanted.update({name: (OPTIONAL_ARRAYS[name], None) for name in FOLD_IN_ARRAYS})
     out: dict[str, int] = {}
     for name, (want, stored) in wanted.items():
         itemsize = stored.itemsize if stored is not None else want.itemsize
@@ -88,19 +90,23 @@ def planned_array_bytes(method: str, config: Any, n_users: int, n_items: int) ->
     return out
 
 
-def serving_memory_bytes(spec: MethodSpec, per_array: Mapping[str, int], n_entities: int, d: int) -> int:
+def serving_memory_bytes(
+    spec: MethodSpec, per_array: Mapping[str, int], n_entities: int, d: int, n_users: int = 0
+) -> int:
     """Bytes compressed-mode serving holds to score (:attr:`Footprint.serving_memory_bytes`), from the stored bytes
     of each array (``per_array``): those of the arrays its served form reads (:mod:`contract.served`), or the
     (N, d) float32 table hash and qr rebuild at load, plus item biases. The service frees every other array once
-    its form is built (``c2f/service/scoring.py``)."""
-    return form_class(spec, per_array.keys(), "compressed").held_bytes(spec, per_array, n_entities, d)
+    its form is built (``c2f/service/scoring.py``). With users folded in (the fold-in map stored), per-entity arrays
+    count their ``n_entities - n_users`` item rows only."""
+    form = form_class(spec, per_array.keys(), "compressed")
+    return form.held_bytes(spec, per_array, n_entities, d, n_users=n_users)
 
 
 def planned_serving_bytes(method: str, config: Any, n_users: int, n_items: int) -> int:
     """:attr:`Footprint.serving_memory_bytes` that training ``config`` would publish (see
     :func:`planned_array_bytes`)."""
     per_array = planned_array_bytes(method, config, n_users, n_items)
-    return serving_memory_bytes(get_spec(method), per_array, n_users + n_items, int(config.dim))
+    return serving_memory_bytes(get_spec(method), per_array, n_users + n_items, int(config.dim), n_users=n_users)
 
 
 def planned_embedding_bytes(method: str, config: Any, n_users: int, n_items: int) -> int:
@@ -156,7 +162,7 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
         full_table_bytes=full_bytes,
         compression_ratio_params=full_params / (params + params_biases) if params else None,
         compression_ratio_bytes=full_bytes / embedding_bytes if embedding_bytes else None,
-        serving_memory_bytes=serving_memory_bytes(spec, per_array, n_entities, d),
+        serving_memory_bytes=serving_memory_bytes(spec, per_array, n_entities, d, n_users=dims["n_users"]),
         **served_form_extras(spec, arrays, dims),
     )
 

@@ -95,6 +95,9 @@ SHAPE_KEYS = ("n_users", "n_items", "d", "m_c", "t_c", "m_r", "t_r")
 # And the item attribute table (a dataset's items.csv / items.parquet; c2f/contract/attributes.py): string columns
 # per item, dictionary-encoded (each column's sorted distinct values, and per item the position of its value among
 # them), for the service's `where=` filters. Not embedding bytes: counted apart, as the id maps and the graph are.
+# And the fold-in map (TrainConfig.served_users = "fold_in", c2f/contract/foldin.py): compressed serving then holds no
+# user rows; a user's vector is the least-squares estimate from its training items mapped by h ≈ f·W + c, fitted at
+# export on the trained users.
 OPTIONAL_ARRAYS: dict[str, ArraySpec] = {
     "item_bias": ArraySpec("f", 4, ("n_items",)),
     "pq_codes": ArraySpec("u", 1, ("N", "pq_m")),
@@ -104,13 +107,17 @@ OPTIONAL_ARRAYS: dict[str, ArraySpec] = {
     "item_attr_offsets": ArraySpec("i", 8, ("n_attrs+1",)),
     "item_attr_values": ArraySpec("U", None, (None,)),
     "item_attr_codes": ArraySpec("u", None, ("n_attrs", "n_items")),
+    "fold_in_W": ArraySpec("f", 4, ("d", "d")),
+    "fold_in_c": ArraySpec("f", 4, ("d",)),
 }
 OPTIONAL_COMPONENTS: dict[str, tuple[str, ...]] = {
     "biases": ("item_bias",),
     "pq": ("pq_codes", "pq_codebooks", "pq_item_scale"),
     "attributes": ("item_attr_names", "item_attr_offsets", "item_attr_values", "item_attr_codes"),
+    "fold_in": ("fold_in_W", "fold_in_c"),
 }
 PQ_ARRAYS = ("pq_codes", "pq_codebooks")
+FOLD_IN_ARRAYS = OPTIONAL_COMPONENTS["fold_in"]
 ATTRIBUTE_ARRAYS = OPTIONAL_COMPONENTS["attributes"]
 # Footprint components that are not embedding bytes (Footprint.embedding_bytes counts every other one).
 NON_EMBEDDING_COMPONENTS = (*COMMON_COMPONENTS, "attributes")
@@ -167,6 +174,8 @@ class MethodSpec:
             dims["pq_m"] = _dim(arrays, "pq_codebooks", 0)
             dims["pq_k"] = _dim(arrays, "pq_codebooks", 1)
             dims["pq_w"] = _dim(arrays, "pq_codebooks", 2)
+        if any(name in arrays for name in FOLD_IN_ARRAYS) and not all(name in arrays for name in FOLD_IN_ARRAYS):
+            raise MethodError(f"the fold-in map needs both {' and '.join(FOLD_IN_ARRAYS)}")
         if any(name in arrays for name in ATTRIBUTE_ARRAYS):
             missing = [name for name in ATTRIBUTE_ARRAYS if name not in arrays]
             if missing:

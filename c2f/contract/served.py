@@ -15,6 +15,10 @@ of five forms, chosen once by :func:`form_class` from the method spec, the store
 In the two pq forms an item's vector is multiplied by its ``pq_item_scale`` when the artifact stores one. Every form
 also holds the item biases (``item_bias``, added to user scores by the service and by the trainer's evaluation).
 
+With the fold-in map stored (``fold_in_W``, ``fold_in_c``: ``TrainConfig.served_users = "fold_in"``), the stored forms
+(table, sparse, pq, sparse+pq) hold the item rows only (:attr:`ServedForm.users_folded_in`): a user's vector is
+folded in from its items by whoever serves it (:mod:`contract.foldin`), and the user rows' bytes are not held.
+
 Entity rows are users ``0..n_users-1`` then items ``n_users..N-1``; item indices are 0-based within items.
 Arithmetic runs in float32 whatever the stored dtypes: small float16 codebooks are upcast once at load (reported
 in ``memory_bytes``), float16 weights and scales a request's rows at a time, a float16 table in bounded chunks.
@@ -29,7 +33,7 @@ from typing import ClassVar, Literal, get_args
 import numpy as np
 
 from c2f.contract.dtypes import as_float32
-from c2f.contract.methods import PQ_ARRAYS, MethodSpec
+from c2f.contract.methods import FOLD_IN_ARRAYS, OPTIONAL_ARRAYS, PQ_ARRAYS, MethodSpec
 from c2f.contract.reconstruct import assignment_matrix, compressed_embeddings, pq_embeddings
 
 ServingMode = Literal["compressed", "exact"]
@@ -53,8 +57,18 @@ class ServedForm:
         self.item_bias: np.ndarray | None = arrays.get("item_bias")  # (n_items,) float32 or None
         # the stored arrays this form holds as loaded (not copies): what serving must keep of the artifact
         self.kept: set[str] = set() if self.item_bias is None else {"item_bias"}
+        # item rows only (users folded in from their items): the per-entity arrays are held from row first_row on
+        self.users_folded_in = self.folds_in_users(arrays.keys())
+        self.first_row = self.n_users if self.users_folded_in else 0
+        # the stored fold-in map (fold_in_W (d, d), fold_in_c (d,)) that serves users when the form holds none
+        self.fold_in_map: tuple[np.ndarray, np.ndarray] | None = None
+        if self.users_folded_in:
+            self.kept |= set(FOLD_IN_ARRAYS)
+            self.fold_in_map = (arrays["fold_in_W"], arrays["fold_in_c"])
         sizes = {name: int(arr.nbytes) for name, arr in arrays.items()}
-        self.serving_bytes = self.held_bytes(spec, sizes, self.n_users + self.n_items, int(arrays[spec.table].shape[1]))
+        self.serving_bytes = self.held_bytes(
+            spec, sizes, self.n_users + self.n_items, int(arrays[spec.table].shape[1]), n_users=self.n_users
+        )
 
     # ---- what it reads, by name (also for sizing without arrays: contract/footprint.py) ----
     @classmethod
@@ -63,11 +77,32 @@ class ServedForm:
         raise NotImplementedError
 
     @classmethod
-    def held_bytes(cls, spec: MethodSpec, sizes: Mapping[str, int], n_entities: int, d: int) -> int:
+    def folds_in_users(cls, present: Collection[str]) -> bool:
+        """Whether this form, for an artifact with arrays ``present``, holds item rows only (the fold-in map is
+        stored)."""
+        return all(name in present for name in FOLD_IN_ARRAYS)
+
+    @classmethod
+    def held_bytes(cls, spec: MethodSpec, sizes: Mapping[str, int], n_entities: int, d: int, n_users: int = 0) -> int:
         """Bytes serving holds for this form (``Footprint.serving_memory_bytes``): the arrays it reads at their
         stored sizes ``sizes`` (bytes by name), plus item biases. Small float16 codebooks it upcasts count as
-        stored."""
-        return sum(sizes[name] for name in cls.reads(spec, sizes.keys())) + sizes.get("item_bias", 0)
+        stored. With users folded in, an array of one row an entity counts its item rows only (of ``n_entities``,
+        the last ``n_entities - n_users``), and the fold-in map counts."""
+        reads = cls.reads(spec, sizes.keys())
+        if not cls.folds_in_users(sizes.keys()):
+            return sum(sizes[name] for name in reads) + sizes.get("item_bias", 0)
+        n_items = n_entities - n_users
+        held = sum(sizes[name] // n_entities * n_items if _per_entity(spec, name) else sizes[name] for name in reads)
+        return held + sizes.get("item_bias", 0) + sum(sizes[name] for name in FOLD_IN_ARRAYS)
+
+    def _held_rows(self, rows: np.ndarray | None) -> np.ndarray | None:
+        """Entity ``rows`` as positions among the rows this form holds (all, or items only)."""
+        if rows is None or not self.first_row:
+            return rows
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and int(rows.min()) < self.first_row:
+            raise ValueError("this served form holds no user rows: users are folded in from their items")
+        return rows - self.first_row
 
     def _hold(self, arrays: Mapping[str, np.ndarray], name: str) -> np.ndarray:
         """``arrays[name]`` as float32: kept as loaded when it is float32 already, else an upcast copy."""
@@ -78,11 +113,12 @@ class ServedForm:
 
     # ---- what it serves ----
     def vectors(self, rows: np.ndarray | None = None) -> np.ndarray:
-        """(len(rows), d) float32 served vectors of entity ``rows`` (users then items; None: all N rows)."""
+        """(len(rows), d) float32 served vectors of entity ``rows`` (users then items; None: every row held, all N
+        of them, or the items' alone when users are folded in)."""
         raise NotImplementedError
 
     def user_vectors(self, users: np.ndarray) -> np.ndarray:
-        """(len(users), d) float32 served vectors of users."""
+        """(len(users), d) float32 served vectors of users (ValueError when users are folded in)."""
         return self.vectors(np.asarray(users, dtype=np.int64))
 
     def item_vectors(self, items: np.ndarray) -> np.ndarray:
@@ -120,13 +156,14 @@ class _DenseForm(ServedForm):
 
     def __init__(self, spec: MethodSpec, arrays: Mapping[str, np.ndarray], table: np.ndarray) -> None:
         super().__init__(spec, arrays)
-        self._table = table
-        self._items = table[self.n_users :]
+        self._table = table[self.first_row :].copy() if self.first_row else table  # a copy: the full one is freed
+        self._items = self._table[self.n_users - self.first_row :]
         # item rows upcast at a time when the table is not float32: bounds each request's temporaries
         self._chunk_rows = max(1, CHUNK_ELEMENTS // max(1, table.shape[1]))
 
     def vectors(self, rows: np.ndarray | None = None) -> np.ndarray:
-        return as_float32(self._table if rows is None else self._table[rows])
+        held = self._held_rows(rows)
+        return as_float32(self._table if held is None else self._table[held])
 
     def _item_blocks(self) -> Iterable[tuple[int, np.ndarray]]:
         """(first item, float32 block) over the item rows: the table itself when float32, else upcast chunks."""
@@ -159,7 +196,11 @@ class ExactForm(_DenseForm):
         return ()
 
     @classmethod
-    def held_bytes(cls, spec: MethodSpec, sizes: Mapping[str, int], n_entities: int, d: int) -> int:
+    def folds_in_users(cls, present: Collection[str]) -> bool:
+        return False  # rebuilt from the layer-0 arrays: the trained users come with it
+
+    @classmethod
+    def held_bytes(cls, spec: MethodSpec, sizes: Mapping[str, int], n_entities: int, d: int, n_users: int = 0) -> int:
         """The (N, d) float32 table rebuilt at load (small on disk, a full table in memory), plus item biases."""
         return n_entities * d * 4 + sizes.get("item_bias", 0)
 
@@ -174,7 +215,8 @@ class TableForm(_DenseForm):
 
     def __init__(self, spec: MethodSpec, arrays: Mapping[str, np.ndarray]) -> None:
         super().__init__(spec, arrays, arrays[spec.table])
-        self.kept.add(spec.table)
+        if not self.users_folded_in:
+            self.kept.add(spec.table)
 
     @classmethod
     def reads(cls, spec: MethodSpec, present: Collection[str]) -> tuple[str, ...]:
@@ -195,19 +237,24 @@ class SparseForm(ServedForm):
     def __init__(self, spec: MethodSpec, arrays: Mapping[str, np.ndarray]) -> None:
         super().__init__(spec, arrays)
         idx_name, w_name, meta_name = spec.serving_arrays
-        self._idx, self._w = arrays[idx_name], arrays[w_name]  # used as stored (uint16 / float16 included)
-        self.kept |= {idx_name, w_name}
+        # used as stored (uint16 / float16 included); the item rows copied when users are folded in
+        self._idx, self._w = arrays[idx_name], arrays[w_name]
+        if self.first_row:
+            self._idx, self._w = self._idx[self.first_row :].copy(), self._w[self.first_row :].copy()
+        else:
+            self.kept |= {idx_name, w_name}
         self._meta = self._hold(arrays, meta_name)
         self._meta_upcast = meta_name not in self.kept
         # the items' rows as CSR (n_items × m_c, t_s entries a row): S_items @ q is the gather above, done in C
-        self._items_S = assignment_matrix(self._idx[self.n_users :], self._w[self.n_users :], self._meta.shape[0])
+        first_item = self.n_users - self.first_row
+        self._items_S = assignment_matrix(self._idx[first_item:], self._w[first_item:], self._meta.shape[0])
 
     @classmethod
     def reads(cls, spec: MethodSpec, present: Collection[str]) -> tuple[str, ...]:
         return spec.serving_arrays
 
     def vectors(self, rows: np.ndarray | None = None) -> np.ndarray:
-        return compressed_embeddings(self._idx, self._w, self._meta, rows)
+        return compressed_embeddings(self._idx, self._w, self._meta, self._held_rows(rows))
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
         q = np.asarray(self._meta @ queries.T, dtype=np.float32)  # (m_c, B): codebook vs query
@@ -240,7 +287,7 @@ class PQForm(ServedForm):
         super().__init__(spec, arrays)
         # (M, N) uint8, a subspace-major copy: each subspace's item codes are contiguous for the gather, and the
         # stored (N, M) array can be freed
-        self._codes_T = np.ascontiguousarray(arrays["pq_codes"].T)
+        self._codes_T = np.ascontiguousarray(arrays["pq_codes"][self.first_row :].T)
         self._books = self._hold(arrays, "pq_codebooks")  # (M, K, w): M·K·w = K·d values
         self._books_upcast = "pq_codebooks" not in self.kept
         # (n_items,) used as stored: a float16 one is upcast a buffer at a time inside the multiply, never copied
@@ -257,11 +304,13 @@ class PQForm(ServedForm):
         return None
 
     def vectors(self, rows: np.ndarray | None = None) -> np.ndarray:
-        decoded = pq_embeddings(self._codes_T.T, self._books, rows)  # (N, M) view: no copy
+        decoded = pq_embeddings(self._codes_T.T, self._books, self._held_rows(rows))  # (rows held, M) view: no copy
         base = self._base_vectors(rows)
         vectors = decoded if base is None else np.add(base, decoded, out=base)
         if self._item_scale is not None:
-            entities = np.arange(vectors.shape[0]) if rows is None else np.asarray(rows)
+            entities = (
+                np.arange(self.first_row, self.first_row + vectors.shape[0]) if rows is None else np.asarray(rows)
+            )
             items = entities >= self.n_users
             vectors[items] *= self._item_scale[entities[items] - self.n_users, None]
         return vectors
@@ -273,7 +322,7 @@ class PQForm(ServedForm):
         M, _, w = self._books.shape
         blocks = queries.reshape(queries.shape[0], M, w).astype(np.float32, copy=False)
         table = np.einsum("mkw,bmw->mbk", self._books, blocks)  # (M, B, K): each block against its centroids
-        item_codes = self._codes_T[:, self.n_users :]  # (M, n_items): each row contiguous
+        item_codes = self._codes_T[:, self.n_users - self.first_row :]  # (M, n_items): each row contiguous
         scores = np.take(table[0], item_codes[0], axis=1)  # (B, n_items)
         for m in range(1, M):  # over subspaces (M ≤ d), each a vectorised gather over all items
             scores += np.take(table[m], item_codes[m], axis=1)
@@ -290,7 +339,7 @@ class PQForm(ServedForm):
     def memory_bytes(self) -> dict[str, int]:
         out = {
             "item_codes_by_subspace": self.n_items * self._codes_T.shape[0],
-            "user_codes": self.n_users * self._codes_T.shape[0],
+            "user_codes": (self.n_users - self.first_row) * self._codes_T.shape[0],
         }
         if self._books_upcast:
             out["pq_codebooks_float32"] = int(self._books.nbytes)
@@ -322,6 +371,12 @@ class SparsePQForm(PQForm):
 
     def memory_bytes(self) -> dict[str, int]:
         return {**self.base.memory_bytes(), **super().memory_bytes()}
+
+
+def _per_entity(spec: MethodSpec, name: str) -> bool:
+    """Whether stored array ``name`` has one row an entity (users then items)."""
+    want = spec.arrays.get(name) or OPTIONAL_ARRAYS.get(name)
+    return want is not None and bool(want.shape) and want.shape[0] == "N"
 
 
 def form_class(spec: MethodSpec, present: Collection[str], mode: str) -> type[ServedForm]:

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from c2f.contract.artifact import Artifact, ArtifactError
 from c2f.contract.attributes import ItemAttributes
-from c2f.contract.foldin import DEFAULT_ESTIMATOR, Estimator, FoldIn, fitted, history_csr
+from c2f.contract.foldin import DEFAULT_ESTIMATOR, Estimator, FoldIn, fitted, history_csr, stored
 from c2f.contract.idmap import IdMap
 from c2f.contract.manifest import Footprint
 from c2f.contract.methods import ATTRIBUTE_ARRAYS, COMMON_ARRAYS, exact_embeddings
@@ -183,9 +183,13 @@ class Recommender:
             (np.ones(len(self._graph[1]), dtype=np.float32), self._graph[1], self._graph[0]),
             shape=(self.n_users, self.n_items),
         )
-        with _one_blas_thread():  # thousands of small solves: BLAS threads only contend (20x slower on 2 cores)
-            self.user_fold_in: FoldIn = fitted(self.scorer.item_vectors, self.scorer.user_vectors, graph, d)
-            self.user_fold_in.vectors(graph[:0])  # the default estimator's map is fitted now, not by a request
+        if self.scorer.fold_in_map is not None:  # no user rows served: every user is folded in, with the stored map
+            self.user_vectors = "fold_in"
+            self.user_fold_in: FoldIn = stored(self.scorer.item_vectors, graph, *self.scorer.fold_in_map)
+        else:
+            with _one_blas_thread():  # thousands of small solves: BLAS threads only contend (20x slower on 2 cores)
+                self.user_fold_in = fitted(self.scorer.item_vectors, self.scorer.user_vectors, graph, d)
+                self.user_fold_in.vectors(graph[:0])  # the default estimator's map is fitted now, not by a request
 
     @cached_property
     def item_fold_in(self) -> FoldIn:
@@ -196,9 +200,9 @@ class Recommender:
         graph = sp.csr_matrix((np.ones(len(gi), dtype=np.float32), gi, gp), shape=(self.n_users, self.n_items))
         graph_t = sp.csr_matrix(graph.T)
         own_biases = self._item_bias
-        return fitted(
-            self.scorer.user_vectors, self.scorer.item_vectors, graph_t, int(self.artifact.d), own_biases=own_biases
-        )
+        # users as served: folded in themselves when the form holds no user rows
+        users = self.user_embeddings if self.scorer.users_folded_in else self.scorer.user_vectors
+        return fitted(users, self.scorer.item_vectors, graph_t, int(self.artifact.d), own_biases=own_biases)
 
     # ----------------------------------------------------------------------------------------------------------
     # id maps

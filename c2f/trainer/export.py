@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from c2f.contract import foldin
 from c2f.contract.artifact import publish, read_manifest, version_path
 from c2f.contract.config import TrainConfig
 from c2f.contract.dtypes import store_float, target_dtype
@@ -39,7 +40,7 @@ from c2f.contract.reconstruct import assignment_matrix, compressed_embeddings
 from c2f.contract.served import ExactForm, ServedForm, SparseForm, form_class, served_form
 from c2f.trainer.data import InteractionData
 from c2f.trainer.evaluate import evaluate
-from c2f.trainer.quantize import fit_pq
+from c2f.trainer.quantize import fit_pq, rotation_for
 from c2f.trainer.refine import refine_codebooks
 from c2f.trainer.train import TrainedModel
 
@@ -173,15 +174,29 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
     add up); for the others the propagated vectors themselves (in the eigen-allocated rotated basis)."""
     arrays, H_full = _method_arrays(trained, data)
     config = trained.config
+    # the map's targets: the trained users' exact vectors (H_full itself is freed before a codebook refinement)
+    trained_users = H_full[: data.n_users].copy() if config.served_users == "fold_in" else None
     if config.pq_subspaces:
         sparse = _sparse_vectors(arrays, config.method)
+        # with users folded in, only the items' rows are served: the centroids are fitted on them alone
+        fit_rows = np.arange(data.n_users, H_full.shape[0]) if trained_users is not None else None
         if sparse is not None:
             # the residual in the decoded sparse vectors' own buffer: one (N, d) float32 temporary, not two
             target, rotation = np.subtract(H_full, sparse, out=sparse), np.eye(H_full.shape[1], dtype=np.float32)
+        elif trained_users is not None:
+            # the codes' rotated basis is the served items' basis: the users' fold-in targets move into it too
+            target = H_full
+            rotation = rotation_for(H_full, config.pq_subspaces, seed=config.seed, fit_rows=fit_rows)
+            trained_users = trained_users @ rotation
         else:
             target, rotation = H_full, None
         arrays["pq_codes"], arrays["pq_codebooks"] = fit_pq(
-            target, config.pq_subspaces, seed=config.seed, store_dtype=config.store_dtype, rotation=rotation
+            target,
+            config.pq_subspaces,
+            seed=config.seed,
+            store_dtype=config.store_dtype,
+            rotation=rotation,
+            fit_rows=fit_rows,
         )
         del target
         if config.item_norms_served:
@@ -191,7 +206,24 @@ def build_arrays(trained: TrainedModel, data: InteractionData) -> dict[str, np.n
             base = _sparse_vectors(arrays, config.method)
             device = next(trained.model.parameters()).device
             trained.info["pq_refine"] = refine_codebooks(arrays, base, data, config, device)
+    if trained_users is not None:
+        arrays.update(fold_in_map(arrays, config.method, trained_users, data, config.seed))
     return arrays
+
+
+def fold_in_map(
+    arrays: Mapping[str, np.ndarray], method: str, trained_users: np.ndarray, data: InteractionData, seed: int
+) -> dict[str, np.ndarray]:
+    """``fold_in_W`` (d, d) and ``fold_in_c`` (d,) float32: the map of :mod:`contract.foldin`'s default estimator
+    from the least-squares estimate over the served items (``arrays``' compressed form) to the trained users'
+    exact vectors ``trained_users`` (n_users, d), fitted on a seeded sample of users."""
+    form = served_form(get_spec(method), arrays, "compressed")
+    base, _ = foldin.DEFAULT_ESTIMATOR.split("+")
+    users = foldin.fitted(
+        form.item_vectors, lambda rows: trained_users[rows], data.train, trained_users.shape[1], seed=seed
+    )
+    fitted_map = users.map_for(base)
+    return {"fold_in_W": fitted_map.W.astype(np.float32), "fold_in_c": fitted_map.c.astype(np.float32)}
 
 
 def item_norm_scale(
@@ -237,12 +269,23 @@ def _evaluate_form(
     form: ServedForm, data: InteractionData, users: np.ndarray | None = None, label: str | None = None
 ) -> dict[str, float]:
     """Test metrics of the scores the service ranks with, h_u·h_i (+ b_i with item biases), from ``form``'s (N, d)
-    vectors, over ``users`` (the trained model's test sample; None: every test user)."""
+    vectors, over ``users`` (the trained model's test sample; None: every test user). A form that holds no user
+    rows is evaluated as the service serves it: each evaluated user folded in from its training and validation items
+    (the service's seen items) with the stored map."""
     H = form.vectors()
     n = data.n_users
+    if form.fold_in_map is not None:
+        items = H
+        evaluated = np.flatnonzero(np.diff(data.test.indptr)) if users is None else np.asarray(users, dtype=np.int64)
+        fold = foldin.stored(form.item_vectors, data.train, *form.fold_in_map)
+        histories = sp.csr_matrix(data.train[evaluated] + data.valid[evaluated])
+        user_vectors = np.zeros((n, items.shape[1]), dtype=np.float32)
+        user_vectors[evaluated] = fold.vectors(histories)
+    else:
+        user_vectors, items = H[:n], H[n:]
     return evaluate(
-        torch.from_numpy(H[:n]),
-        torch.from_numpy(H[n:]),
+        torch.from_numpy(user_vectors),
+        torch.from_numpy(items),
         data.test,
         [data.train, data.valid],
         users=users,

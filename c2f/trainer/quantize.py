@@ -89,6 +89,20 @@ def kmeans(X: np.ndarray, k: int, iters: int, rng: np.random.Generator) -> np.nd
     return centroids
 
 
+def _fit_sample(H: np.ndarray, sample: int, rng: np.random.Generator, fit_rows: np.ndarray | None) -> np.ndarray:
+    """The rows of H (N, d) the quantizer is fitted on: at most ``sample`` of ``fit_rows`` (None: all rows)."""
+    pool = np.arange(H.shape[0]) if fit_rows is None else np.asarray(fit_rows, dtype=np.int64)
+    return H[pool] if sample >= pool.size else H[np.sort(rng.choice(pool, size=sample, replace=False))]
+
+
+def rotation_for(
+    H: np.ndarray, subspaces: int, *, sample: int = 131072, seed: int = 0, fit_rows: np.ndarray | None = None
+) -> np.ndarray:
+    """(d, d) the eigen-allocated rotation :func:`fit_pq` computes for the same arguments (the same seeded sample),
+    for a caller that must move other vectors into the codes' basis (the users' fold-in targets)."""
+    return eigen_allocated_rotation(_fit_sample(H, sample, np.random.default_rng(seed), fit_rows), subspaces)
+
+
 def fit_pq(
     H: np.ndarray,
     subspaces: int,
@@ -98,18 +112,19 @@ def fit_pq(
     seed: int = 0,
     store_dtype: str = "float32",
     rotation: np.ndarray | None = None,
+    fit_rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Quantize H (N, d) with ``subspaces`` (M, dividing d) sub-quantizers of 256 centroids in the basis
     ``rotation`` ((d, d) orthogonal; None: the eigen-allocated one; the identity keeps H's own basis, which decoded
-    vectors added to others need). The centroids are fitted on a seeded sample of at most ``sample`` rows (all of
-    them when N is smaller); every row is then encoded against the centroids as stored (``store_dtype``, float16
-    rounding included). Returns (codes (N, M) uint8, codebooks (M, 256, d/M) in ``store_dtype``; unused centroids
-    are zero)."""
+    vectors added to others need). The centroids are fitted on a seeded sample of at most ``sample`` rows of
+    ``fit_rows`` (None: every row; all of them when fewer); every row is then encoded against the centroids as
+    stored (``store_dtype``, float16 rounding included). Returns (codes (N, M) uint8, codebooks (M, 256, d/M) in
+    ``store_dtype``; unused centroids are zero)."""
     N, d = H.shape
     if subspaces < 1 or d % subspaces:
         raise ValueError(f"pq_subspaces must divide d = {d}; got {subspaces}")
     rng = np.random.default_rng(seed)
-    train = H if sample >= N else H[np.sort(rng.choice(N, size=sample, replace=False))]
+    train = _fit_sample(H, sample, rng, fit_rows)
     if rotation is None:
         rotation = eigen_allocated_rotation(train, subspaces)
     width = d // subspaces

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from c2f.contract.artifact import load_artifact, version_path
+from c2f.contract.artifact import Artifact, ArtifactError, load_artifact, version_path
 from c2f.contract.foldin import ESTIMATORS, FoldIn, Map, fitted, history_csr
 from c2f.service.scoring import Recommender
 from tests.fixtures import build_artifact, make_manifest, planted_ud_arrays
@@ -172,3 +172,47 @@ def test_known_users_served_by_fold_in_get_their_communitys_items(artifact_root:
     assert not np.allclose(trained.user_embeddings(users), expected)  # not the trained vectors
     for u, (idx, _) in zip(users, folded.recommend_batch(users, n=5), strict=True):
         assert set(item_comm[idx]) == {u % 4}
+
+
+def _stored_map_artifact(artifact_root: Path, **drop: bool) -> tuple[Artifact, np.ndarray]:
+    """The planted ud model with its users' fold-in map fitted on its trained users and stored (as export does for
+    served_users = "fold_in")."""
+    arrays, item_comm = planted_ud_arrays()
+    n_users = len(arrays["user_ids"])
+    graph = sp.csr_matrix(
+        (np.ones(len(arrays["graph_indices"]), np.float32), arrays["graph_indices"], arrays["graph_indptr"]),
+        shape=(n_users, len(arrays["item_ids"])),
+    )
+    table = arrays["H_full"]
+    fold = fitted(lambda rows: table[n_users + rows], lambda rows: table[rows], graph, table.shape[1])
+    fitted_map = fold.map_for("least_squares")
+    arrays.update(fold_in_W=fitted_map.W, fold_in_c=fitted_map.c)
+    for name in drop:
+        arrays.pop(name)
+    version = build_artifact(artifact_root, "ud", arrays=arrays, manifest=make_manifest("ud"))
+    return load_artifact(version_path(artifact_root, version)), item_comm
+
+
+def test_a_model_without_user_rows_serves_every_user_by_fold_in(artifact_root: Path) -> None:
+    artifact, item_comm = _stored_map_artifact(artifact_root)
+    rec = Recommender(artifact)  # user_vectors="trained" asked, but there are none to serve
+    assert rec.user_vectors == "fold_in" and rec.scorer.users_folded_in
+    users = np.arange(rec.n_users)
+    np.testing.assert_allclose(rec.user_embeddings(users), rec.fold_in([rec.seen_items(u) for u in users]))
+    for u, (idx, _) in zip(users, rec.recommend_batch(users, n=5), strict=True):
+        assert set(item_comm[idx]) == {u % 4}
+    # the table's user rows are not held: serving holds the items' rows and the map
+    fp = artifact.footprint
+    table_items = artifact.arrays["H_full"][rec.n_users :].nbytes
+    assert (
+        fp.serving_memory_bytes
+        == table_items + artifact.arrays["fold_in_W"].nbytes + artifact.arrays["fold_in_c"].nbytes
+    )
+    # new items are folded in from users that are folded in themselves
+    vectors, _ = rec.fold_in_items([np.flatnonzero(users % 4 == c)[:4] for c in range(4)])
+    np.testing.assert_array_equal(vectors.argmax(axis=1), np.arange(4))
+
+
+def test_half_a_stored_map_is_refused(artifact_root: Path) -> None:
+    with pytest.raises(ArtifactError, match="fold-in map needs both"):
+        _stored_map_artifact(artifact_root, fold_in_c=True)

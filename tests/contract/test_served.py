@@ -154,3 +154,52 @@ def test_one_function_chooses_the_form(method: str, codes: bool, mode: str, name
 def test_an_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown serving mode"):
         form_class(get_spec("ud"), [], "fast")
+
+
+# ---- users folded in (TrainConfig.served_users = "fold_in"): the stored forms hold the item rows alone ----
+def _with_fold_in_map(arrays: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+    """``arrays`` plus a random fold-in map (fold_in_W (d, d), fold_in_c (d,) float32) for d = D."""
+    W = np.random.default_rng(seed).standard_normal((D, D)).astype(np.float32)
+    return {**arrays, "fold_in_W": W, "fold_in_c": np.zeros(D, np.float32)}
+
+
+FOLDED = [("table", "ud", False), ("sparse", "c2f", False), ("sparse+pq", "legcf", True), ("pq", "qr", True)]
+
+
+@pytest.mark.parametrize(("name", "method", "codes"), FOLDED)
+def test_a_folded_form_holds_the_item_rows_alone(artifact_root: Path, name: str, method: str, codes: bool) -> None:
+    """With the map stored, every stored form serves the same item vectors as without it, holds no user row, and
+    counts only the item rows of its per-entity arrays (and the map) in its serving bytes."""
+    arrays = make_arrays(method, n_users=N_USERS, n_items=N_ITEMS, d=D, seed=5)
+    if codes:
+        arrays = with_pq(arrays, subspaces=4, centroids=16, seed=7, item_scale=True)
+    full = served_form(get_spec(method), arrays, "compressed")
+    folded_arrays = _with_fold_in_map(arrays)
+    folded = served_form(get_spec(method), folded_arrays, "compressed")
+    assert folded.name == name and folded.users_folded_in and not full.users_folded_in
+    items = np.arange(N_ITEMS)
+    np.testing.assert_allclose(folded.item_vectors(items), full.item_vectors(items), rtol=1e-6)
+    np.testing.assert_allclose(folded.vectors(), full.vectors()[N_USERS:], rtol=1e-6)  # every row held: the items
+    queries = np.random.default_rng(1).standard_normal((3, D)).astype(np.float32)
+    np.testing.assert_allclose(folded.scores(queries), full.scores(queries), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="no user rows"):
+        folded.user_vectors(np.array([0]))
+    spec = get_spec(method)
+    per_entity = [
+        n
+        for n in form_class(spec, arrays.keys(), "compressed").reads(spec, arrays.keys())
+        if arrays[n].shape[0] == N_USERS + N_ITEMS
+    ]
+    assert per_entity  # every stored form has one row an entity somewhere
+    user_rows = sum(arrays[n].nbytes // (N_USERS + N_ITEMS) * N_USERS for n in per_entity)
+    map_bytes = folded_arrays["fold_in_W"].nbytes + folded_arrays["fold_in_c"].nbytes
+    assert folded.serving_bytes == full.serving_bytes - user_rows + map_bytes
+    assert footprint(folded_arrays, method).serving_memory_bytes == folded.serving_bytes
+    assert folded.kept.isdisjoint(per_entity)  # copies of the item rows: the stored arrays are freed
+
+
+def test_the_exact_form_keeps_the_trained_users(artifact_root: Path) -> None:
+    arrays = _with_fold_in_map(make_arrays("c2f", n_users=N_USERS, n_items=N_ITEMS, d=D, seed=5))
+    artifact = load_artifact(version_path(artifact_root, build_artifact(artifact_root, "c2f", arrays=arrays)))
+    exact = _form(artifact, "exact")
+    assert not exact.users_folded_in and exact.vectors().shape == (N_USERS + N_ITEMS, D)
