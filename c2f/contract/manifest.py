@@ -121,6 +121,9 @@ class Footprint(_Open):
     served_terms: int | None = None  # (index, weight) terms per entity of the compressed serving form
     served_form: str | None = None  # "sparse" (served_terms terms), "pq" (pq_subspaces uint8 codes) or "sparse+pq"
     pq_subspaces: int | None = None
+    # "stored": compressed serving holds every user's row; "fold_in": the items' alone, users folded in from their
+    # items with the stored map (TrainConfig.served_users)
+    served_users: str = "stored"
     compressed_serving_bytes: int | None = None
     compression_ratio_serving_bytes: float | None = None
     # what compressed-mode serving holds to score, every method (c2f/contract/footprint.py serving_memory_bytes):

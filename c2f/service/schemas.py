@@ -380,6 +380,11 @@ class FootprintResponse(BaseModel):
         None, description="'sparse' (served_terms terms), 'pq' (pq_subspaces codes) or 'sparse+pq' (their sum)."
     )
     pq_subspaces: int | None = Field(None, description="uint8 codes per entity of the product-quantized form.")
+    served_users: str = Field(
+        "stored",
+        description="'stored': compressed serving holds each user's row; 'fold_in': the items' rows alone, every "
+        "user served the vector folded in from its items with the map stored at training (served_users).",
+    )
     params_paper: int = Field(description="Embedding parameters in the paper's convention (Table 3).")
     e_r_nnz: int
     full_table_params: int

@@ -195,6 +195,10 @@ def test_a_folded_form_holds_the_item_rows_alone(artifact_root: Path, name: str,
     map_bytes = folded_arrays["fold_in_W"].nbytes + folded_arrays["fold_in_c"].nbytes
     assert folded.serving_bytes == full.serving_bytes - user_rows + map_bytes
     assert footprint(folded_arrays, method).serving_memory_bytes == folded.serving_bytes
+    assert (
+        footprint(folded_arrays, method).served_users == "fold_in"
+        and footprint(arrays, method).served_users == "stored"
+    )
     assert folded.kept.isdisjoint(per_entity)  # copies of the item rows: the stored arrays are freed
 
 

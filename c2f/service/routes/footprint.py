@@ -49,6 +49,7 @@ async def get_footprint(model: ModelDep, catalog: CatalogDep, request: Request) 
         served_terms=fp.served_terms,
         served_form=fp.served_form,
         pq_subspaces=fp.pq_subspaces,
+        served_users=fp.served_users,
         params_paper=fp.params_paper,
         e_r_nnz=fp.e_r_nnz,
         full_table_params=fp.full_table_params,

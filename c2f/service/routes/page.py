@@ -66,7 +66,12 @@ def footprint_bars(fp: Footprint) -> list[dict[str, Any]]:
     rows: list[tuple[str, str, int | None, str]] = [
         ("full", "float32 full table (N×d)", full, "full"),
         ("embedding", "stored embedding arrays", fp.embedding_bytes, "model"),
-        ("serving", "held by compressed serving", fp.serving_memory_bytes, "serving"),
+        (
+            "serving",
+            "held by compressed serving" + (" (items; users folded in)" if fp.served_users == "fold_in" else ""),
+            fp.serving_memory_bytes,
+            "serving",
+        ),
     ]
     biggest = max(v for _, _, v, _ in rows if v is not None) or 1
     bars = []
