@@ -72,8 +72,9 @@ def parse_bytes(text: str) -> int:
 
 
 def full_table_bytes(config: TrainConfig, n_entities: int) -> int:
-    """N·d·4: the float32 full table at the requested d (what a percentage budget refers to)."""
-    return n_entities * int(config.dim) * 4
+    """N·d·4: the float32 full table at ``budget_reference_dim``, else the requested d (what a percentage budget
+    refers to)."""
+    return n_entities * int(config.budget_reference_dim or config.dim) * 4
 
 
 def budget_bytes_for(config: TrainConfig, n_entities: int) -> int | None:

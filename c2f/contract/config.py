@@ -314,7 +314,8 @@ class BudgetConfig(ConfigGroup):
     and m_r, hash B, qr m) is set to the largest value whose published embedding bytes fit.
 
     Attributes:
-        budget: a percentage of the float32 full table N·d·4 (2.0 = 2%); not with budget_bytes.
+        budget: a percentage of the float32 full table N·d·4 (2.0 = 2%; d: budget_reference_dim); not with
+            budget_bytes.
         budget_bytes: a number of bytes; not with budget.
         budget_counts: what a budget counts: "stored", every embedding array the artifact stores (exact mode's
             layer-0 arrays too: what is shipped); "served", what compressed serving holds to score
@@ -325,14 +326,20 @@ class BudgetConfig(ConfigGroup):
             leaving the rest of the budget unspent: each row is trained by the ~t_c·N/m_c entities that use it, and
             past a few thousand rows fewer, better-trained rows learn more (docs/benchmarks-history.md, "The budget
             knob's cap on codebook rows").
+        budget_reference_dim: the d of the float32 N·d table a percentage budget is of (None: dim), so that one
+            percentage means the same bytes whatever d the model trains at (the benchmarks' reference is d = 128).
     """
 
     budget: float | None = None
     budget_bytes: int | None = None
     budget_counts: Literal["stored", "served"] = "stored"
     budget_entities_per_row: int = 64
+    budget_reference_dim: int | None = None
 
     def check(self) -> None:
+        reference = self.budget_reference_dim
+        if reference is not None and (not _is_int(reference) or reference < 1):
+            raise ValueError(f"budget_reference_dim must be a positive integer or None; got {reference!r}")
         if self.budget is not None and self.budget_bytes is not None:
             raise ValueError("give a memory budget as budget (percent) or budget_bytes, not both")
         percent_bad = self.budget is not None and not self.budget > 0

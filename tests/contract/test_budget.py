@@ -313,3 +313,23 @@ def test_sized_configs_keep_everything_else() -> None:
     assert chosen is not None
     changed = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(sized, f.name)}
     assert changed <= {"m_c", "m_r"} and sized.lr == 0.05 and sized.m_r == max(3, round(sized.m_c / 3))
+
+
+def test_served_budgets_with_users_folded_in_size_the_items_alone() -> None:
+    """served_users="fold_in": the 600 users hold no codes, the map (d·d + d float32) is held instead. Hand-computed
+    at d = 32 on 600 users and 400 items: 400·M + M·256·(32/M)·2 + 400·2 (scales) + 32·33·4 (map) = 400·M + 21,408;
+    a budget of 24,800 bytes -> M = 8 (24,608), the next divisor 16 is 27,808. Users' codes would cost 600·M more."""
+    served = {"budget_counts": "served", "served_users": "fold_in", "pq_subspaces": 8}
+    folded = plan(config("ud", budget_bytes=24_800, **served), N_USERS, N_ITEMS)
+    assert folded is not None and folded.sizes == {"pq_subspaces": 8}
+    assert (folded.planned_bytes, folded.next_planned_bytes) == (24_608, 27_808)
+
+
+def test_a_percentage_is_of_the_reference_table_when_given() -> None:
+    """budget_reference_dim: 10% of the d = 64 table at d = 32 is 1000·64·4/10 = 25,600 bytes."""
+    at_reference = config("ud", budget=10.0, budget_reference_dim=64, budget_counts="served", pq_subspaces=8)
+    chosen = plan(at_reference, N_USERS, N_ITEMS)
+    assert chosen is not None and (chosen.budget_bytes, chosen.full_table_bytes) == (25_600, 256_000)
+    assert plan(config("ud", budget=10.0), N_USERS, N_ITEMS).budget_bytes == 12_800  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="budget_reference_dim must be a positive integer"):
+        config("ud", budget=10.0, budget_reference_dim=0)
