@@ -70,6 +70,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "served_users": "fold_in",
     },
     "default+fold": {"served_users": "fold_in"},
+    "ud64+pq16+fold": {**FULL, "dim": 64, "pq_subspaces": 16, "served_users": "fold_in"},
 }
 CSV_COLUMNS = (
     "dataset",

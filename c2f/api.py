@@ -472,7 +472,7 @@ def _showing_progress(
 
 def train(
     data: Any,
-    method: str = "c2f",
+    method: str | None = None,
     budget: float | str | None = None,
     *,
     out: str | os.PathLike[str] | None = None,
@@ -492,12 +492,14 @@ def train(
     ``user_ids`` / ``item_ids`` name its rows and columns, default 0..n-1). Tables are split per user into train,
     validation and test (20%), as ``c2f train`` splits them.
 
-    ``method``: c2f | ud | legcf | hash | qr. ``budget``: a memory budget, percent of the float32 full table (``2``
-    or ``"2%"``) or bytes (``"2MB"``); it sets the method's size. ``params``: any
-    :class:`c2f.contract.config.TrainConfig` field (``dim=32, epochs=20, seed=1, ...``). ``out``: the artifact root
-    to publish into; by default a temporary directory that lives as long as the model (:meth:`Model.save` keeps a
-    copy). ``progress``: True shows the CLI's progress bars and log lines, False nothing, a callable receives the
-    trainer's progress events instead. ``mode``: the serving mode the returned model scores in.
+    ``method``: c2f | ud | legcf | hash | qr; None: the default recipe (a d = 64 table served from the items'
+    product-quantized codes, users folded in: ``contract.config.DEFAULT_RECIPE``). ``budget``: a memory budget,
+    percent of the float32 full table (``2`` or ``"2%"``) or bytes (``"2MB"``); it sets the method's size.
+    ``params``: any :class:`c2f.contract.config.TrainConfig` field (``dim=32, epochs=20, seed=1, ...``). ``out``:
+    the artifact root to publish into; by default a temporary directory that lives as long as the model
+    (:meth:`Model.save` keeps a copy). ``progress``: True shows the CLI's progress bars and log lines, False
+    nothing, a callable receives the trainer's progress events instead. ``mode``: the serving mode the returned
+    model scores in.
 
     Raises :class:`ArgumentError` for bad arguments or parameters, :class:`c2f.BudgetError` for a budget the
     method cannot meet, and the readers' ``DatasetError`` (a ValueError naming file and line) for unreadable data.

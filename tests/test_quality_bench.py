@@ -24,7 +24,8 @@ def test_the_default_row_trains_what_c2f_train_and_post_train_train() -> None:
     from c2f.service.jobs import TrainRequest
 
     default = TrainConfig.from_dict(bench.VARIANTS["default"])
-    assert default == TrainConfig()
+    assert default == TrainConfig.from_dict({})  # the default recipe (DEFAULT_RECIPE), not TrainConfig()'s c2f
+    assert (default.method, default.served_users) == ("ud", "fold_in")
     cli_method = inspect.signature(train).parameters["method"].default
     assert TrainConfig.from_dict({"method": cli_method}) == default
     request = TrainRequest(dataset_uri="data")

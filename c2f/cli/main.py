@@ -16,7 +16,7 @@ import typer
 
 from c2f.contract.methods import METHODS
 
-METHOD_HELP = " | ".join(METHODS)
+METHOD_HELP = " | ".join(METHODS) + "; none: the default recipe (a d = 64 table served from the items' codes)"
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="c2f: compressed ID embeddings, trained and served.")
 
@@ -33,7 +33,7 @@ def train(
     out: Annotated[
         Path, typer.Option("--out", help="Artifact root: a new version directory is published in it.")
     ] = Path("artifacts"),
-    method: Annotated[str, typer.Option(help=METHOD_HELP)] = "c2f",
+    method: Annotated[str | None, typer.Option(help=METHOD_HELP)] = None,  # noqa: UP007
     dim: Annotated[int | None, typer.Option(help="Embedding size d.")] = None,  # noqa: UP007
     layers: Annotated[int | None, typer.Option(help="LightGCN propagation layers L.")] = None,  # noqa: UP007
     epochs: Annotated[int | None, typer.Option(help="Max epochs per phase (early stopping decides).")] = None,  # noqa: UP007
@@ -68,7 +68,7 @@ def train(
     from c2f.trainer.pipeline import train_and_publish
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    values: dict = {"method": method}
+    values: dict = {"method": method}  # None: the default recipe (contract.config.DEFAULT_RECIPE)
     for key, value in {
         "dim": dim,
         "layers": layers,

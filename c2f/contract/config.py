@@ -25,6 +25,7 @@ docs/configuration.md lists the groups (generated from their ``Attributes``: tes
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args
 
@@ -58,6 +59,22 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     # LightGCN's own: all of train.txt trains (no validation, so every phase runs its `epochs`), test.txt is the
     # test; the test figures are logged every 10 epochs (LightGCN prints them) for a time-to-quality curve only.
     "lightgcn": {"valid_fraction": 0.0, "monitor_every": 10},
+}
+
+
+# What `c2f train DATA`, `c2f.train(data)` and `POST /train` train when they name no method: the recipe that served
+# the best Recall@20 per served byte on the datasets (BENCHMARKS.md, "Quality per dataset"): a d = 64 full table
+# without item biases, served from 16 product-quantized codes an item, every user folded in from its items (no user
+# row served). A budget given with it counts served bytes, as a percentage of the d = 128 table. Naming a method,
+# even "ud", starts from TrainConfig's own defaults instead (the paper's, for c2f).
+DEFAULT_RECIPE: dict[str, Any] = {
+    "method": "ud",
+    "dim": 64,
+    "biases": False,
+    "pq_subspaces": 16,
+    "served_users": "fold_in",
+    "budget_counts": "served",
+    "budget_reference_dim": 128,
 }
 
 
@@ -473,8 +490,14 @@ class TrainConfig(
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """A config from flat ``values``; the protocol preset named by ``values["protocol"]`` fills the fields that
-        ``values`` does not give."""
+        """A config from flat ``values``: without a ``method``, :data:`DEFAULT_RECIPE` under them (the product's
+        default); then the protocol preset named by ``values["protocol"]`` fills the fields still not given."""
+        if values.get("method") is None:
+            given = {k: v for k, v in values.items() if k != "method"}
+            values = {**DEFAULT_RECIPE, **given}
+            if "pq_subspaces" not in given and _is_int(values["dim"]) and values["dim"] > 0:
+                # codes must split d evenly: at another d the most subspaces up to the recipe's that divide it
+                values["pq_subspaces"] = math.gcd(int(DEFAULT_RECIPE["pq_subspaces"]), values["dim"])
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -146,16 +146,17 @@ def recorded_events(settings: Settings) -> Callable[[InteractionData], ExtraInte
 
 
 def train_job(
-    dataset_uri: str, method: str, params: dict[str, Any], artifact_root: str, include_events: bool = True
+    dataset_uri: str, method: str | None, params: dict[str, Any], artifact_root: str, include_events: bool = True
 ) -> dict[str, Any]:
-    """Train ``method`` on ``dataset_uri`` with ``params`` (TrainConfig fields), publish in ``artifact_root``;
-    with ``include_events``, on the events recorded for the dataset too.
+    """Train ``method`` (None: the default recipe) on ``dataset_uri`` with ``params`` (TrainConfig fields), publish
+    in ``artifact_root``; with ``include_events``, on the events recorded for the dataset too.
 
     Returns ``{"model_version", "path", "metrics"}`` (metrics: the manifest's trained/served metrics).
     """
     from rq import get_current_job
 
-    get_spec(method)  # ValueError naming the registered methods
+    if method is not None:
+        get_spec(method)  # ValueError naming the registered methods
     settings = Settings()
     uri = check_dataset_uri(dataset_uri, settings)  # defence in depth: the worker's own settings decide too
     values = {**(params or {}), "method": method}

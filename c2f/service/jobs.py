@@ -82,10 +82,11 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset_uri: str = Field(..., min_length=1, max_length=4096)
-    # no method: the default `c2f train DATA` trains (TrainConfig's), so the two entry points give the same model
-    method: str = Field(
-        default=TrainConfig.method,
-        description=f"One of: {', '.join(METHODS)} (default: {TrainConfig.method}).",
+    # no method: the default recipe `c2f train DATA` trains, so the two entry points give the same model
+    method: str | None = Field(
+        default=None,
+        description=f"One of: {', '.join(METHODS)}; none: the default recipe (a d = 64 table served from the items' "
+        "product-quantized codes, users folded in; docs/training.md).",
         json_schema_extra={"enum": list(METHODS)},
     )
     params: TrainParams = Field(default_factory=lambda: TrainParams.model_validate({}))  # type: ignore[valid-type]
@@ -97,8 +98,9 @@ class TrainRequest(BaseModel):
 
     @field_validator("method")
     @classmethod
-    def _registered(cls, value: str) -> str:
-        get_spec(value)
+    def _registered(cls, value: str | None) -> str | None:
+        if value is not None:
+            get_spec(value)
         return value
 
     @model_validator(mode="after")
@@ -218,7 +220,7 @@ def enqueue_training(settings: Settings, request: TrainRequest, dataset_uri: str
         timeout=settings.job_timeout_seconds,
         result_ttl=settings.job_result_ttl_seconds,
         failure_ttl=settings.job_failure_ttl_seconds,
-        description=f"train {request.method} on {dataset_uri}",
+        description=f"train {request.method or 'the default recipe'} on {dataset_uri}",
         meta={"method": request.method, "dataset_uri": dataset_uri, "stage": None},
     )
     return job.id

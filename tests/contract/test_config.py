@@ -194,3 +194,21 @@ if __name__ == "__main__":  # rewrite docs/configuration.md's training parameter
     _, tail = rest.split(TABLES_END, 1)
     DOC.write_text(f"{head}{TABLES_START}\n{tables()}\n{TABLES_END}{tail}")
     print(f"updated the training parameter tables in {DOC}")
+
+
+def test_no_method_means_the_default_recipe() -> None:
+    """`c2f train DATA`, `c2f.train(data)` and `POST /train` without a method build DEFAULT_RECIPE under what they
+    were given; naming a method, even the recipe's own, starts from TrainConfig's defaults."""
+    from c2f.contract.config import DEFAULT_RECIPE
+
+    recipe = TrainConfig.from_dict({})
+    assert {key: getattr(recipe, key) for key in DEFAULT_RECIPE} == DEFAULT_RECIPE
+    assert TrainConfig.from_dict({"method": None, "seed": 3}) == dataclasses.replace(recipe, seed=3)
+    assert TrainConfig.from_dict({"method": "ud"}) == TrainConfig(method="ud")  # no recipe: dim 128, no codes
+    assert TrainConfig.from_dict({"method": "c2f"}) == TrainConfig()
+    # another d: the most codes up to the recipe's 16 that split it evenly; codes given are kept (and checked)
+    assert TrainConfig.from_dict({"dim": 8}).pq_subspaces == 8
+    assert TrainConfig.from_dict({"dim": 96}).pq_subspaces == 16
+    assert TrainConfig.from_dict({"dim": 64, "pq_subspaces": 4}).pq_subspaces == 4
+    with pytest.raises(ValueError, match=r"pq_subspaces \(5\) must divide dim \(64\)"):
+        TrainConfig.from_dict({"pq_subspaces": 5})

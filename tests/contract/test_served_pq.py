@@ -90,7 +90,7 @@ def test_item_scales_count_with_the_form(artifact_root: Path) -> None:
 )
 def test_bad_settings_give_clear_errors(values: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        TrainConfig.from_dict(values)
+        TrainConfig.from_dict({"method": "c2f", **values})
 
 
 def test_post_train_accepts_and_bounds_the_setting() -> None:

@@ -286,14 +286,13 @@ def test_redis_password_is_redacted() -> None:
 def test_post_train_with_only_a_dataset_trains_what_c2f_train_trains(
     make_client: Any, job_settings: Settings, data_root: Path
 ) -> None:
-    """No method and no params: the job gets TrainConfig's default method and nothing else, as `c2f train DATA`."""
-    from c2f.contract.config import TrainConfig
-
+    """No method and no params: the job names no method and sets nothing, so the worker trains the default recipe,
+    as `c2f train DATA` does."""
     with make_client(**settings_kwargs(job_settings)) as client:
         response = client.post("/train", json={"dataset_uri": "ds"}, headers=AUTH)
         assert response.status_code == 202, response.text
         job = Job.fetch(response.json()["job_id"], connection=Redis.from_url(REDIS_URL), serializer=jobs.SERIALIZER)
-        assert job.kwargs["method"] == TrainConfig().method == "c2f" and job.kwargs["params"] == {}
+        assert job.kwargs["method"] is None and job.kwargs["params"] == {}
 
 
 def test_post_train_enqueues_by_dotted_path(make_client: Any, job_settings: Settings, data_root: Path) -> None:

@@ -15,10 +15,11 @@ def test_default_config_learns_a_few_thousand_users(tmp_path):
     users, items, _, _ = planted_communities(n_users=3000, n_items=2000, n_communities=20, seed=1)
     dataset = write_lightgcn_dir(tmp_path / "data", users, items)
     baseline = popularity_recall(load_dataset(str(dataset)), k=20)
-    published = train_and_publish(str(dataset), TrainConfig(), tmp_path / "artifacts")
+    # what `c2f train DATA` trains: the default recipe (no method named)
+    published = train_and_publish(str(dataset), TrainConfig.from_dict({}), tmp_path / "artifacts")
     metrics = published.manifest.metrics.model_dump()
     trained = metrics["trained"]["test"]["recall@20"]
     served = metrics["served"]["compressed"]["test"]["recall@20"]
-    print(f"popularity {baseline:.4f}  c2f defaults {trained:.4f}  served {served:.4f}")
+    print(f"popularity {baseline:.4f}  default recipe {trained:.4f}  served {served:.4f}")
     assert trained > 5 * baseline
     assert served > 0.95 * trained
