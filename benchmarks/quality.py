@@ -8,8 +8,9 @@ Each point is one ``c2f train DATASET --out OUT -p key=value ...`` process (benc
 ``peak train MB`` is that process's peak RSS (training and publishing) and ``s a run`` its wall time, interpreter
 start and imports included (a few seconds that the in-process figures of results before 2026-12-07 did not count).
 The other figures are read from the published version through ``c2f.load`` (``Model.manifest``). ``default`` is
-exactly what ``c2f train DATA`` and ``POST /train`` with only a dataset train (``TrainConfig()``;
-tests/test_quality_bench.py checks it). Result files land in ``OUT/results/DATASET/LABEL/``.
+exactly what ``c2f train DATA`` and ``POST /train`` with only a dataset train (no method: the default recipe,
+``contract.config.DEFAULT_RECIPE``; tests/test_quality_bench.py checks it). Result files land in
+``OUT/results/DATASET/LABEL/``.
 
 The report: one table per dataset (served bytes, as % of that dataset's float32 d = 128 table; served and trained
 R@20/N@20; each row's served R@20 as % of the better converged full table of d = 64 and d = 128 (``ud64``,
@@ -39,11 +40,13 @@ FULL_TABLES = ("ud64", "ud128")  # the yardstick: the better of the two on each 
 REFERENCE_DIM = 128  # bytes_pct is served bytes over the float32 N × 128 table
 
 # label -> TrainConfig values. Each label pins what it measures, so that it keeps its meaning when defaults change,
-# except "default", which is whatever TrainConfig's defaults are at the commit that ran it.
+# except "default", which is whatever `c2f train DATA` trains at the commit that ran it (the default recipe since
+# 2026-12-08; C2F at TrainConfig's defaults before, now the "c2f" row).
 FULL = {"method": "ud", "biases": False}
 VARIANTS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "default+rescaled": {"fine_bias_start": "rescaled"},  # the fine stage's biases rescaled to each forward
+    "default": {},  # no method: the default recipe (contract.config.DEFAULT_RECIPE)
+    "c2f": {"method": "c2f"},  # the paper's method at TrainConfig's defaults (the default before the recipe)
+    "c2f+rescaled": {"method": "c2f", "fine_bias_start": "rescaled"},  # its fine stage's biases rescaled
     "legcf": {"method": "legcf"},
     "ud64": {**FULL, "dim": 64},
     "ud128": {**FULL, "dim": 128},
@@ -69,7 +72,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "budget_counts": "served",
         "served_users": "fold_in",
     },
-    "default+fold": {"served_users": "fold_in"},
+    "c2f+fold": {"method": "c2f", "served_users": "fold_in"},
     "ud64+pq16+fold": {**FULL, "dim": 64, "pq_subspaces": 16, "served_users": "fold_in"},
 }
 CSV_COLUMNS = (
