@@ -74,6 +74,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "c2f+fold": {"method": "c2f", "served_users": "fold_in"},
     "ud64+pq16+fold": {**FULL, "dim": 64, "pq_subspaces": 16, "served_users": "fold_in"},
+    "ud32+pq8+fold": {**FULL, "dim": 32, "pq_subspaces": 8, "served_users": "fold_in"},
 }
 CSV_COLUMNS = (
     "dataset",
