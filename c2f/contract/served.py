@@ -222,6 +222,9 @@ class TableForm(_DenseForm):
     def reads(cls, spec: MethodSpec, present: Collection[str]) -> tuple[str, ...]:
         return (spec.table,)
 
+    def memory_bytes(self) -> dict[str, int]:
+        return {"table_item_rows": int(self._table.nbytes)} if self.users_folded_in else {}
+
 
 class SparseForm(ServedForm):
     """The served assignment over the served codebook, never materialising an (n_items, d) table.
@@ -266,6 +269,8 @@ class SparseForm(ServedForm):
     def memory_bytes(self) -> dict[str, int]:
         S = self._items_S
         out = {"item_assignments_csr": int(S.data.nbytes + S.indices.nbytes + S.indptr.nbytes)}
+        if self.users_folded_in:  # the item rows copied out of the stored assignment
+            out["assignment_item_rows"] = int(self._idx.nbytes + self._w.nbytes)
         if self._meta_upcast:
             out["H_meta_float32"] = int(self._meta.nbytes)
         return out

@@ -207,3 +207,20 @@ def test_the_exact_form_keeps_the_trained_users(artifact_root: Path) -> None:
     artifact = load_artifact(version_path(artifact_root, build_artifact(artifact_root, "c2f", arrays=arrays)))
     exact = _form(artifact, "exact")
     assert not exact.users_folded_in and exact.vectors().shape == (N_USERS + N_ITEMS, D)
+
+
+@pytest.mark.parametrize(("name", "method", "codes"), FOLDED)
+def test_a_folded_forms_copies_are_counted_as_derived(name: str, method: str, codes: bool) -> None:
+    """The item rows a folded form copies out of the stored arrays are in memory_bytes (GET /footprint's derived)."""
+    arrays = make_arrays(method, n_users=N_USERS, n_items=N_ITEMS, d=D, seed=5)
+    if codes:
+        arrays = with_pq(arrays, subspaces=4, centroids=16, seed=7)
+    folded = served_form(get_spec(method), _with_fold_in_map(arrays), "compressed")
+    derived = folded.memory_bytes()
+    if name == "table":
+        assert derived["table_item_rows"] == arrays["H_full"].nbytes // (N_USERS + N_ITEMS) * N_ITEMS
+    elif name == "sparse":
+        stored = arrays["S_c_idx_served"].nbytes + arrays["S_c_w_served"].nbytes
+        assert derived["assignment_item_rows"] == stored // (N_USERS + N_ITEMS) * N_ITEMS
+    else:  # the codes are copied subspace-major for the items only
+        assert derived["item_codes_by_subspace"] == N_ITEMS * 4 and derived["user_codes"] == 0
