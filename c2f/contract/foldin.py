@@ -34,6 +34,7 @@ import scipy.sparse as sp
 Estimator = Literal["least_squares+map", "propagate+map", "least_squares", "propagate"]
 ESTIMATORS: tuple[str, ...] = get_args(Estimator)
 DEFAULT_ESTIMATOR: Estimator = "least_squares+map"
+DEFAULT_BASE = DEFAULT_ESTIMATOR.partition("+")[0]  # the base estimate whose map a model stores (:func:`stored`)
 
 FIT_SAMPLE = 5_000  # trained entities a map is fitted on (seeded): bounded load time at any scale
 _RIDGE = 1e-3  # ridge of the linear fit, relative to the mean diagonal of FᵀF
@@ -267,6 +268,5 @@ def stored(
     default estimator's base): ``graph`` (n_users, n_items) gives the items' degrees; nothing is fitted here."""
     graph = sp.csr_matrix(graph)
     degree = np.bincount(graph.indices, minlength=graph.shape[1])
-    base, _ = _parse(DEFAULT_ESTIMATOR)
     W32, c32 = np.asarray(W, dtype=np.float32), np.asarray(c, dtype=np.float32)
-    return FoldIn(neighbour_vectors, degree, int(W32.shape[0]), maps={base: Map(W32, c32, None)})
+    return FoldIn(neighbour_vectors, degree, int(W32.shape[0]), maps={DEFAULT_BASE: Map(W32, c32, None)})

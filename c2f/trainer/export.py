@@ -218,11 +218,10 @@ def fold_in_map(
     from the least-squares estimate over the served items (``arrays``' compressed form) to the trained users'
     exact vectors ``trained_users`` (n_users, d), fitted on a seeded sample of users."""
     form = served_form(get_spec(method), arrays, "compressed")
-    base, _ = foldin.DEFAULT_ESTIMATOR.split("+")
     users = foldin.fitted(
         form.item_vectors, lambda rows: trained_users[rows], data.train, trained_users.shape[1], seed=seed
     )
-    fitted_map = users.map_for(base)
+    fitted_map = users.map_for(foldin.DEFAULT_BASE)
     return {"fold_in_W": fitted_map.W.astype(np.float32), "fold_in_c": fitted_map.c.astype(np.float32)}
 
 
