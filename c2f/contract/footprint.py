@@ -135,6 +135,7 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
     per_array = {name: int(arr.nbytes) for name, arr in arrays.items()}
     components = component_bytes(spec, per_array)
     n_entities, d = dims["N"], dims["d"]
+    folded = form_class(spec, arrays.keys(), "compressed").folds_in_users(arrays.keys())
     params = spec.params_paper(dims)
     params_biases = int(arrays["item_bias"].shape[0]) if "item_bias" in arrays else 0
     full_params = n_entities * d
@@ -163,9 +164,7 @@ def footprint(arrays: Mapping[str, np.ndarray], method: str) -> Footprint:
         compression_ratio_params=full_params / (params + params_biases) if params else None,
         compression_ratio_bytes=full_bytes / embedding_bytes if embedding_bytes else None,
         serving_memory_bytes=serving_memory_bytes(spec, per_array, n_entities, d, n_users=dims["n_users"]),
-        served_users="fold_in"
-        if form_class(spec, arrays.keys(), "compressed").folds_in_users(arrays.keys())
-        else "stored",
+        served_users="fold_in" if folded else "stored",
         **served_form_extras(spec, arrays, dims),
     )
 

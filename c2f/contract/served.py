@@ -57,12 +57,9 @@ class ServedForm:
         self.item_bias: np.ndarray | None = arrays.get("item_bias")  # (n_items,) float32 or None
         # the stored arrays this form holds as loaded (not copies): what serving must keep of the artifact
         self.kept: set[str] = set() if self.item_bias is None else {"item_bias"}
-        # item rows only (users folded in from their items): the per-entity arrays are held from row first_row on
-        self.users_folded_in = self.folds_in_users(arrays.keys())
-        self.first_row = self.n_users if self.users_folded_in else 0
         # the stored fold-in map (fold_in_W (d, d), fold_in_c (d,)) that serves users when the form holds none
         self.fold_in_map: tuple[np.ndarray, np.ndarray] | None = None
-        if self.users_folded_in:
+        if self.folds_in_users(arrays.keys()):
             self.kept |= set(FOLD_IN_ARRAYS)
             self.fold_in_map = (arrays["fold_in_W"], arrays["fold_in_c"])
         sizes = {name: int(arr.nbytes) for name, arr in arrays.items()}
@@ -94,6 +91,16 @@ class ServedForm:
         n_items = n_entities - n_users
         held = sum(sizes[name] // n_entities * n_items if _per_entity(spec, name) else sizes[name] for name in reads)
         return held + sizes.get("item_bias", 0) + sum(sizes[name] for name in FOLD_IN_ARRAYS)
+
+    @property
+    def users_folded_in(self) -> bool:
+        """Whether this form holds item rows only (users folded in from their items with :attr:`fold_in_map`)."""
+        return self.fold_in_map is not None
+
+    @property
+    def first_row(self) -> int:
+        """The first entity row the per-entity arrays are held from: 0, or n_users when users are folded in."""
+        return self.n_users if self.users_folded_in else 0
 
     def _held_rows(self, rows: np.ndarray | None) -> np.ndarray | None:
         """Entity ``rows`` as positions among the rows this form holds (all, or items only)."""
